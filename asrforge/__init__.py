@@ -1,0 +1,3 @@
+"""asrforge: train, decode, evaluate and run speech recognizers."""
+
+__version__ = "0.1.0"

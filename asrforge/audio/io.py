@@ -1,0 +1,88 @@
+"""Load any audio file as 16 kHz mono float32, and write WAV/FLAC.
+
+soundfile (libsndfile) decodes wav, flac, ogg/vorbis/opus, mp3 and NIST SPHERE; soxr resamples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from asrforge.errors import AudioError
+
+SAMPLE_RATE = 16000  # every model in asrforge consumes 16 kHz audio
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample a mono float32 waveform ``(N,)`` with soxr's high-quality filter."""
+    if orig_sr == target_sr:
+        return wave
+    return soxr.resample(wave, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """``(N,)`` or ``(N, C)`` -> ``(N,)`` by averaging channels."""
+    return wave.mean(axis=1) if wave.ndim == 2 else wave
+
+
+def audio_info(path: str | Path) -> tuple[int, int]:
+    """Return ``(sample_rate, frames)`` from the file header, or raise :class:`AudioError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file {path} does not exist; check the path (relative paths are resolved from the manifest's folder)")
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # libsndfile raises several types for bad headers
+        raise AudioError(f"audio file {path} cannot be read ({_short(e)}); re-encode it as WAV/FLAC or remove it") from None
+    return int(info.samplerate), int(info.frames)
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> np.ndarray:
+    """Read ``path`` (any format libsndfile knows) -> mono float32 ``(N,)`` at ``sample_rate``.
+
+    ``offset``/``duration`` (seconds) read only that slice, so long recordings split into
+    segments are never decoded whole.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file {path} does not exist; check the path (relative paths are resolved from the manifest's folder)")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio file {path} is empty (0 bytes); re-export it or remove it from the manifest")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            sr = f.samplerate
+            start = int(round(offset * sr))
+            if start:
+                if start >= f.frames > 0:
+                    raise AudioError(f"audio file {path} is {f.frames / sr:.2f}s long, shorter than its offset {offset:.2f}s; fix the segment times")
+                f.seek(start)
+            frames = -1 if duration is None else int(round(duration * sr))
+            wave = f.read(frames, dtype="float32", always_2d=False)
+    except AudioError:
+        raise
+    except Exception as e:
+        raise AudioError(f"audio file {path} cannot be decoded ({_short(e)}); re-encode it as WAV/FLAC or remove it") from None
+    wave = to_mono(np.asarray(wave, dtype=np.float32))
+    if wave.size == 0:
+        raise AudioError(f"audio file {path} holds no samples; re-export it or remove it from the manifest")
+    return np.ascontiguousarray(resample(wave, sr, sample_rate))
+
+
+def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write mono float32 ``(N,)`` as 16-bit PCM; the format follows the suffix (.wav, .flac, .ogg, .mp3)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subtype = "PCM_16" if path.suffix.lower() in (".wav", ".flac") else None
+    sf.write(str(path), np.clip(wave, -1.0, 1.0), sample_rate, subtype=subtype)
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

@@ -1,0 +1,150 @@
+"""Typed configs: dataclass <-> plain dict <-> YAML, plus dotted ``key.sub=value`` overrides.
+
+A recipe is a YAML file whose sections fill the dataclasses below. A field whose
+dataclass depends on a name (``model.family``) is marked with ``metadata={"registry": R,
+"key": "family"}`` and resolved through that registry, so there is no if/elif on names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from asrforge.errors import ConfigError
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override's right-hand side the way YAML would (``3`` -> int, ``[1,2]`` -> list)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    """Set ``a.b.c=value`` entries in a nested dict (in place; returned for chaining)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, _, raw = item.partition("=")
+        parts = key.strip().split(".")
+        node = tree
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = parse_value(raw)
+    return tree
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check and gently convert a YAML value to the annotated type (int -> float, list -> tuple)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        errors = []
+        for arg in args:
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where} must be one of {list(typing.get_args(tp))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads "1e-3" as a string
+        except ValueError:
+            pass
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where} must be {tp.__name__}, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{where} must be int, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys with the allowed ones listed."""
+    data = dict(data or {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(where + k for k in unknown)}; "
+            f"allowed under {where.rstrip('.') or 'the top level'}: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            if "registry" in f.metadata:  # default member of a registry-typed section
+                kwargs[name] = _from_registry(f, {}, f"{where}{name}.")
+            continue
+        value = data[name]
+        if "registry" in f.metadata:
+            kwargs[name] = _from_registry(f, value, f"{where}{name}.")
+        elif dataclasses.is_dataclass(hints[name]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{name} must be a section (mapping), got {value!r}")
+            kwargs[name] = from_dict(hints[name], value, f"{where}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hints[name], f"{where}{name}")
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where.rstrip('.') or 'config'}: {e}") from None
+    return obj
+
+
+def _from_registry(f: dataclasses.Field, value: Any, where: str) -> Any:
+    registry, key = f.metadata["registry"], f.metadata["key"]
+    value = dict(value or {})
+    name = value.get(key, f.metadata.get("default"))
+    entry = registry.get(name)
+    return from_dict(entry.config, value, where)
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain nested dict/list (YAML/JSON-safe)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} does not exist; pass the path of a YAML file such as configs/demo_ctc.yaml")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of sections (data:, model:, train:, ...)")
+    return tree

@@ -1,0 +1,149 @@
+"""Build a synthetic speech corpus: train/dev/test manifests whose test voices are never heard in train or dev.
+
+A *voice* is an eSpeak NG variant (m1, f3, klatt2, ...) spoken with any of several English accents.
+Variants are split three ways, so dev and test speak with voices the model never trained on.
+Every utterance draws its own text, accent, rate, pitch, silence, gain and noise from a random
+generator seeded by (seed, split, index): the corpus is identical for a seed whatever the
+number of worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from asrforge.audio.io import SAMPLE_RATE, resample, write_audio
+from asrforge.data.manifest import Utterance, write_manifest
+from asrforge.data.synth.espeak import EspeakEngine
+from asrforge.data.synth.grammar import DOMAINS
+
+ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc"]
+# Variants that still sound like speech (the robotic, whispering and croaking ones are left out).
+VARIANTS = [
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "klatt6",
+    "Alex", "Alicia", "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo", "Jacky",
+    "Lee", "Marco", "Mario", "Michael", "Mike", "Nguyen", "Reed", "Storm", "Tweaky",
+    "adam", "anika", "announcer", "antonio", "aunty", "belinda", "benjamin", "boris", "caleb", "david", "ed",
+    "edward", "edward2", "grandma", "grandpa", "gustave", "ian", "iven", "iven2", "iven3", "iven4", "john",
+    "kaukovalta", "linda", "marcelo", "max", "michel", "miguel", "mike2", "norbert", "pablo", "paul", "pedro",
+    "quincy", "rob", "robert", "sandro", "shelby", "steph", "steph2", "steph3", "travis", "victor", "zac",
+]
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class SynthConfig:
+    domain: Literal["digits", "commands"] = "digits"
+    hours: float = 1.0                 # training audio; dev and test add dev_fraction/test_fraction of it
+    seed: int = 0
+    dev_fraction: float = 0.05
+    test_fraction: float = 0.08
+    min_eval_utts: int = 100           # dev/test never smaller than this, so their WER means something
+    held_out_voices: float = 0.2       # fraction of variants kept for test (as many again /2 for dev)
+    rate: tuple[int, int] = (120, 220)     # words per minute
+    pitch: tuple[int, int] = (20, 80)
+    pitch_range: tuple[int, int] = (20, 90)
+    snr_db: tuple[float, float] = (8.0, 35.0)
+    silence: tuple[float, float] = (0.05, 0.4)   # seconds added before and after speech
+
+
+def split_voices(seed: int, held_out: float) -> dict[str, list[str]]:
+    """Disjoint variant lists for train/dev/test, fixed by ``seed``."""
+    variants = sorted(VARIANTS)
+    random.Random(f"voices-{seed}").shuffle(variants)
+    n_test = max(1, round(held_out * len(variants)))
+    n_dev = max(1, round(held_out / 2 * len(variants)))
+    return {"test": variants[:n_test], "dev": variants[n_test : n_test + n_dev], "train": variants[n_test + n_dev :]}
+
+
+def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """White noise tilted toward low frequencies by a random amount (room-like hum to hiss)."""
+    white = rng.standard_normal(n).astype(np.float32)
+    alpha = rng.uniform(0.0, 0.95)                 # one-pole low-pass strength
+    if alpha > 0:
+        from scipy.signal import lfilter
+        white = lfilter([1.0 - alpha], [1.0, -alpha], white).astype(np.float32)
+    return white / (np.sqrt(np.mean(white**2)) + 1e-8)
+
+
+def render(config: SynthConfig, split: str, index: int, voices: list[str]) -> tuple[str, str, np.ndarray]:
+    """-> (text, speaker, 16 kHz float32 waveform) for utterance ``index`` of ``split``."""
+    rng = random.Random(f"{config.seed}-{split}-{index}")
+    nrng = np.random.default_rng(rng.getrandbits(64))
+    text = DOMAINS[config.domain](rng)
+    variant, accent = rng.choice(voices), rng.choice(ACCENTS)
+    engine = EspeakEngine.get()
+    pcm = engine.synthesize(text, f"{accent}+{variant}", rate=rng.randint(*config.rate),
+                            pitch=rng.randint(*config.pitch), pitch_range=rng.randint(*config.pitch_range))
+    wave = resample(pcm.astype(np.float32) / 32768.0, engine.sample_rate, SAMPLE_RATE)
+    pad = [np.zeros(int(rng.uniform(*config.silence) * SAMPLE_RATE), np.float32) for _ in range(2)]
+    wave = np.concatenate([pad[0], wave, pad[1]])
+    speech_power = np.mean(wave**2) + 1e-10
+    snr = rng.uniform(*config.snr_db)
+    wave = wave + _noise(nrng, wave.size) * math.sqrt(speech_power / 10 ** (snr / 10))
+    wave *= rng.uniform(0.2, 0.9) / (np.abs(wave).max() + 1e-8)
+    return text, variant, wave.astype(np.float32)
+
+
+def _render_to_file(args: tuple) -> Utterance:
+    config, split, index, voices, out = args
+    text, speaker, wave = render(config, split, index, voices)
+    path = Path(out) / "wavs" / split / f"{split}-{index:06d}.wav"
+    write_audio(path, wave)
+    return Utterance(str(path), round(wave.size / SAMPLE_RATE, 4), text, 0.0, speaker, path.stem)
+
+
+def _split_sizes(config: SynthConfig) -> dict[str, int]:
+    # Average duration from a small deterministic sample, to turn hours into an utterance count.
+    voices = split_voices(config.seed, config.held_out_voices)["train"]
+    sample = [render(config, "estimate", i, voices)[2].size / SAMPLE_RATE for i in range(24)]
+    n_train = max(1, round(config.hours * 3600 / float(np.mean(sample))))
+    return {
+        "train": n_train,
+        "dev": max(config.min_eval_utts, round(n_train * config.dev_fraction)),
+        "test": max(config.min_eval_utts, round(n_train * config.test_fraction)),
+    }
+
+
+def synthesize_corpus(out: str | Path, config: SynthConfig, workers: int = 2, progress: bool = True) -> dict:
+    """Write ``out/{train,dev,test}.jsonl`` plus audio under ``out/wavs``; returns a summary dict.
+
+    Idempotent: if ``out/synth.json`` records the same config, the existing corpus is kept.
+    """
+    out = Path(out).resolve()
+    stamp = out / "synth.json"
+    if stamp.is_file():
+        previous = json.loads(stamp.read_text())
+        if previous.get("config") == json.loads(json.dumps(asdict(config))) and all((out / f"{s}.jsonl").is_file() for s in SPLITS):
+            return previous["summary"]
+    voices = split_voices(config.seed, config.held_out_voices)
+    sizes = _split_sizes(config)
+    jobs = [(config, split, i, voices[split], str(out)) for split in SPLITS for i in range(sizes[split])]
+    bar = tqdm(total=len(jobs), desc="synthesizing", unit="utt", disable=not progress)
+    results: dict[str, list[Utterance]] = {s: [] for s in SPLITS}
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for job, utt in zip(jobs, pool.map(_render_to_file, jobs, chunksize=32)):
+                results[job[1]].append(utt)
+                bar.update()
+    else:
+        for job in jobs:
+            results[job[1]].append(_render_to_file(job))
+            bar.update()
+    bar.close()
+    summary = {"domain": config.domain, "voices": voices}
+    for split in SPLITS:
+        write_manifest(out / f"{split}.jsonl", results[split])
+        summary[split] = {"utts": len(results[split]), "hours": round(sum(u.duration for u in results[split]) / 3600, 3),
+                          "speakers": len({u.speaker for u in results[split]})}
+    stamp.write_text(json.dumps({"config": asdict(config), "summary": summary}, indent=1))
+    return summary

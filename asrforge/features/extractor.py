@@ -1,0 +1,83 @@
+"""Waveform -> (T, D) feature matrix: log-mel filterbank or MFCC, with per-utterance CMVN."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from asrforge.audio.io import SAMPLE_RATE
+from asrforge.features.mel import dct_matrix, deltas, mel_filterbank
+
+LOG_FLOOR = 1e-6  # keeps log() finite on digital silence
+
+
+@dataclass
+class FeatureConfig:
+    kind: Literal["fbank", "mfcc"] = "fbank"
+    sample_rate: int = SAMPLE_RATE
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    n_mels: int = 80
+    n_mfcc: int = 13
+    deltas: bool = False          # append first and second derivatives (MFCC or fbank)
+    fmin: float = 0.0
+    fmax: float | None = None
+    htk_mel: bool = False         # False: Slaney mel scale (librosa's default)
+    cmvn: Literal["utterance", "none"] = "utterance"
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def dim(self) -> int:
+        base = self.n_mels if self.kind == "fbank" else self.n_mfcc
+        return base * (3 if self.deltas else 1)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for ``num_samples`` samples (centered STFT)."""
+        return num_samples // self.hop_length + 1
+
+
+class FeatureExtractor:
+    """Callable turning a mono waveform ``(N,)`` into features ``(T, D)`` (float32, CPU)."""
+
+    def __init__(self, config: FeatureConfig):
+        if config.win_length > config.n_fft:
+            raise ValueError(f"features.win_ms={config.win_ms} gives {config.win_length} samples, more than n_fft={config.n_fft}")
+        self.config = config
+        self.window = torch.hann_window(config.win_length, periodic=True)
+        self.mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin,
+                                  config.fmax, htk=config.htk_mel).float()
+        self.dct = dct_matrix(config.n_mfcc, config.n_mels).float() if config.kind == "mfcc" else None
+
+    def power_spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` -> ``(T, n_fft//2+1)`` power spectrum, centered frames, zero padding at the edges."""
+        c = self.config
+        spec = torch.stft(wave, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=self.window,
+                          center=True, pad_mode="constant", return_complex=True)
+        return spec.abs().pow(2).T
+
+    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` -> natural-log mel energies ``(T, n_mels)``."""
+        return torch.log(self.power_spectrogram(wave) @ self.mel.T + LOG_FLOOR)
+
+    def __call__(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        wave = torch.as_tensor(wave, dtype=torch.float32)
+        feats = self.log_mel(wave)
+        if self.dct is not None:
+            feats = feats @ self.dct
+        if self.config.deltas:
+            d1 = deltas(feats)
+            feats = torch.cat([feats, d1, deltas(d1)], dim=1)
+        if self.config.cmvn == "utterance":
+            feats = (feats - feats.mean(0)) / (feats.std(0, unbiased=False) + 1e-5)
+        return feats.contiguous()

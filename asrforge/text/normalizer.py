@@ -1,0 +1,38 @@
+"""Transcript normalization: Unicode NFKC, lowercase, punctuation removal, whitespace collapse."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+
+@dataclass
+class TextConfig:
+    lowercase: bool = True
+    remove_punctuation: bool = True
+    keep_chars: str = "'"      # punctuation that is part of words (don't, o'clock)
+
+
+_SPACES = re.compile(r"\s+")
+
+
+class Normalizer:
+    def __init__(self, config: TextConfig | None = None):
+        self.config = config or TextConfig()
+
+    def __call__(self, text: str) -> str:
+        c = self.config
+        text = unicodedata.normalize("NFKC", text)
+        if c.lowercase:
+            text = text.lower()
+        if c.remove_punctuation:
+            # Punctuation and symbols become spaces ("well-known" -> "well known"); kept chars survive
+            # inside words but are stripped where they only quote ('hello' -> hello).
+            text = "".join(
+                ch if ch in c.keep_chars or unicodedata.category(ch)[0] not in "PS" else " " for ch in text
+            )
+            if c.keep_chars:
+                edge = re.escape(c.keep_chars)
+                text = re.sub(rf"(^|\s)[{edge}]+|[{edge}]+(?=\s|$)", r"\1", text)
+        return _SPACES.sub(" ", text).strip()
