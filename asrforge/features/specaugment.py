@@ -13,6 +13,7 @@ import torch
 
 @dataclass
 class SpecAugmentConfig:
+    enabled: bool = True          # training only; never applied at evaluation
     freq_masks: int = 2
     freq_width: int = 15          # max bins per frequency mask
     time_masks: int = 2

@@ -1,0 +1,119 @@
+"""The ``asrforge`` command: thin wrappers over the library. Errors print one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from asrforge.errors import AsrforgeError
+
+
+def _synth(args) -> None:
+    from asrforge.data.synth import SynthConfig, synthesize_corpus
+
+    summary = synthesize_corpus(args.out, SynthConfig(domain=args.domain, hours=args.hours, seed=args.seed), workers=args.workers)
+    for split in ("train", "dev", "test"):
+        s = summary[split]
+        print(f"{split:>5}: {s['utts']} utterances, {s['hours']:.2f} h, {s['speakers']} voices -> {Path(args.out) / (split + '.jsonl')}")
+    print(f"test voices (never in train/dev): {', '.join(summary['voices']['test'])}")
+
+
+def _train(args) -> None:
+    from asrforge.recipe import load_recipe
+    from asrforge.train.trainer import Trainer
+
+    recipe = load_recipe(args.config, args.overrides)
+    summary = Trainer(recipe, args.out, resume=args.resume).fit()
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps(summary))
+
+
+def _evaluate(args) -> None:
+    from asrforge.inference.commands import evaluate_command
+
+    evaluate_command(args.model, args.manifest, args.beam_size, args.json, args.report_dir, args.device)
+
+
+def _transcribe(args) -> None:
+    from asrforge.inference.commands import transcribe_command
+
+    transcribe_command(args.audio, args.model, args.beam_size, args.output_format, args.output_dir, args.device)
+
+
+def _demo(args) -> None:
+    from asrforge.demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes, hours=args.hours, json_path=args.json, config=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asrforge", description="Train, decode, evaluate and run speech recognizers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="synthesize a speech corpus with eSpeak NG (train/dev/test manifests)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--domain", choices=["digits", "commands"], default="digits")
+    s.add_argument("--hours", type=float, default=1.0, help="hours of training audio (dev/test are added)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    s.set_defaults(func=_synth)
+
+    t = sub.add_parser("train", help="train a model from a YAML recipe")
+    t.add_argument("config", help="recipe YAML, e.g. configs/demo_ctc.yaml")
+    t.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. data.train=train.jsonl train.max_minutes=5")
+    t.add_argument("--out", required=True, help="experiment folder (best.pt, last.pt, train_log.jsonl)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="WER/CER of a model on a manifest")
+    e.add_argument("--model", required=True, help="checkpoint file or experiment folder")
+    e.add_argument("--manifest", required=True)
+    e.add_argument("--beam-size", type=int, default=1, help="1 = greedy; more = CTC prefix beam search")
+    e.add_argument("--json", help="write wer, cer, utts, sub, del, ins, rtf here")
+    e.add_argument("--report-dir", help="write per-utterance results (utterances.txt, utterances.jsonl) here")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=_evaluate)
+
+    r = sub.add_parser("transcribe", help="transcribe audio files")
+    r.add_argument("audio", nargs="+")
+    r.add_argument("--model", required=True, help="checkpoint file or experiment folder")
+    r.add_argument("--beam-size", type=int, default=None, help="default: the recipe's decode.beam_size")
+    r.add_argument("--output-format", choices=["txt", "json"], default="txt")
+    r.add_argument("--output-dir", help="write <stem>.<format> files here instead of printing")
+    r.add_argument("--device", default="cpu")
+    r.set_defaults(func=_transcribe)
+
+    d = sub.add_parser("demo", help="synthesize a corpus, train, evaluate on unseen voices, transcribe (about 15 min on 2 cores)")
+    d.add_argument("--out", default="asrforge-demo", help="working folder (corpus, experiment, reports)")
+    d.add_argument("--minutes", type=float, default=None, help="training budget (default: the recipe's train.max_minutes)")
+    d.add_argument("--hours", type=float, default=None, help="synthetic training hours (default: the demo's)")
+    d.add_argument("--config", default=None, help="recipe (default: configs/demo_ctc.yaml)")
+    d.add_argument("--json", help="write wer, cer, utts, train_minutes here")
+    d.set_defaults(func=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except AsrforgeError as e:
+        print(f"asrforge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("asrforge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("ASRFORGE_DEBUG"):
+            raise
+        print(f"asrforge: internal error: {type(e).__name__}: {e}\n"
+              "This is a bug in asrforge; rerun with ASRFORGE_DEBUG=1 for the traceback and report it.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Decode a dataset and score it: the one evaluation loop, used by `asrforge evaluate` and by validation."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from asrforge.data.dataset import BadItem, SpeechDataset, collate
+from asrforge.data.sampler import DurationBatchSampler
+from asrforge.inference.transcriber import Transcriber
+from asrforge.metrics import ErrorReport
+
+
+@dataclass
+class Evaluation:
+    report: ErrorReport
+    audio_seconds: float
+    decode_seconds: float
+    bad: list[BadItem] = field(default_factory=list)
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: seconds spent per second of audio (features + network + search)."""
+        return self.decode_seconds / max(self.audio_seconds, 1e-9)
+
+    def summary(self) -> dict:
+        return {**self.report.summary(), "rtf": self.rtf, "audio_hours": self.audio_seconds / 3600, "skipped": len(self.bad)}
+
+
+def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size: int = 1,
+                     max_batch_seconds: float = 200.0, num_workers: int = 0, progress: bool = True) -> Evaluation:
+    """Decode every utterance of ``dataset`` (no augmentation) and compare with its normalized transcript."""
+    sampler = DurationBatchSampler(dataset.durations, max_batch_seconds, shuffle=False)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+    report, bad = ErrorReport(), []
+    speakers = {u.id: u.speaker for u in dataset.utts}
+    audio_seconds = decode_seconds = 0.0
+    bar = tqdm(total=len(dataset), desc="decoding", unit="utt", disable=not progress, leave=False)
+    start = time.perf_counter()
+    for batch in loader:
+        bad.extend(batch.bad)
+        if len(batch):
+            hyps = transcriber.decode_text(batch.feats, batch.feat_lens, beam_size)
+            for uid, ref, hyp in zip(batch.ids, batch.texts, hyps):
+                report.add(uid, ref, hyp, speakers.get(uid))
+            audio_seconds += float(batch.feat_lens.sum()) * transcriber.recipe.features.hop_ms / 1000
+        bar.update(len(batch) + len(batch.bad))
+    decode_seconds = time.perf_counter() - start
+    bar.close()
+    return Evaluation(report, audio_seconds, decode_seconds, bad)

@@ -1,0 +1,42 @@
+"""Convolutional front end: two stride-2 3x3 Conv2d layers (x4 in time and frequency) + a projection."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from asrforge.nn.masks import valid_mask
+
+
+def conv_out_length(lengths: torch.Tensor) -> torch.Tensor:
+    """Output length of a kernel-3, stride-2, padding-1 convolution."""
+    return torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+
+
+class Conv2dSubsampling(nn.Module):
+    """``(B, T, D) -> (B, ceil(T/4), out_dim)``.
+
+    Frames past each utterance's end are zeroed after every layer, so a padded utterance's
+    output equals the output it gets alone (padding never changes a result).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, channels: int = 32):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channels, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        freq = (in_dim - 1) // 2 + 1
+        freq = (freq - 1) // 2 + 1
+        self.proj = nn.Linear(channels * freq, out_dim)
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        return conv_out_length(conv_out_length(lengths))
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x.unsqueeze(1)                                   # (B, 1, T, D)
+        for conv in (self.conv1, self.conv2):
+            h = torch.relu(conv(h))
+            x_lens = conv_out_length(x_lens)
+            h = h * valid_mask(x_lens, h.shape[2])[:, None, :, None]
+        B, C, T, F = h.shape
+        return self.proj(h.transpose(1, 2).reshape(B, T, C * F)), x_lens

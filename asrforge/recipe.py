@@ -1,0 +1,71 @@
+"""A training recipe: the typed sections a YAML file under configs/ fills.
+
+``data`` / ``features`` / ``specaugment`` / ``text`` / ``model`` / ``train`` / ``decode``.
+``model.family`` picks the model's config class from the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asrforge.models.ctc  # noqa: F401  (registers the "ctc" family)
+from asrforge.config import apply_overrides, from_dict, load_yaml
+from asrforge.features import FeatureConfig, SpecAugmentConfig
+from asrforge.registry import MODELS
+from asrforge.text import TextConfig
+
+
+@dataclass
+class DataConfig:
+    train: str | None = None             # manifest path
+    dev: str | None = None
+    max_batch_seconds: float = 120.0     # padded audio seconds per batch
+    max_batch_size: int = 256
+    max_duration: float = 30.0           # longer training utterances are skipped and reported
+    num_workers: int = 0                 # DataLoader worker processes computing features
+    cache_features: bool = False         # keep features in memory after the first epoch (no waveform augmentation)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    max_minutes: float | None = None     # wall-clock budget; training stops cleanly and saves when it runs out
+    fit_schedule_to_budget: bool = True  # after epoch 1, shorten the LR schedule to the epochs that fit the budget
+    max_steps: int | None = None
+    lr: float = 1e-3
+    warmup_steps: int = 300
+    final_lr_ratio: float = 0.02
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+    accum_steps: int = 1
+    amp: bool = True                     # mixed precision on GPU (bfloat16 where supported, else float16)
+    seed: int = 0
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    threads: int | None = None           # CPU threads per process (default: cores / processes)
+    log_every: int = 25
+    trace: bool = False                  # write each rank's batch ids and final weights under EXPDIR/trace
+
+
+@dataclass
+class DecodeConfig:
+    beam_size: int = 8
+
+
+@dataclass
+class Recipe:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    model: object = field(default=None, metadata={"registry": MODELS, "key": "family", "default": "ctc"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+def load_recipe(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    tree = load_yaml(path) if path else {}
+    return from_dict(Recipe, apply_overrides(tree, list(overrides)))
+
+
+def recipe_from_dict(tree: dict) -> Recipe:
+    return from_dict(Recipe, tree)

@@ -1,0 +1,311 @@
+"""Training loop: AdamW + warmup/cosine, clipping, accumulation, AMP on GPU, DDP under torchrun,
+a wall-clock budget, exact resume, per-epoch validation, best.pt/last.pt and train_log.jsonl.
+
+Exact resume rests on three facts: the batch order depends only on (seed, epoch); SpecAugment
+masks depend only on (seed, epoch, utterance); and the global torch RNG (dropout) is saved and
+restored. DataLoader workers get their seeds from a private generator, so creating a loader
+does not disturb the global RNG.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from asrforge.config import to_dict
+from asrforge.data.dataset import SpeechDataset, collate
+from asrforge.data.manifest import Skipped, Utterance, read_manifest
+from asrforge.data.sampler import DurationBatchSampler
+from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
+from asrforge.features import FeatureExtractor, SpecAugment
+from asrforge.inference.evaluate import evaluate_dataset
+from asrforge.inference.transcriber import Transcriber
+from asrforge.losses.ctc import ctc_loss
+from asrforge.models.ctc import build_model
+from asrforge.recipe import Recipe, recipe_from_dict
+from asrforge.text import CharTokenizer, Normalizer, tokenizer_from_state
+from asrforge.train import distributed as D
+from asrforge.train.checkpoint import load_checkpoint, save_checkpoint
+from asrforge.train.schedule import WarmupCosine
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0                 # epochs completed
+    batch_in_epoch: int = 0        # batches of the current epoch consumed
+    step: int = 0                  # optimizer steps
+    planned_epochs: int = 0        # may shrink to fit train.max_minutes
+    elapsed: float = 0.0           # training seconds across resumes
+    best_wer: float = math.inf
+    skipped: dict = field(default_factory=dict)   # item id -> reason (unique items)
+
+
+def _load_split(path: str | None, name: str, max_duration: float | None) -> tuple[list[Utterance], list[Skipped]]:
+    if not path:
+        raise ConfigError(f"data.{name} is not set; pass data.{name}=PATH/TO/{name}.jsonl")
+    utts, skipped = read_manifest(path)
+    if max_duration:
+        skipped += [Skipped(u.id, f"longer than data.max_duration={max_duration}s") for u in utts if u.duration > max_duration]
+        utts = [u for u in utts if u.duration <= max_duration]
+    missing = [u for u in utts if not os.path.isfile(u.audio_filepath)]
+    skipped += [Skipped(u.id, f"audio file {u.audio_filepath} does not exist") for u in missing]
+    utts = [u for u in utts if os.path.isfile(u.audio_filepath)]
+    if not utts:
+        raise AsrforgeError(f"manifest {path} has no usable utterance ({len(skipped)} skipped); see the skip report")
+    return utts, skipped
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, out_dir: str | Path, resume: bool = False, progress: bool = True):
+        self.out = Path(out_dir)
+        self.dist = D.init_distributed(recipe.train.device)
+        self.progress = progress and self.dist.is_main
+        cfg = recipe.train
+        world = self.dist.world
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
+        torch.manual_seed(cfg.seed)
+
+        self.state = TrainState()
+        checkpoint = None
+        if resume:
+            last = self.out / "last.pt"
+            if not last.is_file():
+                raise CheckpointError(f"--resume: {last} does not exist; start without --resume")
+            checkpoint = load_checkpoint(last)
+            recipe = self._resumed_recipe(recipe, recipe_from_dict(checkpoint["recipe"]))
+        self.recipe = recipe
+        self.out.mkdir(parents=True, exist_ok=True)
+
+        self.normalizer = Normalizer(recipe.text)
+        train_utts, self.manifest_skips = _load_split(recipe.data.train, "train", recipe.data.max_duration)
+        dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", None)
+        self.manifest_skips += dev_skips
+        self.tokenizer = (tokenizer_from_state(checkpoint["tokenizer"]) if checkpoint else
+                          CharTokenizer.build(self.normalizer(u.text) for u in train_utts))
+
+        features = FeatureExtractor(recipe.features)
+        specaug = SpecAugment(recipe.specaugment) if recipe.specaugment.enabled else None
+        self.train_set = SpeechDataset(train_utts, features, self.tokenizer, self.normalizer, specaug, cfg.seed,
+                                       cache_features=recipe.data.cache_features)
+        self.dev_set = SpeechDataset(dev_utts, features, None, self.normalizer, None,
+                                     cache_features=recipe.data.cache_features)
+        self.sampler = DurationBatchSampler(self.train_set.durations, recipe.data.max_batch_seconds, shuffle=True,
+                                            seed=cfg.seed, rank=self.dist.rank, world=world,
+                                            max_batch_size=recipe.data.max_batch_size)
+
+        self.model = build_model(recipe.model, recipe.features.dim, self.tokenizer.vocab_size).to(self.dist.device)
+        self.ddp = (DistributedDataParallel(self.model, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None)
+                    if self.dist.enabled else self.model)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / cfg.accum_steps))
+        self.state.planned_epochs = cfg.epochs
+        self.scheduler = WarmupCosine(self.optimizer, cfg.lr, cfg.warmup_steps, cfg.epochs * self.steps_per_epoch,
+                                      cfg.final_lr_ratio)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        if checkpoint:
+            self._restore(checkpoint)
+
+    # ---- setup helpers -------------------------------------------------------------------------
+    @staticmethod
+    def _resumed_recipe(given: Recipe, saved: Recipe) -> Recipe:
+        """On resume the saved model/features/text are authoritative; budget and step limits may change."""
+        if to_dict(given.model) != to_dict(saved.model) or to_dict(given.features) != to_dict(saved.features):
+            raise ConfigError("--resume: the recipe's model or features differ from the checkpoint's; "
+                              "resume with the same recipe (only train.max_minutes/max_steps/epochs may change)")
+        saved.train.max_minutes, saved.train.max_steps = given.train.max_minutes, given.train.max_steps
+        saved.train.epochs = given.train.epochs
+        saved.data = given.data
+        return saved
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if not self.recipe.train.amp or self.dist.device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["train_state"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if torch.cuda.is_available() and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.dist.device)
+
+    def _save(self, name: str, full: bool) -> None:
+        extra = {"train_state": asdict(self.state)}
+        if full:
+            extra.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                         scaler=self.scaler.state_dict(),
+                         rng={"torch": torch.get_rng_state(),
+                              "cuda": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None})
+        save_checkpoint(self.out / name, self.recipe, self.tokenizer, self.model, **extra)
+
+    def _log(self, record: dict) -> None:
+        if self.dist.is_main:
+            with open(self.out / "train_log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.recipe.train.seed * 1000 + self.state.epoch)
+        nw = self.recipe.data.num_workers
+        return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate, num_workers=nw,
+                          generator=gen, persistent_workers=False, prefetch_factor=4 if nw else None)
+
+    def _out_of_budget(self, started: float) -> bool:
+        cfg = self.recipe.train
+        over = (cfg.max_steps is not None and self.state.step >= cfg.max_steps) or (
+            cfg.max_minutes is not None and self.state.elapsed + time.time() - started >= cfg.max_minutes * 60)
+        return bool(D.broadcast_value(float(over), self.dist))
+
+    def _train_step(self, batch) -> tuple[float | None, int]:
+        """Forward + backward of one micro-batch; returns (loss, utterances skipped as too short)."""
+        dev = self.dist.device
+        feats, feat_lens = batch.feats.to(dev, non_blocking=True), batch.feat_lens.to(dev)
+        with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            log_probs, out_lens = self.ddp(feats, feat_lens)
+        out = ctc_loss(log_probs, out_lens, batch.tokens.to(dev), batch.token_lens.to(dev), self.tokenizer.blank_id)
+        for uid, ok in zip(batch.ids, out.usable.tolist()):
+            if not ok:
+                self.state.skipped.setdefault(uid, "too few frames for its transcript after x4 subsampling")
+        if out.loss is None:
+            # Every utterance was infeasible: still join the gradient all-reduce with zero gradients
+            # (DDP ranks must stay in step); the utterances are counted above, not trained on.
+            loss = log_probs.sum() * 0.0
+            value = None
+        else:
+            loss, value = out.loss, float(out.loss.detach())
+        self.scaler.scale(loss / self.recipe.train.accum_steps).backward()
+        return value, out.skipped
+
+    def _optimizer_step(self) -> float:
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.state.step += 1
+        return float(norm)
+
+    def validate(self) -> dict:
+        self.model.eval()
+        transcriber = Transcriber(self.model, self.recipe, self.tokenizer, self.dist.device)
+        result = evaluate_dataset(transcriber, self.dev_set, beam_size=1, progress=False)
+        self.model.train()
+        return result.summary()
+
+    def fit(self) -> dict:
+        cfg = self.recipe.train
+        trace = None
+        if cfg.trace:
+            (self.out / "trace").mkdir(exist_ok=True)
+            trace = open(self.out / "trace" / f"rank{self.dist.rank}.jsonl", "a")
+        self.model.train()
+        started = time.time()
+        stop = self._out_of_budget(started)
+        while not stop and self.state.epoch < self.state.planned_epochs:
+            epoch_start = time.time()
+            self.sampler.set_epoch(self.state.epoch, self.state.batch_in_epoch)
+            bar = tqdm(total=len(self.sampler.batches(self.state.epoch)), initial=self.state.batch_in_epoch,
+                       desc=f"epoch {self.state.epoch + 1}/{self.state.planned_epochs}", unit="batch",
+                       disable=not self.progress, dynamic_ncols=True)
+            losses, utts, window_start = [], 0, time.time()
+            for batch in self._loader():
+                micro = self.state.batch_in_epoch % cfg.accum_steps
+                last_micro = micro == cfg.accum_steps - 1 or self.state.batch_in_epoch + 1 == bar.total
+                for b in batch.bad:
+                    self.state.skipped.setdefault(b.id, b.reason)
+                if trace:
+                    trace.write(json.dumps({"epoch": self.state.epoch, "batch": self.state.batch_in_epoch, "ids": batch.ids}) + "\n")
+                sync = self.ddp.no_sync() if (self.dist.enabled and not last_micro) else nullcontext()
+                with sync:
+                    loss, _ = self._train_step(batch)
+                self.state.batch_in_epoch += 1
+                utts += len(batch)
+                if loss is not None:
+                    losses.append(loss)
+                bar.update()
+                if not last_micro:
+                    continue
+                norm = self._optimizer_step()
+                if self.state.step % cfg.log_every == 0 and losses:
+                    now = time.time()
+                    rate = utts * self.dist.world / max(now - window_start, 1e-9)
+                    self._log({"step": self.state.step, "epoch": self.state.epoch, "loss": sum(losses) / len(losses),
+                               "lr": self.scheduler.lr, "grad_norm": norm, "utts_per_s": rate})
+                    bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{self.scheduler.lr:.2e}", utt_s=f"{rate:.0f}")
+                    losses, utts, window_start = [], 0, now
+                if self._out_of_budget(started):
+                    stop = True
+                    break
+            bar.close()
+            if not stop:
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
+            self.state.elapsed += time.time() - started
+            started = time.time()
+            self._end_of_epoch(epoch_start, finished=not stop)
+        if trace:
+            trace.close()
+            torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                       self.out / "trace" / f"rank{self.dist.rank}_weights.pt")
+        summary = {"epochs": self.state.epoch, "steps": self.state.step, "train_minutes": self.state.elapsed / 60,
+                   "best_dev_wer": self.state.best_wer, "skipped": len(self.state.skipped) + len(self.manifest_skips)}
+        if self.dist.is_main:
+            self._write_skip_report()
+        D.barrier(self.dist)
+        D.shutdown(self.dist)
+        return summary
+
+    def _end_of_epoch(self, epoch_start: float, finished: bool) -> None:
+        """Validate, save best/last, and (after the first epoch) fit the schedule to the time budget."""
+        record = {"epoch": self.state.epoch, "step": self.state.step, "elapsed_min": self.state.elapsed / 60}
+        if self.dist.is_main:
+            if finished:
+                metrics = self.validate()
+                record.update(dev_wer=metrics["wer"], dev_cer=metrics["cer"], dev_utts=metrics["utts"])
+                if metrics["wer"] < self.state.best_wer:
+                    self.state.best_wer = metrics["wer"]
+                    self._save("best.pt", full=False)
+                if self.progress:
+                    tqdm.write(f"epoch {self.state.epoch}: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%  "
+                               f"({self.state.elapsed / 60:.1f} min)")
+            self._save("last.pt", full=True)
+            self._log(record)
+        cfg = self.recipe.train
+        if finished and self.state.epoch == 1 and cfg.max_minutes and cfg.fit_schedule_to_budget:
+            epoch_seconds = time.time() - epoch_start   # training + validation of one epoch
+            fit = 1 + int((cfg.max_minutes * 60 - self.state.elapsed) // max(epoch_seconds, 1e-6))
+            planned = int(D.broadcast_value(float(min(self.state.planned_epochs, max(fit, 1))), self.dist))
+            if planned < self.state.planned_epochs:
+                self.state.planned_epochs = planned
+                self.scheduler.total_steps = planned * self.steps_per_epoch
+                if self.progress:
+                    tqdm.write(f"{epoch_seconds:.0f}s per epoch: {planned} epochs fit train.max_minutes={cfg.max_minutes}; "
+                               "learning-rate schedule shortened to match")
+        D.barrier(self.dist)
+
+    def _write_skip_report(self) -> None:
+        items = [asdict(s) for s in self.manifest_skips] + [{"item": k, "reason": v} for k, v in self.state.skipped.items()]
+        with open(self.out / "skipped.jsonl", "w") as f:
+            for it in items:
+                f.write(json.dumps(it) + "\n")
+        if items and self.progress:
+            reasons = Counter(it["reason"].split(";")[0] for it in items)
+            tqdm.write(f"skipped {len(items)} item(s) (details in {self.out / 'skipped.jsonl'}):")
+            for reason, n in reasons.most_common(5):
+                tqdm.write(f"  {n} x {reason}")
