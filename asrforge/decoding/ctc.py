@@ -78,7 +78,9 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, length: int, options: CTCBea
                     add(prefix + (c,), pnb=pb + p)        # blank in between: a new token
                 else:
                     add(prefix + (c,), pnb=_logaddexp(pb, pnb) + p)
-        ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
-        beams = {k: (v[0], v[1]) for k, v in ranked[: options.beam_size]}
+        scored = [(_logaddexp(*v), k, v) for k, v in nxt.items()]
+        # impossible prefixes (probability 0, e.g. a repeat with no frame for the blank between) are dropped
+        scored = sorted((s for s in scored if s[0] > NEG_INF), key=lambda s: s[0], reverse=True)
+        beams = {k: (v[0], v[1]) for _, k, v in scored[: options.beam_size]}
     ranked = sorted(beams.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
     return [Hypothesis(list(k), _logaddexp(*v)) for k, v in ranked[: options.nbest]]

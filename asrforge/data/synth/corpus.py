@@ -3,16 +3,19 @@
 A *voice* is an eSpeak NG variant (m1, f3, klatt2, ...) spoken with any of several English accents.
 Variants are split three ways, so dev and test speak with voices the model never trained on.
 Every utterance draws its own text, accent, rate, pitch, silence, gain and noise from a random
-generator seeded by (seed, split, index): the corpus is identical for a seed whatever the
-number of worker processes.
+generator seeded by (seed, split, index). eSpeak NG's waveform generator also keeps state from one
+utterance to the next (it survives espeak_Terminate), so utterances are rendered in fixed chunks of
+consecutive indices, each chunk in a freshly spawned process: the corpus is identical for a seed
+whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import random
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,6 +41,8 @@ VARIANTS = [
     "quincy", "rob", "robert", "sandro", "shelby", "steph", "steph2", "steph3", "travis", "victor", "zac",
 ]
 SPLITS = ("train", "dev", "test")
+GENERATOR_VERSION = 2   # bump when rendering changes, so cached corpora are rebuilt
+CHUNK = 256   # utterances rendered per fresh process (part of the corpus definition: changing it changes audio)
 
 
 @dataclass
@@ -82,6 +87,7 @@ def render(config: SynthConfig, split: str, index: int, voices: list[str]) -> tu
     text = DOMAINS[config.domain](rng)
     variant, accent = rng.choice(voices), rng.choice(ACCENTS)
     engine = EspeakEngine.get()
+    engine.seed(rng.getrandbits(31))
     pcm = engine.synthesize(text, f"{accent}+{variant}", rate=rng.randint(*config.rate),
                             pitch=rng.randint(*config.pitch), pitch_range=rng.randint(*config.pitch_range))
     wave = resample(pcm.astype(np.float32) / 32768.0, engine.sample_rate, SAMPLE_RATE)
@@ -94,18 +100,29 @@ def render(config: SynthConfig, split: str, index: int, voices: list[str]) -> tu
     return text, variant, wave.astype(np.float32)
 
 
-def _render_to_file(args: tuple) -> Utterance:
-    config, split, index, voices, out = args
-    text, speaker, wave = render(config, split, index, voices)
-    path = Path(out) / "wavs" / split / f"{split}-{index:06d}.wav"
-    write_audio(path, wave)
-    return Utterance(str(path), round(wave.size / SAMPLE_RATE, 4), text, 0.0, speaker, path.stem)
+def _render_chunk(config: SynthConfig, split: str, indices: range, voices: list[str], out: str | None) -> list:
+    """Render ``indices`` in order in this (fresh) process; write WAVs under ``out`` or return durations."""
+    results = []
+    for index in indices:
+        text, speaker, wave = render(config, split, index, voices)
+        if out is None:
+            results.append(wave.size / SAMPLE_RATE)
+            continue
+        path = Path(out) / "wavs" / split / f"{split}-{index:06d}.wav"
+        write_audio(path, wave)
+        results.append(Utterance(str(path), round(wave.size / SAMPLE_RATE, 4), text, 0.0, speaker, path.stem))
+    return results
 
 
-def _split_sizes(config: SynthConfig) -> dict[str, int]:
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # spawn + one task per process: every chunk starts from eSpeak's initial state
+    return ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1)
+
+
+def _split_sizes(config: SynthConfig, pool: ProcessPoolExecutor) -> dict[str, int]:
     # Average duration from a small deterministic sample, to turn hours into an utterance count.
     voices = split_voices(config.seed, config.held_out_voices)["train"]
-    sample = [render(config, "estimate", i, voices)[2].size / SAMPLE_RATE for i in range(24)]
+    sample = pool.submit(_render_chunk, config, "estimate", range(24), voices, None).result()
     n_train = max(1, round(config.hours * 3600 / float(np.mean(sample))))
     return {
         "train": n_train,
@@ -123,27 +140,31 @@ def synthesize_corpus(out: str | Path, config: SynthConfig, workers: int = 2, pr
     stamp = out / "synth.json"
     if stamp.is_file():
         previous = json.loads(stamp.read_text())
-        if previous.get("config") == json.loads(json.dumps(asdict(config))) and all((out / f"{s}.jsonl").is_file() for s in SPLITS):
+        same = (previous.get("config") == json.loads(json.dumps(asdict(config)))
+                and previous.get("version") == GENERATOR_VERSION)
+        if same and all((out / f"{s}.jsonl").is_file() for s in SPLITS):
             return previous["summary"]
     voices = split_voices(config.seed, config.held_out_voices)
-    sizes = _split_sizes(config)
-    jobs = [(config, split, i, voices[split], str(out)) for split in SPLITS for i in range(sizes[split])]
-    bar = tqdm(total=len(jobs), desc="synthesizing", unit="utt", disable=not progress)
-    results: dict[str, list[Utterance]] = {s: [] for s in SPLITS}
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for job, utt in zip(jobs, pool.map(_render_to_file, jobs, chunksize=32)):
-                results[job[1]].append(utt)
-                bar.update()
-    else:
-        for job in jobs:
-            results[job[1]].append(_render_to_file(job))
-            bar.update()
-    bar.close()
+    results: dict[str, list[Utterance]] = {}
+    with _pool(workers) as pool:
+        sizes = _split_sizes(config, pool)
+        bar = tqdm(total=sum(sizes.values()), desc="synthesizing", unit="utt", disable=not progress)
+        futures = {}
+        for split in SPLITS:
+            for start in range(0, sizes[split], CHUNK):
+                chunk = range(start, min(start + CHUNK, sizes[split]))
+                futures[pool.submit(_render_chunk, config, split, chunk, voices[split], str(out))] = (split, start)
+        chunks: dict[tuple[str, int], list[Utterance]] = {}
+        for future in as_completed(futures):
+            chunks[futures[future]] = future.result()
+            bar.update(len(chunks[futures[future]]))
+        bar.close()
+    for split in SPLITS:
+        results[split] = [u for key in sorted(k for k in chunks if k[0] == split) for u in chunks[key]]
     summary = {"domain": config.domain, "voices": voices}
     for split in SPLITS:
         write_manifest(out / f"{split}.jsonl", results[split])
         summary[split] = {"utts": len(results[split]), "hours": round(sum(u.duration for u in results[split]) / 3600, 3),
                           "speakers": len({u.speaker for u in results[split]})}
-    stamp.write_text(json.dumps({"config": asdict(config), "summary": summary}, indent=1))
+    stamp.write_text(json.dumps({"version": GENERATOR_VERSION, "config": asdict(config), "summary": summary}, indent=1))
     return summary

@@ -39,6 +39,8 @@ class EspeakEngine:
             raise AsrforgeError("the synthetic corpus needs the espeakng-loader package: pip install espeakng-loader") from None
         self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self.libc = ctypes.CDLL(None)   # breath/noise sources draw from the C library's rand()
         self.lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
                                           ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
@@ -53,6 +55,11 @@ class EspeakEngine:
         if num_samples > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
         return 0
+
+    def seed(self, value: int) -> None:
+        """Seed both random sources eSpeak uses; unseeded, breathy voices differ from run to run."""
+        self.lib.espeak_ng_SetRandSeed(int(value))
+        self.libc.srand(int(value) & 0x7FFFFFFF)
 
     def has_voice(self, voice: str) -> bool:
         return self.lib.espeak_SetVoiceByName(voice.encode()) == 0

@@ -1,0 +1,87 @@
+"""Inference real-time factor of a trained model: greedy and prefix beam search, and pyctcdecode's beam
+search (if installed) on the same network outputs as a peer.
+
+    python benchmarks/inference_rtf.py --model EXPDIR [--manifest test.jsonl] [--beam-size 8]
+
+RTF = processing seconds / audio seconds (lower is faster). The network forward pass is measured
+separately from each search, so the searches are compared on identical log-probabilities.
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine  # noqa: E402
+
+from asrforge.data.dataset import SpeechDataset, collate  # noqa: E402
+from asrforge.data.manifest import read_manifest  # noqa: E402
+from asrforge.data.sampler import DurationBatchSampler  # noqa: E402
+from asrforge.inference.transcriber import Transcriber  # noqa: E402
+from asrforge.metrics import wer  # noqa: E402
+
+
+def pyctcdecode_search(transcriber: Transcriber, outputs, beam_size: int):
+    try:
+        from pyctcdecode import build_ctcdecoder
+    except ImportError:
+        return None
+    labels = ["" if i == transcriber.tokenizer.blank_id else s for i, s in enumerate(transcriber.tokenizer.symbols)]
+    decoder = build_ctcdecoder(labels)
+    start = time.perf_counter()
+    hyps = [decoder.decode(lp[:n].numpy(), beam_width=beam_size) for lp, n in outputs]
+    return hyps, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--beam-size", type=int, default=8)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    tr = Transcriber.from_checkpoint(args.model, args.device)
+    utts, _ = read_manifest(args.manifest)
+    ds = SpeechDataset(utts, tr.features, None, tr.normalizer)
+    sampler = DurationBatchSampler(ds.durations, 200.0, shuffle=False)
+    batches = [collate([ds[i] for i, _ in b]) for b in sampler]
+    audio = sum(float(b.feat_lens.sum()) for b in batches) * tr.recipe.features.hop_ms / 1000
+    refs = [t for b in batches for t in b.texts]
+
+    start = time.perf_counter()
+    outputs = []
+    for b in batches:
+        lp, lens = tr.forward(b.feats, b.feat_lens)
+        outputs += [(lp[i], int(lens[i])) for i in range(len(lens))]
+    forward_s = time.perf_counter() - start
+
+    def run(beam):
+        t = time.perf_counter()
+        hyps = [tr.tokenizer.decode(tr.search(lp[None], torch.tensor([n]), beam)[0]).strip() for lp, n in outputs]
+        return hyps, time.perf_counter() - t
+
+    greedy, greedy_s = run(1)
+    beam, beam_s = run(args.beam_size)
+    result = {"name": "inference_rtf", "model": args.model, "utts": len(refs), "audio_s": audio,
+              "rtf_forward": forward_s / audio,
+              "rtf_greedy": (forward_s + greedy_s) / audio, "rtf_beam": (forward_s + beam_s) / audio,
+              "search_rtf_greedy": greedy_s / audio, "search_rtf_beam": beam_s / audio,
+              "wer_greedy": wer(refs, greedy), "wer_beam": wer(refs, beam), "beam_size": args.beam_size}
+    peer = pyctcdecode_search(tr, outputs, args.beam_size)
+    if peer:
+        hyps, peer_s = peer
+        result.update(pyctcdecode_search_rtf=peer_s / audio, pyctcdecode_wer=wer(refs, [h.strip() for h in hyps]),
+                      beam_speed_vs_pyctcdecode=peer_s / beam_s)
+    result["machine"] = machine()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

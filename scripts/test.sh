@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Fresh machine -> test results: set up .venv with the test extras, then run the suite (slow tests excluded).
+# Extra arguments go to pytest (e.g. -k metrics, or -m slow for the long ones).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+exec .venv/bin/python -m pytest "$@"

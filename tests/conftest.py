@@ -1,0 +1,57 @@
+"""Shared fixtures: everything is generated here (tiny synthetic corpus, tiny trained model); nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asrforge.data.synth import SynthConfig, synthesize_corpus
+
+torch.set_num_threads(2)
+
+TINY_MODEL = ["model.hidden=32", "model.layers=1", "model.conv_channels=4", "model.dropout=0.0"]
+
+
+def tiny_overrides(corpus: Path, **extra) -> list[str]:
+    """Overrides turning configs/demo_ctc.yaml into a seconds-long CPU run on ``corpus``."""
+    base = {"data.train": corpus / "train.jsonl", "data.dev": corpus / "dev.jsonl", "data.max_batch_seconds": 12,
+            "train.epochs": 2, "train.max_minutes": "null", "train.warmup_steps": 2, "train.log_every": 1,
+            "train.threads": 1, "features.n_mels": 40, "decode.beam_size": 4}
+    base.update(extra)
+    return TINY_MODEL + [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """~40 short digit utterances: train, dev and test with disjoint voices."""
+    out = tmp_path_factory.mktemp("corpus")
+    synthesize_corpus(out, SynthConfig(hours=0.02, seed=3, min_eval_utts=8), workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, corpus) -> Path:
+    """An experiment folder with best.pt/last.pt from a few tiny steps (accuracy irrelevant)."""
+    from asrforge.recipe import load_recipe
+    from asrforge.train.trainer import Trainer
+
+    exp = tmp_path_factory.mktemp("exp")
+    Trainer(load_recipe(REPO / "configs" / "demo_ctc.yaml", tiny_overrides(corpus)), exp, progress=False).fit()
+    return exp
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sine(seconds: float = 1.0, sr: int = 16000, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write_manifest_lines(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

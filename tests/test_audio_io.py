@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asrforge.audio.io import SAMPLE_RATE, audio_info, load_audio
+from asrforge.errors import AudioError
+from conftest import sine
+
+
+@pytest.mark.parametrize("suffix,fmt,subtype", [(".wav", "WAV", "PCM_16"), (".flac", "FLAC", "PCM_24"),
+                                               (".ogg", "OGG", "VORBIS"), (".mp3", "MP3", None)])
+def test_formats_load_as_16k_mono_float(tmp_path, suffix, fmt, subtype):
+    wave = sine(1.0, 16000)
+    path = tmp_path / f"a{suffix}"
+    sf.write(path, wave, 16000, format=fmt, subtype=subtype)
+    out = load_audio(path)
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert abs(out.size - 16000) < 1200          # lossy codecs pad a little
+    # the tone survives decoding: its spectrum peaks at 440 Hz
+    spectrum = np.abs(np.fft.rfft(out[:16000] if out.size >= 16000 else np.pad(out, (0, 16000 - out.size))))
+    assert abs(np.argmax(spectrum) - 440) <= 2
+
+
+def test_resample_stereo_and_integer_pcm(tmp_path):
+    sr = 44100
+    left, right = sine(0.5, sr, 1000), sine(0.5, sr, 1000, amp=0.1)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], 1), sr, subtype="PCM_32")
+    out = load_audio(path)
+    assert out.size == pytest.approx(0.5 * SAMPLE_RATE, abs=2)
+    # mono is the channel mean: amplitude (0.5 + 0.1) / 2
+    assert np.abs(out[1000:-1000]).max() == pytest.approx(0.3, abs=0.01)
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / out.size - 1000) < 5
+
+
+def test_8khz_int16_and_float32(tmp_path):
+    for subtype in ("PCM_16", "FLOAT"):
+        path = tmp_path / f"x_{subtype}.wav"
+        sf.write(path, sine(1.0, 8000, 300), 8000, subtype=subtype)
+        out = load_audio(path)
+        assert out.size == 16000 and out.dtype == np.float32
+
+
+def test_offset_and_duration_read_a_slice(tmp_path):
+    wave = np.concatenate([np.zeros(16000, np.float32), np.full(8000, 0.5, np.float32)])
+    path = tmp_path / "s.wav"
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    part = load_audio(path, offset=1.0, duration=0.25)
+    assert part.size == 4000 and np.allclose(part, 0.5)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    with pytest.raises(AudioError, match="missing.wav.*does not exist"):
+        load_audio(tmp_path / "missing.wav")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioError, match="empty.wav.*empty"):
+        load_audio(empty)
+    junk = tmp_path / "junk.flac"
+    junk.write_bytes(b"this is not audio at all" * 20)
+    with pytest.raises(AudioError, match="junk.flac.*cannot be decoded"):
+        load_audio(junk)
+    with pytest.raises(AudioError, match="junk.flac"):
+        audio_info(junk)
+    short = tmp_path / "short.wav"
+    sf.write(short, sine(0.5), 16000)
+    with pytest.raises(AudioError, match="shorter than its offset"):
+        load_audio(short, offset=2.0, duration=1.0)

@@ -1,0 +1,82 @@
+"""The command line as a user runs it: real subprocesses, so a traceback would show."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from asrforge.cli import main
+from asrforge.data.manifest import read_manifest
+from conftest import REPO, tiny_overrides
+
+
+def cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "asrforge.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def test_synth_command(tmp_path):
+    proc = cli("synth", "--out", tmp_path, "--domain", "commands", "--hours", "0.003", "--seed", "5", "--workers", "1")
+    assert "test voices (never in train/dev)" in proc.stdout
+    utts, _ = read_manifest(tmp_path / "train.jsonl")
+    assert utts and all(u.audio_filepath.endswith(".wav") for u in utts)
+
+
+def test_train_command_with_overrides(corpus, tmp_path):
+    proc = cli("train", REPO / "configs" / "demo_ctc.yaml", *tiny_overrides(corpus, **{"train.epochs": 1}), "--out", tmp_path / "exp")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 1 and (tmp_path / "exp" / "best.pt").is_file()
+
+
+def test_evaluate_json_and_report(trained, corpus, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = cli("evaluate", "--model", trained, "--manifest", corpus / "test.jsonl", "--beam-size", "4",
+               "--json", out, "--report-dir", tmp_path / "rep")
+    result = json.loads(out.read_text())
+    assert {"wer", "cer", "utts", "sub", "del", "ins", "rtf"} <= set(result)
+    assert result["utts"] == len(read_manifest(corpus / "test.jsonl")[0])
+    words = sum(len(u.text.split()) for u in read_manifest(corpus / "test.jsonl")[0])
+    assert result["wer"] == pytest.approx((result["sub"] + result["del"] + result["ins"]) / words)
+    assert "Sum/Avg" in proc.stdout and (tmp_path / "rep" / "utterances.txt").read_text().count("REF:") == result["utts"]
+
+
+def test_transcribe_txt_and_json(trained, corpus, tmp_path, capsys):
+    utts, _ = read_manifest(corpus / "test.jsonl")
+    files = [utts[0].audio_filepath, utts[1].audio_filepath]
+    assert main(["transcribe", *files, "--model", str(trained / "best.pt"), "--output-format", "json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["file"] for r in lines] == files and all(isinstance(r["text"], str) for r in lines)
+    assert main(["transcribe", files[0], "--model", str(trained), "--output-dir", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / (utts[0].id + ".txt")).is_file()
+
+
+def test_transcribe_skips_a_bad_file_and_keeps_the_rest(trained, corpus, tmp_path):
+    good = read_manifest(corpus / "test.jsonl")[0][0].audio_filepath
+    proc = cli("transcribe", tmp_path / "nope.wav", good, "--model", trained)
+    assert "skipped" in proc.stderr and "nope.wav" in proc.stderr
+    assert good in proc.stdout
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda p: p.write_bytes(b"not a checkpoint"), "corrupt or not a PyTorch file"),
+    (lambda p: torch.save({"weights": torch.zeros(2)}, p), "not an asrforge checkpoint"),
+    (lambda p: None, "does not exist"),
+])
+def test_bad_checkpoints_get_one_clear_line(tmp_path, corpus, make, expected):
+    path = tmp_path / "model.pt"
+    make(path)
+    proc = cli("evaluate", "--model", path, "--manifest", corpus / "test.jsonl", check=False)
+    assert proc.returncode == 2 and expected in proc.stderr and "model.pt" in proc.stderr
+
+
+def test_bad_recipe_and_manifest_errors(tmp_path, corpus):
+    proc = cli("train", REPO / "configs" / "demo_ctc.yaml", "model.family=nope", "--out", tmp_path, check=False)
+    assert proc.returncode == 2 and "choose one of: ctc" in proc.stderr
+    proc = cli("train", REPO / "configs" / "demo_ctc.yaml", "data.dev=x", "--out", tmp_path, check=False)
+    assert proc.returncode == 2 and "data.train is not set" in proc.stderr

@@ -1,0 +1,40 @@
+import pytest
+
+from asrforge.config import apply_overrides
+from asrforge.errors import ConfigError
+from asrforge.recipe import load_recipe
+from conftest import REPO
+
+DEMO = REPO / "configs" / "demo_ctc.yaml"
+
+
+def test_demo_recipe_loads_and_overrides_apply():
+    r = load_recipe(DEMO, ["data.train=/x/train.jsonl", "data.dev=/x/dev.jsonl", "train.max_minutes=3",
+                           "model.rnn_type=gru", "train.lr=1e-4"])
+    assert r.data.train == "/x/train.jsonl" and r.train.max_minutes == 3.0
+    assert r.model.rnn_type == "gru" and r.model.family == "ctc" and r.train.lr == pytest.approx(1e-4)
+    assert r.features.dim == 80
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.hiden=3", "unknown key.*model.hiden.*allowed under model:.*hidden"),
+    ("model.family=wav2vec", "unknown model family 'wav2vec'; choose one of: ctc"),
+    ("model.rnn_type=transformer", "must be one of"),
+    ("train.epochs=many", "train.epochs must be int"),
+    ("model.dropout=1.5", "dropout"),
+    ("nosuchsection.x=1", "unknown key"),
+    ("oops", "key.sub=value"),
+])
+def test_bad_recipes_fail_with_allowed_values(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(DEMO, [override])
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_recipe(tmp_path / "none.yaml")
+
+
+def test_override_parsing():
+    tree = apply_overrides({}, ["a.b=3", "a.c=[1, 2]", "d=null", "e=text"])
+    assert tree == {"a": {"b": 3, "c": [1, 2]}, "d": None, "e": "text"}

@@ -1,0 +1,49 @@
+import json
+
+from asrforge.data.manifest import Utterance, read_manifest, write_manifest
+from conftest import write_manifest_lines
+
+
+def test_roundtrip_with_relative_paths(tmp_path):
+    (tmp_path / "wavs").mkdir()
+    utts = [Utterance(str(tmp_path / "wavs" / "a.wav"), 1.5, "one two", 0.0, "s1", "a"),
+            Utterance("/abs/elsewhere/b.flac", 2.0, "three", 0.5, None, "b")]
+    write_manifest(tmp_path / "m.jsonl", utts)
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert rows[0]["audio_filepath"] == "wavs/a.wav"            # stored relative to the manifest
+    assert rows[1]["audio_filepath"] == "/abs/elsewhere/b.flac"
+    back, skipped = read_manifest(tmp_path / "m.jsonl")
+    assert not skipped
+    assert back[0].audio_filepath == str(tmp_path / "wavs" / "a.wav") and back[1].offset == 0.5
+    assert [u.text for u in back] == ["one two", "three"]
+
+
+def test_bad_lines_are_reported_not_fatal(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "ok"}),
+        "{not json",
+        json.dumps({"audio_filepath": "b.wav", "text": "no duration"}),
+        json.dumps({"audio_filepath": "c.wav", "duration": -1, "text": "negative"}),
+        json.dumps([1, 2]),
+        "",
+        json.dumps({"audio_filepath": "d.wav", "duration": "2.5", "text": "string duration is fine", "id": 7}),
+    ]))
+    utts, skipped = read_manifest(path)
+    assert [u.id for u in utts] == ["a", "7"]
+    assert len(skipped) == 4
+    reasons = " ".join(s.reason for s in skipped)
+    assert "not valid JSON" in reasons and "missing field(s) duration" in reasons and "positive" in reasons
+    assert all(s.item.startswith(str(path)) for s in skipped)    # each names the file and line
+
+
+def test_missing_manifest_error(tmp_path):
+    import pytest
+    from asrforge.errors import ManifestError
+    with pytest.raises(ManifestError, match="nope.jsonl does not exist"):
+        read_manifest(tmp_path / "nope.jsonl")
+
+
+def test_helper_writes_lines(tmp_path):
+    p = write_manifest_lines(tmp_path / "x.jsonl", [{"audio_filepath": "a.wav", "duration": 1, "text": "a"}])
+    assert read_manifest(p)[0][0].duration == 1.0

@@ -1,0 +1,44 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from asrforge.losses.ctc import ctc_loss, min_ctc_frames
+from asrforge.models.ctc import CTCModel, CTCModelConfig
+
+
+@pytest.mark.parametrize("rnn_type,bidirectional", [("lstm", True), ("gru", True), ("lstm", False)])
+def test_padding_never_changes_a_result(rnn_type, bidirectional):
+    torch.manual_seed(0)
+    model = CTCModel(CTCModelConfig(rnn_type=rnn_type, hidden=24, layers=2, bidirectional=bidirectional,
+                                    dropout=0.0, conv_channels=4), 20, 11).eval()
+    lens = torch.tensor([37, 16, 50])
+    x = torch.randn(3, 50, 20)
+    x[0, 37:] = 0
+    x[1, 16:] = 0
+    out, out_lens = model(x, lens)
+    assert out.shape == (3, 13, 11) and out_lens.tolist() == [10, 4, 13]
+    for b in range(3):
+        alone, n = model(x[b : b + 1, : lens[b]], lens[b : b + 1])
+        assert n.item() == out_lens[b].item()
+        torch.testing.assert_close(out[b, : n.item()], alone[0], atol=1e-5, rtol=1e-5)
+    assert torch.allclose(out.exp().sum(-1), torch.ones(3, 13), atol=1e-5)   # log-softmax over symbols
+
+
+def test_min_frames_counts_repeats():
+    tokens = torch.tensor([[1, 1, 2, 0], [3, 4, 5, 6], [7, 7, 7, 0]])
+    assert min_ctc_frames(tokens, torch.tensor([3, 4, 3])).tolist() == [4, 4, 5]
+
+
+def test_infeasible_utterances_are_skipped_and_counted():
+    torch.manual_seed(0)
+    log_probs = torch.randn(3, 6, 5).log_softmax(-1)
+    out_lens = torch.tensor([6, 2, 6])
+    tokens = torch.tensor([[1, 2, 3], [1, 2, 3], [4, 4, 4]])   # #2 needs 3 frames (has 2); #3 needs 5 (has 6)
+    token_lens = torch.tensor([3, 3, 3])
+    out = ctc_loss(log_probs, out_lens, tokens, token_lens)
+    assert out.skipped == 1 and out.usable.tolist() == [True, False, True]
+    ref = F.ctc_loss(log_probs[[0, 2]].transpose(0, 1), tokens[[0, 2]], out_lens[[0, 2]], token_lens[[0, 2]],
+                     reduction="none")
+    torch.testing.assert_close(out.loss, (ref / 3).mean())
+    none = ctc_loss(log_probs[1:2], out_lens[1:2], tokens[1:2], token_lens[1:2])
+    assert none.loss is None and none.skipped == 1

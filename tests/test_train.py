@@ -1,0 +1,104 @@
+import json
+
+import pytest
+import soundfile as sf
+import torch
+
+from asrforge.data.manifest import read_manifest, write_manifest
+from asrforge.recipe import load_recipe
+from asrforge.train.checkpoint import load_checkpoint
+from asrforge.train.trainer import Trainer
+from conftest import REPO, sine, tiny_overrides
+
+DEMO = REPO / "configs" / "demo_ctc.yaml"
+
+
+def run(corpus, out, resume=False, **extra):
+    return Trainer(load_recipe(DEMO, tiny_overrides(corpus, **extra)), out, resume=resume, progress=False).fit()
+
+
+def test_training_writes_checkpoints_and_log(trained):
+    for name in ("best.pt", "last.pt", "train_log.jsonl", "skipped.jsonl"):
+        assert (trained / name).is_file()
+    log = [json.loads(line) for line in (trained / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "loss" in r]
+    epochs = [r for r in log if "dev_wer" in r]
+    assert steps and all({"lr", "utts_per_s", "grad_norm"} <= set(r) for r in steps)
+    assert len(epochs) == 2 and all(0 <= r["dev_wer"] for r in epochs)
+    best = load_checkpoint(trained / "best.pt")
+    assert best["recipe"]["model"]["hidden"] == 32 and best["tokenizer"]["kind"] == "char"
+    assert "optimizer" not in best and "optimizer" in load_checkpoint(trained / "last.pt")
+
+
+def test_resume_continues_exactly(corpus, tmp_path):
+    # 2 epochs straight vs. stopping mid-epoch at step 3 and resuming: identical weights and optimizer state
+    straight = run(corpus, tmp_path / "a")
+    run(corpus, tmp_path / "b", **{"train.max_steps": 3})
+    interrupted = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert interrupted["train_state"]["step"] == 3 and interrupted["train_state"]["batch_in_epoch"] > 0
+    resumed = run(corpus, tmp_path / "b", resume=True)
+    assert resumed["steps"] == straight["steps"] > 3
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["scheduler"] == b["scheduler"]
+
+
+def test_time_budget_stops_and_saves(corpus, tmp_path):
+    summary = run(corpus, tmp_path / "c", **{"train.max_minutes": 0.0001, "train.epochs": 50})
+    assert summary["epochs"] == 0 and summary["steps"] >= 1
+    assert load_checkpoint(tmp_path / "c" / "last.pt")["train_state"]["step"] == summary["steps"]
+
+
+def test_bad_items_are_skipped_counted_and_named(corpus, tmp_path):
+    utts, _ = read_manifest(corpus / "train.jsonl")
+    good = utts[0]
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF....garbage" * 10)
+    short = tmp_path / "short.wav"
+    sf.write(short, sine(0.1), 16000)
+    bad = [
+        good.__class__(str(tmp_path / "missing.wav"), 1.0, "one", 0.0, None, "missing"),
+        good.__class__(str(corrupt), 1.0, "two", 0.0, None, "corrupt"),
+        good.__class__(good.audio_filepath, good.duration, "?!", 0.0, None, "emptytext"),
+        good.__class__(str(short), 0.1, "one two three four five six seven", 0.0, None, "tooshort"),
+    ]
+    write_manifest(tmp_path / "train.jsonl", utts + bad)
+    with open(tmp_path / "train.jsonl", "a") as f:
+        f.write("{broken json\n")
+    summary = run(corpus, tmp_path / "exp", **{"data.train": tmp_path / "train.jsonl", "train.epochs": 1})
+    report = {json.loads(line)["item"]: json.loads(line)["reason"] for line in (tmp_path / "exp" / "skipped.jsonl").read_text().splitlines()}
+    assert "does not exist" in report["missing"]
+    assert "cannot be decoded" in report["corrupt"] and "corrupt.wav" in report["corrupt"]
+    assert "empty after normalization" in report["emptytext"]
+    assert "too few frames" in report["tooshort"]
+    assert any("not valid JSON" in r for k, r in report.items() if k.endswith(":" + str(len(utts) + 5)))
+    assert summary["skipped"] == 5 and summary["steps"] > 0
+
+
+def test_empty_manifest_is_a_clear_error(corpus, tmp_path):
+    from asrforge.errors import AsrforgeError
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(AsrforgeError, match="no usable utterance"):
+        run(corpus, tmp_path / "x", **{"data.train": tmp_path / "empty.jsonl"})
+
+
+def test_resume_without_checkpoint_is_a_clear_error(corpus, tmp_path):
+    from asrforge.errors import CheckpointError
+    with pytest.raises(CheckpointError, match="last.pt does not exist"):
+        run(corpus, tmp_path / "none", resume=True)
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_model_overfits_a_tiny_batch(corpus, tmp_path, rnn_type):
+    """A small model memorizes four utterances: the pipeline really learns, not just runs."""
+    utts, _ = read_manifest(corpus / "train.jsonl")
+    few = sorted(utts, key=lambda u: u.duration)[:4]
+    write_manifest(tmp_path / "few.jsonl", few)
+    run(corpus, tmp_path / "exp", **{"data.train": tmp_path / "few.jsonl", "data.dev": tmp_path / "few.jsonl",
+                                     "model.hidden": 96, "model.layers": 2, "model.conv_channels": 8,
+                                     "model.rnn_type": rnn_type, "specaugment.enabled": "false",
+                                     "train.epochs": 220, "train.lr": 3e-3, "train.warmup_steps": 10,
+                                     "data.max_batch_seconds": 100, "train.log_every": 50})
+    log = [json.loads(line) for line in (tmp_path / "exp" / "train_log.jsonl").read_text().splitlines()]
+    assert min(r["dev_wer"] for r in log if "dev_wer" in r) == 0.0
