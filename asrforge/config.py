@@ -87,9 +87,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
     """Build dataclass ``cls`` from a nested dict, rejecting unknown keys with the allowed ones listed."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{where.rstrip('.') or 'config'} must be a section (mapping), got {data!r}")
     data = dict(data or {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -108,8 +108,6 @@ def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
         if "registry" in f.metadata:
             kwargs[name] = _from_registry(f, value, f"{where}{name}.")
         elif dataclasses.is_dataclass(hints[name]):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}{name} must be a section (mapping), got {value!r}")
             kwargs[name] = from_dict(hints[name], value, f"{where}{name}.")
         else:
             kwargs[name] = _coerce(value, hints[name], f"{where}{name}")
@@ -122,6 +120,8 @@ def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
 
 def _from_registry(f: dataclasses.Field, value: Any, where: str) -> Any:
     registry, key = f.metadata["registry"], f.metadata["key"]
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{where.rstrip('.')} must be a section (mapping), got {value!r}")
     value = dict(value or {})
     name = value.get(key, f.metadata.get("default"))
     entry = registry.get(name)

@@ -36,7 +36,7 @@ class TrainConfig:
     warmup_steps: int = 300
     final_lr_ratio: float = 0.02
     weight_decay: float = 0.01
-    grad_clip: float = 5.0
+    grad_clip: float = 1.0
     accum_steps: int = 1
     amp: bool = True                     # mixed precision on GPU (bfloat16 where supported, else float16)
     seed: int = 0

@@ -38,3 +38,12 @@ def test_missing_recipe_file(tmp_path):
 def test_override_parsing():
     tree = apply_overrides({}, ["a.b=3", "a.c=[1, 2]", "d=null", "e=text"])
     assert tree == {"a": {"b": 3, "c": [1, 2]}, "d": None, "e": "text"}
+
+
+def test_a_section_given_a_scalar_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: 5\n")
+    with pytest.raises(ConfigError, match="train must be a section"):
+        load_recipe(bad)
+    with pytest.raises(ConfigError, match="model must be a section"):
+        load_recipe(DEMO, ["model=3"])

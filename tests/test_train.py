@@ -102,3 +102,10 @@ def test_model_overfits_a_tiny_batch(corpus, tmp_path, rnn_type):
                                      "data.max_batch_seconds": 100, "train.log_every": 50})
     log = [json.loads(line) for line in (tmp_path / "exp" / "train_log.jsonl").read_text().splitlines()]
     assert min(r["dev_wer"] for r in log if "dev_wer" in r) == 0.0
+
+
+def test_gradient_accumulation_counts_optimizer_steps(corpus, tmp_path):
+    summary = run(corpus, tmp_path / "acc", **{"train.accum_steps": 2, "train.epochs": 1})
+    trainer = Trainer(load_recipe(DEMO, tiny_overrides(corpus)), tmp_path / "probe", progress=False)
+    batches = len(trainer.sampler.batches(0))
+    assert batches > 2 and summary["steps"] == (batches + 1) // 2
