@@ -36,7 +36,7 @@ def test_wide_prefix_beam_equals_exhaustive_search(seed):
     # peaky-ish random distributions so repeats and blanks both matter
     log_probs = (torch.randn(T, V, generator=g) * 2).log_softmax(-1)
     best, best_lp, totals = exhaustive_best(log_probs)
-    opts = CTCBeamOptions(beam_size=10_000, token_beam=V, prune_logprob=-math.inf, nbest=5)
+    opts = CTCBeamOptions(beam_size=10_000, token_beam=V, prune_logprob=-math.inf, score_margin=math.inf, nbest=5)
     hyps = ctc_prefix_beam_search(log_probs, T, opts)
     assert tuple(hyps[0].tokens) == best
     assert hyps[0].score == pytest.approx(best_lp, abs=1e-9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,11 +14,13 @@ from asrforge.decoding.hypothesis import Hypothesis
 NEG_INF = float("-inf")
 
 
-def _logaddexp(*xs: float) -> float:
-    m = max(xs)
-    if m == NEG_INF:
-        return NEG_INF
-    return m + math.log(sum(math.exp(x - m) for x in xs))
+def _logaddexp(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) for two Python floats (math is faster than numpy on scalars)."""
+    if a < b:
+        a, b = b, a
+    if b == NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
 
 
 def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
@@ -36,7 +39,8 @@ def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -
 class CTCBeamOptions:
     beam_size: int = 8
     token_beam: int | None = None     # tokens tried per frame; None means beam_size
-    prune_logprob: float = -12.0      # tokens below this frame log-probability are not tried
+    prune_logprob: float = -8.0       # tokens below this frame log-probability are not tried (pyctcdecode uses -5)
+    score_margin: float = 10.0        # prefixes this far (nats) below the best are dropped; inf keeps the search exact
     nbest: int = 1
 
 
@@ -51,36 +55,49 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, length: int, options: CTCBea
     alignments have the largest total probability.
     """
     lp = log_probs[:length].detach().float().cpu().numpy()
-    token_beam = options.token_beam or options.beam_size
+    if lp.shape[0] == 0:
+        return [Hypothesis([], 0.0)]
+    k = min(options.token_beam or options.beam_size, lp.shape[1] - 1)
+    # the k+1 most likely symbols of every frame, chosen in one vectorized call (blank may be among them)
+    top = np.argpartition(-lp, k, axis=1)[:, : k + 1] if k + 1 < lp.shape[1] else np.tile(np.arange(lp.shape[1]), (lp.shape[0], 1))
+    # plain Python lists: the loop below then touches no numpy scalars (much faster per element)
+    top_ids, top_lps = top.tolist(), np.take_along_axis(lp, top, axis=1).tolist()
+    blank_lps = lp[:, blank].tolist()
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
     for t in range(lp.shape[0]):
-        frame = lp[t]
-        order = np.argsort(-frame)[: token_beam + 1]
-        candidates = [int(c) for c in order if c != blank and frame[c] >= options.prune_logprob][:token_beam]
-        p_blank = float(frame[blank])
+        candidates = [(c, p) for c, p in zip(top_ids[t], top_lps[t]) if c != blank and p >= options.prune_logprob]
+        p_blank = blank_lps[t]
+        if not candidates:
+            # only blank is plausible (most frames of a peaky CTC model): every prefix just absorbs
+            # the frame, the ranking cannot change, and nothing needs re-sorting
+            beams = {k_: (_logaddexp(pb, pnb) + p_blank, NEG_INF) for k_, (pb, pnb) in beams.items()}
+            continue
         nxt: dict[tuple[int, ...], list[float]] = {}
-
-        def add(prefix, pb=NEG_INF, pnb=NEG_INF):
-            cur = nxt.get(prefix)
-            if cur is None:
-                nxt[prefix] = [pb, pnb]
-            else:
-                cur[0] = _logaddexp(cur[0], pb)
-                cur[1] = _logaddexp(cur[1], pnb)
-
         for prefix, (pb, pnb) in beams.items():
-            add(prefix, pb=_logaddexp(pb, pnb) + p_blank)
-            last = prefix[-1] if prefix else None
-            for c in candidates:
-                p = float(frame[c])
+            total = _logaddexp(pb, pnb)
+            entry = nxt.get(prefix)
+            if entry is None:
+                entry = nxt[prefix] = [total + p_blank, NEG_INF]
+            else:
+                entry[0] = _logaddexp(entry[0], total + p_blank)
+            last = prefix[-1] if prefix else -1
+            for c, p in candidates:
                 if c == last:
-                    add(prefix, pnb=pnb + p)              # repeat collapses into the same prefix
-                    add(prefix + (c,), pnb=pb + p)        # blank in between: a new token
+                    entry[1] = _logaddexp(entry[1], pnb + p)   # a repeat collapses into the same prefix
+                    extended = pb + p                          # a new token needs a blank in between
                 else:
-                    add(prefix + (c,), pnb=_logaddexp(pb, pnb) + p)
-        scored = [(_logaddexp(*v), k, v) for k, v in nxt.items()]
-        # impossible prefixes (probability 0, e.g. a repeat with no frame for the blank between) are dropped
-        scored = sorted((s for s in scored if s[0] > NEG_INF), key=lambda s: s[0], reverse=True)
-        beams = {k: (v[0], v[1]) for _, k, v in scored[: options.beam_size]}
+                    extended = total + p
+                if extended == NEG_INF:
+                    continue                                   # impossible prefix (probability 0)
+                longer = prefix + (c,)
+                other = nxt.get(longer)
+                if other is None:
+                    nxt[longer] = [NEG_INF, extended]
+                else:
+                    other[1] = _logaddexp(other[1], extended)
+        scored = sorted(((_logaddexp(v[0], v[1]), k_, v) for k_, v in nxt.items()), key=itemgetter(0),
+                        reverse=True)[: options.beam_size]
+        floor = scored[0][0] - options.score_margin if scored else NEG_INF
+        beams = {k_: (v[0], v[1]) for score, k_, v in scored if score > NEG_INF and score >= floor}
     ranked = sorted(beams.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
-    return [Hypothesis(list(k), _logaddexp(*v)) for k, v in ranked[: options.nbest]]
+    return [Hypothesis(list(k_), _logaddexp(*v)) for k_, v in ranked[: options.nbest]]
