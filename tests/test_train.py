@@ -109,3 +109,11 @@ def test_gradient_accumulation_counts_optimizer_steps(corpus, tmp_path):
     trainer = Trainer(load_recipe(DEMO, tiny_overrides(corpus)), tmp_path / "probe", progress=False)
     batches = len(trainer.sampler.batches(0))
     assert batches > 2 and summary["steps"] == (batches + 1) // 2
+
+
+def test_a_batch_of_only_bad_items_is_skipped_without_a_crash(corpus, tmp_path):
+    from asrforge.data.dataset import BadItem, collate
+    trainer = Trainer(load_recipe(DEMO, tiny_overrides(corpus)), tmp_path / "t", progress=False)
+    empty = collate([BadItem("x", "audio file x cannot be decoded")])
+    assert len(empty) == 0 and trainer._train_step(empty) is None
+    assert all(p.grad is None or not p.grad.any() for p in trainer.model.parameters())

@@ -58,9 +58,13 @@ def _load_split(path: str | None, name: str, max_duration: float | None) -> tupl
     if max_duration:
         skipped += [Skipped(u.id, f"longer than data.max_duration={max_duration}s") for u in utts if u.duration > max_duration]
         utts = [u for u in utts if u.duration <= max_duration]
-    missing = [u for u in utts if not os.path.isfile(u.audio_filepath)]
-    skipped += [Skipped(u.id, f"audio file {u.audio_filepath} does not exist") for u in missing]
-    utts = [u for u in utts if os.path.isfile(u.audio_filepath)]
+    present = []
+    for u in utts:   # a missing file is cheap to find now; unreadable ones are caught when loaded
+        if os.path.isfile(u.audio_filepath):
+            present.append(u)
+        else:
+            skipped.append(Skipped(u.id, f"audio file {u.audio_filepath} does not exist"))
+    utts = present
     if not utts:
         raise AsrforgeError(f"manifest {path} has no usable utterance ({len(skipped)} skipped); see the skip report")
     return utts, skipped
@@ -120,12 +124,11 @@ class Trainer:
     # ---- setup helpers -------------------------------------------------------------------------
     @staticmethod
     def _resumed_recipe(given: Recipe, saved: Recipe) -> Recipe:
-        """On resume the saved model/features/text are authoritative; budget and step limits may change."""
+        """On resume the saved recipe is authoritative; only the budget, the step limit and data paths may change."""
         if to_dict(given.model) != to_dict(saved.model) or to_dict(given.features) != to_dict(saved.features):
             raise ConfigError("--resume: the recipe's model or features differ from the checkpoint's; "
-                              "resume with the same recipe (only train.max_minutes/max_steps/epochs may change)")
+                              "resume with the same recipe (only train.max_minutes, train.max_steps and data.* may change)")
         saved.train.max_minutes, saved.train.max_steps = given.train.max_minutes, given.train.max_steps
-        saved.train.epochs = given.train.epochs
         saved.data = given.data
         return saved
 
@@ -171,9 +174,16 @@ class Trainer:
             cfg.max_minutes is not None and self.state.elapsed + time.time() - started >= cfg.max_minutes * 60)
         return bool(D.broadcast_value(float(over), self.dist))
 
-    def _train_step(self, batch) -> tuple[float | None, int]:
-        """Forward + backward of one micro-batch; returns (loss, utterances skipped as too short)."""
+    def _train_step(self, batch) -> float | None:
+        """Forward + backward of one micro-batch; returns its loss, or None if nothing in it was trainable."""
         dev = self.dist.device
+        if len(batch) == 0:
+            # Every item was unusable (already counted). Under DDP this rank must still join the gradient
+            # all-reduce, so it runs a dummy input whose loss is multiplied by zero.
+            feats = torch.zeros(1, 16, self.recipe.features.dim, device=dev)
+            log_probs, _ = self.ddp(feats, torch.tensor([16], device=dev))
+            self.scaler.scale(log_probs.sum() * 0.0).backward()
+            return None
         feats, feat_lens = batch.feats.to(dev, non_blocking=True), batch.feat_lens.to(dev)
         with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             log_probs, out_lens = self.ddp(feats, feat_lens)
@@ -182,14 +192,11 @@ class Trainer:
             if not ok:
                 self.state.skipped.setdefault(uid, "too few frames for its transcript after x4 subsampling")
         if out.loss is None:
-            # Every utterance was infeasible: still join the gradient all-reduce with zero gradients
-            # (DDP ranks must stay in step); the utterances are counted above, not trained on.
-            loss = log_probs.sum() * 0.0
-            value = None
-        else:
-            loss, value = out.loss, float(out.loss.detach())
-        self.scaler.scale(loss / self.recipe.train.accum_steps).backward()
-        return value, out.skipped
+            # Every utterance was infeasible: join the all-reduce with zero gradients, as above.
+            self.scaler.scale(log_probs.sum() * 0.0).backward()
+            return None
+        self.scaler.scale(out.loss / self.recipe.train.accum_steps).backward()
+        return float(out.loss.detach())
 
     def _optimizer_step(self) -> float:
         self.scaler.unscale_(self.optimizer)
@@ -220,7 +227,7 @@ class Trainer:
         while not stop and self.state.epoch < self.state.planned_epochs:
             epoch_start = time.time()
             self.sampler.set_epoch(self.state.epoch, self.state.batch_in_epoch)
-            bar = tqdm(total=len(self.sampler.batches(self.state.epoch)), initial=self.state.batch_in_epoch,
+            bar = tqdm(total=len(self.sampler), initial=self.state.batch_in_epoch,
                        desc=f"epoch {self.state.epoch + 1}/{self.state.planned_epochs}", unit="batch",
                        disable=not self.progress, dynamic_ncols=True)
             losses, utts, window_start = [], 0, time.time()
@@ -233,7 +240,7 @@ class Trainer:
                     trace.write(json.dumps({"epoch": self.state.epoch, "batch": self.state.batch_in_epoch, "ids": batch.ids}) + "\n")
                 sync = self.ddp.no_sync() if (self.dist.enabled and not last_micro) else nullcontext()
                 with sync:
-                    loss, _ = self._train_step(batch)
+                    loss = self._train_step(batch)
                 self.state.batch_in_epoch += 1
                 utts += len(batch)
                 if loss is not None:
