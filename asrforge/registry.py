@@ -7,7 +7,7 @@ they are defined, and the registry only looks them up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,11 @@ class Registry:
         from asrforge.errors import ConfigError
 
         if name not in self._entries:
-            allowed = ", ".join(sorted(self._entries)) or "(none registered)"
+            allowed = ", ".join(self.names()) or "(none registered)"
             raise ConfigError(f"unknown {self.kind} {name!r}; choose one of: {allowed}")
         return self._entries[name]
 
     def names(self) -> list[str]:
         return sorted(self._entries)
-
-    def __contains__(self, name: Any) -> bool:
-        return name in self._entries
-
 
 MODELS = Registry("model family")

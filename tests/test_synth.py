@@ -49,3 +49,12 @@ def test_grammars():
     assert any(s.startswith("set a timer for") for s in commands) and any(s.startswith("call ") for s in commands)
     assert all(s == s.lower() and s.strip() == s for s in commands)
     assert number_words(312) == "three hundred and twelve" and number_words(40) == "forty"
+
+
+def test_every_listed_voice_exists_in_the_bundled_espeak():
+    from asrforge.data.synth.corpus import ACCENTS, VARIANTS
+    from asrforge.data.synth.espeak import EspeakEngine
+    engine = EspeakEngine.get()
+    missing = [f"{a}+{v}" for a in ACCENTS for v in VARIANTS if not engine.has_voice(f"{a}+{v}")]
+    assert not missing
+    assert not engine.has_voice("en-us+no-such-variant")

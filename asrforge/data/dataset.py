@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from asrforge.audio.io import load_audio
-from asrforge.data.manifest import Skipped, Utterance
+from asrforge.data.manifest import Utterance
 from asrforge.errors import AsrforgeError
 from asrforge.features import FeatureExtractor, SpecAugment
 from asrforge.text import Normalizer, Tokenizer
@@ -119,7 +119,3 @@ def collate(items: list[Item | BadItem]) -> Batch:
         tokens=tokens, token_lens=torch.tensor([it.tokens.shape[0] for it in good], dtype=torch.long),
         texts=[it.text for it in good], bad=bad,
     )
-
-
-def skipped_from(bad: list[BadItem]) -> list[Skipped]:
-    return [Skipped(b.id, b.reason) for b in bad]

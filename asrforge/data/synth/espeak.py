@@ -8,6 +8,7 @@ per worker process.
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 
 import numpy as np
 
@@ -43,7 +44,8 @@ class EspeakEngine:
         self.libc = ctypes.CDLL(None)   # breath/noise sources draw from the C library's rand()
         self.lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
                                           ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
+        self.data_path = Path(espeakng_loader.get_data_path())
+        rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(), 0)
         if rate <= 0:
             raise AsrforgeError("eSpeak NG failed to initialize from the espeakng-loader data folder; reinstall espeakng-loader")
         self.sample_rate = int(rate)
@@ -62,7 +64,11 @@ class EspeakEngine:
         self.libc.srand(int(value) & 0x7FFFFFFF)
 
     def has_voice(self, voice: str) -> bool:
-        return self.lib.espeak_SetVoiceByName(voice.encode()) == 0
+        """``"en-us+m3"``: the language must load, and the variant must exist (eSpeak would silently ignore it)."""
+        language, _, variant = voice.partition("+")
+        if variant and not (self.data_path / "voices" / "!v" / variant).is_file():
+            return False
+        return self.lib.espeak_SetVoiceByName(language.encode()) == 0
 
     def synthesize(self, text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: int = 50) -> np.ndarray:
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
