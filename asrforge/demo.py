@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from asrforge.data.manifest import read_manifest
@@ -24,7 +25,7 @@ def run_demo(out: str | Path, minutes: float | None = None, hours: float | None 
     recipe_path = Path(config) if config else DEFAULT_RECIPE
     if not recipe_path.is_file():
         raise ConfigError(f"demo recipe {recipe_path} not found; pass --config PATH/demo_ctc.yaml (it ships in the repository's configs/)")
-    corpus_cfg = SynthConfig(**{**DEMO_CORPUS.__dict__, **({"hours": hours} if hours else {})})
+    corpus_cfg = replace(DEMO_CORPUS, hours=hours) if hours else DEMO_CORPUS
 
     print(f"[1/4] synthesizing {corpus_cfg.hours:g} h of {corpus_cfg.domain} speech with eSpeak NG -> {out / 'corpus'}")
     t0 = time.time()

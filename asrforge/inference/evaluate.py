@@ -38,7 +38,7 @@ def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
     report, bad = ErrorReport(), []
     speakers = {u.id: u.speaker for u in dataset.utts}
-    audio_seconds = decode_seconds = 0.0
+    audio_seconds = 0.0
     bar = tqdm(total=len(dataset), desc="decoding", unit="utt", disable=not progress, leave=False)
     start = time.perf_counter()
     for batch in loader:
