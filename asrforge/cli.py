@@ -21,6 +21,31 @@ def _synth(args) -> None:
     print(f"test voices (never in train/dev): {', '.join(summary['voices']['test'])}")
 
 
+def _prepare(args) -> None:
+    from asrforge.data.importers import prepare, print_summary
+
+    options = {}
+    if args.holdout_speakers:
+        if args.corpus != "fsdd":
+            raise AsrforgeError("--holdout-speakers applies to fsdd only")
+        options["holdout_speakers"] = tuple(s for s in args.holdout_speakers.split(",") if s)
+    if args.include_validated:
+        if args.corpus != "commonvoice":
+            raise AsrforgeError("--include-validated applies to commonvoice only")
+        options["include_validated"] = True
+    summary = prepare(args.corpus, args.src, args.out, workers=args.workers, **options)
+    print_summary(summary, Path(args.out))
+
+
+def _export_kaldi(args) -> None:
+    from asrforge.data.importers import export_kaldi
+    from asrforge.data.manifest import read_manifest
+
+    utts, bad = read_manifest(args.manifest)
+    export_kaldi(utts, args.out)
+    print(f"wrote {len(utts)} utterances to Kaldi data directory {args.out}" + (f" ({len(bad)} bad manifest lines skipped)" if bad else ""))
+
+
 def _train(args) -> None:
     from asrforge.recipe import load_recipe
     from asrforge.train.trainer import Trainer
@@ -60,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     s.set_defaults(func=_synth)
+
+    pr = sub.add_parser("prepare", help="import a corpus into JSONL manifests (one per split) with a skip report")
+    pr.add_argument("corpus", choices=["librispeech", "commonvoice", "tedlium", "fsdd", "folder", "kaldi"])
+    pr.add_argument("src", help="the folder the corpus was extracted to (folder: also a .csv/.tsv table)")
+    pr.add_argument("--out", required=True, help="output folder for <split>.jsonl, skipped.jsonl, summary.json")
+    pr.add_argument("--workers", type=int, default=None, help="parallel header checks (default: 4 per core, at most 16)")
+    pr.add_argument("--holdout-speakers", default="", help="fsdd: comma-separated speakers kept out of train/dev for test")
+    pr.add_argument("--include-validated", action="store_true", help="commonvoice: also import validated.tsv")
+    pr.set_defaults(func=_prepare)
+
+    k = sub.add_parser("export-kaldi", help="write a manifest as a Kaldi data directory")
+    k.add_argument("manifest")
+    k.add_argument("--out", required=True)
+    k.set_defaults(func=_export_kaldi)
 
     t = sub.add_parser("train", help="train a model from a YAML recipe")
     t.add_argument("config", help="recipe YAML, e.g. configs/demo_ctc.yaml")

@@ -1,6 +1,6 @@
 """A training recipe: the typed sections a YAML file under configs/ fills.
 
-``data`` / ``features`` / ``specaugment`` / ``text`` / ``model`` / ``train`` / ``decode``.
+``data`` / ``features`` / ``augment`` / ``specaugment`` / ``text`` / ``model`` / ``train`` / ``decode``.
 ``model.family`` picks the model's config class from the registry.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import asrforge.models.ctc  # noqa: F401  (registers the "ctc" family)
+from asrforge.audio.augment import AugmentConfig
 from asrforge.config import apply_overrides, from_dict, load_yaml
 from asrforge.features import FeatureConfig, SpecAugmentConfig
 from asrforge.registry import MODELS
@@ -23,7 +24,7 @@ class DataConfig:
     max_batch_size: int = 256
     max_duration: float = 30.0           # longer training utterances are skipped and reported
     num_workers: int = 0                 # DataLoader worker processes computing features
-    cache_features: bool = False         # keep features in memory after the first epoch (no waveform augmentation)
+    cache_features: bool = False         # keep features (or, with augment.*, waveforms) in memory after first use
 
 
 @dataclass
@@ -55,6 +56,7 @@ class DecodeConfig:
 class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)        # waveform augmentation (training only)
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     text: TextConfig = field(default_factory=TextConfig)
     model: object = field(default=None, metadata={"registry": MODELS, "key": "family", "default": "ctc"})

@@ -10,9 +10,11 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from asrforge.audio.augment import WaveAugment
 from asrforge.audio.io import load_audio
 from asrforge.data.manifest import Utterance
 from asrforge.errors import AsrforgeError
@@ -58,14 +60,16 @@ class SpeechDataset(Dataset):
 
     def __init__(self, utts: list[Utterance], features: FeatureExtractor, tokenizer: Tokenizer | None,
                  normalizer: Normalizer, specaugment: SpecAugment | None = None, seed: int = 0,
-                 cache_features: bool = False):
+                 cache_features: bool = False, wave_augment: WaveAugment | None = None):
         self.utts = utts
         self.features = features
         self.tokenizer = tokenizer
         self.normalizer = normalizer
         self.specaugment = specaugment
         self.seed = seed
-        self.cache: dict[int, torch.Tensor] | None = {} if cache_features else None
+        self.wave_augment = wave_augment
+        # With waveform augmentation the features differ every epoch, so the cache keeps waveforms instead.
+        self.cache: dict[int, torch.Tensor | np.ndarray] | None = {} if cache_features else None
         self.texts = [normalizer(u.text) for u in utts]
 
     def __len__(self) -> int:
@@ -75,15 +79,24 @@ class SpeechDataset(Dataset):
     def durations(self) -> list[float]:
         return [u.duration for u in self.utts]
 
-    def features_of(self, index: int) -> torch.Tensor:
-        if self.cache is not None and index in self.cache:
-            return self.cache[index]
+    def _wave(self, index: int) -> np.ndarray:
         u = self.utts[index]
-        wave = load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None)
-        feats = self.features(wave)
-        if self.cache is not None:
-            self.cache[index] = feats
-        return feats
+        return load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None)
+
+    def features_of(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Features ``(T, D)`` of utterance ``index``, waveform-augmented with ``generator`` if augmentation is on.
+
+        The cache holds features, or waveforms when augmentation is on (features then differ every epoch).
+        """
+        cache = self.cache if self.cache is not None else {}
+        if self.wave_augment is None:
+            if index not in cache:
+                cache[index] = self.features(self._wave(index))
+            return cache[index]
+        if index not in cache:
+            cache[index] = self._wave(index)
+        wave = cache[index] if generator is None else self.wave_augment(cache[index], generator)
+        return self.features(wave)
 
     def __getitem__(self, key: tuple[int, int] | int) -> Item | BadItem:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
@@ -93,11 +106,12 @@ class SpeechDataset(Dataset):
             if not text:
                 raise AsrforgeError("transcript is empty after normalization; fix the text or drop the line")
             tokens = torch.tensor(self.tokenizer.encode(text), dtype=torch.long) if self.tokenizer else torch.zeros(0, dtype=torch.long)
-            feats = self.features_of(index)
+            gen = torch.Generator().manual_seed(item_seed(self.seed, epoch, index))
+            feats = self.features_of(index, gen)
         except AsrforgeError as e:
             return BadItem(u.id or u.audio_filepath, str(e))
         if self.specaugment is not None:
-            feats = self.specaugment(feats, torch.Generator().manual_seed(item_seed(self.seed, epoch, index)))
+            feats = self.specaugment(feats, gen)
         return Item(u.id or str(index), feats, tokens, text)
 
 

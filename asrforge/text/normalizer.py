@@ -12,9 +12,11 @@ class TextConfig:
     lowercase: bool = True
     remove_punctuation: bool = True
     keep_chars: str = "'"      # punctuation that is part of words (don't, o'clock)
+    remove_markers: bool = True   # corpus annotations: <unk>, [noise], {breath}
 
 
 _SPACES = re.compile(r"\s+")
+_MARKERS = re.compile(r"<[^<>]*>|\[[^\[\]]*\]|\{[^{}]*\}")
 
 
 class Normalizer:
@@ -24,6 +26,8 @@ class Normalizer:
     def __call__(self, text: str) -> str:
         c = self.config
         text = unicodedata.normalize("NFKC", text)
+        if c.remove_markers:
+            text = _MARKERS.sub(" ", text)
         if c.lowercase:
             text = text.lower()
         if c.remove_punctuation:

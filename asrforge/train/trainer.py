@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from asrforge.audio.augment import WaveAugment
 from asrforge.config import to_dict
 from asrforge.data.dataset import SpeechDataset, collate
 from asrforge.data.manifest import Skipped, Utterance, read_manifest
@@ -100,8 +101,9 @@ class Trainer:
 
         features = FeatureExtractor(recipe.features)
         specaug = SpecAugment(recipe.specaugment) if recipe.specaugment.enabled else None
+        augment = WaveAugment(recipe.augment) if recipe.augment.enabled else None
         self.train_set = SpeechDataset(train_utts, features, self.tokenizer, self.normalizer, specaug, cfg.seed,
-                                       cache_features=recipe.data.cache_features)
+                                       cache_features=recipe.data.cache_features, wave_augment=augment)
         self.dev_set = SpeechDataset(dev_utts, features, None, self.normalizer, None,
                                      cache_features=recipe.data.cache_features)
         self.sampler = DurationBatchSampler(self.train_set.durations, recipe.data.max_batch_seconds, shuffle=True,

@@ -1,0 +1,128 @@
+"""What every importer shares: candidates -> validated utterances, per-split manifests, a skip report.
+
+An importer only *lists* its corpus: for each split, :class:`Candidate` rows (and items it already
+knows are bad). :func:`write_splits` then validates every candidate's audio header and duration in a
+thread pool with a progress bar, writes ``DIR/<split>.jsonl``, and keeps ``DIR/skipped.jsonl`` and
+``DIR/summary.json``. A split whose manifest already exists is not redone (idempotent re-runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+from tqdm import tqdm
+
+from asrforge.data.manifest import Skipped, Utterance, write_manifest
+from asrforge.errors import AsrforgeError
+from asrforge.text import Normalizer
+
+SEGMENT_TOLERANCE = 0.05   # seconds a segment may run past the end of its file (rounding in STM/segments files)
+
+
+class LayoutError(AsrforgeError):
+    """SRC is not laid out the way the named corpus is distributed."""
+
+
+@dataclass
+class Candidate:
+    id: str
+    audio: str
+    text: str
+    speaker: str | None = None
+    offset: float = 0.0
+    duration: float | None = None      # None: the whole file
+
+
+@dataclass
+class SplitListing:
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)   # found bad while listing (unparsable lines, ...)
+
+
+def validate(c: Candidate, normalizer: Normalizer) -> Utterance | Skipped:
+    """Header check (and a first decoded block) plus transcript and segment checks for one candidate."""
+    if not normalizer(c.text):
+        return Skipped(c.id, f"transcript {c.text!r} normalizes to nothing")
+    path = Path(c.audio)
+    if not path.is_file():
+        return Skipped(c.id, f"audio file {path} does not exist")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            total = f.frames / f.samplerate
+            f.seek(min(int(c.offset * f.samplerate), max(f.frames - 1, 0)))
+            if f.frames == 0 or f.read(min(1024, f.frames), dtype="float32").size == 0:
+                return Skipped(c.id, f"audio file {path} holds no samples")
+    except Exception as e:  # libsndfile: unknown format, compressed SPHERE, truncated mp3, ...
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        return Skipped(c.id, f"audio file {path} cannot be decoded ({reason})")
+    duration = total - c.offset if c.duration is None else c.duration
+    if c.offset + duration > total + SEGMENT_TOLERANCE:
+        return Skipped(c.id, f"audio file {path} is {total:.2f}s long, shorter than its segment "
+                             f"{c.offset:.2f}-{c.offset + duration:.2f}s")
+    if duration <= 0:
+        return Skipped(c.id, f"segment of {path} has no duration")
+    return Utterance(str(path.resolve()), round(duration, 4), c.text, round(c.offset, 4), c.speaker, c.id)
+
+
+def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str, workers: int | None = None,
+                 progress: bool = True) -> dict:
+    """Validate and write each split; returns the summary also written to ``out/summary.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    normalizer = Normalizer()
+    workers = workers or min(16, (os.cpu_count() or 1) * 4)   # header reads wait on disk, threads overlap them
+    splits = {}
+    for split, listing in sorted(listings.items()):
+        manifest, record = out / f"{split}.jsonl", out / f".{split}.done.json"
+        if manifest.is_file() and record.is_file():
+            splits[split] = json.loads(record.read_text())   # finished by an earlier run
+            continue
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(lambda c: validate(c, normalizer), listing.candidates),
+                                total=len(listing.candidates), desc=f"{corpus} {split}", unit="file",
+                                disable=not progress))
+        utts = [r for r in results if isinstance(r, Utterance)]
+        skipped = listing.skipped + [r for r in results if isinstance(r, Skipped)]
+        write_manifest(manifest, utts)
+        reasons: dict[str, int] = {}
+        for s in skipped:
+            key = _reason_kind(s.reason)
+            reasons[key] = reasons.get(key, 0) + 1
+        splits[split] = {"utterances": len(utts), "hours": round(sum(u.duration for u in utts) / 3600, 4),
+                         "speakers": len({u.speaker for u in utts if u.speaker}), "skipped": len(skipped),
+                         "skipped_by_reason": reasons, "skipped_items": [asdict(s) for s in skipped]}
+        record.write_text(json.dumps(splits[split]))
+    with open(out / "skipped.jsonl", "w", encoding="utf-8") as f:
+        for split, info in splits.items():
+            for s in info["skipped_items"]:
+                f.write(json.dumps({"split": split, **s}, ensure_ascii=False) + "\n")
+    summary = {"corpus": corpus, "splits": {k: {kk: vv for kk, vv in v.items() if kk != "skipped_items"}
+                                            for k, v in splits.items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for the summary: match on our own words, not the decoder's quoted detail in (...)."""
+    core = re.sub(r"\(.*\)", "", reason)
+    for kind in ("does not exist", "cannot be decoded", "normalizes to nothing", "shorter than its segment",
+                 "holds no samples", "missing column", "does not parse", "not supported"):
+        if kind in core:
+            return kind
+    return core.split(";")[0][:60]
+
+
+def print_summary(summary: dict, out: Path) -> None:
+    print(f"{summary['corpus']} -> {out}")
+    for split, s in summary["splits"].items():
+        extra = "".join(f", {n} {k}" for k, n in s["skipped_by_reason"].items())
+        print(f"  {split:<20} {s['utterances']:>7} utts {s['hours']:>8.2f} h {s['speakers']:>5} speakers   "
+              f"skipped {s['skipped']}{extra}")
+    if any(s["skipped"] for s in summary["splits"].values()):
+        print(f"  skipped items and reasons: {out / 'skipped.jsonl'}")

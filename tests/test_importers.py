@@ -1,0 +1,180 @@
+"""Importers on tiny copies of each corpus layout, written here with synthetic audio and broken items."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asrforge.data.importers import IMPORTERS, LayoutError, export_kaldi, prepare
+from asrforge.data.importers.kaldi import list_kaldi
+from asrforge.data.manifest import read_manifest
+from asrforge.data.dataset import SpeechDataset
+from asrforge.features import FeatureConfig, FeatureExtractor
+from asrforge.text import Normalizer
+
+SHORTEN_SPHERE = (b"NIST_1A\n   1024\nsample_count -i 16000\nsample_rate -i 16000\nchannel_count -i 1\n"
+                  b"sample_n_bytes -i 2\nsample_byte_format -s2 01\nsample_coding -s26 pcm,embedded-shorten-v2.00\nend_head\n")
+
+
+def tone(path, seconds=1.0, sr=16000, fmt=None, subtype=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr, format=fmt, subtype=subtype)
+    return path
+
+
+def skips(out):
+    return [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
+
+
+def test_librispeech(tmp_path):
+    src = tmp_path / "LibriSpeech"
+    chapter = src / "dev-clean" / "84" / "121123"
+    tone(chapter / "84-121123-0000.flac", 1.0)
+    tone(chapter / "84-121123-0001.flac", 2.0)
+    (chapter / "84-121123.trans.txt").write_text("84-121123-0000 GO DO YOU HEAR\n84-121123-0001 BUT IN LESS THAN FIVE MINUTES\n"
+                                                 "84-121123-0002 THIS ONE HAS NO AUDIO\n84-121123-0003\n")
+    tone(src / "test-other" / "1688" / "142285" / "1688-142285-0000.flac", 1.5)
+    (src / "test-other" / "1688" / "142285" / "1688-142285.trans.txt").write_text("1688-142285-0000 THERE\n")
+    summary = prepare("librispeech", tmp_path, tmp_path / "out", progress=False)
+    assert summary["splits"]["dev-clean"]["utterances"] == 2 and summary["splits"]["test-other"]["utterances"] == 1
+    utts, _ = read_manifest(tmp_path / "out" / "dev-clean.jsonl")
+    assert [(u.id, u.text, u.speaker) for u in utts] == [("84-121123-0000", "GO DO YOU HEAR", "84"),
+                                                       ("84-121123-0001", "BUT IN LESS THAN FIVE MINUTES", "84")]
+    assert utts[1].duration == pytest.approx(2.0)
+    reasons = {s["item"].rsplit("/", 1)[-1]: s["reason"] for s in skips(tmp_path / "out")}
+    assert "does not exist" in reasons["84-121123-0002"]
+    assert "does not parse" in reasons["84-121123.trans.txt:4"]
+
+
+def test_commonvoice(tmp_path):
+    tone(tmp_path / "clips" / "a.mp3", 1.0, fmt="MP3")
+    tone(tmp_path / "clips" / "c.mp3", 1.0, fmt="MP3")
+    (tmp_path / "clips" / "b.mp3").write_bytes(b"ID3" + bytes(200))          # an mp3 that will not decode
+    header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tlocale\tsegment\n"
+    (tmp_path / "train.tsv").write_text(header + "spk1\ta.mp3\tHello there, world!\t2\t0\t\t\t\ten\t\n"
+                                        "spk2\tb.mp3\tBroken file.\t2\t0\t\t\t\ten\t\n")
+    (tmp_path / "dev.tsv").write_text("client_id\tpath\n" + "spk1\ta.mp3\n")   # missing column: sentence
+    (tmp_path / "test.tsv").write_text(header + "spk3\tc.mp3\t...\t1\t0\t\t\t\ten\t\n")
+    (tmp_path / "validated.tsv").write_text(header + "spk1\ta.mp3\tHello there, world!\t2\t0\t\t\t\ten\t\n")
+    summary = prepare("commonvoice", tmp_path, tmp_path / "out", progress=False)
+    assert "validated" not in summary["splits"]
+    train, _ = read_manifest(tmp_path / "out" / "train.jsonl")
+    assert [(u.id, u.speaker, u.text) for u in train] == [("a", "spk1", "Hello there, world!")]
+    reasons = {s["item"]: s["reason"] for s in skips(tmp_path / "out")}
+    assert "cannot be decoded" in reasons["b"]
+    assert "missing column(s) sentence" in reasons[str(tmp_path / "dev.tsv")]
+    assert "normalizes to nothing" in reasons["c"]
+    assert summary["splits"]["train"]["skipped_by_reason"] == {"cannot be decoded": 1}
+    again = prepare("commonvoice", tmp_path, tmp_path / "out2", progress=False, include_validated=True)
+    assert again["splits"]["validated"]["utterances"] == 1
+
+
+def test_tedlium_segments_offsets_and_bad_lines(tmp_path):
+    legacy = tmp_path / "legacy" / "test"
+    tone(legacy / "sph" / "TalkA.sph", 5.0, fmt="NIST", subtype="PCM_16")
+    (legacy / "sph" / "TalkB.sph").write_bytes(SHORTEN_SPHERE.ljust(1024, b" ") + bytes(range(256)) * 20)
+    (legacy / "stm").mkdir(parents=True)
+    (legacy / "stm" / "TalkA.stm").write_text(
+        ";; comment\n"
+        "TalkA 1 TalkA 0.50 2.00 <o,f0,male> so it 's <unk> good\n"
+        "TalkA 1 inter_segment_gap 2.00 2.50 <o,,unknown> ignore_time_segment_in_scoring\n"
+        "TalkA 1 TalkA 2.50 oops <o,f0,male> broken line\n"
+        "TalkA 1 TalkA 4.00 7.00 <o,f0,male> runs past the end\n")
+    (legacy / "stm" / "TalkB.stm").write_text("TalkB 1 TalkB 0.00 1.00 <o,f0,female> compressed audio\n")
+    summary = prepare("tedlium", tmp_path, tmp_path / "out", progress=False)
+    utts, _ = read_manifest(tmp_path / "out" / "test.jsonl")
+    assert len(utts) == 1 and summary["splits"]["test"]["skipped"] == 3
+    u = utts[0]
+    assert (u.offset, u.duration, u.speaker) == (0.5, 1.5, "TalkA")
+    assert Normalizer()(u.text) == "so it's good"
+    reasons = " | ".join(s["reason"] for s in skips(tmp_path / "out"))
+    assert "STM line does not parse" in reasons and "shorter than its segment" in reasons
+    assert "TalkB.sph cannot be decoded" in reasons
+    # the manifest's offset makes the dataset read only that slice
+    ds = SpeechDataset(utts, FeatureExtractor(FeatureConfig()), None, Normalizer())
+    assert ds.features_of(0).shape[0] == 151      # 1.5 s at 10 ms hop (+1 centered frame)
+
+
+def test_fsdd_splits_and_holdout(tmp_path):
+    for speaker in ("ann", "bob"):
+        for digit in (0, 7):
+            for index in range(12):
+                tone(tmp_path / "recordings" / f"{digit}_{speaker}_{index}.wav", 0.4, sr=8000)
+    (tmp_path / "recordings" / "readme.wav").write_bytes(b"")
+    summary = prepare("fsdd", tmp_path, tmp_path / "std", progress=False)
+    assert {k: v["utterances"] for k, v in summary["splits"].items()} == {"dev": 20, "test": 20, "train": 8}
+    test, _ = read_manifest(tmp_path / "std" / "test.jsonl")
+    assert {u.text for u in test} == {"zero", "seven"} and test[0].duration == pytest.approx(0.4)
+    held = prepare("fsdd", tmp_path, tmp_path / "held", progress=False, holdout_speakers=("bob",))
+    test, _ = read_manifest(tmp_path / "held" / "test.jsonl")
+    train, _ = read_manifest(tmp_path / "held" / "train.jsonl")
+    assert {u.speaker for u in test} == {"bob"} and len(test) == 24 and {u.speaker for u in train} == {"ann"}
+    assert held["splits"]["train"]["skipped"] == 1          # readme.wav: not {digit}_{speaker}_{index}
+    with pytest.raises(LayoutError, match="held-out speaker"):
+        prepare("fsdd", tmp_path, tmp_path / "x", progress=False, holdout_speakers=("zed",))
+
+
+def test_folder_tree_and_tables(tmp_path):
+    tone(tmp_path / "tree" / "train" / "alice" / "a1.wav")
+    (tmp_path / "tree" / "train" / "alice" / "a1.txt").write_text("Hello\nworld\n")
+    tone(tmp_path / "tree" / "train" / "alice" / "a2.flac")          # no transcript
+    tone(tmp_path / "tree" / "test" / "bob" / "b1.ogg", fmt="OGG", subtype="VORBIS")
+    (tmp_path / "tree" / "test" / "bob" / "b1.txt").write_text("good bye")
+    summary = prepare("folder", tmp_path / "tree", tmp_path / "out", progress=False)
+    assert summary["splits"]["train"]["utterances"] == 1 and summary["splits"]["test"]["utterances"] == 1
+    train, _ = read_manifest(tmp_path / "out" / "train.jsonl")
+    assert (train[0].text, train[0].speaker, train[0].id) == ("Hello world", "alice", "alice-a1")
+    assert "no transcript a2.txt" in skips(tmp_path / "out")[0]["reason"]
+
+    tone(tmp_path / "tab" / "audio" / "x.wav")
+    (tmp_path / "tab" / "train.csv").write_text("path,text,speaker\naudio/x.wav,some words,s9\n,missing path,s9\n")
+    (tmp_path / "tab" / "bad.tsv").write_text("file\twords\naudio/x.wav\tnope\n")
+    summary = prepare("folder", tmp_path / "tab", tmp_path / "out2", progress=False)
+    assert summary["splits"]["train"]["utterances"] == 1 and summary["splits"]["bad"]["utterances"] == 0
+    rows, _ = read_manifest(tmp_path / "out2" / "train.jsonl")
+    assert (rows[0].text, rows[0].speaker) == ("some words", "s9")
+    assert any("missing column" in s["reason"] for s in skips(tmp_path / "out2"))
+
+
+def test_kaldi_import_and_export_roundtrip(tmp_path):
+    rec = tone(tmp_path / "audio" / "rec1.wav", 4.0)
+    d = tmp_path / "data" / "train"
+    d.mkdir(parents=True)
+    (d / "wav.scp").write_text(f"rec1 {rec}\nrec2 sox in.flac -t wav - |\n")
+    (d / "segments").write_text("spk-u1 rec1 0.00 1.50\nspk-u2 rec1 1.50 3.25\nspk-u3 rec2 0 1\nspk-u4 rec1 x y\n")
+    (d / "text").write_text("spk-u1 hello there\nspk-u2 general kenobi\nspk-u3 piped\nspk-u4 bad segment\n")
+    (d / "utt2spk").write_text("spk-u1 spk\nspk-u2 spk\nspk-u3 spk\nspk-u4 spk\n")
+    summary = prepare("kaldi", tmp_path / "data", tmp_path / "out", progress=False)
+    assert summary["splits"]["train"]["utterances"] == 2 and summary["splits"]["train"]["skipped"] == 2
+    utts, _ = read_manifest(tmp_path / "out" / "train.jsonl")
+    assert [(u.id, u.offset, u.duration, u.speaker) for u in utts] == [("spk-u1", 0.0, 1.5, "spk"), ("spk-u2", 1.5, 1.75, "spk")]
+    assert any("pipeline" in s["reason"] for s in skips(tmp_path / "out"))
+    export_kaldi(utts, tmp_path / "exported")
+    assert (tmp_path / "exported" / "segments").read_text().splitlines()[1] == "spk-u2 rec1 1.50 3.25"
+    assert (tmp_path / "exported" / "spk2utt").read_text() == "spk spk-u1 spk-u2\n"
+    back = list_kaldi(tmp_path / "exported")["exported"].candidates
+    assert [(c.id, c.offset, c.duration, c.text) for c in back] == [("spk-u1", 0.0, 1.5, "hello there"),
+                                                                     ("spk-u2", 1.5, 1.75, "general kenobi")]
+
+
+@pytest.mark.parametrize("corpus,expected", [("librispeech", "trans.txt"), ("commonvoice", "clips"),
+                                             ("tedlium", "legacy"), ("fsdd", "recordings"),
+                                             ("folder", "no audio files"), ("kaldi", "wav.scp")])
+def test_wrong_layout_says_what_was_expected(tmp_path, corpus, expected):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "notes.md").write_text("not a corpus")
+    with pytest.raises(LayoutError, match=expected):
+        prepare(corpus, tmp_path / "src", tmp_path / "out", progress=False)
+    assert set(IMPORTERS) == {"librispeech", "commonvoice", "tedlium", "fsdd", "folder", "kaldi"}
+
+
+def test_rerun_does_not_redo_finished_splits(tmp_path):
+    for index in range(12):
+        tone(tmp_path / "recordings" / f"3_cat_{index}.wav", 0.3, sr=8000)
+    prepare("fsdd", tmp_path, tmp_path / "out", progress=False)
+    stamp = (tmp_path / "out" / "train.jsonl").stat().st_mtime_ns
+    summary = prepare("fsdd", tmp_path, tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "train.jsonl").stat().st_mtime_ns == stamp
+    assert summary["splits"]["train"]["utterances"] == 2
