@@ -46,6 +46,19 @@ def _export_kaldi(args) -> None:
     print(f"wrote {len(utts)} utterances to Kaldi data directory {args.out}" + (f" ({len(bad)} bad manifest lines skipped)" if bad else ""))
 
 
+def _tokenizer_train(args) -> None:
+    from asrforge.data.manifest import read_manifest
+    from asrforge.text import Normalizer
+    from asrforge.text.sentencepiece import SentencePieceTokenizer
+
+    utts, bad = read_manifest(args.manifest)
+    normalizer = Normalizer()
+    tokenizer = SentencePieceTokenizer.train([normalizer(u.text) for u in utts], args.vocab, args.type)
+    tokenizer.save(args.out)
+    print(f"{args.type} model with {tokenizer.vocab_size - 1} pieces (+ CTC blank) from {len(utts)} transcripts -> {args.out}\n"
+          f"use it with: text.tokenizer=sentencepiece text.sentencepiece_model={args.out}")
+
+
 def _train(args) -> None:
     from asrforge.recipe import load_recipe
     from asrforge.train.trainer import Trainer
@@ -99,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("manifest")
     k.add_argument("--out", required=True)
     k.set_defaults(func=_export_kaldi)
+
+    tk = sub.add_parser("tokenizer", help="train a SentencePiece tokenizer")
+    tk_sub = tk.add_subparsers(dest="action", required=True)
+    tt = tk_sub.add_parser("train", help="train a BPE or unigram model on a manifest's normalized text")
+    tt.add_argument("--manifest", required=True)
+    tt.add_argument("--vocab", type=int, required=True, help="number of pieces")
+    tt.add_argument("--type", choices=["bpe", "unigram"], default="bpe")
+    tt.add_argument("--out", required=True, help="where to write the .model file")
+    tt.set_defaults(func=_tokenizer_train)
 
     t = sub.add_parser("train", help="train a model from a YAML recipe")
     t.add_argument("config", help="recipe YAML, e.g. configs/demo_ctc.yaml")

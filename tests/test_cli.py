@@ -80,3 +80,19 @@ def test_bad_recipe_and_manifest_errors(tmp_path, corpus):
     assert proc.returncode == 2 and "choose one of: ctc" in proc.stderr
     proc = cli("train", REPO / "configs" / "demo_ctc.yaml", "data.dev=x", "--out", tmp_path, check=False)
     assert proc.returncode == 2 and "data.train is not set" in proc.stderr
+
+
+def test_prepare_and_export_kaldi_commands(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    recordings = tmp_path / "src" / "recordings"
+    recordings.mkdir(parents=True)
+    for index in range(12):
+        sf.write(recordings / f"5_eve_{index}.wav", np.full(3000, 0.01, np.float32), 8000)
+    proc = cli("prepare", "fsdd", tmp_path / "src", "--out", tmp_path / "out")
+    assert "train" in proc.stdout and "utts" in proc.stdout
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["splits"]["test"]["utterances"] == 5
+    cli("export-kaldi", tmp_path / "out" / "test.jsonl", "--out", tmp_path / "kaldi")
+    assert len((tmp_path / "kaldi" / "text").read_text().splitlines()) == 5
+    proc = cli("prepare", "librispeech", tmp_path / "src", "--out", tmp_path / "x", check=False)
+    assert proc.returncode == 2 and "is not a LibriSpeech folder" in proc.stderr

@@ -79,29 +79,32 @@ class Transcriber:
         return [self.tokenizer.decode(ids).strip() for ids in self.search(*self.forward(feats, feat_lens), beam_size)]
 
     def word_times(self, log_probs: torch.Tensor, length: int) -> list[Word]:
-        """Word start/end seconds from the best path: a word spans its first to its last character frame."""
+        """Word start/end seconds from the best path: a word spans its first to its last token frame.
+        A token whose text starts with a space (a space character, or a BPE piece marked word-initial)
+        begins a new word; a token held over several frames extends the current one."""
         step, blank = self.frame_seconds, self.tokenizer.blank_id
         words: list[Word] = []
-        chars: list[str] = []
-        start = end = 0
+        text, start, end = "", 0, 0
 
         def flush():
-            if chars:
-                words.append(Word("".join(chars), round(start * step, 3), round((end + 1) * step, 3)))
-                chars.clear()
+            if text:
+                words.append(Word(text, round(start * step, 3), round((end + 1) * step, 3)))
 
         prev = blank
         for t, tok in enumerate(log_probs[:length].argmax(-1).tolist()):
-            symbol = self.tokenizer.decode([tok]) if tok != blank else ""
-            if symbol == " ":
-                flush()
-            elif symbol and tok != prev:
-                if not chars:
-                    start = t
-                chars.append(symbol)
-                end = t
-            elif symbol:
-                end = t          # a character held over several frames
+            if tok != blank and tok == prev:
+                end = t if text else end          # held over several frames
+            elif tok != blank:
+                piece = self.tokenizer.piece(tok)
+                if piece.startswith(" "):
+                    flush()
+                    text = ""
+                    piece = piece.lstrip()
+                if piece:
+                    if not text:
+                        start = t
+                    text += piece
+                    end = t
             prev = tok
         flush()
         return words

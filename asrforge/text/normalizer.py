@@ -5,10 +5,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
 class TextConfig:
+    tokenizer: Literal["char", "sentencepiece"] = "char"
+    sentencepiece_model: str | None = None     # a trained .model file; None trains one on data.train
+    vocab_size: int = 256                      # for a SentencePiece model trained at the start of training
+    sentencepiece_type: Literal["bpe", "unigram"] = "bpe"
     lowercase: bool = True
     remove_punctuation: bool = True
     keep_chars: str = "'"      # punctuation that is part of words (don't, o'clock)

@@ -21,6 +21,8 @@ class Tokenizer(Protocol):
 
     def decode(self, ids: Iterable[int]) -> str: ...
 
+    def piece(self, token: int) -> str: ...
+
     def state_dict(self) -> dict: ...
 
 
@@ -58,15 +60,20 @@ class CharTokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.symbols[i] for i in ids if i != self.blank_id)
 
+    def piece(self, token: int) -> str:
+        """The token's text (" " is the word separator)."""
+        return self.symbols[token]
+
     def state_dict(self) -> dict:
         return {"kind": self.kind, "symbols": self.symbols}
 
 
-TOKENIZERS = {CharTokenizer.kind: CharTokenizer}
-
-
 def tokenizer_from_state(state: dict) -> Tokenizer:
+    from asrforge.text.sentencepiece import SentencePieceTokenizer
+
+    loaders = {CharTokenizer.kind: lambda s: CharTokenizer(s["symbols"]),
+               SentencePieceTokenizer.kind: lambda s: SentencePieceTokenizer(s["model"])}
     kind = state.get("kind")
-    if kind not in TOKENIZERS:
-        raise CheckpointError(f"checkpoint holds an unknown tokenizer kind {kind!r}; known: {', '.join(TOKENIZERS)}")
-    return TOKENIZERS[kind](state["symbols"])
+    if kind not in loaders:
+        raise CheckpointError(f"checkpoint holds an unknown tokenizer kind {kind!r}; known: {', '.join(loaders)}")
+    return loaders[kind](state)

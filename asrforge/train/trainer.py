@@ -35,7 +35,7 @@ from asrforge.inference.transcriber import Transcriber
 from asrforge.losses.ctc import ctc_loss
 from asrforge.models.ctc import build_model
 from asrforge.recipe import Recipe, recipe_from_dict
-from asrforge.text import CharTokenizer, Normalizer, tokenizer_from_state
+from asrforge.text import Normalizer, build_tokenizer, tokenizer_from_state
 from asrforge.train import distributed as D
 from asrforge.train.checkpoint import load_checkpoint, save_checkpoint
 from asrforge.train.schedule import WarmupCosine
@@ -97,7 +97,7 @@ class Trainer:
         dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", None)
         self.manifest_skips += dev_skips
         self.tokenizer = (tokenizer_from_state(checkpoint["tokenizer"]) if checkpoint else
-                          CharTokenizer.build(self.normalizer(u.text) for u in train_utts))
+                          build_tokenizer(recipe.text, [self.normalizer(u.text) for u in train_utts]))
 
         features = FeatureExtractor(recipe.features)
         specaug = SpecAugment(recipe.specaugment) if recipe.specaugment.enabled else None
@@ -192,7 +192,7 @@ class Trainer:
         out = ctc_loss(log_probs, out_lens, batch.tokens.to(dev), batch.token_lens.to(dev), self.tokenizer.blank_id)
         for uid, ok in zip(batch.ids, out.usable.tolist()):
             if not ok:
-                self.state.skipped.setdefault(uid, "too few frames for its transcript after x4 subsampling")
+                self.state.skipped.setdefault(uid, "too few frames for its tokens after x4 subsampling")
         if out.loss is None:
             # Every utterance was infeasible: join the all-reduce with zero gradients, as above.
             self.scaler.scale(log_probs.sum() * 0.0).backward()

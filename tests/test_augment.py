@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from asrforge.audio.augment import AugmentConfig, WaveAugment, add_noise, speed_perturb
+from asrforge.data.dataset import SpeechDataset
+from asrforge.data.manifest import read_manifest
+from asrforge.features import FeatureConfig, FeatureExtractor
+from asrforge.text import CharTokenizer, Normalizer
+from conftest import sine
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturbation_changes_length_and_pitch(factor):
+    wave = sine(1.0, freq=500)
+    out = speed_perturb(wave, factor)
+    assert out.size == pytest.approx(16000 / factor, abs=2)
+    peak = np.argmax(np.abs(np.fft.rfft(out))) * 16000 / out.size
+    assert peak == pytest.approx(500 * factor, rel=0.01)
+
+
+def test_noise_is_mixed_at_the_requested_snr():
+    rng = np.random.default_rng(0)
+    wave, noise = sine(1.0), rng.standard_normal(5000).astype(np.float32)   # short noise is tiled
+    mixed = add_noise(wave, noise, 10.0, torch.Generator().manual_seed(0))
+    added = mixed - wave
+    snr = 10 * np.log10(np.mean(wave**2) / np.mean(added**2))
+    assert snr == pytest.approx(10.0, abs=0.01)
+
+
+def test_augment_is_reproducible_per_generator(tmp_path):
+    noise_path = tmp_path / "noise.wav"
+    import soundfile as sf
+    sf.write(noise_path, np.random.default_rng(1).standard_normal(8000).astype(np.float32) * 0.1, 16000)
+    (tmp_path / "noise.jsonl").write_text(json.dumps({"audio_filepath": "noise.wav", "duration": 0.5, "text": ""}) + "\n")
+    aug = WaveAugment(AugmentConfig(speed_factors=[0.9, 1.1], noise_manifest=str(tmp_path / "noise.jsonl"),
+                                    noise_prob=1.0, gain_db=[-6, 6]))
+    wave = sine(0.5)
+    a = aug(wave, torch.Generator().manual_seed(5))
+    b = aug(wave, torch.Generator().manual_seed(5))
+    outs = {aug(wave, torch.Generator().manual_seed(s)).size for s in range(20)}
+    assert np.array_equal(a, b) and outs == {round(8000 / 0.9), round(8000 / 1.1)}
+
+
+def test_augmented_dataset_differs_per_epoch_not_per_call(corpus):
+    utts, _ = read_manifest(corpus / "train.jsonl")
+    tok = CharTokenizer.build(Normalizer()(u.text) for u in utts)
+    ds = SpeechDataset(utts[:3], FeatureExtractor(FeatureConfig()), tok, Normalizer(), cache_features=True,
+                       wave_augment=WaveAugment(AugmentConfig(speed_factors=[0.8, 1.2], gain_db=[-3, 3])))
+    e0, again, e1 = ds[(0, 0)], ds[(0, 0)], ds[(0, 1)]
+    assert torch.equal(e0.feats, again.feats)
+    assert not (e0.feats.shape == e1.feats.shape and torch.equal(e0.feats, e1.feats))
+    assert isinstance(ds.cache[0], np.ndarray)            # waveforms are cached, not features
