@@ -46,6 +46,14 @@ def _export_kaldi(args) -> None:
     print(f"wrote {len(utts)} utterances to Kaldi data directory {args.out}" + (f" ({len(bad)} bad manifest lines skipped)" if bad else ""))
 
 
+def _shard(args) -> None:
+    from asrforge.data.shards import write_shards
+
+    index = write_shards(args.manifest, args.out, args.shard_size, args.seed)
+    print(f"{index['utterances']} utterances ({index['seconds'] / 3600:.2f} h) in {len(index['shards'])} shards; "
+          f"train from them with data.train={index['spec']}" + (f"  ({len(index['skipped'])} skipped, see index.json)" if index["skipped"] else ""))
+
+
 def _tokenizer_train(args) -> None:
     from asrforge.data.manifest import read_manifest
     from asrforge.text import Normalizer
@@ -112,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("manifest")
     k.add_argument("--out", required=True)
     k.set_defaults(func=_export_kaldi)
+
+    sh = sub.add_parser("shard", help="write a manifest as WebDataset tar shards (FLAC + JSON per utterance)")
+    sh.add_argument("manifest")
+    sh.add_argument("--out", required=True)
+    sh.add_argument("--shard-size", type=int, default=1000, help="utterances per shard")
+    sh.add_argument("--seed", type=int, default=0, help="shuffle before sharding, so shards mix speakers")
+    sh.set_defaults(func=_shard)
 
     tk = sub.add_parser("tokenizer", help="train a SentencePiece tokenizer")
     tk_sub = tk.add_subparsers(dest="action", required=True)

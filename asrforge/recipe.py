@@ -18,8 +18,8 @@ from asrforge.text import TextConfig
 
 @dataclass
 class DataConfig:
-    train: str | None = None             # manifest path
-    dev: str | None = None
+    train: str | list[str] | None = None   # manifest path, or a list of them (concatenated)
+    dev: str | list[str] | None = None
     max_batch_seconds: float = 120.0     # padded audio seconds per batch
     max_batch_size: int = 256
     max_duration: float = 30.0           # longer training utterances are skipped and reported

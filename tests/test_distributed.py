@@ -5,16 +5,21 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
+from asrforge.data.shards import write_shards
 from conftest import REPO, tiny_overrides
 
 
-def test_two_process_ddp(corpus, tmp_path):
+@pytest.mark.parametrize("source", ["manifest", "shards"])
+def test_two_process_ddp(corpus, tmp_path, source):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    extra = {"train.trace": "true", "data.max_batch_seconds": 6}
+    if source == "shards":
+        extra["data.train"] = write_shards(corpus / "train.jsonl", tmp_path / "shards", shard_size=6, progress=False)["spec"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "asrforge.cli",
-           "train", str(REPO / "configs" / "demo_ctc.yaml"),
-           *tiny_overrides(corpus, **{"train.trace": "true", "data.max_batch_seconds": 6}), "--out", str(tmp_path)]
+           "train", str(REPO / "configs" / "demo_ctc.yaml"), *tiny_overrides(corpus, **extra), "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     traces = [[json.loads(line) for line in (tmp_path / "trace" / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]

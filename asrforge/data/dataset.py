@@ -50,9 +50,54 @@ class Batch:
         return len(self.ids)
 
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
+def item_seed(seed: int, epoch: int, index: int | str) -> int:
     """A stable per-(seed, epoch, item) seed, independent of worker count and resume point."""
     return zlib.crc32(f"{seed}/{epoch}/{index}".encode())
+
+
+class ItemMaker:
+    """Utterance (waveform or cached features, transcript) -> training :class:`Item`: augmentation, features,
+    tokens, SpecAugment. Shared by manifest datasets and shard streams."""
+
+    def __init__(self, features: FeatureExtractor, tokenizer: Tokenizer | None, normalizer: Normalizer,
+                 specaugment: SpecAugment | None = None, wave_augment: WaveAugment | None = None, seed: int = 0):
+        self.features = features
+        self.tokenizer = tokenizer
+        self.normalizer = normalizer
+        self.specaugment = specaugment
+        self.wave_augment = wave_augment
+        self.seed = seed
+
+    def generator(self, epoch: int, key: int | str) -> torch.Generator:
+        return torch.Generator().manual_seed(item_seed(self.seed, epoch, key))
+
+    def tokens(self, text: str) -> torch.Tensor:
+        """Normalized text -> ids; raises AsrforgeError for empty or out-of-vocabulary text."""
+        if not text:
+            raise AsrforgeError("transcript is empty after normalization; fix the text or drop the line")
+        if self.tokenizer is None:
+            return torch.zeros(0, dtype=torch.long)
+        return torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+
+    def wave_features(self, wave: np.ndarray, gen: torch.Generator | None) -> torch.Tensor:
+        if self.wave_augment is not None and gen is not None:
+            wave = self.wave_augment(wave, gen)
+        return self.features(wave)
+
+    def finish(self, uid: str, feats: torch.Tensor, tokens: torch.Tensor, text: str, gen: torch.Generator) -> Item:
+        if self.specaugment is not None:
+            feats = self.specaugment(feats, gen)
+        return Item(uid, feats, tokens, text)
+
+    def __call__(self, uid: str, wave: np.ndarray, raw_text: str, epoch: int) -> Item | BadItem:
+        """The whole path for one streamed utterance."""
+        text = self.normalizer(raw_text)
+        gen = self.generator(epoch, uid)
+        try:
+            tokens = self.tokens(text)
+        except AsrforgeError as e:
+            return BadItem(uid, str(e))
+        return self.finish(uid, self.wave_features(wave, gen), tokens, text, gen)
 
 
 class SpeechDataset(Dataset):
@@ -62,12 +107,7 @@ class SpeechDataset(Dataset):
                  normalizer: Normalizer, specaugment: SpecAugment | None = None, seed: int = 0,
                  cache_features: bool = False, wave_augment: WaveAugment | None = None):
         self.utts = utts
-        self.features = features
-        self.tokenizer = tokenizer
-        self.normalizer = normalizer
-        self.specaugment = specaugment
-        self.seed = seed
-        self.wave_augment = wave_augment
+        self.maker = ItemMaker(features, tokenizer, normalizer, specaugment, wave_augment, seed)
         # With waveform augmentation the features differ every epoch, so the cache keeps waveforms instead.
         self.cache: dict[int, torch.Tensor | np.ndarray] | None = {} if cache_features else None
         self.texts = [normalizer(u.text) for u in utts]
@@ -89,30 +129,24 @@ class SpeechDataset(Dataset):
         The cache holds features, or waveforms when augmentation is on (features then differ every epoch).
         """
         cache = self.cache if self.cache is not None else {}
-        if self.wave_augment is None:
+        if self.maker.wave_augment is None:
             if index not in cache:
-                cache[index] = self.features(self._wave(index))
+                cache[index] = self.maker.features(self._wave(index))
             return cache[index]
         if index not in cache:
             cache[index] = self._wave(index)
-        wave = cache[index] if generator is None else self.wave_augment(cache[index], generator)
-        return self.features(wave)
+        return self.maker.wave_features(cache[index], generator)
 
     def __getitem__(self, key: tuple[int, int] | int) -> Item | BadItem:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        u = self.utts[index]
-        text = self.texts[index]
+        uid = self.utts[index].id or str(index)
+        gen = self.maker.generator(epoch, index)
         try:
-            if not text:
-                raise AsrforgeError("transcript is empty after normalization; fix the text or drop the line")
-            tokens = torch.tensor(self.tokenizer.encode(text), dtype=torch.long) if self.tokenizer else torch.zeros(0, dtype=torch.long)
-            gen = torch.Generator().manual_seed(item_seed(self.seed, epoch, index))
+            tokens = self.maker.tokens(self.texts[index])
             feats = self.features_of(index, gen)
         except AsrforgeError as e:
-            return BadItem(u.id or u.audio_filepath, str(e))
-        if self.specaugment is not None:
-            feats = self.specaugment(feats, gen)
-        return Item(u.id or str(index), feats, tokens, text)
+            return BadItem(uid, str(e))
+        return self.maker.finish(uid, feats, tokens, self.texts[index], gen)
 
 
 def collate(items: list[Item | BadItem]) -> Batch:

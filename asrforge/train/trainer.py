@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from asrforge.audio.augment import WaveAugment
 from asrforge.config import to_dict
-from asrforge.data.dataset import SpeechDataset, collate
+from asrforge.data.dataset import ItemMaker, SpeechDataset, collate
 from asrforge.data.manifest import Skipped, Utterance, read_manifest
 from asrforge.data.sampler import DurationBatchSampler
+from asrforge.data.shards import ShardStream, is_shard_spec, read_index
 from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureExtractor, SpecAugment
 from asrforge.inference.evaluate import evaluate_dataset
@@ -52,10 +53,14 @@ class TrainState:
     skipped: dict = field(default_factory=dict)   # item id -> reason (unique items)
 
 
-def _load_split(path: str | None, name: str, max_duration: float | None) -> tuple[list[Utterance], list[Skipped]]:
-    if not path:
-        raise ConfigError(f"data.{name} is not set; pass data.{name}=PATH/TO/{name}.jsonl")
-    utts, skipped = read_manifest(path)
+def _load_split(paths: str | list[str] | None, name: str, max_duration: float | None) -> tuple[list[Utterance], list[Skipped]]:
+    if not paths:
+        raise ConfigError(f"data.{name} is not set; pass data.{name}=PATH/TO/{name}.jsonl (or a list: [a.jsonl,b.jsonl])")
+    utts, skipped = [], []
+    for path in [paths] if isinstance(paths, str) else paths:
+        more, bad = read_manifest(path)
+        utts += more
+        skipped += bad
     if max_duration:
         skipped += [Skipped(u.id, f"longer than data.max_duration={max_duration}s") for u in utts if u.duration > max_duration]
         utts = [u for u in utts if u.duration <= max_duration]
@@ -67,7 +72,7 @@ def _load_split(path: str | None, name: str, max_duration: float | None) -> tupl
             skipped.append(Skipped(u.id, f"audio file {u.audio_filepath} does not exist"))
     utts = present
     if not utts:
-        raise AsrforgeError(f"manifest {path} has no usable utterance ({len(skipped)} skipped); see the skip report")
+        raise AsrforgeError(f"data.{name} ({paths}) has no usable utterance ({len(skipped)} skipped); see the skip report")
     return utts, skipped
 
 
@@ -93,22 +98,37 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
 
         self.normalizer = Normalizer(recipe.text)
-        train_utts, self.manifest_skips = _load_split(recipe.data.train, "train", recipe.data.max_duration)
+        shards = is_shard_spec(recipe.data.train)
+        if shards:
+            index = read_index(recipe.data.train)
+            train_texts = index["transcripts"]
+            self.manifest_skips = [Skipped(s["item"], s["reason"]) for s in index["skipped"]]
+        else:
+            train_utts, self.manifest_skips = _load_split(recipe.data.train, "train", recipe.data.max_duration)
+            train_texts = [u.text for u in train_utts]
         dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", None)
         self.manifest_skips += dev_skips
         self.tokenizer = (tokenizer_from_state(checkpoint["tokenizer"]) if checkpoint else
-                          build_tokenizer(recipe.text, [self.normalizer(u.text) for u in train_utts]))
+                          build_tokenizer(recipe.text, [self.normalizer(t) for t in train_texts]))
 
         features = FeatureExtractor(recipe.features)
         specaug = SpecAugment(recipe.specaugment) if recipe.specaugment.enabled else None
         augment = WaveAugment(recipe.augment) if recipe.augment.enabled else None
-        self.train_set = SpeechDataset(train_utts, features, self.tokenizer, self.normalizer, specaug, cfg.seed,
-                                       cache_features=recipe.data.cache_features, wave_augment=augment)
         self.dev_set = SpeechDataset(dev_utts, features, None, self.normalizer, None,
                                      cache_features=recipe.data.cache_features)
-        self.sampler = DurationBatchSampler(self.train_set.durations, recipe.data.max_batch_seconds, shuffle=True,
-                                            seed=cfg.seed, rank=self.dist.rank, world=world,
-                                            max_batch_size=recipe.data.max_batch_size)
+        if shards:
+            # a stream of ready batches; it stands where the batch sampler stands for manifests
+            maker = ItemMaker(features, self.tokenizer, self.normalizer, specaug, augment, cfg.seed)
+            self.train_set = None
+            self.sampler = ShardStream(recipe.data.train, maker, recipe.data.max_batch_seconds, cfg.seed,
+                                       self.dist.rank, world, max_batch_size=recipe.data.max_batch_size,
+                                       max_duration=recipe.data.max_duration)
+        else:
+            self.train_set = SpeechDataset(train_utts, features, self.tokenizer, self.normalizer, specaug, cfg.seed,
+                                           cache_features=recipe.data.cache_features, wave_augment=augment)
+            self.sampler = DurationBatchSampler(self.train_set.durations, recipe.data.max_batch_seconds, shuffle=True,
+                                                seed=cfg.seed, rank=self.dist.rank, world=world,
+                                                max_batch_size=recipe.data.max_batch_size)
 
         self.model = build_model(recipe.model, recipe.features.dim, self.tokenizer.vocab_size).to(self.dist.device)
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None)
@@ -167,6 +187,9 @@ class Trainer:
     def _loader(self) -> DataLoader:
         gen = torch.Generator().manual_seed(self.recipe.train.seed * 1000 + self.state.epoch)
         nw = self.recipe.data.num_workers
+        if self.train_set is None:   # shards: the stream already yields collated batches
+            return DataLoader(self.sampler, batch_size=None, num_workers=nw, generator=gen,
+                              prefetch_factor=4 if nw else None)
         return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate, num_workers=nw,
                           generator=gen, persistent_workers=False, prefetch_factor=4 if nw else None)
 

@@ -1,0 +1,180 @@
+"""WebDataset-compatible tar shards, for corpora that outgrow local disk or file-count limits.
+
+``write_shards`` turns a manifest into ``DIR/shard-000000.tar, ...``: each utterance is ``<key>.flac``
+(16 kHz mono, the manifest's slice only) and ``<key>.json`` (text, duration, speaker, id), the layout
+the ``webdataset`` library reads. ``DIR/index.json`` holds counts and seconds; ``DIR/transcripts.txt``
+the texts (a character or BPE vocabulary is built from them without reading any audio).
+
+:class:`ShardStream` reads them for training: every epoch, each (rank, worker) takes its own share of
+the shards in an order fixed by (seed, epoch), shuffles utterances in a buffer, builds duration-bucketed
+batches, and yields exactly ``len(stream)`` batches per rank (cycling its shards if needed), so DDP
+ranks always take the same number of steps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+from tqdm import tqdm
+
+from asrforge.audio.io import SAMPLE_RATE, load_audio
+from asrforge.data.dataset import Batch, ItemMaker, collate
+from asrforge.data.manifest import Skipped, read_manifest
+from asrforge.errors import AsrforgeError, ConfigError
+
+FILL = 0.8   # batches are on average about this full (padding and bucket edges), for the epoch-length estimate
+
+
+def is_shard_spec(spec) -> bool:
+    return isinstance(spec, str) and (".tar" in spec)
+
+
+def expand_spec(spec: str) -> list[str]:
+    """``DIR/shard-{000000..000009}.tar`` -> the ten paths (brace notation, as webdataset writes it)."""
+    from braceexpand import braceexpand
+
+    paths = list(braceexpand(spec))
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise ConfigError(f"shard {missing[0]} does not exist ({len(missing)} of {len(paths)} missing); "
+                          "write shards with `asrforge shard MANIFEST --out DIR`")
+    return paths
+
+
+def _key(uid: str) -> str:
+    # webdataset splits a member name at its first dot into key and extension
+    return uid.replace(".", "_").replace("/", "_")
+
+
+def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, seed: int = 0,
+                 progress: bool = True) -> dict:
+    """Shuffle the manifest (so each shard mixes speakers), then write tar shards of ``shard_size`` utterances."""
+    import webdataset as wds
+
+    utts, skipped = read_manifest(manifest)
+    random.Random(seed).shuffle(utts)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds, texts = 0.0, []
+    with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
+        for u in tqdm(utts, desc="sharding", unit="utt", disable=not progress):
+            try:
+                wave = load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None)
+            except AsrforgeError as e:
+                skipped.append(Skipped(u.id, str(e)))
+                continue
+            flac = io.BytesIO()
+            sf.write(flac, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            meta = {"id": u.id, "text": u.text, "duration": round(wave.size / SAMPLE_RATE, 4), "speaker": u.speaker}
+            sink.write({"__key__": _key(u.id), "flac": flac.getvalue(), "json": json.dumps(meta).encode()})
+            seconds += meta["duration"]
+            texts.append(u.text)
+    shards = sorted(p.name for p in out.glob("shard-*.tar"))
+    index = {"shards": shards, "utterances": len(texts), "seconds": round(seconds, 2),
+             "spec": str(out / f"shard-{{000000..{len(shards) - 1:06d}}}.tar"),
+             "skipped": [{"item": s.item, "reason": s.reason} for s in skipped]}
+    (out / "index.json").write_text(json.dumps(index, indent=1))
+    (out / "transcripts.txt").write_text("".join(t.replace("\n", " ") + "\n" for t in texts), encoding="utf-8")
+    return index
+
+
+def read_index(spec: str) -> dict:
+    folder = Path(expand_spec(spec)[0]).parent
+    path = folder / "index.json"
+    if not path.is_file():
+        raise ConfigError(f"{folder} has no index.json; write shards with `asrforge shard` (it records counts and texts)")
+    index = json.loads(path.read_text())
+    index["transcripts"] = (folder / "transcripts.txt").read_text(encoding="utf-8").splitlines()
+    return index
+
+
+class ShardStream(IterableDataset):
+    """Yields collated :class:`Batch` es from shards (use with ``DataLoader(batch_size=None)``)."""
+
+    def __init__(self, spec: str, maker: ItemMaker, max_batch_seconds: float, seed: int = 0, rank: int = 0,
+                 world: int = 1, buffer: int = 512, max_batch_size: int = 512, max_duration: float | None = None):
+        self.shards = expand_spec(spec)
+        index = read_index(spec)
+        self.maker = maker
+        self.max_batch_seconds = max_batch_seconds
+        self.max_batch_size = max_batch_size
+        self.max_duration = max_duration
+        self.seed, self.rank, self.world, self.buffer = seed, rank, world, buffer
+        self.batches_per_epoch = max(1, math.ceil(index["seconds"] / world / (max_batch_seconds * FILL)))
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def _my_shards(self, worker: int, workers: int) -> list[str]:
+        order = list(self.shards)
+        random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
+        slot, slots = self.rank * workers + worker, self.world * workers
+        mine = order[slot::slots]
+        return mine or [order[slot % len(order)]]     # fewer shards than readers: share (with a different order)
+
+    def _samples(self, shards: list[str], rng: random.Random) -> Iterator[dict]:
+        import webdataset as wds
+
+        while True:   # cycle: the epoch ends after a fixed number of batches, not when shards run out
+            dataset = wds.WebDataset(shards, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
+            for sample in dataset:
+                yield sample
+            rng.shuffle(shards)
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        quota = self.batches_per_epoch // workers + (worker < self.batches_per_epoch % workers)
+        skip = self.start_batch // workers + (worker < self.start_batch % workers)   # resume: batches already used
+        rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}")
+        samples = self._samples(self._my_shards(worker, workers), rng)
+        produced = 0
+        while produced < quota:
+            pool = []
+            for sample in samples:
+                meta = json.loads(sample["json"])
+                if self.max_duration and meta["duration"] > self.max_duration:
+                    continue
+                wave, _ = sf.read(io.BytesIO(sample["flac"]), dtype="float32")
+                pool.append((meta, np.asarray(wave, dtype=np.float32)))
+                if len(pool) >= self.buffer:
+                    break
+            rng.shuffle(pool)
+            for batch in self._batches(pool, rng):
+                if produced >= quota:
+                    break
+                produced += 1
+                if produced <= skip:
+                    continue
+                items = [self.maker(m["id"], w, m["text"], self.epoch) for m, w in batch]
+                yield collate(items)
+
+    def _batches(self, pool: list, rng: random.Random) -> list[list]:
+        pool.sort(key=lambda mw: mw[1].size * rng.uniform(0.9, 1.1))
+        batches, current, longest = [], [], 0
+        for meta, wave in pool:
+            seconds = wave.size / SAMPLE_RATE
+            if current and (max(longest, seconds) * (len(current) + 1) > self.max_batch_seconds
+                            or len(current) >= self.max_batch_size):
+                batches.append(current)
+                current, longest = [], 0
+            current.append((meta, wave))
+            longest = max(longest, seconds)
+        if current:
+            batches.append(current)
+        rng.shuffle(batches)
+        return batches

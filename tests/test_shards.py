@@ -1,0 +1,79 @@
+"""WebDataset shards: writing, reading back, exact epoch lengths per rank, and training from them."""
+
+import json
+import tarfile
+
+import pytest
+import torch
+
+from asrforge.data.dataset import ItemMaker
+from asrforge.data.manifest import read_manifest
+from asrforge.data.shards import ShardStream, read_index, write_shards
+from asrforge.errors import ConfigError
+from asrforge.features import FeatureConfig, FeatureExtractor
+from asrforge.recipe import load_recipe
+from asrforge.text import CharTokenizer, Normalizer
+from asrforge.train.trainer import Trainer
+from conftest import REPO, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def shards(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    index = write_shards(corpus / "train.jsonl", out, shard_size=8, progress=False)
+    return out, index
+
+
+def _stream(index, **kw):
+    texts = read_index(index["spec"])["transcripts"]
+    maker = ItemMaker(FeatureExtractor(FeatureConfig(n_mels=40)), CharTokenizer.build(Normalizer()(t) for t in texts),
+                      Normalizer())
+    return ShardStream(index["spec"], maker, 10.0, **kw)
+
+
+def test_shards_hold_flac_and_json_for_every_utterance(corpus, shards):
+    out, index = shards
+    utts, _ = read_manifest(corpus / "train.jsonl")
+    assert index["utterances"] == len(utts) and len(index["shards"]) == -(-len(utts) // 8)
+    with tarfile.open(out / index["shards"][0]) as tar:
+        names = tar.getnames()
+        meta = json.loads(tar.extractfile(next(n for n in names if n.endswith(".json"))).read())
+    assert len(names) == 16 and {n.rsplit(".", 1)[1] for n in names} == {"flac", "json"}
+    assert meta["text"] in {u.text for u in utts}
+    assert sorted(read_index(index["spec"])["transcripts"]) == sorted(u.text for u in utts)
+
+
+def test_each_rank_gets_the_same_number_of_batches_and_different_data(shards):
+    _, index = shards
+    ranks = [_stream(index, rank=r, world=2) for r in (0, 1)]
+    batches = [list(s) for s in ranks]
+    assert len(batches[0]) == len(batches[1]) == len(ranks[0])
+    first = [{i for b in bs[:1] for i in b.ids} for bs in batches]
+    assert not first[0] & first[1]                       # disjoint shards -> different utterances
+    again = list(_stream(index, rank=0, world=2))
+    assert [b.ids for b in again] == [b.ids for b in batches[0]]     # deterministic for (seed, epoch)
+    ranks[0].set_epoch(1)
+    assert [b.ids for b in ranks[0]] != [b.ids for b in batches[0]]  # and reshuffled per epoch
+
+
+def test_resume_skips_batches_already_used(shards):
+    _, index = shards
+    full = [b.ids for b in _stream(index)]
+    resumed = _stream(index)
+    resumed.set_epoch(0, start_batch=2)
+    assert [b.ids for b in resumed] == full[2:]
+
+
+def test_missing_shard_is_a_clear_error(shards):
+    out, _ = shards
+    with pytest.raises(ConfigError, match="does not exist"):
+        _stream({"spec": str(out / "shard-{000000..000999}.tar")})
+
+
+def test_training_reads_shards(corpus, shards, tmp_path):
+    _, index = shards
+    recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml",
+                         tiny_overrides(corpus, **{"data.train": index["spec"], "train.epochs": 1, "data.num_workers": 2}))
+    summary = Trainer(recipe, tmp_path, progress=False).fit()
+    assert summary["steps"] > 0 and (tmp_path / "best.pt").is_file()
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["tokenizer"]["kind"] == "char"
