@@ -12,45 +12,14 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bench_corpus, machine  # noqa: E402
+from _common import bench_corpus, machine, measure_steps  # noqa: E402
 
-from asrforge.data.dataset import collate  # noqa: E402
-from asrforge.losses.ctc import ctc_loss  # noqa: E402
 from asrforge.recipe import load_recipe  # noqa: E402
-from asrforge.train.trainer import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def measure(recipe, out: Path, steps: int) -> dict:
-    trainer = Trainer(recipe, out, progress=False)
-    batches = trainer.sampler.batches(0)
-    data = [collate([trainer.train_set[(i, 0)] for i in b]) for b in batches]   # features computed once, outside the timing
-    model, opt, dev = trainer.model.train(), trainer.optimizer, trainer.dist.device
-    utts = seconds = 0.0
-    for k in range(steps + 2):
-        batch = data[k % len(data)]
-        if k == 2:      # two warm-up steps (allocator, kernels)
-            start = time.perf_counter()
-            utts = seconds = 0.0
-        log_probs, lens = model(batch.feats.to(dev), batch.feat_lens.to(dev))
-        loss = ctc_loss(log_probs, lens, batch.tokens.to(dev), batch.token_lens.to(dev)).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        utts += len(batch)
-        seconds += float(batch.feat_lens.sum()) * recipe.features.hop_ms / 1000
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    params = sum(p.numel() for p in model.parameters())
-    return {"utts_per_s": utts / elapsed, "audio_s_per_s": seconds / elapsed, "params": params}
 
 
 def main() -> None:
@@ -67,7 +36,7 @@ def main() -> None:
         figures = {}
         for rnn in ("lstm", "gru"):
             recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml", base + [f"model.rnn_type={rnn}"])
-            figures[rnn] = measure(recipe, Path(tmp) / rnn, args.steps)
+            figures[rnn] = measure_steps(recipe, Path(tmp) / rnn, args.steps)
     print(json.dumps({"name": "train_throughput", "recipe": "configs/demo_ctc.yaml", "steps": args.steps,
                       "bilstm": figures["lstm"], "bigru": figures["gru"],
                       "gru_over_lstm_speed": figures["gru"]["utts_per_s"] / figures["lstm"]["utts_per_s"],

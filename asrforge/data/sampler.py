@@ -8,6 +8,22 @@ from typing import Iterator
 from torch.utils.data import Sampler
 
 
+def cut_batches(order: list[int], durations: list[float], max_batch_seconds: float, max_batch_size: int) -> list[list[int]]:
+    """Cut ``order`` (indices, sorted by duration) into consecutive batches whose padded size
+    ``len(batch) * longest`` stays under ``max_batch_seconds`` (an over-long item gets a batch of its own)."""
+    batches, current, longest = [], [], 0.0
+    for i in order:
+        longest_if_added = max(longest, durations[i])
+        if current and (longest_if_added * (len(current) + 1) > max_batch_seconds or len(current) >= max_batch_size):
+            batches.append(current)
+            current, longest_if_added = [], durations[i]
+        current.append(i)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    return batches
+
+
 class DurationBatchSampler(Sampler):
     """Yields lists of ``(index, epoch)``.
 
@@ -40,17 +56,7 @@ class DurationBatchSampler(Sampler):
             order = sorted(range(len(self.durations)), key=lambda i: self.durations[i] * rng.uniform(0.9, 1.1))
         else:
             order = sorted(range(len(self.durations)), key=lambda i: self.durations[i])
-        batches, current, longest = [], [], 0.0
-        for i in order:
-            longest_if_added = max(longest, self.durations[i])
-            if current and (longest_if_added * (len(current) + 1) > self.max_batch_seconds
-                            or len(current) >= self.max_batch_size):
-                batches.append(current)
-                current, longest_if_added = [], self.durations[i]
-            current.append(i)
-            longest = longest_if_added
-        if current:
-            batches.append(current)
+        batches = cut_batches(order, self.durations, self.max_batch_seconds, self.max_batch_size)
         if self.shuffle:
             rng.shuffle(batches)
         per_rank = len(batches) // self.world if self.world > 1 else len(batches)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from asrforge.audio.io import SAMPLE_RATE, load_audio
 from asrforge.data.dataset import Batch, ItemMaker, collate
 from asrforge.data.manifest import Skipped, read_manifest
+from asrforge.data.sampler import cut_batches
 from asrforge.errors import AsrforgeError, ConfigError
 
 FILL = 0.8   # batches are on average about this full (padding and bucket edges), for the epoch-length estimate
@@ -164,17 +165,9 @@ class ShardStream(IterableDataset):
                 yield collate(items)
 
     def _batches(self, pool: list, rng: random.Random) -> list[list]:
-        pool.sort(key=lambda mw: mw[1].size * rng.uniform(0.9, 1.1))
-        batches, current, longest = [], [], 0
-        for meta, wave in pool:
-            seconds = wave.size / SAMPLE_RATE
-            if current and (max(longest, seconds) * (len(current) + 1) > self.max_batch_seconds
-                            or len(current) >= self.max_batch_size):
-                batches.append(current)
-                current, longest = [], 0
-            current.append((meta, wave))
-            longest = max(longest, seconds)
-        if current:
-            batches.append(current)
+        """Length-bucketed batches from a shuffled pool of (meta, wave), in random order."""
+        durations = [wave.size / SAMPLE_RATE for _, wave in pool]
+        order = sorted(range(len(pool)), key=lambda i: durations[i] * rng.uniform(0.9, 1.1))
+        batches = cut_batches(order, durations, self.max_batch_seconds, self.max_batch_size)
         rng.shuffle(batches)
-        return batches
+        return [[pool[i] for i in batch] for batch in batches]
