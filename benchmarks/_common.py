@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from asrforge.data.dataset import collate
 from asrforge.data.synth import SynthConfig, synthesize_corpus
 from asrforge.losses.ctc import ctc_loss
 from asrforge.train.trainer import Trainer
@@ -28,9 +27,14 @@ def bench_corpus(out: str | Path, hours: float = 0.1) -> Path:
 
 
 def measure_steps(recipe, out: Path, steps: int) -> dict:
-    """Optimizer steps on batches prepared beforehand: what one training step consumes, data loading excluded."""
+    """Optimizer steps on batches prepared beforehand (from the trainer's own loader, so manifests and shards
+    alike): what one training step consumes, data loading excluded."""
     trainer = Trainer(recipe, out, progress=False)
-    data = [collate([trainer.train_set[(i, 0)] for i in b]) for b in trainer.sampler.batches(0)]
+    data = []
+    for batch in trainer._loader():
+        data.append(batch)
+        if len(data) >= min(steps, len(trainer.sampler)):
+            break
     model, opt, dev = trainer.model.train(), trainer.optimizer, trainer.dist.device
     utts = seconds = 0.0
     start = time.perf_counter()

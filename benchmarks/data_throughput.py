@@ -53,8 +53,7 @@ def main() -> None:
                 "data.cache_features=false", "train.device=cpu", *args.overrides]
         loaders = {w: loader_rate(load_recipe(args.recipe, base + [f"data.num_workers={w}"]), Path(tmp) / f"l{w}", args.batches)
                    for w in args.workers}
-        manifest_base = [b for b in base if not b.startswith("data.train=")] + [f"data.train={corpus / 'train.jsonl'}"]
-        step = measure_steps(load_recipe(args.recipe, manifest_base), Path(tmp) / "steps", args.steps)
+        step = measure_steps(load_recipe(args.recipe, base), Path(tmp) / "steps", args.steps)
     print(json.dumps({"name": "data_throughput", "recipe": args.recipe, "train": args.train or "synthetic digits",
                       "loader_utts_per_s": {str(w): r["utts_per_s"] for w, r in loaders.items()},
                       "step_utts_per_s": step["utts_per_s"],
