@@ -50,7 +50,7 @@ def _from_table(table: Path) -> SplitListing:
                 listing.skipped.append(Skipped(f"{table}:{n}", "row does not parse (empty path or text)"))
                 continue
             audio = Path(path) if Path(path).is_absolute() else table.parent / path
-            speaker = row.get(original.get("speaker", ""), None) if "speaker" in original else None
+            speaker = row.get(original["speaker"]) if "speaker" in original else None
             listing.candidates.append(Candidate(Path(path).with_suffix("").as_posix().replace("/", "-"), str(audio),
                                                 text, speaker))
     return listing
