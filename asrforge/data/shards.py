@@ -22,7 +22,6 @@ from typing import Iterator
 
 import numpy as np
 import soundfile as sf
-import torch
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm import tqdm
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
