@@ -1,0 +1,60 @@
+"""Whisper's log-mel front end, exactly as the reference computes it.
+
+16 kHz audio, 25 ms Hann window (400 samples), 10 ms hop (160), Slaney mel filters (80 or 128),
+log10 clamped to 8 decades below the maximum, then scaled to roughly [-1, 1]. The model sees
+30-second windows: 3000 frames, which its encoder turns into 1500 positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from asrforge.features.mel import mel_filterbank
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_SECONDS = 30
+N_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE          # 480000 samples in a window
+N_FRAMES = N_SAMPLES // HOP_LENGTH               # 3000 mel frames in a window
+FRAME_SECONDS = HOP_LENGTH / SAMPLE_RATE          # 0.01 s per mel frame
+INPUT_STRIDE = 2                                  # mel frames per encoder position
+TIME_PRECISION = INPUT_STRIDE * FRAME_SECONDS     # 0.02 s per timestamp token
+
+_FILTERS: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def mel_filters(n_mels: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    key = (n_mels, str(device))
+    if key not in _FILTERS:
+        _FILTERS[key] = mel_filterbank(SAMPLE_RATE, N_FFT, n_mels).float().to(device)
+    return _FILTERS[key]
+
+
+def log_mel_spectrogram(audio: np.ndarray | torch.Tensor, n_mels: int = 80, padding: int = 0,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(N,)`` 16 kHz samples -> ``(n_mels, (N + padding) // 160)`` Whisper log-mel.
+
+    ``padding`` zero samples are appended first; the reference appends 30 s so that the last window
+    is full, and its dynamic-range floor (max - 8) is taken over the whole padded signal.
+    """
+    audio = torch.as_tensor(audio, dtype=torch.float32, device=device)
+    if padding:
+        audio = torch.nn.functional.pad(audio, (0, padding))
+    window = torch.hann_window(N_FFT, device=audio.device)
+    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
+    power = stft[..., :-1].abs() ** 2                     # the reference drops the last frame
+    mel = mel_filters(n_mels, audio.device) @ power
+    log_spec = torch.clamp(mel, min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return (log_spec + 4.0) / 4.0
+
+
+def pad_or_trim(mel: torch.Tensor, frames: int = N_FRAMES) -> torch.Tensor:
+    """Cut or zero-pad the last axis to ``frames``."""
+    if mel.shape[-1] > frames:
+        return mel[..., :frames]
+    if mel.shape[-1] < frames:
+        return torch.nn.functional.pad(mel, (0, frames - mel.shape[-1]))
+    return mel

@@ -1,0 +1,8 @@
+"""Whisper: the model, and readers/writers for OpenAI, Hugging Face and CTranslate2 checkpoints."""
+
+from asrforge.models.whisper.checkpoints import (FORMATS_HELP, LoadedWhisper, load_whisper_checkpoint, save_ctranslate2,
+                                                 save_huggingface, save_openai)
+from asrforge.models.whisper.model import DecoderCache, Whisper, WhisperDims
+
+__all__ = ["FORMATS_HELP", "LoadedWhisper", "load_whisper_checkpoint", "save_ctranslate2", "save_huggingface",
+           "save_openai", "DecoderCache", "Whisper", "WhisperDims"]

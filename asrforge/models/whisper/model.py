@@ -1,0 +1,257 @@
+"""The Whisper encoder-decoder (Radford et al., 2022) in plain PyTorch.
+
+Parameter names follow OpenAI's checkpoints, so their ``model_state_dict`` loads as is and
+the other formats are renamed into it (see ``checkpoints.py``). The decoder keeps an explicit
+key/value cache (:class:`DecoderCache`) instead of forward hooks; attention runs through
+``scaled_dot_product_attention`` unless the caller asks for the cross-attention weights
+(word timestamps), which SDPA does not return.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class WhisperDims:
+    """Sizes of one Whisper model; the same keys as OpenAI's ``dims`` entry."""
+    n_mels: int
+    n_audio_ctx: int
+    n_audio_state: int
+    n_audio_head: int
+    n_audio_layer: int
+    n_vocab: int
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the activation dtype (half-precision statistics drift)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).type(x.dtype)
+
+
+class Linear(nn.Linear):
+    """Linear whose weights follow the input's dtype, so one fp32 model can run fp16 activations."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Fixed encoder positions ``(length, channels)``: sines in the first half, cosines in the second."""
+    inc = math.log(max_timescale) / (channels // 2 - 1)
+    inv = torch.exp(-inc * torch.arange(channels // 2, dtype=torch.float32))
+    t = torch.arange(length, dtype=torch.float32)[:, None] * inv[None, :]
+    return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.query = Linear(d, d)
+        self.key = Linear(d, d, bias=False)   # Whisper's key projection has no bias
+        self.value = Linear(d, d)
+        self.out = Linear(d, d)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, L, D) -> (B, H, L, D/H)``"""
+        b, n, d = x.shape
+        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split(self.key(x)), self.split(self.value(x))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+               causal: bool, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``q (B, H, L, d), k/v (B, H, S, d)`` -> ``(B, L, D)`` and, if asked, pre-softmax scores ``(B, H, L, S)``."""
+        if need_weights:
+            scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(q.shape[-1])
+            if causal:
+                scores = scores.masked_fill(torch.ones_like(scores, dtype=torch.bool).triu(1 + k.shape[2] - q.shape[2]), -math.inf)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, -math.inf)
+            out = scores.softmax(-1).to(q.dtype) @ v
+        else:
+            scores = None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+        b, h, n, d = out.shape
+        return out.transpose(1, 2).reshape(b, n, h * d), scores
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        """Self-attention without a cache (the encoder, and training)."""
+        k, v = self.project_kv(x)
+        out, _ = self.attend(self.split(self.query(x)), k, v, mask, causal, False)
+        return self.out(out)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, d: int, heads: int, cross: bool = False):
+        super().__init__()
+        self.attn = MultiHeadAttention(d, heads)
+        self.attn_ln = LayerNorm(d)
+        self.cross_attn = MultiHeadAttention(d, heads) if cross else None
+        self.cross_attn_ln = LayerNorm(d) if cross else None
+        self.mlp = nn.Sequential(Linear(d, 4 * d), nn.GELU(), Linear(4 * d, d))
+        self.mlp_ln = LayerNorm(d)
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, n_mels: int, n_ctx: int, d: int, heads: int, layers: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_mels, d, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
+        self.register_buffer("positional_embedding", sinusoids(n_ctx, d))
+        self.blocks = nn.ModuleList(ResidualBlock(d, heads) for _ in range(layers))
+        self.ln_post = LayerNorm(d)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """``(B, n_mels, 2T)`` log-mel -> ``(B, T, D)``; T is at most ``n_audio_ctx`` (1500 for 30 s)."""
+        dtype = self.conv1.weight.dtype
+        x = F.gelu(self.conv1(mel.to(dtype)))
+        x = F.gelu(self.conv2(x)).transpose(1, 2)
+        if x.shape[1] > self.positional_embedding.shape[0]:
+            raise ValueError(f"{mel.shape[-1]} mel frames is more than this encoder's {2 * self.positional_embedding.shape[0]}")
+        x = x + self.positional_embedding[: x.shape[1]].to(x.dtype)
+        for block in self.blocks:
+            x = x + block.attn(block.attn_ln(x))
+            x = x + block.mlp(block.mlp_ln(x))
+        return self.ln_post(x)
+
+
+class DecoderCache:
+    """Keys and values of past decoder positions, kept in preallocated buffers per layer.
+
+    ``self_kv[i]`` is ``(k, v)`` each ``(N, H, n_text_ctx, d)``; ``cross_kv[i]`` the projected audio
+    features ``(N, H, T, d)``, computed once per audio. ``length`` counts filled positions.
+    """
+
+    def __init__(self):
+        self.self_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.cross_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.length = 0
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` (beam search: each surviving hypothesis takes its parent's past).
+
+        Only the self-attention past moves: a hypothesis's parent is always a beam of the same audio,
+        and those rows hold the same audio features."""
+        n = self.length
+        for kb, vb in self.self_kv:   # only the filled positions move; the buffers stay allocated
+            kb[:, :, :n] = kb[:, :, :n].index_select(0, index)
+            vb[:, :, :n] = vb[:, :, :n].index_select(0, index)
+
+
+class TextDecoder(nn.Module):
+    def __init__(self, n_vocab: int, n_ctx: int, d: int, heads: int, layers: int):
+        super().__init__()
+        self.token_embedding = nn.Embedding(n_vocab, d)
+        self.positional_embedding = nn.Parameter(torch.empty(n_ctx, d))
+        self.blocks = nn.ModuleList(ResidualBlock(d, heads, cross=True) for _ in range(layers))
+        self.ln = LayerNorm(d)
+
+    def forward(self, tokens: torch.Tensor, audio: torch.Tensor | None, cache: DecoderCache | None = None,
+                need_cross_weights: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``tokens (N, L)`` new tokens; ``audio (N, T, D)`` encoder output (unused once the cache holds it).
+
+        Returns logits ``(N, L, n_vocab)`` in float32 and, if asked, each layer's cross-attention
+        scores ``(N, H, L, T)``. With a cache, the new positions follow ``cache.length`` earlier ones.
+        """
+        offset = cache.length if cache is not None else 0
+        n_new = tokens.shape[1]
+        if offset + n_new > self.positional_embedding.shape[0]:
+            raise ValueError(f"{offset + n_new} tokens is more than this decoder's context of {self.positional_embedding.shape[0]}")
+        x = self.token_embedding(tokens) + self.positional_embedding[offset: offset + n_new]
+        x = x.to(audio.dtype if audio is not None else cache.cross_kv[0][0].dtype)
+        # new queries see every cached position and the new ones up to themselves
+        mask = None
+        if offset and n_new > 1:
+            mask = torch.ones(n_new, offset + n_new, dtype=torch.bool, device=tokens.device).tril(offset)
+        cross_weights = []
+        for i, block in enumerate(self.blocks):
+            h = block.attn_ln(x)
+            q, k, v = block.attn.split(block.attn.query(h)), *block.attn.project_kv(h)
+            if cache is not None:
+                k, v = self._append(cache, i, k, v, offset)
+            out, _ = block.attn.attend(q, k, v, mask, causal=mask is None and n_new > 1, need_weights=False)
+            x = x + block.attn.out(out)
+
+            h = block.cross_attn_ln(x)
+            if cache is not None and len(cache.cross_kv) > i:
+                ck, cv = cache.cross_kv[i]
+            else:
+                ck, cv = block.cross_attn.project_kv(audio)
+                if cache is not None:
+                    cache.cross_kv.append((ck, cv))
+            out, w = block.cross_attn.attend(block.cross_attn.split(block.cross_attn.query(h)), ck, cv, None, False,
+                                             need_cross_weights)
+            x = x + block.cross_attn.out(out)
+            if w is not None:
+                cross_weights.append(w)
+            x = x + block.mlp(block.mlp_ln(x))
+        if cache is not None:
+            cache.length = offset + n_new
+        x = self.ln(x)
+        logits = (x @ self.token_embedding.weight.to(x.dtype).T).float()   # output projection tied to the embedding
+        return logits, cross_weights
+
+    def cross_kv(self, audio: torch.Tensor, repeats: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's cross-attention keys/values for ``audio (B, T, D)``, each row repeated ``repeats`` times
+        (projected once per audio, not once per beam)."""
+        out = []
+        for block in self.blocks:
+            k, v = block.cross_attn.project_kv(audio)
+            out.append((k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) if repeats > 1 else (k, v))
+        return out
+
+    def _append(self, cache: DecoderCache, layer: int, k: torch.Tensor, v: torch.Tensor, offset: int):
+        if len(cache.self_kv) <= layer:
+            n, h, _, d = k.shape
+            size = self.positional_embedding.shape[0]
+            cache.self_kv.append((k.new_zeros(n, h, size, d), v.new_zeros(n, h, size, d)))
+        kb, vb = cache.self_kv[layer]
+        kb[:, :, offset: offset + k.shape[2]] = k
+        vb[:, :, offset: offset + v.shape[2]] = v
+        end = offset + k.shape[2]
+        return kb[:, :, :end], vb[:, :, :end]
+
+
+class Whisper(nn.Module):
+    def __init__(self, dims: WhisperDims, alignment_heads: list[tuple[int, int]] | None = None):
+        super().__init__()
+        self.dims = dims
+        self.encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer)
+        self.decoder = TextDecoder(dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head, dims.n_text_layer)
+        # (layer, head) pairs whose cross-attention follows the audio; the reference defaults to the upper half
+        if alignment_heads is None:
+            half = dims.n_text_layer // 2
+            alignment_heads = [(layer, head) for layer in range(half, dims.n_text_layer) for head in range(dims.n_text_head)]
+        self.alignment_heads = [tuple(map(int, pair)) for pair in alignment_heads]
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.dims.n_vocab >= 51865
+
+    @property
+    def num_languages(self) -> int:
+        return self.dims.n_vocab - 51765 - int(self.is_multilingual)
+
+    def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.encoder(mel)
+
+    def forward(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits ``(B, L, n_vocab)`` for ``mel (B, n_mels, 3000)`` and ``tokens (B, L)``."""
+        return self.decoder(tokens, self.encoder(mel))[0]

@@ -1,0 +1,196 @@
+"""Whisper's byte-level BPE tokenizer and its special tokens, read from the checkpoint's ``tokenizer.json``.
+
+Special tokens are looked up by their text, so any vocabulary (English-only, 99 or 100 languages,
+a tiny test vocabulary) works without tables of ids. Timestamp tokens are the ids after
+``<|notimestamps|>``: ``timestamp_begin + k`` means ``k * 0.02`` seconds into the window.
+"""
+
+from __future__ import annotations
+
+import string
+from functools import cached_property
+from pathlib import Path
+
+from asrforge.errors import CheckpointError, ConfigError
+
+LANGUAGE_NAMES = {
+    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
+    "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish", "ca": "catalan",
+    "nl": "dutch", "ar": "arabic", "sv": "swedish", "it": "italian", "id": "indonesian", "hi": "hindi",
+    "fi": "finnish", "vi": "vietnamese", "he": "hebrew", "uk": "ukrainian", "el": "greek", "ms": "malay",
+    "cs": "czech", "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil", "no": "norwegian",
+    "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian", "lt": "lithuanian", "la": "latin",
+    "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak", "te": "telugu", "fa": "persian",
+    "lv": "latvian", "bn": "bengali", "sr": "serbian", "az": "azerbaijani", "sl": "slovenian", "kn": "kannada",
+    "et": "estonian", "mk": "macedonian", "br": "breton", "eu": "basque", "is": "icelandic", "hy": "armenian",
+    "ne": "nepali", "mn": "mongolian", "bs": "bosnian", "kk": "kazakh", "sq": "albanian", "sw": "swahili",
+    "gl": "galician", "mr": "marathi", "pa": "punjabi", "si": "sinhala", "km": "khmer", "sn": "shona",
+    "yo": "yoruba", "so": "somali", "af": "afrikaans", "oc": "occitan", "ka": "georgian", "be": "belarusian",
+    "tg": "tajik", "sd": "sindhi", "gu": "gujarati", "am": "amharic", "yi": "yiddish", "lo": "lao",
+    "uz": "uzbek", "fo": "faroese", "ht": "haitian creole", "ps": "pashto", "tk": "turkmen", "nn": "nynorsk",
+    "mt": "maltese", "sa": "sanskrit", "lb": "luxembourgish", "my": "myanmar", "bo": "tibetan", "tl": "tagalog",
+    "mg": "malagasy", "as": "assamese", "tt": "tatar", "haw": "hawaiian", "ln": "lingala", "ha": "hausa",
+    "ba": "bashkir", "jw": "javanese", "su": "sundanese", "yue": "cantonese",
+}
+# languages written without spaces between words: word timestamps split them per character cluster
+NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}
+
+
+class WhisperTokenizer:
+    def __init__(self, tokenizer, multilingual: bool = True):
+        self.tk = tokenizer                        # a ``tokenizers.Tokenizer``
+        self.multilingual = multilingual
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, multilingual: bool = True) -> "WhisperTokenizer":
+        from tokenizers import Tokenizer
+
+        path = Path(folder) / "tokenizer.json"
+        if not path.is_file():
+            raise CheckpointError(f"no tokenizer.json beside the Whisper weights in {folder}; copy the tokenizer.json "
+                                  f"of the same model there (or pass --tokenizer PATH)")
+        return cls(Tokenizer.from_file(str(path)), multilingual)
+
+    # ------------------------------------------------------------ special tokens
+    def special(self, text: str) -> int:
+        token_id = self.tk.token_to_id(text)
+        if token_id is None:
+            raise CheckpointError(f"the Whisper tokenizer has no {text} token; is tokenizer.json from a Whisper model?")
+        return token_id
+
+    @cached_property
+    def eot(self) -> int:
+        return self.special("<|endoftext|>")
+
+    @cached_property
+    def sot(self) -> int:
+        return self.special("<|startoftranscript|>")
+
+    @cached_property
+    def translate(self) -> int:
+        return self.special("<|translate|>")
+
+    @cached_property
+    def transcribe(self) -> int:
+        return self.special("<|transcribe|>")
+
+    @cached_property
+    def sot_prev(self) -> int:
+        return self.special("<|startofprev|>")
+
+    @cached_property
+    def sot_lm(self) -> int:
+        return self.special("<|startoflm|>")
+
+    @cached_property
+    def no_speech(self) -> int:
+        for name in ("<|nospeech|>", "<|nocaptions|>"):
+            if self.tk.token_to_id(name) is not None:
+                return self.tk.token_to_id(name)
+        raise CheckpointError("the Whisper tokenizer has neither <|nospeech|> nor <|nocaptions|>")
+
+    @cached_property
+    def no_timestamps(self) -> int:
+        return self.special("<|notimestamps|>")
+
+    @property
+    def timestamp_begin(self) -> int:
+        return self.no_timestamps + 1
+
+    @cached_property
+    def language_codes(self) -> list[str]:
+        """Language codes in token order (the ids between ``<|startoftranscript|>`` and ``<|translate|>``)."""
+        codes = []
+        for token_id in range(self.sot + 1, self.translate):
+            text = self.tk.id_to_token(token_id) or ""
+            if text.startswith("<|") and text.endswith("|>"):
+                codes.append(text[2:-2])
+        return codes
+
+    @cached_property
+    def language_tokens(self) -> list[int]:
+        return [self.special(f"<|{c}|>") for c in self.language_codes]
+
+    def language_code(self, language: str) -> str:
+        """``"en"``, ``"English"`` or ``"english"`` -> ``"en"``; an unknown one gets the list of known codes."""
+        lang = language.lower().strip()
+        by_name = {name: code for code, name in LANGUAGE_NAMES.items()}
+        code = lang if lang in self.language_codes else by_name.get(lang)
+        if code is None or code not in self.language_codes:
+            raise ConfigError(f"unknown language {language!r}; this model knows: {', '.join(self.language_codes) or 'English only'}")
+        return code
+
+    def sot_sequence(self, language: str | None, task: str) -> list[int]:
+        """``[<|startoftranscript|>, <|xx|>, <|transcribe|>]``; English-only models take ``[sot]`` alone."""
+        if not self.multilingual:
+            return [self.sot]
+        seq = [self.sot]
+        if language is not None:
+            seq.append(self.special(f"<|{self.language_code(language)}|>"))
+        seq.append(self.translate if task == "translate" else self.transcribe)
+        return seq
+
+    # ------------------------------------------------------------ text
+    def encode(self, text: str) -> list[int]:
+        return self.tk.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of the ordinary tokens (specials and timestamps dropped)."""
+        return self.tk.decode([i for i in ids if i < self.eot], skip_special_tokens=False)
+
+    def decode_with_timestamps(self, ids: list[int]) -> str:
+        parts, run = [], []
+        for i in ids:
+            if i >= self.timestamp_begin:
+                parts.append(self.decode(run))
+                run = []
+                parts.append(f"<|{(i - self.timestamp_begin) * 0.02:.2f}|>")
+            else:
+                run.append(i)
+        parts.append(self.decode(run))
+        return "".join(parts)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The UTF-8 bytes one token stands for (a token may hold part of a character)."""
+        return self.tk.decode([token_id]).encode("utf-8", errors="surrogatepass")
+
+    @cached_property
+    def non_speech_tokens(self) -> list[int]:
+        """Tokens for symbols that are not speech (music notes, brackets, speaker marks): suppressed by default,
+        as the reference does for ``suppress_tokens="-1"``."""
+        symbols = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』')
+        symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
+        miscellaneous = set("♩♪♫♬♭♮♯")
+        result = {self.encode(" -")[0], self.encode(" '")[0]}
+        for symbol in symbols + sorted(miscellaneous):
+            for ids in (self.encode(symbol), self.encode(" " + symbol)):
+                if len(ids) == 1 or symbol in miscellaneous:
+                    result.add(ids[0])
+        return sorted(result)
+
+    def split_to_words(self, tokens: list[int], language: str | None) -> tuple[list[str], list[list[int]]]:
+        """Group ordinary tokens into words: at spaces, or per character cluster for languages without spaces."""
+        if language in NO_SPACE_LANGUAGES:
+            return self._split_unicode(tokens)
+        words, groups = [], []
+        for piece, group in zip(*self._split_unicode(tokens)):
+            # a piece with a leading space, or punctuation, starts a word; punctuation is re-attached later
+            if not words or piece.startswith(" ") or piece.strip() in string.punctuation:
+                words.append(piece)
+                groups.append(list(group))
+            else:
+                words[-1] += piece
+                groups[-1].extend(group)
+        return words, groups
+
+    def _split_unicode(self, tokens: list[int]) -> tuple[list[str], list[list[int]]]:
+        """Split where the decoded text forms whole characters (a multi-byte character may span tokens)."""
+        words, groups, current = [], [], []
+        for token in tokens:
+            current.append(token)
+            text = self.decode(current)
+            if "\ufffd" not in text:
+                words.append(text)
+                groups.append(current)
+                current = []
+        return words, groups
