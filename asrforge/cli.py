@@ -86,13 +86,33 @@ def _evaluate(args) -> None:
 def _transcribe(args) -> None:
     from asrforge.inference.commands import transcribe_command
 
-    transcribe_command(args.audio, args.model, args.beam_size, args.output_format, args.output_dir, args.device)
+    temperature = None
+    if args.temperature is not None:
+        step = args.temperature_increment_on_fallback
+        temperature = (args.temperature,) if not step else tuple(
+            round(args.temperature + i * step, 4) for i in range(int(round((1.0 - args.temperature) / step)) + 1))
+    transcribe_command(
+        args.audio, args.model, args.output_format, args.output_dir, args.device, args.dtype, args.tokenizer,
+        beam_size=args.beam_size, language=args.language, task=args.task, temperature=temperature,
+        best_of=args.best_of, patience=args.patience, length_penalty=args.length_penalty,
+        compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
+        no_speech_threshold=args.no_speech_threshold, initial_prompt=args.initial_prompt,
+        condition_on_previous_text=args.condition_on_previous_text, suppress_tokens=args.suppress_tokens,
+        without_timestamps=args.without_timestamps)
 
 
 def _demo(args) -> None:
     from asrforge.demo import run_demo
 
     run_demo(args.out, minutes=args.minutes, hours=args.hours, json_path=args.json, config=args.config)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: use True or False")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,13 +173,33 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=_evaluate)
 
-    r = sub.add_parser("transcribe", help="transcribe audio files")
+    r = sub.add_parser("transcribe", help="transcribe audio files (asrforge or Whisper checkpoints)")
     r.add_argument("audio", nargs="+")
-    r.add_argument("--model", required=True, help="checkpoint file or experiment folder")
-    r.add_argument("--beam-size", type=int, default=None, help="default: the recipe's decode.beam_size")
-    r.add_argument("--output-format", choices=["txt", "json"], default="txt")
-    r.add_argument("--output-dir", help="write <stem>.<format> files here instead of printing")
+    r.add_argument("--model", required=True, help="asrforge checkpoint/experiment folder, or a Whisper checkpoint: "
+                   "OpenAI .pt, Hugging Face folder or CTranslate2 (faster-whisper) folder")
+    r.add_argument("--beam-size", type=int, default=None, help="default: the recipe's decode.beam_size; Whisper: greedy")
+    r.add_argument("--output-format", choices=["txt", "srt", "vtt", "tsv", "json", "all"], default="txt")
+    r.add_argument("--output-dir", help="write <audio stem>.<format> files here instead of printing")
     r.add_argument("--device", default="cpu")
+    w = r.add_argument_group("Whisper options (as in openai-whisper)")
+    w.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"],
+                   help="float16/bfloat16 need a GPU; int8 quantizes linear layers for the CPU")
+    w.add_argument("--tokenizer", help="folder holding tokenizer.json, if not beside the weights")
+    w.add_argument("--language", help="language code or name; default or 'auto': detect")
+    w.add_argument("--task", choices=["transcribe", "translate"])
+    w.add_argument("--temperature", type=float, help="first sampling temperature (default 0)")
+    w.add_argument("--temperature-increment-on-fallback", type=float, default=0.2,
+                   help="raise the temperature by this on a failed window, up to 1.0 (0: no fallback)")
+    w.add_argument("--best-of", type=int, help="samples per window at temperature > 0")
+    w.add_argument("--patience", type=float)
+    w.add_argument("--length-penalty", type=float)
+    w.add_argument("--compression-ratio-threshold", type=float)
+    w.add_argument("--logprob-threshold", type=float)
+    w.add_argument("--no-speech-threshold", type=float)
+    w.add_argument("--initial-prompt")
+    w.add_argument("--condition-on-previous-text", type=_bool, help="True or False (default True)")
+    w.add_argument("--suppress-tokens", help="comma-separated ids; -1: non-speech symbols (the default)")
+    w.add_argument("--without-timestamps", action="store_true", default=None)
     r.set_defaults(func=_transcribe)
 
     d = sub.add_parser("demo", help="synthesize a corpus, train, evaluate on unseen voices, transcribe (about 15 min on 2 cores)")

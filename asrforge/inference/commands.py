@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from asrforge.data.dataset import BadItem, SpeechDataset
@@ -60,29 +59,36 @@ def evaluate_command(model: str, manifest: str, beam_size: int, json_path: str |
     return summary
 
 
-def transcribe_command(audio: list[str], model: str, beam_size: int | None, output_format: str,
-                       output_dir: str | None, device: str = "cpu") -> int:
-    """Transcribe each file; a bad file is reported and skipped, the rest still run. Returns failures."""
-    transcriber = Transcriber.from_checkpoint(model, device)
+def transcribe_command(audio: list[str], model: str, output_format: str, output_dir: str | None, device: str = "cpu",
+                       dtype: str = "float32", tokenizer: str | None = None, **options) -> int:
+    """Transcribe each file with an asrforge or Whisper model; a bad file is reported and skipped, the rest
+    still run. ``options`` go to ``transcribe`` (None values are left at the model's defaults). Returns failures."""
+    from asrforge.inference.api import load_model
+    from asrforge.inference.writers import write_result
+
+    recognizer = load_model(model, device, dtype, tokenizer)
+    options = {k: v for k, v in options.items() if v is not None}
+    if options.get("language") not in (None, "auto") and hasattr(recognizer, "tokenizer"):
+        recognizer.tokenizer.language_code(options["language"])   # a bad code fails once, before any file
     failures = 0
     for path in audio:
         try:
-            result = transcriber.transcribe(path, beam_size)[0]
+            result = recognizer.transcribe(path, progress=len(audio) == 1 and sys.stderr.isatty(), **options)
         except AsrforgeError as e:
             print(f"asrforge: skipped {path}: {e}", file=sys.stderr)
             failures += 1
             continue
-        text = (json.dumps({"file": path, "text": result.text, "duration": round(result.duration, 3),
-                            "words": [asdict(w) for w in result.words]}, ensure_ascii=False)
-                if output_format == "json" else result.text)
         if output_dir:
-            out = Path(output_dir) / f"{Path(path).stem}.{output_format}"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text + "\n", encoding="utf-8")
+            for written in write_result(result, path, output_dir, output_format):
+                print(f"wrote {written}", file=sys.stderr)
         elif output_format == "json":
-            print(text)
-        else:
+            print(json.dumps({"file": path, **result}, ensure_ascii=False))
+        elif output_format in ("txt", "all"):
+            text = result["text"].strip()
             print(f"{path}\t{text}" if len(audio) > 1 else text)
+        else:
+            from asrforge.inference.writers import WRITERS
+            print(WRITERS[output_format](result), end="")
     if failures == len(audio):
         raise AsrforgeError(f"none of the {len(audio)} file(s) could be transcribed")
     return failures

@@ -49,7 +49,7 @@ def load_checkpoint(path: str | Path) -> dict:
                               "use best.pt/last.pt written by `asrforge train`") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an asrforge checkpoint (no '{FORMAT}' marker); "
-                              "train one with `asrforge train` (Whisper checkpoints are not supported yet)")
+                              "train one with `asrforge train`, or give a Whisper checkpoint (OpenAI .pt, Hugging Face or CTranslate2 folder)")
     if state.get("version", 0) > VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {state['version']}; this asrforge reads up to {VERSION}: upgrade asrforge")
     for key in ("recipe", "tokenizer", "model"):

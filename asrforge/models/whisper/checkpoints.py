@@ -166,10 +166,23 @@ def save_huggingface(model: Whisper, folder: str | Path, tokenizer_files: list[P
         "decoder_layers": d.n_text_layer, "activation_function": "gelu", "scale_embedding": False,
         "tie_word_embeddings": True, "torch_dtype": "float32",
     }
+    config.update(_special_ids(tokenizer_files))
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "generation_config.json").write_text(json.dumps({"alignment_heads": [list(h) for h in model.alignment_heads]}, indent=2))
     for f in tokenizer_files:
         (folder / Path(f).name).write_bytes(Path(f).read_bytes())
+
+
+def _special_ids(tokenizer_files) -> dict:
+    """pad/bos/eos/decoder-start ids for a Hugging Face config, read from a tokenizer.json if one is given."""
+    files = [Path(f) for f in tokenizer_files if Path(f).name == "tokenizer.json"]
+    if not files:
+        return {}
+    from tokenizers import Tokenizer
+
+    tk = Tokenizer.from_file(str(files[0]))
+    eot, sot = tk.token_to_id("<|endoftext|>"), tk.token_to_id("<|startoftranscript|>")
+    return {"pad_token_id": eot, "bos_token_id": eot, "eos_token_id": eot, "decoder_start_token_id": sot}
 
 
 # ---------------------------------------------------------------- CTranslate2
@@ -357,7 +370,7 @@ def save_ctranslate2(model: Whisper, folder: str | Path, quantization: str = "fl
         fh.write(struct.pack("<I", 3))
         fh.write(struct.pack("<I", len(arrays)))
         for name in sorted(arrays):
-            a = np.ascontiguousarray(arrays[name])
+            a = np.array(arrays[name], order="C")   # (ascontiguousarray would make scalars 1-d)
             string(name)
             fh.write(struct.pack("<B", a.ndim) + struct.pack(f"<{a.ndim}I", *a.shape))
             fh.write(struct.pack("<B", type_ids[a.dtype]) + struct.pack("<I", a.nbytes) + a.tobytes())

@@ -1,0 +1,65 @@
+"""``asrforge.load_model(path)``: one entry point for asrforge's own checkpoints and Whisper checkpoints.
+
+Both kinds answer ``transcribe(audio, **options)`` with the same result layout (OpenAI's):
+``{"text", "segments": [{"id", "start", "end", "text", ...}], "language", "duration"}``; asrforge models
+add ``words`` (times from the CTC best path) to their single segment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asrforge.errors import CheckpointError, ConfigError
+from asrforge.inference.transcriber import Transcriber
+
+
+class AsrforgeModel:
+    """An asrforge checkpoint behind the common ``transcribe`` interface."""
+
+    def __init__(self, transcriber: Transcriber, source: str = ""):
+        self.transcriber = transcriber
+        self.source = source
+
+    def transcribe(self, audio: np.ndarray | str | Path, beam_size: int | None = None, progress: bool = False,
+                   **options) -> dict:
+        if options:
+            raise ConfigError(f"option(s) {sorted(options)} apply to Whisper checkpoints only; an asrforge model takes "
+                              f"beam_size")
+        r = self.transcriber.transcribe(audio, beam_size)[0]
+        words = [{"word": w.word, "start": w.start, "end": w.end} for w in r.words]
+        segments = [{"id": 0, "seek": 0, "start": 0.0, "end": round(r.duration, 3), "text": r.text, "words": words}] \
+            if r.text else []
+        return {"text": r.text, "segments": segments, "language": None, "duration": round(r.duration, 3)}
+
+
+def is_whisper_checkpoint(path: Path) -> bool:
+    if path.is_dir():
+        return (path / "model.bin").is_file() or (
+            (path / "config.json").is_file() and any((path / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")))
+    if path.is_file():
+        try:   # memory-mapped: reads the keys, not the weights
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:
+            return False
+        return isinstance(state, dict) and "dims" in state and "model_state_dict" in state
+    return False
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", tokenizer: str | Path | None = None):
+    """A local asrforge or Whisper checkpoint -> an object with ``transcribe(audio, **options) -> dict``.
+
+    ``dtype`` (Whisper only): float32, float16/bfloat16 on a GPU, int8 on a CPU.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model {path} does not exist; give a local checkpoint path (nothing is downloaded)")
+    if is_whisper_checkpoint(path):
+        from asrforge.inference.whisper import WhisperPipeline
+
+        return WhisperPipeline.load(path, device, dtype, tokenizer)
+    if dtype != "float32" or tokenizer is not None:
+        raise ConfigError("dtype and tokenizer options apply to Whisper checkpoints; this is an asrforge checkpoint")
+    return AsrforgeModel(Transcriber.from_checkpoint(path, device), str(path))
