@@ -280,8 +280,17 @@ def test_load_model_serves_both_kinds(saved, trained, tmp_path):
         assert isinstance(result["text"], str) and isinstance(result["segments"], list)
     with pytest.raises(ConfigError, match="Whisper checkpoints only"):
         own.transcribe(audio, language="en")
+
+def test_int8_quantizes_every_linear_layer_and_stays_close(tiny, saved):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
     int8 = load_model(saved["openai"], dtype="int8")
-    assert isinstance(int8.transcribe(audio)["text"], str)
+    linears = [m for m in int8.model.modules() if isinstance(m, (torch.nn.Linear, DynamicInt8Linear))]
+    assert linears and all(isinstance(m, DynamicInt8Linear) for m in linears)
+    mel, tokens = mel_window(3), torch.tensor([[tiny[1].sot, 5, 77]])
+    with torch.no_grad():
+        ref, got = tiny[0](mel, tokens), int8.model(mel, tokens)
+    assert (got - ref).abs().max() < 0.05 * ref.abs().max()
 
 
 def test_cli_transcribe_writes_every_format(saved, tmp_path, capsys):

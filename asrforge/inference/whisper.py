@@ -77,6 +77,8 @@ class WhisperPipeline:
         model = loaded.build()
         tokenizer = WhisperTokenizer.from_folder(tokenizer_folder or loaded.folder, model.is_multilingual)
         if dtype == "int8":
+            if torch.device(device).type != "cpu":
+                raise ConfigError("dtype int8 is for the CPU; on a GPU use float16 or bfloat16")
             model = quantize_int8(model)
         elif dtype in ("float16", "bfloat16"):
             model = model.to(getattr(torch, dtype))
@@ -105,8 +107,11 @@ class WhisperPipeline:
 
     def decode_with_fallback(self, features: torch.Tensor, opts: WhisperTranscribeOptions, language: str | None,
                              prompt: list[int]) -> DecodeResult:
-        """Decode one window, retrying at each higher temperature while the result looks like a failure."""
-        result = None
+        """Decode one window, retrying at each higher temperature while the result looks like a failure.
+
+        If every temperature fails, keep the likeliest attempt among those that did not loop (as
+        faster-whisper does) rather than the last, hottest sample (as the reference does)."""
+        attempts = []
         for t in opts.temperature:
             beam = dict(beam_size=opts.beam_size, patience=opts.patience) if t == 0 else dict(best_of=opts.best_of)
             options = WhisperDecodeOptions(
@@ -119,8 +124,9 @@ class WhisperPipeline:
             too_unlikely = opts.logprob_threshold is not None and result.avg_logprob < opts.logprob_threshold
             silent = opts.no_speech_threshold is not None and result.no_speech_prob > opts.no_speech_threshold
             if silent or not (too_repetitive or too_unlikely):
-                break
-        return result
+                return result
+            attempts.append((not too_repetitive, result.avg_logprob, result))
+        return max(attempts, key=lambda a: a[:2])[2]
 
     def transcribe(self, audio: np.ndarray | str | Path, progress: bool = False, **options) -> dict:
         """One file or 16 kHz float array -> OpenAI-layout result dict (see the module docstring)."""
@@ -229,7 +235,11 @@ def _as_wave(audio: np.ndarray | str | Path) -> np.ndarray:
 
 def quantize_int8(model: Whisper) -> Whisper:
     """Dynamic int8 quantization of every linear layer (weights int8, activations quantized per batch): CPU only."""
-    from torch.ao.quantization import quantize_dynamic
+    import warnings
 
-    return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():   # torch marks eager quantization deprecated in favour of torchao (not installed)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 

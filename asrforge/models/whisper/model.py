@@ -42,14 +42,6 @@ class LayerNorm(nn.LayerNorm):
         return super().forward(x.float()).type(x.dtype)
 
 
-class Linear(nn.Linear):
-    """Linear whose weights follow the input's dtype, so one fp32 model can run fp16 activations."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.weight.to(x.dtype), bias)
-
-
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
     """Fixed encoder positions ``(length, channels)``: sines in the first half, cosines in the second."""
     inc = math.log(max_timescale) / (channels // 2 - 1)
@@ -62,10 +54,10 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d: int, heads: int):
         super().__init__()
         self.heads = heads
-        self.query = Linear(d, d)
-        self.key = Linear(d, d, bias=False)   # Whisper's key projection has no bias
-        self.value = Linear(d, d)
-        self.out = Linear(d, d)
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(d, d, bias=False)   # Whisper's key projection has no bias
+        self.value = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, D) -> (B, H, L, D/H)``"""
@@ -105,7 +97,7 @@ class ResidualBlock(nn.Module):
         self.attn_ln = LayerNorm(d)
         self.cross_attn = MultiHeadAttention(d, heads) if cross else None
         self.cross_attn_ln = LayerNorm(d) if cross else None
-        self.mlp = nn.Sequential(Linear(d, 4 * d), nn.GELU(), Linear(4 * d, d))
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
         self.mlp_ln = LayerNorm(d)
 
 
