@@ -101,6 +101,14 @@ def test_kv_cache_gives_the_same_logits_as_a_full_pass(tiny):
         chunk, _ = model.decoder(tokens[:, 7:], None, cache)       # two new tokens after a filled cache
     incremental = torch.cat([step0, *rest, chunk], dim=1)
     assert torch.allclose(full, incremental, atol=1e-5)
+    # three rows (beams) sharing one audio's cached keys/values give the rows' own full-pass logits
+    rows = torch.randint(0, 300, (3, 5))
+    with torch.no_grad():
+        separate, _ = model.decoder(rows, audio.expand(3, -1, -1))
+        shared_cache = DecoderCache()
+        shared_cache.cross_kv = model.decoder.cross_kv(audio)
+        shared, _ = model.decoder(rows, None, shared_cache)
+    assert torch.allclose(separate, shared, atol=1e-5)
 
 
 def test_corrupt_or_foreign_files_get_one_message_listing_the_formats(tmp_path):
@@ -212,6 +220,23 @@ def test_windows_seek_by_timestamps_and_fall_back_on_loops(tiny, monkeypatch):
     assert starts[2] == (10.0, 12.0, 1000)           # the second window began where the last closed segment ended
     assert result["segments"][0]["temperature"] == 0.2
     assert result["text"] == " fox fox fox"           # the unfinished third segment of window 1 was dropped
+
+
+def test_when_every_temperature_fails_the_likeliest_non_looping_attempt_is_kept(tiny, monkeypatch):
+    model, tok, _ = tiny
+    tb = tok.timestamp_begin
+    scores = {0.0: (5.0, -0.1), 0.2: (1.0, -1.5), 0.4: (1.0, -2.0), 0.6: (1.0, -1.8), 0.8: (1.0, -3.0), 1.0: (1.0, -2.5)}
+    seen = []
+
+    def fake_decode(model_, tok_, features, options, languages=None):
+        seen.append(options.temperature)
+        ratio, lp = scores[options.temperature]
+        return [fake_result([tb, *tok.encode(" fox"), tb + 50], options.temperature, avg_logprob=lp, ratio=ratio)]
+
+    monkeypatch.setattr(whisper_inference, "decode", fake_decode)
+    result = WhisperPipeline(model, tok).transcribe(np.zeros(16000 * 5, dtype=np.float32), language="en")
+    assert seen == list(scores)                       # every temperature was tried
+    assert result["segments"][0]["temperature"] == 0.2
 
 
 def test_silent_windows_give_an_empty_result(tiny, monkeypatch):

@@ -299,7 +299,7 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
     tokens = torch.tensor(initial, dtype=torch.long, device=device).repeat_interleave(n_group, 0)
     sum_logprobs = torch.zeros(tokens.shape[0], device="cpu")
     cache = DecoderCache()
-    cache.cross_kv = model.decoder.cross_kv(audio_features, n_group)
+    cache.cross_kv = model.decoder.cross_kv(audio_features)
     no_speech = torch.zeros(n_audio)
     for step in range(sample_len):
         if tokens.shape[1] >= n_ctx:

@@ -188,8 +188,16 @@ class TextDecoder(nn.Module):
                 ck, cv = block.cross_attn.project_kv(audio)
                 if cache is not None:
                     cache.cross_kv.append((ck, cv))
-            out, w = block.cross_attn.attend(block.cross_attn.split(block.cross_attn.query(h)), ck, cv, None, False,
-                                             need_cross_weights)
+            q = block.cross_attn.split(block.cross_attn.query(h))
+            group = q.shape[0] // ck.shape[0]
+            if group > 1 and not need_cross_weights:
+                # beams of one audio share its keys/values: fold them into the query axis instead of copying them
+                n, heads, length, d = q.shape
+                q = q.view(ck.shape[0], group, heads, length, d).transpose(1, 2).reshape(ck.shape[0], heads, group * length, d)
+                out, w = block.cross_attn.attend(q, ck, cv, None, False, False)
+                out = out.view(ck.shape[0], group, length, -1).reshape(n, length, -1)
+            else:
+                out, w = block.cross_attn.attend(q, ck, cv, None, False, need_cross_weights)
             x = x + block.cross_attn.out(out)
             if w is not None:
                 cross_weights.append(w)
@@ -200,20 +208,16 @@ class TextDecoder(nn.Module):
         logits = (x @ self.token_embedding.weight.to(x.dtype).T).float()   # output projection tied to the embedding
         return logits, cross_weights
 
-    def cross_kv(self, audio: torch.Tensor, repeats: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each layer's cross-attention keys/values for ``audio (B, T, D)``, each row repeated ``repeats`` times
-        (projected once per audio, not once per beam)."""
-        out = []
-        for block in self.blocks:
-            k, v = block.cross_attn.project_kv(audio)
-            out.append((k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) if repeats > 1 else (k, v))
-        return out
+    def cross_kv(self, audio: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's cross-attention keys/values for ``audio (B, T, D)``, projected once per audio; a cache
+        holding them serves ``B * n`` decoder rows (n beams or samples per audio, audio-major)."""
+        return [block.cross_attn.project_kv(audio) for block in self.blocks]
 
     def _append(self, cache: DecoderCache, layer: int, k: torch.Tensor, v: torch.Tensor, offset: int):
         if len(cache.self_kv) <= layer:
             n, h, _, d = k.shape
             size = self.positional_embedding.shape[0]
-            cache.self_kv.append((k.new_zeros(n, h, size, d), v.new_zeros(n, h, size, d)))
+            cache.self_kv.append((k.new_empty(n, h, size, d), v.new_empty(n, h, size, d)))   # filled before read
         kb, vb = cache.self_kv[layer]
         kb[:, :, offset: offset + k.shape[2]] = k
         vb[:, :, offset: offset + v.shape[2]] = v
