@@ -98,7 +98,8 @@ def _transcribe(args) -> None:
         compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
         no_speech_threshold=args.no_speech_threshold, initial_prompt=args.initial_prompt,
         condition_on_previous_text=args.condition_on_previous_text, suppress_tokens=args.suppress_tokens,
-        without_timestamps=args.without_timestamps)
+        without_timestamps=args.without_timestamps, word_timestamps=args.word_timestamps,
+        prepend_punctuations=args.prepend_punctuations, append_punctuations=args.append_punctuations)
 
 
 def _demo(args) -> None:
@@ -200,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--condition-on-previous-text", type=_bool, help="True or False (default True)")
     w.add_argument("--suppress-tokens", help="comma-separated ids; -1: non-speech symbols (the default)")
     w.add_argument("--without-timestamps", action="store_true", default=None)
+    w.add_argument("--word-timestamps", action="store_true", default=None,
+                   help="align each word to the audio (cross-attention + DTW); JSON output gets segments[].words")
+    w.add_argument("--prepend-punctuations", help="with --word-timestamps: marks joined to the following word")
+    w.add_argument("--append-punctuations", help="with --word-timestamps: marks joined to the preceding word")
     r.set_defaults(func=_transcribe)
 
     d = sub.add_parser("demo", help="synthesize a corpus, train, evaluate on unseen voices, transcribe (about 15 min on 2 cores)")

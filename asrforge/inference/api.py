@@ -24,7 +24,9 @@ class AsrforgeModel:
         self.source = source
 
     def transcribe(self, audio: np.ndarray | str | Path, beam_size: int | None = None, progress: bool = False,
-                   **options) -> dict:
+                   word_timestamps: bool = True, **options) -> dict:
+        """``word_timestamps`` is accepted for symmetry with Whisper: CTC gives word times at no cost,
+        so they are always there."""
         if options:
             raise ConfigError(f"option(s) {sorted(options)} apply to Whisper checkpoints only; an asrforge model takes "
                               f"beam_size")

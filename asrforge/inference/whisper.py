@@ -23,6 +23,7 @@ from asrforge.decoding.whisper import DecodeResult, WhisperDecodeOptions, decode
 from asrforge.errors import ConfigError
 from asrforge.features.whisper import (FRAME_SECONDS, INPUT_STRIDE, N_FRAMES, N_SAMPLES, SAMPLE_RATE, TIME_PRECISION,
                                       log_mel_spectrogram, pad_or_trim)
+from asrforge.inference.whisper_timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, add_word_timestamps
 from asrforge.models.whisper import Whisper, load_whisper_checkpoint
 from asrforge.text.whisper import WhisperTokenizer
 
@@ -45,6 +46,9 @@ class WhisperTranscribeOptions:
     suppress_blank: bool = True
     without_timestamps: bool = False
     max_initial_timestamp: float | None = 1.0
+    word_timestamps: bool = False
+    prepend_punctuations: str = PREPEND_PUNCTUATIONS   # with word timestamps: marks joined to the next word
+    append_punctuations: str = APPEND_PUNCTUATIONS     # ... and to the previous word
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "WhisperTranscribeOptions":
@@ -154,6 +158,7 @@ class WhisperPipeline:
         prompt_reset_since = 0
         segments: list[dict] = []
         seek = 0
+        last_speech_end = 0.0
         bar = tqdm(total=content_frames, unit="frames", disable=not progress, desc="transcribing")
         while seek < content_frames:
             time_offset = seek * FRAME_SECONDS
@@ -173,6 +178,14 @@ class WhisperPipeline:
 
             new, seek = self._segments(result, seek, segment_size, time_offset)
             new = [s for s in new if s["end"] > s["start"] and s["text"].strip()]   # drop empty/instantaneous ones
+            if opts.word_timestamps and new:
+                last_speech_end = add_word_timestamps(
+                    new, self.model, self.tokenizer, self.tokenizer.sot_sequence(language, opts.task), features,
+                    segment_size, time_offset, language, last_speech_end, opts.prepend_punctuations,
+                    opts.append_punctuations)
+                words_end = max((w["end"] for s in new for w in s["words"]), default=0.0)
+                if seek < previous_seek + segment_size and words_end > time_offset:
+                    seek = round(words_end / FRAME_SECONDS)   # the words say more precisely where speech stopped
             for s in new:
                 s.update(id=len(segments), seek=previous_seek, temperature=result.temperature,
                          avg_logprob=result.avg_logprob, compression_ratio=result.compression_ratio,
