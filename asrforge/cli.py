@@ -68,11 +68,21 @@ def _tokenizer_train(args) -> None:
 
 
 def _train(args) -> None:
+    from asrforge.models.whisper.config import WhisperModelConfig
     from asrforge.recipe import load_recipe
     from asrforge.train.trainer import Trainer
 
     recipe = load_recipe(args.config, args.overrides)
-    summary = Trainer(recipe, args.out, resume=args.resume).fit()
+    if isinstance(recipe.model, WhisperModelConfig):   # fine-tuning a pretrained checkpoint: its own loop
+        if args.resume:
+            from asrforge.errors import ConfigError
+
+            raise ConfigError("--resume is not supported for Whisper fine-tuning; start again with model.init=EXP/whisper.pt")
+        from asrforge.train.whisper_finetune import WhisperFineTuner
+
+        summary = WhisperFineTuner(recipe, args.out).fit()
+    else:
+        summary = Trainer(recipe, args.out, resume=args.resume).fit()
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(summary))
 

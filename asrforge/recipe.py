@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import asrforge.models.ctc  # noqa: F401  (registers the "ctc" family)
+import asrforge.models.whisper.config  # noqa: F401  (registers the "whisper" family)
 from asrforge.audio.augment import AugmentConfig
 from asrforge.config import apply_overrides, from_dict, load_yaml
 from asrforge.features import FeatureConfig, SpecAugmentConfig

@@ -1,0 +1,246 @@
+"""Fine-tune a Whisper checkpoint on a manifest: ``asrforge train configs/whisper_finetune.yaml model.init=PATH``.
+
+The data path is the one every asrforge model uses (manifests, duration batches, waveform augmentation,
+SpecAugment, the skip report); what differs is Whisper's own front end, its tokenizer and its loss:
+the decoder is teacher-forced on ``<|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|> text
+<|endoftext|>`` and learns the text and the end token (the task prefix is given, not learned).
+
+WER on ``data.dev`` is measured before the first step and after every epoch; the best weights are
+written as an OpenAI ``.pt`` (``EXP/whisper.pt``, tokenizer beside it) and a Hugging Face folder
+(``EXP/hf``); ``EXP/results.json`` holds the figures, ``EXP/dev_before.jsonl`` and ``dev_after.jsonl``
+each utterance's hypothesis. Single process (no DDP).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from asrforge.audio.augment import WaveAugment
+from asrforge.data.dataset import Batch, SpeechDataset, collate
+from asrforge.data.sampler import DurationBatchSampler
+from asrforge.decoding.whisper import WhisperDecodeOptions, decode
+from asrforge.errors import AsrforgeError, ConfigError
+from asrforge.features import SpecAugment
+from asrforge.features.whisper import N_FRAMES, log_mel_spectrogram
+from asrforge.metrics import ErrorReport
+from asrforge.models.whisper import Whisper, load_whisper_checkpoint, save_huggingface, save_openai
+from asrforge.recipe import Recipe
+from asrforge.text import Normalizer, TextConfig
+from asrforge.text.whisper import WhisperTokenizer
+from asrforge.train.schedule import WarmupCosine
+from asrforge.train.trainer import _load_split
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "normalizer.json", "preprocessor_config.json")
+
+
+class WhisperFeatures:
+    """Waveform ``(N,)`` at 16 kHz -> Whisper log-mel ``(N // 160, n_mels)`` of the clip alone; batches are
+    padded to the 30-s window by :func:`pad_to_window`."""
+
+    def __init__(self, n_mels: int):
+        self.n_mels = n_mels
+
+    def __call__(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return log_mel_spectrogram(wave, self.n_mels).T.contiguous()
+
+
+def pad_to_window(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """``(B, T, n_mels)`` clips -> ``(B, n_mels, 3000)`` windows, padded the way the reference pads audio
+    with zeros: silence sits on the clip's floor, 8 decades below its loudest bin, i.e. ``max - 2`` after
+    Whisper's scaling (never below -1.5, the value of digital silence)."""
+    b, _, n_mels = feats.shape
+    out = feats.new_empty(b, N_FRAMES, n_mels)
+    for i, n in enumerate(lens.tolist()):
+        clip = feats[i, :n]
+        out[i] = max(float(clip.max()) - 2.0, -1.5) if n else -1.5
+        out[i, :n] = clip
+    return out.transpose(1, 2)
+
+
+class WhisperTargets:
+    """Transcript -> decoder tokens ``prefix + text + <|endoftext|>`` (the tokenizer role in a dataset)."""
+
+    def __init__(self, tokenizer: WhisperTokenizer, prefix: list[int], n_text_ctx: int):
+        self.tokenizer = tokenizer
+        self.prefix = prefix
+        self.n_text_ctx = n_text_ctx
+
+    def encode(self, text: str) -> list[int]:
+        ids = [*self.prefix, *self.tokenizer.encode(" " + text.strip()), self.tokenizer.eot]
+        if len(ids) > self.n_text_ctx:
+            raise AsrforgeError(f"transcript is {len(ids)} tokens, more than this model's {self.n_text_ctx}; "
+                                "split the utterance or drop it")
+        return ids
+
+
+class WhisperFineTuner:
+    def __init__(self, recipe: Recipe, out_dir: str | Path, progress: bool = True):
+        cfg = recipe.model
+        if not cfg.init:
+            raise ConfigError("model.init is not set; pass model.init=PATH to a Whisper checkpoint "
+                              "(OpenAI .pt, Hugging Face folder or CTranslate2 folder)")
+        self.recipe = recipe
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        train = recipe.train
+        torch.manual_seed(train.seed)
+        torch.set_num_threads(train.threads or max(1, os.cpu_count() or 1))
+        self.device = torch.device("cuda" if train.device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if train.device == "auto" else train.device)
+
+        loaded = load_whisper_checkpoint(cfg.init)
+        self.model: Whisper = loaded.build().to(self.device)
+        self.tokenizer_folder = Path(cfg.tokenizer) if cfg.tokenizer else loaded.folder
+        self.tokenizer = WhisperTokenizer.from_folder(self.tokenizer_folder, self.model.is_multilingual)
+        self.language = (self.tokenizer.language_code(cfg.language) if self.tokenizer.multilingual and cfg.language
+                         else None if self.tokenizer.multilingual else "en")
+        self.prefix = [*self.tokenizer.sot_sequence(self.language, cfg.task), self.tokenizer.no_timestamps]
+        for p in self.model.encoder.parameters():
+            p.requires_grad_(not cfg.freeze_encoder)
+
+        # Whisper reads cased, punctuated text: by default only markers and extra spaces are removed
+        # from training transcripts. WER compares normalized text on both sides.
+        self.train_text = Normalizer(recipe.text)
+        self.score_text = Normalizer(TextConfig())
+        train_utts, self.skipped = _load_split(recipe.data.train, "train", min(recipe.data.max_duration, 30.0))
+        dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", 30.0)
+        self.skipped += dev_skips
+        features = WhisperFeatures(self.model.dims.n_mels)
+        targets = WhisperTargets(self.tokenizer, self.prefix, self.model.dims.n_text_ctx)
+        specaug = SpecAugment(recipe.specaugment) if recipe.specaugment.enabled else None
+        augment = WaveAugment(recipe.augment) if recipe.augment.enabled else None
+        self.train_set = SpeechDataset(train_utts, features, targets, self.train_text, specaug, train.seed,
+                                       cache_features=recipe.data.cache_features, wave_augment=augment)
+        self.dev_set = SpeechDataset(dev_utts, features, None, self.train_text, cache_features=recipe.data.cache_features)
+        self.sampler = DurationBatchSampler(self.train_set.durations, recipe.data.max_batch_seconds, shuffle=True,
+                                            seed=train.seed, max_batch_size=recipe.data.max_batch_size)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=train.lr, weight_decay=train.weight_decay)
+        self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / train.accum_steps))
+        self.scheduler = WarmupCosine(self.optimizer, train.lr, train.warmup_steps, train.epochs * self.steps_per_epoch,
+                                      train.final_lr_ratio)
+
+    # ------------------------------------------------------------------ the pieces
+    def audio_features(self, batch: Batch) -> torch.Tensor:
+        mel = pad_to_window(batch.feats, batch.feat_lens).to(self.device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.recipe.model.freeze_encoder):
+            return self.model.encoder(mel)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Teacher-forced cross-entropy on the text tokens and ``<|endoftext|>`` (mean per token)."""
+        tokens = batch.tokens.to(self.device)
+        inputs, targets = tokens[:, :-1], tokens[:, 1:].clone()
+        positions = torch.arange(targets.shape[1], device=self.device)[None]
+        learn = (positions >= len(self.prefix) - 1) & (positions < batch.token_lens.to(self.device)[:, None] - 1)
+        targets[~learn] = -100
+        logits, _ = self.model.decoder(inputs, self.audio_features(batch))
+        return F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100,
+                               label_smoothing=self.recipe.model.label_smoothing)
+
+    @torch.inference_mode()
+    def evaluate(self, dataset: SpeechDataset, desc: str, hypotheses: Path | None = None) -> dict:
+        """Decode every utterance (beam ``decode.beam_size``, no timestamps) and score normalized text;
+        each utterance's id, reference and raw hypothesis go to ``hypotheses`` (JSONL) if given."""
+        self.model.eval()
+        beam = self.recipe.decode.beam_size
+        options = WhisperDecodeOptions(task=self.recipe.model.task, language=self.language,
+                                       beam_size=beam if beam > 1 else None, without_timestamps=True)
+        report, lines = ErrorReport(), []
+        batch_size = max(1, min(self.recipe.data.max_batch_size, 16))
+        order = list(range(len(dataset)))
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not self.progress,
+                          dynamic_ncols=True):
+            batch = collate([dataset[i] for i in order[start: start + batch_size]])
+            for bad in batch.bad:
+                self.skipped.append(bad)
+            if not len(batch):
+                continue
+            results = decode(self.model, self.tokenizer, self.audio_features(batch), options)
+            for uid, ref, r in zip(batch.ids, batch.texts, results):
+                report.add(uid, self.score_text(ref), self.score_text(r.text))
+                lines.append(json.dumps({"id": uid, "ref": ref, "hyp": r.text}))
+        if hypotheses is not None:
+            hypotheses.write_text("\n".join(lines) + "\n")
+        self.model.train()
+        return report.summary()
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        train = self.recipe.train
+        before = self.evaluate(self.dev_set, "dev WER before", self.out / "dev_before.jsonl")
+        self._log({"epoch": 0, "step": 0, "dev_wer": before["wer"], "dev_cer": before["cer"]})
+        if self.progress:
+            tqdm.write(f"before fine-tuning: dev WER {100 * before['wer']:.2f}%  CER {100 * before['cer']:.2f}%")
+        best = before
+        self._save()               # the starting point is the best until an epoch beats it
+        step, epoch, started, stop = 0, 0, time.time(), False
+        self.model.train()
+        while epoch < train.epochs and not stop:
+            self.sampler.set_epoch(epoch)
+            bar = tqdm(self.sampler, desc=f"epoch {epoch + 1}/{train.epochs}", unit="batch", disable=not self.progress,
+                       dynamic_ncols=True)
+            losses = []
+            for i, indices in enumerate(bar):
+                batch = collate([self.train_set[key] for key in indices])   # (index, epoch) pairs
+                self.skipped += batch.bad
+                if len(batch):
+                    loss = self.loss(batch)
+                    (loss / train.accum_steps).backward()
+                    losses.append(float(loss.detach()))
+                if (i + 1) % train.accum_steps and i + 1 < len(self.sampler):
+                    continue
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+                step += 1
+                if losses and step % train.log_every == 0:
+                    self._log({"step": step, "epoch": epoch, "loss": sum(losses) / len(losses), "lr": self.scheduler.lr})
+                    bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{self.scheduler.lr:.1e}")
+                    losses = []
+                if (train.max_steps is not None and step >= train.max_steps) or (
+                        train.max_minutes is not None and time.time() - started >= 60 * train.max_minutes):
+                    stop = True
+                    break
+            bar.close()
+            epoch += 1
+            metrics = self.evaluate(self.dev_set, "dev WER", self.out / "dev_last.jsonl")
+            self._log({"epoch": epoch, "step": step, "dev_wer": metrics["wer"], "dev_cer": metrics["cer"],
+                       "elapsed_min": (time.time() - started) / 60})
+            if self.progress:
+                tqdm.write(f"epoch {epoch}: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%")
+            if metrics["wer"] < best["wer"]:
+                best = metrics
+                self._save()
+                (self.out / "dev_after.jsonl").write_bytes((self.out / "dev_last.jsonl").read_bytes())
+        summary = {"dev_wer_before": before["wer"], "dev_wer_after": best["wer"], "dev_cer_before": before["cer"],
+                   "dev_cer_after": best["cer"], "epochs": epoch, "steps": step,
+                   "train_minutes": (time.time() - started) / 60, "skipped": len(self.skipped),
+                   "openai_checkpoint": str(self.out / "whisper.pt"), "huggingface_folder": str(self.out / "hf")}
+        (self.out / "results.json").write_text(json.dumps(summary, indent=2))
+        with open(self.out / "skipped.jsonl", "w") as f:
+            for bad in self.skipped:
+                f.write(json.dumps({"item": getattr(bad, "item", getattr(bad, "id", "")), "reason": bad.reason}) + "\n")
+        return summary
+
+    def _save(self) -> None:
+        files = [self.tokenizer_folder / name for name in TOKENIZER_FILES if (self.tokenizer_folder / name).is_file()]
+        save_openai(self.model, self.out / "whisper.pt")
+        for f in files:   # asrforge reads an OpenAI .pt's tokenizer from beside it
+            (self.out / f.name).write_bytes(f.read_bytes())
+        save_huggingface(self.model, self.out / "hf", files)
+
+    def _log(self, record: dict) -> None:
+        with open(self.out / "train_log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")

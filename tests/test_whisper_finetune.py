@@ -1,0 +1,99 @@
+"""Whisper fine-tuning through `asrforge train`: it learns, WER is measured before and after, the frozen
+encoder stays put, and the saved OpenAI .pt and Hugging Face folder load (the latter in transformers)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from whisper_fixtures import tiny_whisper
+
+from asrforge.cli import main
+from asrforge.features.whisper import log_mel_spectrogram
+from asrforge.models.whisper import load_whisper_checkpoint, save_huggingface
+from asrforge.train.whisper_finetune import pad_to_window
+
+# first words that the test tokenizer does not split into a bare space + rest (a blank first token is suppressed)
+TEXTS = ["the fox", "you dog", "what country", "over you"]
+SECONDS = 4
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny random checkpoint (Hugging Face layout) and four tones, each with its own transcript."""
+    root = tmp_path_factory.mktemp("ft")
+    model, tok = tiny_whisper(root / "tok", seed=3)
+    with torch.no_grad():   # louder front end: at its small random init the sinusoidal positions drown the audio
+        model.encoder.conv1.weight.mul_(10)
+        model.encoder.conv2.weight.mul_(3)
+    save_huggingface(model, root / "init", [root / "tok" / "tokenizer.json"])
+    lines = []
+    t = np.arange(16000 * SECONDS) / 16000
+    for i, text in enumerate(TEXTS):
+        wave = 0.3 * np.sin(2 * np.pi * (300 + 900 * i) * t)
+        sf.write(root / f"u{i}.wav", wave.astype(np.float32), 16000)
+        lines.append(json.dumps({"audio_filepath": str(root / f"u{i}.wav"), "duration": float(SECONDS), "text": text,
+                                 "id": f"u{i}"}))
+    (root / "m.jsonl").write_text("\n".join(lines) + "\n")
+    return root, model
+
+
+@pytest.fixture(scope="module")
+def finetuned(setup):
+    root, _ = setup
+    out = root / "exp"
+    code = main(["train", "configs/whisper_finetune.yaml", f"model.init={root / 'init'}", f"data.train={root / 'm.jsonl'}",
+                 f"data.dev={root / 'm.jsonl'}", "train.epochs=60", "train.lr=3e-3", "train.warmup_steps=2", "train.final_lr_ratio=1.0",
+                 "data.max_batch_size=4", "augment.speed_factors=[]", "augment.gain_db=[]", "specaugment.enabled=false",
+                 "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_finetuning_learns_the_transcripts(finetuned):
+    results = json.loads((finetuned / "results.json").read_text())
+    assert results["dev_wer_before"] >= 0.5          # a random model knows none of it
+    assert results["dev_wer_after"] == 0.0            # four utterances, memorized
+    log = [json.loads(line) for line in (finetuned / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["epoch"] == 0 and "dev_wer" in log[0]   # the "before" figure is logged first
+
+
+def test_frozen_encoder_is_unchanged_and_saved_files_load(setup, finetuned):
+    _, initial = setup
+    saved = load_whisper_checkpoint(finetuned / "whisper.pt").build()
+    again = load_whisper_checkpoint(finetuned / "hf").build()
+    for name, value in initial.encoder.state_dict().items():
+        assert torch.equal(saved.encoder.state_dict()[name], value), name
+    changed = [n for n, v in initial.decoder.state_dict().items() if not torch.equal(saved.decoder.state_dict()[n], v)]
+    assert changed, "the decoder should have been trained"
+    for name, value in saved.state_dict().items():
+        assert torch.equal(again.state_dict()[name], value), name
+    assert (finetuned / "tokenizer.json").is_file() and (finetuned / "hf" / "tokenizer.json").is_file()
+
+
+def test_saved_folder_loads_in_transformers_with_the_same_logits(finetuned):
+    transformers = pytest.importorskip("transformers")
+    ours = load_whisper_checkpoint(finetuned / "whisper.pt").build().eval()
+    hf = transformers.WhisperForConditionalGeneration.from_pretrained(str(finetuned / "hf")).eval()
+    mel = pad_to_window(log_mel_spectrogram(np.random.default_rng(0).normal(0, 0.1, 16000)).T[None], torch.tensor([100]))
+    tokens = torch.tensor([[hf.config.decoder_start_token_id, 5, 77, 120]])
+    with torch.no_grad():
+        assert torch.allclose(ours(mel, tokens), hf(input_features=mel, decoder_input_ids=tokens).logits, atol=1e-4)
+
+
+def test_padding_matches_the_reference_padding_of_audio():
+    """A clip padded as features equals the log-mel of the clip padded with 30 s of zero samples."""
+    wave = (0.2 * np.random.default_rng(1).normal(size=16000 * 2)).astype(np.float32)
+    reference = log_mel_spectrogram(wave, padding=16000 * 30)[:, :3000]
+    clip = log_mel_spectrogram(wave).T
+    ours = pad_to_window(clip[None], torch.tensor([clip.shape[0]]))[0]
+    assert torch.allclose(ours[:, 205:], reference[:, 205:], atol=1e-5)   # beyond the clip's edge frames
+    assert torch.allclose(ours[:, :195], reference[:, :195], atol=1e-4)
+
+
+def test_missing_init_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "configs/whisper_finetune.yaml", "--out", str(tmp_path / "x")]) == 2
+    assert "model.init is not set" in capsys.readouterr().err
