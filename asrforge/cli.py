@@ -90,7 +90,8 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from asrforge.inference.commands import evaluate_command
 
-    evaluate_command(args.model, args.manifest, args.beam_size, args.json, args.report_dir, args.device)
+    evaluate_command(args.model, args.manifest, args.beam_size, args.json, args.report_dir, args.device,
+                     language=args.language, tokenizer=args.tokenizer)
 
 
 def _transcribe(args) -> None:
@@ -176,12 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="WER/CER of a model on a manifest")
-    e.add_argument("--model", required=True, help="checkpoint file or experiment folder")
+    e.add_argument("--model", required=True, help="checkpoint file or experiment folder, or a Whisper checkpoint")
     e.add_argument("--manifest", required=True)
     e.add_argument("--beam-size", type=int, default=1, help="1 = greedy; more = CTC prefix beam search")
     e.add_argument("--json", help="write wer, cer, utts, sub, del, ins, rtf here")
     e.add_argument("--report-dir", help="write per-utterance results (utterances.txt, utterances.jsonl) here")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--language", help="Whisper: language of the manifest (default: English for .en models, "
+                   "detected per utterance otherwise)")
+    e.add_argument("--tokenizer", help="Whisper: folder holding tokenizer.json, if not beside the weights")
     e.set_defaults(func=_evaluate)
 
     r = sub.add_parser("transcribe", help="transcribe audio files (asrforge or Whisper checkpoints)")

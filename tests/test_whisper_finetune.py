@@ -97,3 +97,16 @@ def test_padding_matches_the_reference_padding_of_audio():
 def test_missing_init_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "configs/whisper_finetune.yaml", "--out", str(tmp_path / "x")]) == 2
     assert "model.init is not set" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_whisper_checkpoint(setup, finetuned, tmp_path, capsys):
+    root, _ = setup
+    long = tmp_path / "long.jsonl"
+    lines = (root / "m.jsonl").read_text().splitlines()
+    extra = json.loads(lines[0]) | {"id": "too-long", "duration": 31.0}
+    long.write_text("\n".join(lines + [json.dumps(extra)]) + "\n")
+    out = tmp_path / "ev.json"
+    assert main(["evaluate", "--model", str(finetuned / "whisper.pt"), "--manifest", str(long), "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["wer"] == 0.0 and summary["utts"] == len(TEXTS) and summary["skipped"] == 1
+    assert "too-long: longer than 30 s" in capsys.readouterr().out

@@ -58,3 +58,27 @@ def pad_or_trim(mel: torch.Tensor, frames: int = N_FRAMES) -> torch.Tensor:
     if mel.shape[-1] < frames:
         return torch.nn.functional.pad(mel, (0, frames - mel.shape[-1]))
     return mel
+
+
+class WhisperFeatures:
+    """Waveform ``(N,)`` at 16 kHz -> Whisper log-mel ``(N // 160, n_mels)`` of the clip alone; batches are
+    padded to the 30-s window by :func:`pad_to_window`."""
+
+    def __init__(self, n_mels: int):
+        self.n_mels = n_mels
+
+    def __call__(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return log_mel_spectrogram(wave, self.n_mels).T.contiguous()
+
+
+def pad_to_window(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """``(B, T, n_mels)`` clips -> ``(B, n_mels, 3000)`` windows, padded the way the reference pads audio
+    with zeros: silence sits on the clip's floor, 8 decades below its loudest bin, i.e. ``max - 2`` after
+    Whisper's scaling (never below -1.5, the value of digital silence)."""
+    b, _, n_mels = feats.shape
+    out = feats.new_empty(b, N_FRAMES, n_mels)
+    for i, n in enumerate(lens.tolist()):
+        clip = feats[i, :n]
+        out[i] = max(float(clip.max()) - 2.0, -1.5) if n else -1.5
+        out[i, :n] = clip
+    return out.transpose(1, 2)

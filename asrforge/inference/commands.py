@@ -39,10 +39,36 @@ def evaluate_manifest(transcriber: Transcriber, manifest: str | Path, beam_size:
     return ev
 
 
+def evaluate_whisper_manifest(model: str, manifest: str | Path, beam_size: int, device: str = "cpu",
+                              language: str | None = None, tokenizer: str | None = None) -> Evaluation:
+    """Score a Whisper checkpoint on a manifest: each utterance is one window, so longer ones are skipped."""
+    from asrforge.inference.whisper import WhisperPipeline
+    from asrforge.inference.whisper_evaluate import MAX_SECONDS, evaluate_whisper, whisper_dataset
+
+    pipe = WhisperPipeline.load(model, device, tokenizer_folder=tokenizer)
+    if language is not None and pipe.tokenizer.multilingual:
+        language = pipe.tokenizer.language_code(language)
+    utts, bad_lines = read_manifest(manifest)
+    if not utts:
+        raise AsrforgeError(f"manifest {manifest} has no readable line ({len(bad_lines)} bad); check its format")
+    long = [BadItem(u.id, f"longer than {MAX_SECONDS:.0f} s; Whisper is scored one window per utterance: cut it "
+                          "into segments (offset/duration) or use `asrforge transcribe`") for u in utts if u.duration > MAX_SECONDS]
+    utts = [u for u in utts if u.duration <= MAX_SECONDS]
+    ev = evaluate_whisper(pipe.model, pipe.tokenizer, whisper_dataset(utts, pipe.model), language, beam_size=beam_size)
+    ev.bad = [BadItem(s.item, s.reason) for s in bad_lines] + long + ev.bad
+    return ev
+
+
 def evaluate_command(model: str, manifest: str, beam_size: int, json_path: str | None, report_dir: str | None,
-                     device: str = "cpu") -> dict:
-    transcriber = Transcriber.from_checkpoint(model, device)
-    ev = evaluate_manifest(transcriber, manifest, beam_size)
+                     device: str = "cpu", language: str | None = None, tokenizer: str | None = None) -> dict:
+    from asrforge.inference.api import is_whisper_checkpoint
+
+    if is_whisper_checkpoint(Path(model)):
+        ev = evaluate_whisper_manifest(model, manifest, beam_size, device, language, tokenizer)
+    else:
+        if language or tokenizer:
+            raise AsrforgeError("--language and --tokenizer apply to Whisper checkpoints; this is an asrforge checkpoint")
+        ev = evaluate_manifest(Transcriber.from_checkpoint(model, device), manifest, beam_size)
     search = "greedy" if beam_size <= 1 else f"beam {beam_size}"
     print_evaluation(ev, f"{manifest} ({search})")
     summary = {**ev.summary(), "beam_size": beam_size, "model": str(model), "manifest": str(manifest)}

@@ -19,7 +19,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -27,44 +26,19 @@ from tqdm import tqdm
 from asrforge.audio.augment import WaveAugment
 from asrforge.data.dataset import Batch, SpeechDataset, collate
 from asrforge.data.sampler import DurationBatchSampler
-from asrforge.decoding.whisper import WhisperDecodeOptions, decode
 from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.features import SpecAugment
-from asrforge.features.whisper import N_FRAMES, log_mel_spectrogram
-from asrforge.metrics import ErrorReport
+from asrforge.features.whisper import WhisperFeatures, pad_to_window
+from asrforge.inference.whisper_evaluate import evaluate_whisper, whisper_dataset
 from asrforge.models.whisper import Whisper, load_whisper_checkpoint, save_huggingface, save_openai
 from asrforge.recipe import Recipe
-from asrforge.text import Normalizer, TextConfig
+from asrforge.text import Normalizer
 from asrforge.text.whisper import WhisperTokenizer
 from asrforge.train.schedule import WarmupCosine
 from asrforge.train.trainer import _load_split
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "normalizer.json", "preprocessor_config.json")
-
-
-class WhisperFeatures:
-    """Waveform ``(N,)`` at 16 kHz -> Whisper log-mel ``(N // 160, n_mels)`` of the clip alone; batches are
-    padded to the 30-s window by :func:`pad_to_window`."""
-
-    def __init__(self, n_mels: int):
-        self.n_mels = n_mels
-
-    def __call__(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return log_mel_spectrogram(wave, self.n_mels).T.contiguous()
-
-
-def pad_to_window(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-    """``(B, T, n_mels)`` clips -> ``(B, n_mels, 3000)`` windows, padded the way the reference pads audio
-    with zeros: silence sits on the clip's floor, 8 decades below its loudest bin, i.e. ``max - 2`` after
-    Whisper's scaling (never below -1.5, the value of digital silence)."""
-    b, _, n_mels = feats.shape
-    out = feats.new_empty(b, N_FRAMES, n_mels)
-    for i, n in enumerate(lens.tolist()):
-        clip = feats[i, :n]
-        out[i] = max(float(clip.max()) - 2.0, -1.5) if n else -1.5
-        out[i, :n] = clip
-    return out.transpose(1, 2)
 
 
 class WhisperTargets:
@@ -109,10 +83,9 @@ class WhisperFineTuner:
         for p in self.model.encoder.parameters():
             p.requires_grad_(not cfg.freeze_encoder)
 
-        # Whisper reads cased, punctuated text: by default only markers and extra spaces are removed
+        # Whisper reads cased, punctuated text: whisper_finetune.yaml removes only markers and extra spaces
         # from training transcripts. WER compares normalized text on both sides.
         self.train_text = Normalizer(recipe.text)
-        self.score_text = Normalizer(TextConfig())
         train_utts, self.skipped = _load_split(recipe.data.train, "train", min(recipe.data.max_duration, 30.0))
         dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", 30.0)
         self.skipped += dev_skips
@@ -122,7 +95,7 @@ class WhisperFineTuner:
         augment = WaveAugment(recipe.augment) if recipe.augment.enabled else None
         self.train_set = SpeechDataset(train_utts, features, targets, self.train_text, specaug, train.seed,
                                        cache_features=recipe.data.cache_features, wave_augment=augment)
-        self.dev_set = SpeechDataset(dev_utts, features, None, self.train_text, cache_features=recipe.data.cache_features)
+        self.dev_set = whisper_dataset(dev_utts, self.model, self.train_text, recipe.data.cache_features)
         self.sampler = DurationBatchSampler(self.train_set.durations, recipe.data.max_batch_seconds, shuffle=True,
                                             seed=train.seed, max_batch_size=recipe.data.max_batch_size)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -148,37 +121,17 @@ class WhisperFineTuner:
         return F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100,
                                label_smoothing=self.recipe.model.label_smoothing)
 
-    @torch.inference_mode()
-    def evaluate(self, dataset: SpeechDataset, desc: str, hypotheses: Path | None = None) -> dict:
-        """Decode every utterance (beam ``decode.beam_size``, no timestamps) and score normalized text;
-        each utterance's id, reference and raw hypothesis go to ``hypotheses`` (JSONL) if given."""
-        self.model.eval()
-        beam = self.recipe.decode.beam_size
-        options = WhisperDecodeOptions(task=self.recipe.model.task, language=self.language,
-                                       beam_size=beam if beam > 1 else None, without_timestamps=True)
-        report, lines = ErrorReport(), []
-        batch_size = max(1, min(self.recipe.data.max_batch_size, 16))
-        order = list(range(len(dataset)))
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not self.progress,
-                          dynamic_ncols=True):
-            batch = collate([dataset[i] for i in order[start: start + batch_size]])
-            for bad in batch.bad:
-                self.skipped.append(bad)
-            if not len(batch):
-                continue
-            results = decode(self.model, self.tokenizer, self.audio_features(batch), options)
-            for uid, ref, r in zip(batch.ids, batch.texts, results):
-                report.add(uid, self.score_text(ref), self.score_text(r.text))
-                lines.append(json.dumps({"id": uid, "ref": ref, "hyp": r.text}))
-        if hypotheses is not None:
-            hypotheses.write_text("\n".join(lines) + "\n")
-        self.model.train()
-        return report.summary()
+    def evaluate(self, desc: str, hypotheses: Path) -> dict:
+        ev = evaluate_whisper(self.model, self.tokenizer, self.dev_set, self.language, self.recipe.model.task,
+                              self.recipe.decode.beam_size, max(1, min(self.recipe.data.max_batch_size, 16)),
+                              self.progress, hypotheses, desc)
+        self.skipped += ev.bad
+        return ev.summary()
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
         train = self.recipe.train
-        before = self.evaluate(self.dev_set, "dev WER before", self.out / "dev_before.jsonl")
+        before = self.evaluate("dev WER before", self.out / "dev_before.jsonl")
         self._log({"epoch": 0, "step": 0, "dev_wer": before["wer"], "dev_cer": before["cer"]})
         if self.progress:
             tqdm.write(f"before fine-tuning: dev WER {100 * before['wer']:.2f}%  CER {100 * before['cer']:.2f}%")
@@ -215,7 +168,7 @@ class WhisperFineTuner:
                     break
             bar.close()
             epoch += 1
-            metrics = self.evaluate(self.dev_set, "dev WER", self.out / "dev_last.jsonl")
+            metrics = self.evaluate("dev WER", self.out / "dev_last.jsonl")
             self._log({"epoch": epoch, "step": step, "dev_wer": metrics["wer"], "dev_cer": metrics["cer"],
                        "elapsed_min": (time.time() - started) / 60})
             if self.progress:

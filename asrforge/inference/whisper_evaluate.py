@@ -1,0 +1,69 @@
+"""Score a Whisper model on a manifest: `asrforge evaluate --model WHISPER`, and fine-tuning's dev WER.
+
+Utterances (each at most 30 s) are decoded in batches, one window each, without timestamps, and
+hypotheses and references are compared after the same text normalization asrforge uses everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from asrforge.data.dataset import SpeechDataset, collate
+from asrforge.data.manifest import Utterance
+from asrforge.decoding.whisper import WhisperDecodeOptions, decode
+from asrforge.features.whisper import WhisperFeatures, pad_to_window
+from asrforge.inference.evaluate import Evaluation
+from asrforge.metrics import ErrorReport
+from asrforge.models.whisper import Whisper
+from asrforge.text import Normalizer, TextConfig
+from asrforge.text.whisper import WhisperTokenizer
+
+MAX_SECONDS = 30.0
+
+
+def whisper_dataset(utts: list[Utterance], model: Whisper, text: Normalizer | None = None,
+                    cache_features: bool = False) -> SpeechDataset:
+    """Utterances -> items holding Whisper log-mel of each clip (no tokens: for scoring)."""
+    return SpeechDataset(utts, WhisperFeatures(model.dims.n_mels), None, text or Normalizer(TextConfig()),
+                         cache_features=cache_features)
+
+
+@torch.inference_mode()
+def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: SpeechDataset, language: str | None,
+                     task: str = "transcribe", beam_size: int = 1, batch_size: int = 16, progress: bool = True,
+                     hypotheses: Path | None = None, desc: str = "decoding") -> Evaluation:
+    """Decode every utterance of ``dataset`` and score it; ``language=None`` detects it per utterance
+    (multilingual models). Each utterance's id, reference and raw hypothesis go to ``hypotheses`` (JSONL)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    dtype = model.encoder.conv1.weight.dtype
+    options = WhisperDecodeOptions(task=task, language=language, beam_size=beam_size if beam_size > 1 else None,
+                                   without_timestamps=True)
+    score = Normalizer(TextConfig())
+    speakers = {u.id: u.speaker for u in dataset.utts}
+    report, bad, lines, audio_seconds = ErrorReport(), [], [], 0.0
+    start = time.perf_counter()
+    for first in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", disable=not progress,
+                      dynamic_ncols=True, leave=False):
+        batch = collate([dataset[i] for i in range(first, min(first + batch_size, len(dataset)))])
+        bad.extend(batch.bad)
+        too_long = [i for i, n in enumerate(batch.feat_lens.tolist()) if n > 100 * MAX_SECONDS]
+        if too_long:
+            raise ValueError("evaluate_whisper takes utterances of at most 30 s; filter the dataset first")
+        if not len(batch):
+            continue
+        features = model.encoder(pad_to_window(batch.feats, batch.feat_lens).to(device, dtype))
+        for uid, ref, result in zip(batch.ids, batch.texts, decode(model, tokenizer, features, options)):
+            report.add(uid, score(ref), score(result.text), speakers.get(uid))
+            lines.append(json.dumps({"id": uid, "ref": ref, "hyp": result.text}, ensure_ascii=False))
+        audio_seconds += float(batch.feat_lens.sum()) / 100
+    if hypotheses is not None:
+        hypotheses.write_text("\n".join(lines) + "\n")
+    model.train(was_training)
+    return Evaluation(report, audio_seconds, time.perf_counter() - start, bad)
