@@ -110,7 +110,8 @@ def _transcribe(args) -> None:
         no_speech_threshold=args.no_speech_threshold, initial_prompt=args.initial_prompt,
         condition_on_previous_text=args.condition_on_previous_text, suppress_tokens=args.suppress_tokens,
         without_timestamps=args.without_timestamps, word_timestamps=args.word_timestamps,
-        prepend_punctuations=args.prepend_punctuations, append_punctuations=args.append_punctuations)
+        prepend_punctuations=args.prepend_punctuations, append_punctuations=args.append_punctuations,
+        batch_size=args.batch_size)
 
 
 def _demo(args) -> None:
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--without-timestamps", action="store_true", default=None)
     w.add_argument("--word-timestamps", action="store_true", default=None,
                    help="align each word to the audio (cross-attention + DTW); JSON output gets segments[].words")
+    w.add_argument("--batch-size", type=int, help="batched mode: cut the audio at pauses found by Silero VAD and "
+                   "decode this many 30-s chunks at once (chunks are not conditioned on each other)")
     w.add_argument("--prepend-punctuations", help="with --word-timestamps: marks joined to the following word")
     w.add_argument("--append-punctuations", help="with --word-timestamps: marks joined to the preceding word")
     r.set_defaults(func=_transcribe)

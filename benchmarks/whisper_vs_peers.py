@@ -1,12 +1,14 @@
 """Whisper through asrforge against faster-whisper (CTranslate2), same weights, same files, same options.
 
     python benchmarks/whisper_vs_peers.py --model PATH/TO/ct2-whisper-folder [--peer-python PY] \
-        [--beam-size 5] [--compute float32 int8] [--manifest M ...] [--fsdd N] [--long 1]
+        [--beam-size 5] [--compute float32 int8] [--manifest M ...] [--fsdd N] [--long 1] [--batch-size N]
 
 The model must be a CTranslate2 folder (faster-whisper reads only that; asrforge reads it too). Each engine
 runs in its own process, one after the other, with the same thread count; a warm-up file is not timed.
 Audio: ../shared/data/english (2 read sentences), one long file stitched from them and 30 FSDD digits (to
 exercise the 30-s window seeking) and N FSDD digit recordings, when ../shared is there; or any manifests given.
+With --batch-size N both engines run their batched mode (Silero VAD chunks decoded N at a time:
+asrforge's ``batch_size``, faster-whisper's ``BatchedInferencePipeline``) instead of sequential windows.
 WER is computed after lower-casing, removing punctuation and spelling out single digits.
 Prints one JSON line: per engine and compute type, WER and wall time, and asrforge/faster-whisper ratios.
 """
@@ -33,7 +35,7 @@ def normalize(text: str) -> str:
     return " ".join(DIGITS[int(w)] if w.isdigit() and len(w) == 1 else w for w in text.split())
 
 
-def worker(engine: str, model: str, compute: str, beam: int, threads: int, files: list[str]) -> dict:
+def worker(engine: str, model: str, compute: str, beam: int, threads: int, files: list[str], batch: int = 0) -> dict:
     """Runs inside the engine's process: transcribe every file, return texts and the timed wall clock."""
     if engine == "asrforge":
         import torch
@@ -42,12 +44,18 @@ def worker(engine: str, model: str, compute: str, beam: int, threads: int, files
         from asrforge.inference.whisper import WhisperPipeline
 
         pipe = WhisperPipeline.load(model, dtype=compute)
-        run = lambda f: pipe.transcribe(f, beam_size=beam, language="en")["text"]  # noqa: E731
+        run = lambda f: pipe.transcribe(f, beam_size=beam, language="en", batch_size=batch or None)["text"]  # noqa: E731
     else:
         from faster_whisper import WhisperModel
 
         fw = WhisperModel(model, device="cpu", compute_type=compute, cpu_threads=threads)
-        run = lambda f: " ".join(s.text for s in fw.transcribe(f, beam_size=beam, language="en")[0])  # noqa: E731
+        if batch:
+            from faster_whisper import BatchedInferencePipeline
+
+            batched = BatchedInferencePipeline(model=fw)
+            run = lambda f: " ".join(s.text for s in batched.transcribe(f, beam_size=beam, language="en", batch_size=batch)[0])  # noqa: E731
+        else:
+            run = lambda f: " ".join(s.text for s in fw.transcribe(f, beam_size=beam, language="en")[0])  # noqa: E731
     run(files[0])  # warm-up: first-call allocations and thread pools
     start = time.perf_counter()
     texts = [run(f) for f in files]
@@ -103,11 +111,13 @@ def main() -> None:
     ap.add_argument("--manifest", nargs="*", default=[])
     ap.add_argument("--fsdd", type=int, default=40, help="FSDD recordings to add (0: none)")
     ap.add_argument("--long", type=int, default=1, help="1: add one long file made of the other recordings (0: none)")
+    ap.add_argument("--batch-size", type=int, default=0, help="N > 0: both engines in batched (VAD) mode")
     ap.add_argument("--worker", nargs=4, metavar=("ENGINE", "COMPUTE", "FILES", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         engine, compute, files, out = args.worker
-        result = worker(engine, args.model, compute, args.beam_size, args.threads, json.loads(Path(files).read_text()))
+        result = worker(engine, args.model, compute, args.beam_size, args.threads, json.loads(Path(files).read_text()),
+                        args.batch_size)
         Path(out).write_text(json.dumps(result))
         return
 
@@ -120,6 +130,7 @@ def main() -> None:
         files_json.write_text(json.dumps([f for f, _ in items]))
         refs = [normalize(r) for _, r in items]
         report: dict = {"name": "whisper_vs_peers", "model": args.model, "beam_size": args.beam_size,
+                        "batch_size": args.batch_size,
                         "files": len(items), "threads": args.threads, "results": {}}
         audio_seconds = 0.0
         import soundfile as sf
@@ -130,7 +141,8 @@ def main() -> None:
             for engine, python in (("asrforge", sys.executable), ("faster-whisper", args.peer_python)):
                 out = tmp / f"{engine}-{compute}.json"
                 cmd = [python, __file__, "--model", args.model, "--beam-size", str(args.beam_size), "--threads",
-                       str(args.threads), "--worker", engine, compute, str(files_json), str(out)]
+                       str(args.threads), "--batch-size", str(args.batch_size), "--worker", engine, compute,
+                       str(files_json), str(out)]
                 env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads)}
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if proc.returncode != 0:

@@ -47,6 +47,7 @@ class WhisperTranscribeOptions:
     without_timestamps: bool = False
     max_initial_timestamp: float | None = 1.0
     word_timestamps: bool = False
+    batch_size: int | None = None                # VAD-batched mode: decode this many 30-s chunks at once
     prepend_punctuations: str = PREPEND_PUNCTUATIONS   # with word timestamps: marks joined to the next word
     append_punctuations: str = APPEND_PUNCTUATIONS     # ... and to the previous word
 
@@ -138,6 +139,12 @@ class WhisperPipeline:
         if opts.task == "translate" and not self.tokenizer.multilingual:
             raise ConfigError("this is an English-only model (.en); it cannot translate: use a multilingual checkpoint")
         wave = _as_wave(audio)
+        if opts.batch_size:
+            if opts.batch_size < 1:
+                raise ConfigError(f"batch_size must be at least 1, got {opts.batch_size}")
+            from asrforge.inference.whisper_batched import transcribe_batched
+
+            return transcribe_batched(self, wave, opts, opts.batch_size, progress)
         mel = self.mel(wave)
         content_frames = mel.shape[-1] - N_FRAMES
         language = None if opts.language is None else self.tokenizer.language_code(opts.language) \
@@ -200,8 +207,12 @@ class WhisperPipeline:
         return {"text": text, "segments": [_order(s) for s in segments], "language": language,
                 "language_probs": language_probs, "duration": round(len(wave) / SAMPLE_RATE, 3)}
 
-    def _segments(self, result: DecodeResult, seek: int, segment_size: int, time_offset: float) -> tuple[list[dict], int]:
-        """Cut a window's tokens at consecutive timestamp pairs into segments; returns them and the next seek."""
+    def _segments(self, result: DecodeResult, seek: int, segment_size: int, time_offset: float,
+                  keep_tail: bool = False) -> tuple[list[dict], int]:
+        """Cut a window's tokens at consecutive timestamp pairs into segments; returns them and the next seek.
+
+        Text after the last complete segment is left to the next window, unless ``keep_tail`` (no next
+        window will see it): then it is a segment running to the window's end."""
         tb = self.tokenizer.timestamp_begin
         tokens = result.tokens
         is_ts = [t >= tb for t in tokens]
@@ -216,6 +227,10 @@ class WhisperPipeline:
                 out.append(self._segment(part, time_offset + (part[0] - tb) * TIME_PRECISION,
                                          time_offset + (part[-1] - tb) * TIME_PRECISION))
                 last = cut
+            tail = tokens[last:]
+            if keep_tail and not single_ending and any(t < self.tokenizer.eot for t in tail):
+                out.append(self._segment(tail, time_offset + max(tail[0] - tb, 0) * TIME_PRECISION,
+                                         time_offset + segment_size * FRAME_SECONDS))
             if single_ending:
                 seek += segment_size        # nothing was left unfinished: take the whole window
             else:

@@ -1,0 +1,72 @@
+"""Voice activity: where the speech is, by Silero VAD (the ``silero-vad`` wheel ships its model file).
+
+Used by Whisper's batched mode to cut long audio into chunks of at most 30 s at pauses, so the
+chunks can be decoded side by side instead of one window after another.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from asrforge.errors import ConfigError
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    threshold: float = 0.5            # speech probability above which a 32-ms frame is speech
+    min_speech_ms: int = 250          # shorter bursts are ignored
+    min_silence_ms: int = 160         # a pause must last this long to end a speech span
+    speech_pad_ms: int = 200          # kept on each side of a span, so word edges are not clipped
+    max_chunk_s: float = 30.0         # Whisper's window
+
+
+@lru_cache(maxsize=1)
+def _silero():
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import get_speech_timestamps, load_silero_vad
+    except ImportError:
+        raise ConfigError("batched Whisper decoding needs Silero VAD: pip install silero-vad") from None
+    finally:
+        torch.set_num_threads(threads)   # importing silero_vad sets torch to one thread for the whole process
+    with warnings.catch_warnings():      # its loader uses APIs that torch and importlib mark deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_silero_vad(), get_speech_timestamps
+
+
+def speech_spans(wave: np.ndarray, options: VadOptions = VadOptions()) -> list[tuple[int, int]]:
+    """16 kHz samples -> ``[(start, end), ...]`` sample ranges of speech, none longer than ``max_chunk_s``."""
+    model, get_speech_timestamps = _silero()
+    with torch.inference_mode():
+        found = get_speech_timestamps(
+            torch.as_tensor(wave, dtype=torch.float32), model, threshold=options.threshold, sampling_rate=SAMPLE_RATE,
+            min_speech_duration_ms=options.min_speech_ms, min_silence_duration_ms=options.min_silence_ms,
+            speech_pad_ms=options.speech_pad_ms, max_speech_duration_s=options.max_chunk_s - 1.0)
+    model.reset_states()
+    return [(int(s["start"]), int(s["end"])) for s in found]
+
+
+def merge_spans(spans: list[tuple[int, int]], max_samples: int) -> list[tuple[int, int]]:
+    """Join neighbouring speech spans into chunks no longer than ``max_samples`` (pauses inside a chunk
+    are kept; a span longer than the limit is cut into pieces of the limit)."""
+    pieces = []
+    for start, end in spans:
+        while end - start > max_samples:
+            pieces.append((start, start + max_samples))
+            start += max_samples
+        if end > start:
+            pieces.append((start, end))
+    chunks: list[tuple[int, int]] = []
+    for start, end in pieces:
+        if chunks and end - chunks[-1][0] <= max_samples:
+            chunks[-1] = (chunks[-1][0], end)
+        else:
+            chunks.append((start, end))
+    return chunks

@@ -1,0 +1,102 @@
+"""Batched long-form Whisper (``--batch-size N``): cut at pauses, decode the chunks side by side.
+
+Silero VAD finds the speech; neighbouring spans are joined into chunks of at most 30 s; each chunk
+is one window, and ``N`` windows go through the encoder and the decoder together. Silence between
+chunks is never decoded. Unlike the sequential mode, a chunk is not conditioned on the previous
+text (chunks are independent, which is what lets them run together); a chunk whose result loops or
+is unlikely is decoded again alone, with temperature fallback.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from asrforge.decoding.whisper import DecodeResult, WhisperDecodeOptions, decode, detect_language, with_options
+from asrforge.features.whisper import FRAME_SECONDS, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram
+from asrforge.inference.vad import VadOptions, merge_spans, speech_spans
+from asrforge.inference.whisper import WhisperPipeline, WhisperTranscribeOptions, _order
+from asrforge.inference.whisper_timing import add_word_timestamps
+
+
+def chunk_windows(pipe: WhisperPipeline, wave: np.ndarray, chunks: list[tuple[int, int]]) -> torch.Tensor:
+    """``(C, n_mels, 3000)`` log-mel windows, each chunk padded with silence as the reference pads audio."""
+    n_mels = pipe.model.dims.n_mels
+    return torch.stack([log_mel_spectrogram(wave[s:e], n_mels, padding=N_SAMPLES, device=pipe.device)[:, :N_FRAMES]
+                        for s, e in chunks])
+
+
+def transcribe_batched(pipe: WhisperPipeline, wave: np.ndarray, opts: WhisperTranscribeOptions, batch_size: int, progress: bool = False,
+                       vad: VadOptions = VadOptions()) -> dict:
+    """The same result layout as :meth:`WhisperPipeline.transcribe`; ``opts`` are its options."""
+    chunks = merge_spans(speech_spans(wave, vad), int(vad.max_chunk_s * SAMPLE_RATE))
+    language = None if opts.language is None else (
+        pipe.tokenizer.language_code(opts.language) if pipe.tokenizer.multilingual else "en")
+    language_probs = None
+    segments: list[dict] = []
+    first = {
+        "text": "", "segments": segments, "language": language or "en", "language_probs": None,
+        "duration": round(len(wave) / SAMPLE_RATE, 3)}
+    if not chunks:
+        return first
+    options = WhisperDecodeOptions(
+        task=opts.task, language=language, temperature=opts.temperature[0],
+        beam_size=opts.beam_size if opts.temperature[0] == 0 else None,
+        patience=opts.patience if opts.temperature[0] == 0 else None,
+        best_of=opts.best_of if opts.temperature[0] > 0 else None, length_penalty=opts.length_penalty,
+        prompt=tuple(pipe.tokenizer.encode(" " + opts.initial_prompt.strip())) if opts.initial_prompt else None,
+        suppress_tokens=opts.suppress_tokens, suppress_blank=opts.suppress_blank,
+        without_timestamps=opts.without_timestamps, max_initial_timestamp=opts.max_initial_timestamp)
+    last_speech_end = 0.0
+    bar = tqdm(total=len(chunks), unit="chunk", desc="transcribing", disable=not progress)
+    for b in range(0, len(chunks), batch_size):
+        batch = chunks[b: b + batch_size]
+        features = pipe.encode(chunk_windows(pipe, wave, batch))
+        if language is None:
+            if pipe.tokenizer.multilingual:
+                codes, probs = detect_language(pipe.model, pipe.tokenizer, features[:1])
+                language, language_probs = codes[0], probs[0]
+            else:
+                language = "en"
+            options = with_options(options, language=language)
+        with torch.inference_mode():
+            results = decode(pipe.model, pipe.tokenizer, features, options)
+        for i, ((start, end), result) in enumerate(zip(batch, results)):
+            if _failed(result, opts):
+                result = pipe.decode_with_fallback(features[i: i + 1], opts, language, list(options.prompt or ()))
+            if _silent(result, opts):
+                continue
+            frames = (end - start) // HOP_LENGTH
+            offset = start / SAMPLE_RATE
+            new, _ = pipe._segments(result, 0, min(frames, N_FRAMES), offset, keep_tail=True)
+            new = [s for s in new if s["end"] > s["start"] and s["text"].strip()]
+            for s in new:
+                s["end"] = min(s["end"], round(end / SAMPLE_RATE, 3))
+            if opts.word_timestamps and new:
+                last_speech_end = add_word_timestamps(
+                    new, pipe.model, pipe.tokenizer, pipe.tokenizer.sot_sequence(language, opts.task), features[i: i + 1],
+                    min(frames, N_FRAMES), offset, language, last_speech_end, opts.prepend_punctuations,
+                    opts.append_punctuations)
+            for s in new:
+                s.update(id=len(segments), seek=round(start / (SAMPLE_RATE * FRAME_SECONDS)), temperature=result.temperature,
+                         avg_logprob=result.avg_logprob, compression_ratio=result.compression_ratio,
+                         no_speech_prob=result.no_speech_prob)
+                segments.append(s)
+        bar.update(len(batch))
+    bar.close()
+    text = pipe.tokenizer.decode([t for s in segments for t in s["tokens"] if t < pipe.tokenizer.eot])
+    return {**first, "text": text, "segments": [_order(s) for s in segments], "language": language,
+            "language_probs": language_probs}
+
+
+def _failed(result: DecodeResult, opts: WhisperTranscribeOptions) -> bool:
+    too_repetitive = opts.compression_ratio_threshold is not None and result.compression_ratio > opts.compression_ratio_threshold
+    too_unlikely = opts.logprob_threshold is not None and result.avg_logprob < opts.logprob_threshold
+    return (too_repetitive or too_unlikely) and not _silent(result, opts) and len(opts.temperature) > 1
+
+
+def _silent(result: DecodeResult, opts: WhisperTranscribeOptions) -> bool:
+    if opts.no_speech_threshold is None or result.no_speech_prob <= opts.no_speech_threshold:
+        return False
+    return opts.logprob_threshold is None or result.avg_logprob <= opts.logprob_threshold

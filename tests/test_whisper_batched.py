@@ -1,0 +1,109 @@
+"""Whisper's batched mode: Silero VAD spans, chunking at pauses, batched decoding, the result layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+import torch
+from whisper_fixtures import tiny_whisper
+
+from asrforge.decoding.whisper import DecodeResult
+from asrforge.inference import whisper_batched
+from asrforge.inference.vad import merge_spans, speech_spans
+from asrforge.inference.whisper import WhisperPipeline
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("whisper")
+    model, tok = tiny_whisper(folder)
+    return model, tok
+
+
+def test_spans_merge_into_chunks_of_at_most_the_limit():
+    spans = [(0, 5), (7, 12), (20, 24), (25, 60), (61, 62)]
+    assert merge_spans(spans, 15) == [(0, 12), (20, 24), (25, 40), (40, 55), (55, 62)]
+    assert merge_spans([], 10) == []
+    chunks = merge_spans([(i * 100, i * 100 + 50) for i in range(20)], 480)
+    assert chunks == [(0, 450), (500, 950), (1000, 1450), (1500, 1950)]   # five spans per chunk
+
+
+def spoken(text: str) -> np.ndarray:
+    from asrforge.data.synth.espeak import EspeakEngine
+
+    engine = EspeakEngine.get()
+    engine.seed(0)
+    wave = engine.synthesize(text, "en-us").astype(np.float32) / 32768
+    return soxr.resample(wave, engine.sample_rate, SR).astype(np.float32)
+
+
+def test_silero_finds_speech_and_not_silence():
+    phrase = spoken("the quick brown fox jumps over the lazy dog")
+    gap = np.zeros(3 * SR, dtype=np.float32)
+    wave = np.concatenate([gap, phrase, gap, phrase, gap])
+    threads = torch.get_num_threads()
+    spans = speech_spans(wave)
+    assert torch.get_num_threads() == threads       # silero's import-time set_num_threads(1) is undone
+    first, second = 3 * SR, 6 * SR + len(phrase)
+    assert len(spans) >= 2
+    assert spans[0][0] >= first - 0.5 * SR and spans[-1][1] <= second + len(phrase) + 0.5 * SR
+    speech = np.zeros(len(wave), dtype=bool)
+    for s, e in spans:
+        speech[s:e] = True
+    assert not speech[: 2 * SR].any() and not speech[first + len(phrase) + SR: second - SR].any()
+    assert speech[first + SR // 2] and speech[second + SR // 2]
+    assert speech_spans(np.zeros(10 * SR, dtype=np.float32)) == []
+
+
+def fake_result(tokens, temperature=0.0, avg_logprob=-0.2, no_speech=0.1) -> DecodeResult:
+    return DecodeResult(tokens=tokens, text="", language="en", language_probs=None, avg_logprob=avg_logprob,
+                        sum_logprob=avg_logprob * len(tokens), no_speech_prob=no_speech, temperature=temperature,
+                        compression_ratio=1.0)
+
+
+def test_chunks_are_decoded_in_batches_and_placed_at_their_offsets(tiny, monkeypatch):
+    model, tok = tiny
+    tb = tok.timestamp_begin
+    fox, dog = tok.encode(" fox"), tok.encode(" dog")
+    spans = [(1 * SR, 4 * SR), (40 * SR, 45 * SR), (80 * SR, 82 * SR)]
+    monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: spans)
+    batches = []
+
+    def fake_decode(model_, tok_, features, options, languages=None):
+        batches.append(features.shape[0])
+        # one complete segment, then an unfinished one that no later window will pick up
+        return [fake_result([tb + 0, *fox, tb + 50, tb + 60, *dog]) for _ in range(features.shape[0])]
+
+    monkeypatch.setattr(whisper_batched, "decode", fake_decode)
+    result = WhisperPipeline(model, tok).transcribe(np.zeros(90 * SR, dtype=np.float32), language="en", batch_size=2)
+    assert batches == [2, 1]
+    got = [(s["start"], s["end"], s["text"]) for s in result["segments"]]
+    assert got == [(1.0, 2.0, " fox"), (2.2, 4.0, " dog"), (40.0, 41.0, " fox"), (41.2, 45.0, " dog"),
+                   (80.0, 81.0, " fox"), (81.2, 82.0, " dog")]
+    assert [s["id"] for s in result["segments"]] == list(range(6))
+    assert result["text"] == " fox dog fox dog fox dog"
+
+
+def test_silent_chunks_and_silent_audio_give_nothing(tiny, monkeypatch):
+    model, tok = tiny
+    monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: [])
+    result = WhisperPipeline(model, tok).transcribe(np.zeros(20 * SR, dtype=np.float32), language="en", batch_size=4)
+    assert result["text"] == "" and result["segments"] == []
+    monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: [(0, 2 * SR)])
+    monkeypatch.setattr(whisper_batched, "decode", lambda *a, **k: [
+        fake_result([tok.timestamp_begin, *tok.encode(" you"), tok.timestamp_begin + 50], avg_logprob=-1.5, no_speech=0.9)])
+    assert WhisperPipeline(model, tok).transcribe(np.zeros(20 * SR, dtype=np.float32), batch_size=4)["segments"] == []
+
+
+def test_batched_mode_runs_end_to_end_on_speech(tiny):
+    model, tok = tiny
+    phrase = spoken("ask not what your country can do for you")
+    wave = np.concatenate([np.zeros(SR, dtype=np.float32), phrase, np.zeros(2 * SR, dtype=np.float32), phrase])
+    result = WhisperPipeline(model, tok).transcribe(wave, language="en", batch_size=2, word_timestamps=True)
+    assert set(result) >= {"text", "segments", "language"}
+    for s in result["segments"]:
+        assert 0.0 <= s["start"] < s["end"] <= len(wave) / SR + 0.01
+        assert "words" in s
