@@ -33,21 +33,35 @@ def mel_filters(n_mels: int, device: torch.device | str = "cpu") -> torch.Tensor
 
 
 def log_mel_spectrogram(audio: np.ndarray | torch.Tensor, n_mels: int = 80, padding: int = 0,
-                        device: torch.device | str = "cpu") -> torch.Tensor:
+                        device: torch.device | str = "cpu", block_frames: int = 6000) -> torch.Tensor:
     """``(N,)`` 16 kHz samples -> ``(n_mels, (N + padding) // 160)`` Whisper log-mel.
 
     ``padding`` zero samples are appended first; the reference appends 30 s so that the last window
     is full, and its dynamic-range floor (max - 8) is taken over the whole padded signal.
+    The spectrogram is computed ``block_frames`` frames at a time, so an hour of audio needs the
+    mel matrix (115 MB at 80 bins) but never the hour's complex STFT (over 1 GB).
     """
     audio = torch.as_tensor(audio, dtype=torch.float32, device=device)
-    if padding:
-        audio = torch.nn.functional.pad(audio, (0, padding))
+    n, edge = audio.shape[0] + padding, N_FFT // 2
+    frames = n // HOP_LENGTH                            # the reference drops the STFT's last frame
+    # One buffer holds the signal, its zero padding and, for centered frames, N_FFT/2 samples reflected
+    # at both ends (what torch.stft(center=True) does), so a long file is copied once, not three times.
+    padded = audio.new_zeros(n + 2 * edge)
+    padded[edge: edge + audio.shape[0]] = audio
+    if n > edge:    # shorter signals keep zeros at their edges: there is nothing to reflect
+        padded[:edge] = padded[edge + 1: 2 * edge + 1].flip(0)
+        padded[edge + n:] = padded[n - 1: edge + n - 1].flip(0)
     window = torch.hann_window(N_FFT, device=audio.device)
-    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
-    power = stft[..., :-1].abs() ** 2                     # the reference drops the last frame
-    mel = mel_filters(n_mels, audio.device) @ power
-    log_spec = torch.clamp(mel, min=1e-10).log10()
-    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    filters = mel_filters(n_mels, audio.device)
+    mel = torch.empty(n_mels, frames, device=audio.device)
+    for first in range(0, frames, block_frames):
+        last = min(frames, first + block_frames)
+        piece = padded[first * HOP_LENGTH: (last - 1) * HOP_LENGTH + N_FFT]
+        stft = torch.stft(piece, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
+        mel[:, first:last] = filters @ stft.abs().pow_(2)
+    log_spec = mel.clamp_(min=1e-10).log10_()
+    if frames:
+        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
     return (log_spec + 4.0) / 4.0
 
 
