@@ -47,3 +47,9 @@ def test_a_section_given_a_scalar_is_named(tmp_path):
         load_recipe(bad)
     with pytest.raises(ConfigError, match="model must be a section"):
         load_recipe(DEMO, ["model=3"])
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_shipped_recipe_loads(recipe):
+    r = load_recipe(REPO / "configs" / recipe)
+    assert r.model.family in ("ctc", "whisper")

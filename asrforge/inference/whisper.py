@@ -267,6 +267,7 @@ def quantize_int8(model: Whisper) -> Whisper:
 
     with warnings.catch_warnings():   # torch marks eager quantization deprecated in favour of torchao (not installed)
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor", category=UserWarning)
         from torch.ao.quantization import quantize_dynamic
 
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
