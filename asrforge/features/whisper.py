@@ -86,13 +86,11 @@ class WhisperFeatures:
 
 
 def pad_to_window(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-    """``(B, T, n_mels)`` clips -> ``(B, n_mels, 3000)`` windows, padded the way the reference pads audio
-    with zeros: silence sits on the clip's floor, 8 decades below its loudest bin, i.e. ``max - 2`` after
-    Whisper's scaling (never below -1.5, the value of digital silence)."""
+    """``(B, T, n_mels)`` clips -> ``(B, n_mels, 3000)`` windows, zero-padded in log-mel space beyond each
+    clip, which is what the reference's transcribe does to a window with less than 30 s of audio: training
+    and scoring then see exactly what transcription sees."""
     b, _, n_mels = feats.shape
-    out = feats.new_empty(b, N_FRAMES, n_mels)
+    out = feats.new_zeros(b, N_FRAMES, n_mels)
     for i, n in enumerate(lens.tolist()):
-        clip = feats[i, :n]
-        out[i] = max(float(clip.max()) - 2.0, -1.5) if n else -1.5
-        out[i, :n] = clip
+        out[i, :n] = feats[i, :n]
     return out.transpose(1, 2)
