@@ -21,9 +21,9 @@ SAMPLE_RATE = 16000
 @dataclass(frozen=True)
 class VadOptions:
     threshold: float = 0.5            # speech probability above which a 32-ms frame is speech
-    min_speech_ms: int = 250          # shorter bursts are ignored
+    min_speech_ms: int = 0            # keep even short bursts: a lone word ("two") can be 200 ms
     min_silence_ms: int = 160         # a pause must last this long to end a speech span
-    speech_pad_ms: int = 200          # kept on each side of a span, so word edges are not clipped
+    speech_pad_ms: int = 400          # kept on each side of a span, so word edges are not clipped
     max_chunk_s: float = 30.0         # Whisper's window
 
 

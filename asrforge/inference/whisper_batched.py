@@ -14,17 +14,19 @@ import torch
 from tqdm import tqdm
 
 from asrforge.decoding.whisper import DecodeResult, WhisperDecodeOptions, decode, detect_language, with_options
-from asrforge.features.whisper import FRAME_SECONDS, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram
+from asrforge.features.whisper import (FRAME_SECONDS, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram,
+                                      pad_or_trim)
 from asrforge.inference.vad import VadOptions, merge_spans, speech_spans
 from asrforge.inference.whisper import WhisperPipeline, WhisperTranscribeOptions, _order
 from asrforge.inference.whisper_timing import add_word_timestamps
 
 
 def chunk_windows(pipe: WhisperPipeline, wave: np.ndarray, chunks: list[tuple[int, int]]) -> torch.Tensor:
-    """``(C, n_mels, 3000)`` log-mel windows, each chunk padded with silence as the reference pads audio."""
+    """``(C, n_mels, 3000)`` log-mel windows, zero-padded beyond each chunk's frames exactly as the sequential
+    mode pads its last window (Whisper transcribes short windows noticeably worse with other padding)."""
     n_mels = pipe.model.dims.n_mels
-    return torch.stack([log_mel_spectrogram(wave[s:e], n_mels, padding=N_SAMPLES, device=pipe.device)[:, :N_FRAMES]
-                        for s, e in chunks])
+    return torch.stack([pad_or_trim(log_mel_spectrogram(wave[s:e], n_mels, padding=N_SAMPLES, device=pipe.device)
+                                    [:, : (e - s) // HOP_LENGTH]) for s, e in chunks])
 
 
 def transcribe_batched(pipe: WhisperPipeline, wave: np.ndarray, opts: WhisperTranscribeOptions, batch_size: int, progress: bool = False,
