@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--whisper", help="fine-tune this Whisper checkpoint (configs/fsdd_whisper.yaml) instead")
     ap.add_argument("--train-utts", type=int, default=0, help="with --whisper: train on this many random recordings (0: all)")
     ap.add_argument("--dev-utts", type=int, default=0, help="with --whisper: pick the best epoch on this many (0: all)")
+    ap.add_argument("--skip-before", action="store_true", help="with --whisper: do not score the checkpoint before fine-tuning")
     ap.add_argument("overrides", nargs="*", help="recipe overrides, e.g. augment.speed_factors=[0.8,1.0,1.2]")
     args = ap.parse_args()
     if not Path(args.fsdd).is_dir():
@@ -77,15 +78,15 @@ def subset(manifest: Path, n: int, out: Path) -> Path:
 def finetune_whisper(args, data: Path, exp: Path) -> dict:
     from asrforge.train.whisper_finetune import WhisperFineTuner
 
-    before = evaluate_whisper_manifest(args.whisper, data / "test.jsonl", 1).summary()
+    before = {"wer": None} if args.skip_before else evaluate_whisper_manifest(args.whisper, data / "test.jsonl", 1).summary()
     recipe = load_recipe(REPO / "configs" / "fsdd_whisper.yaml",
                          [f"model.init={args.whisper}", *([f"train.epochs={args.epochs}"] if args.epochs else []),
                           f"data.train={subset(data / 'train.jsonl', args.train_utts, data / 'train-subset.jsonl')}",
                           f"data.dev={subset(data / 'dev.jsonl', args.dev_utts, data / 'dev-subset.jsonl')}", *args.overrides])
     trained = WhisperFineTuner(recipe, exp, progress=False).fit()
     after = evaluate_whisper_manifest(str(exp / "whisper.pt"), data / "test.jsonl", recipe.decode.beam_size).summary()
-    print(f"held out {data.name}: WER {100 * before['wer']:.2f}% before fine-tuning, {100 * after['wer']:.2f}% after",
-          file=sys.stderr)
+    was = "" if before["wer"] is None else f"{100 * before['wer']:.2f}% before fine-tuning, "
+    print(f"held out {data.name}: WER {was}{100 * after['wer']:.2f}% after", file=sys.stderr)
     return {"wer": after["wer"], "cer": after["cer"], "utts": after["utts"], "wer_before": before["wer"],
             "train_minutes": trained["train_minutes"]}
 
