@@ -207,12 +207,8 @@ class WhisperPipeline:
         return {"text": text, "segments": [_order(s) for s in segments], "language": language,
                 "language_probs": language_probs, "duration": round(len(wave) / SAMPLE_RATE, 3)}
 
-    def _segments(self, result: DecodeResult, seek: int, segment_size: int, time_offset: float,
-                  keep_tail: bool = False) -> tuple[list[dict], int]:
-        """Cut a window's tokens at consecutive timestamp pairs into segments; returns them and the next seek.
-
-        Text after the last complete segment is left to the next window, unless ``keep_tail`` (no next
-        window will see it): then it is a segment running to the window's end."""
+    def _segments(self, result: DecodeResult, seek: int, segment_size: int, time_offset: float) -> tuple[list[dict], int]:
+        """Cut a window's tokens at consecutive timestamp pairs into segments; returns them and the next seek."""
         tb = self.tokenizer.timestamp_begin
         tokens = result.tokens
         is_ts = [t >= tb for t in tokens]
@@ -227,10 +223,6 @@ class WhisperPipeline:
                 out.append(self._segment(part, time_offset + (part[0] - tb) * TIME_PRECISION,
                                          time_offset + (part[-1] - tb) * TIME_PRECISION))
                 last = cut
-            tail = tokens[last:]
-            if keep_tail and not single_ending and any(t < self.tokenizer.eot for t in tail):
-                out.append(self._segment(tail, time_offset + max(tail[0] - tb, 0) * TIME_PRECISION,
-                                         time_offset + segment_size * FRAME_SECONDS))
             if single_ending:
                 seek += segment_size        # nothing was left unfinished: take the whole window
             else:

@@ -5,9 +5,17 @@ is one window, and ``N`` windows go through the encoder and the decoder together
 chunks is never decoded. Unlike the sequential mode, a chunk is not conditioned on the previous
 text (chunks are independent, which is what lets them run together); a chunk whose result loops or
 is unlikely is decoded again alone, with temperature fallback.
+
+Chunks are decoded without timestamp tokens, so each chunk is one segment (``--word-timestamps`` gives
+finer times). With timestamp tokens the model may close its last segment early and end the window;
+the sequential mode then seeks there and decodes the rest, but a chunk has no second pass, so that
+rest would be lost (measured on the benchmark's 55-s file: the last 19 s of the first chunk and the
+file's last sentence were missing).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -32,6 +40,7 @@ def chunk_windows(pipe: WhisperPipeline, wave: np.ndarray, chunks: list[tuple[in
 def transcribe_batched(pipe: WhisperPipeline, wave: np.ndarray, opts: WhisperTranscribeOptions, batch_size: int, progress: bool = False,
                        vad: VadOptions = VadOptions()) -> dict:
     """The same result layout as :meth:`WhisperPipeline.transcribe`; ``opts`` are its options."""
+    opts = replace(opts, without_timestamps=True)
     chunks = merge_spans(speech_spans(wave, vad), int(vad.max_chunk_s * SAMPLE_RATE))
     language = None if opts.language is None else (
         pipe.tokenizer.language_code(opts.language) if pipe.tokenizer.multilingual else "en")
@@ -71,7 +80,7 @@ def transcribe_batched(pipe: WhisperPipeline, wave: np.ndarray, opts: WhisperTra
                 continue
             frames = (end - start) // HOP_LENGTH
             offset = start / SAMPLE_RATE
-            new, _ = pipe._segments(result, 0, min(frames, N_FRAMES), offset, keep_tail=True)
+            new, _ = pipe._segments(result, 0, min(frames, N_FRAMES), offset)
             new = [s for s in new if s["end"] > s["start"] and s["text"].strip()]
             for s in new:
                 s["end"] = min(s["end"], round(end / SAMPLE_RATE, 3))
