@@ -128,6 +128,14 @@ def _from_registry(f: dataclasses.Field, value: Any, where: str) -> Any:
     return from_dict(entry.config, value, where)
 
 
+def fill_registry_defaults(obj: Any) -> None:
+    """Give every registry-typed field left at ``None`` its registered default config (for configs built
+    in Python rather than from a recipe, where :func:`from_dict` already does this)."""
+    for f in dataclasses.fields(obj):
+        if "registry" in f.metadata and getattr(obj, f.name) is None:
+            setattr(obj, f.name, f.metadata["registry"].get(f.metadata["default"]).config())
+
+
 def to_dict(obj: Any) -> Any:
     """Dataclass -> plain nested dict/list (YAML/JSON-safe)."""
     if dataclasses.is_dataclass(obj):

@@ -1,4 +1,5 @@
-"""`asrforge demo`: synthesize a corpus, train BiLSTM-CTC, evaluate on voices never heard, transcribe a file."""
+"""`asrforge demo`: synthesize a corpus, train a recognizer (BiLSTM-CTC unless --config names another recipe),
+evaluate on voices never heard, transcribe a file."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def run_demo(out: str | Path, minutes: float | None = None, hours: float | None 
     if exp.exists():
         for stale in ("train_log.jsonl", "best.pt", "last.pt"):
             (exp / stale).unlink(missing_ok=True)   # a demo run always trains afresh
-    print(f"[2/4] training BiLSTM-CTC ({recipe_path.name}, budget {recipe.train.max_minutes} min) -> {exp}")
+    print(f"[2/4] training family {recipe.model.family!r} ({recipe_path.name}, budget {recipe.train.max_minutes} min) -> {exp}")
     trained = Trainer(recipe, exp).fit()
 
     print(f"[3/4] evaluating on {summary['test']['speakers']} voices never heard in training")
@@ -50,7 +51,7 @@ def run_demo(out: str | Path, minutes: float | None = None, hours: float | None 
     results = {}
     for beam in (1, recipe.decode.beam_size):
         ev = evaluate_manifest(transcriber, test, beam)
-        print_evaluation(ev, f"held-out voices, {'greedy' if beam == 1 else f'prefix beam search (beam {beam})'}")
+        print_evaluation(ev, f"held-out voices, {'greedy' if beam == 1 else f'beam search (beam {beam})'}")
         results[beam] = ev
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)

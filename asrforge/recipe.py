@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-import asrforge.models.ctc  # noqa: F401  (registers the "ctc" family)
+import asrforge.models.build  # noqa: F401  (registers the ctc, las, transformer, joint and rnnt families)
 import asrforge.models.whisper.config  # noqa: F401  (registers the "whisper" family)
 from asrforge.audio.augment import AugmentConfig
 from asrforge.config import apply_overrides, from_dict, load_yaml
@@ -50,7 +51,17 @@ class TrainConfig:
 
 @dataclass
 class DecodeConfig:
-    beam_size: int = 8
+    beam_size: int = 8                  # 1 = greedy search
+    ctc_weight: float = 0.3             # joint CTC/attention models: weight of CTC prefix scores in beam search
+    joint_search: Literal["one_pass", "rescore"] = "one_pass"   # rescore: decoder rescores the CTC n-best instead
+    max_symbols_per_frame: int = 3      # transducer greedy search: tokens emitted per frame at most
+    max_len_ratio: float = 2.0          # attention searches: output tokens allowed per encoder frame
+
+    def __post_init__(self):
+        if self.beam_size < 1 or self.max_symbols_per_frame < 1 or self.max_len_ratio <= 0:
+            raise ValueError("decode.beam_size and decode.max_symbols_per_frame must be >= 1, decode.max_len_ratio > 0")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError("decode.ctc_weight must be in [0, 1]")
 
 
 @dataclass

@@ -42,3 +42,5 @@ class Registry:
         return sorted(self._entries)
 
 MODELS = Registry("model family")
+ENCODERS = Registry("encoder")
+DECODERS = Registry("attention decoder")

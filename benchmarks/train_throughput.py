@@ -35,7 +35,7 @@ def main() -> None:
                 "data.cache_features=false", *args.overrides]
         figures = {}
         for rnn in ("lstm", "gru"):
-            recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml", base + [f"model.rnn_type={rnn}"])
+            recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml", base + [f"model.encoder.rnn_type={rnn}"])
             figures[rnn] = measure_steps(recipe, Path(tmp) / rnn, args.steps)
     print(json.dumps({"name": "train_throughput", "recipe": "configs/demo_ctc.yaml", "steps": args.steps,
                       "bilstm": figures["lstm"], "bigru": figures["gru"],

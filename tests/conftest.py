@@ -13,7 +13,7 @@ from asrforge.data.synth import SynthConfig, synthesize_corpus
 
 torch.set_num_threads(2)
 
-TINY_MODEL = ["model.hidden=32", "model.layers=1", "model.conv_channels=4", "model.dropout=0.0"]
+TINY_MODEL = ["model.encoder.hidden=32", "model.encoder.layers=1", "model.encoder.conv_channels=4", "model.encoder.dropout=0.0", "model.dropout=0.0"]
 
 
 def tiny_overrides(corpus: Path, **extra) -> list[str]:

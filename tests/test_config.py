@@ -3,6 +3,7 @@ import pytest
 from asrforge.config import apply_overrides
 from asrforge.errors import ConfigError
 from asrforge.recipe import load_recipe
+from asrforge.registry import MODELS
 from conftest import REPO
 
 DEMO = REPO / "configs" / "demo_ctc.yaml"
@@ -10,16 +11,16 @@ DEMO = REPO / "configs" / "demo_ctc.yaml"
 
 def test_demo_recipe_loads_and_overrides_apply():
     r = load_recipe(DEMO, ["data.train=/x/train.jsonl", "data.dev=/x/dev.jsonl", "train.max_minutes=3",
-                           "model.rnn_type=gru", "train.lr=1e-4"])
+                           "model.encoder.rnn_type=gru", "train.lr=1e-4"])
     assert r.data.train == "/x/train.jsonl" and r.train.max_minutes == 3.0
-    assert r.model.rnn_type == "gru" and r.model.family == "ctc" and r.train.lr == pytest.approx(1e-4)
+    assert r.model.encoder.rnn_type == "gru" and r.model.family == "ctc" and r.train.lr == pytest.approx(1e-4)
     assert r.features.dim == 80
 
 
 @pytest.mark.parametrize("override,message", [
-    ("model.hiden=3", "unknown key.*model.hiden.*allowed under model:.*hidden"),
+    ("model.encoder.hiden=3", "unknown key.*model.encoder.hiden.*allowed under model.encoder:.*hidden"),
     ("model.family=wav2vec", "unknown model family 'wav2vec'; choose one of: ctc"),
-    ("model.rnn_type=transformer", "must be one of"),
+    ("model.encoder.rnn_type=transformer", "must be one of"),
     ("train.epochs=many", "train.epochs must be int"),
     ("model.dropout=1.5", "dropout"),
     ("nosuchsection.x=1", "unknown key"),
@@ -52,4 +53,9 @@ def test_a_section_given_a_scalar_is_named(tmp_path):
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_every_shipped_recipe_loads(recipe):
     r = load_recipe(REPO / "configs" / recipe)
-    assert r.model.family in ("ctc", "whisper")
+    assert r.model.family in MODELS.names()
+    if recipe.startswith("demo_"):   # every demo recipe names the family its file promises
+        expected = {"demo_conformer_ctc.yaml": ("ctc", "conformer"), "demo_ctc.yaml": ("ctc", "rnn"),
+                    "demo_las.yaml": ("las", "pyramid"), "demo_transformer.yaml": ("transformer", "transformer"),
+                    "demo_joint.yaml": ("joint", "conformer"), "demo_rnnt.yaml": ("rnnt", "rnn")}[recipe]
+        assert (r.model.family, r.model.encoder.kind) == expected

@@ -4,13 +4,15 @@ import torch.nn.functional as F
 
 from asrforge.losses.ctc import ctc_loss, min_ctc_frames
 from asrforge.models.ctc import CTCModel, CTCModelConfig
+from asrforge.models.encoders import RNNEncoderConfig
 
 
 @pytest.mark.parametrize("rnn_type,bidirectional", [("lstm", True), ("gru", True), ("lstm", False)])
 def test_padding_never_changes_a_result(rnn_type, bidirectional):
     torch.manual_seed(0)
-    model = CTCModel(CTCModelConfig(rnn_type=rnn_type, hidden=24, layers=2, bidirectional=bidirectional,
-                                    dropout=0.0, conv_channels=4), 20, 11).eval()
+    encoder = RNNEncoderConfig(rnn_type=rnn_type, hidden=24, layers=2, bidirectional=bidirectional, dropout=0.0,
+                               conv_channels=4)
+    model = CTCModel(CTCModelConfig(encoder=encoder, dropout=0.0), 20, 11).eval()
     lens = torch.tensor([37, 16, 50])
     x = torch.randn(3, 50, 20)
     x[0, 37:] = 0

@@ -26,7 +26,7 @@ def test_training_writes_checkpoints_and_log(trained):
     assert steps and all({"lr", "utts_per_s", "grad_norm"} <= set(r) for r in steps)
     assert len(epochs) == 2 and all(0 <= r["dev_wer"] for r in epochs)
     best = load_checkpoint(trained / "best.pt")
-    assert best["recipe"]["model"]["hidden"] == 32 and best["tokenizer"]["kind"] == "char"
+    assert best["recipe"]["model"]["encoder"]["hidden"] == 32 and best["tokenizer"]["kind"] == "char"
     assert "optimizer" not in best and "optimizer" in load_checkpoint(trained / "last.pt")
 
 
@@ -96,8 +96,8 @@ def test_model_overfits_a_tiny_batch(corpus, tmp_path, rnn_type):
     few = sorted(utts, key=lambda u: u.duration)[:4]
     write_manifest(tmp_path / "few.jsonl", few)
     run(corpus, tmp_path / "exp", **{"data.train": tmp_path / "few.jsonl", "data.dev": tmp_path / "few.jsonl",
-                                     "model.hidden": 96, "model.layers": 2, "model.conv_channels": 8,
-                                     "model.rnn_type": rnn_type, "specaugment.enabled": "false",
+                                     "model.encoder.hidden": 96, "model.encoder.layers": 2, "model.encoder.conv_channels": 8,
+                                     "model.encoder.rnn_type": rnn_type, "specaugment.enabled": "false",
                                      "train.epochs": 220, "train.lr": 3e-3, "train.warmup_steps": 10,
                                      "data.max_batch_seconds": 100, "train.log_every": 50})
     log = [json.loads(line) for line in (tmp_path / "exp" / "train_log.jsonl").read_text().splitlines()]

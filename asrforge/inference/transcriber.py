@@ -10,8 +10,9 @@ import torch
 
 from asrforge.audio.io import SAMPLE_RATE, load_audio
 from asrforge.decoding import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
+from asrforge.decoding.searches import Decoded, SearchOptions, decode_batch
 from asrforge.features import FeatureExtractor
-from asrforge.models.ctc import build_model
+from asrforge.models.build import build_model
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, Tokenizer, tokenizer_from_state
 from asrforge.train.checkpoint import load_checkpoint
@@ -56,27 +57,55 @@ class Transcriber:
 
     @property
     def frame_seconds(self) -> float:
-        """Seconds per output frame (feature hop x time subsampling)."""
-        one = self.model.output_lengths(torch.tensor([4000])).item()
-        return self.recipe.features.hop_ms / 1000 * 4000 / one
+        """Seconds per encoder output frame (feature hop x time subsampling), measured on the model itself."""
+        n = 4000
+        with torch.inference_mode():
+            feats = torch.zeros(1, n, self.recipe.features.dim, device=self.device)
+            _, out = self.model.encode(feats, torch.tensor([n], device=self.device))
+        return self.recipe.features.hop_ms / 1000 * n / int(out[0])
+
+    def search_options(self, beam_size: int | None = None) -> SearchOptions:
+        d = self.recipe.decode
+        return SearchOptions(beam_size=d.beam_size if beam_size is None else beam_size, ctc_weight=d.ctc_weight,
+                             joint_search=d.joint_search, max_symbols_per_frame=d.max_symbols_per_frame,
+                             max_len_ratio=d.max_len_ratio)
 
     @torch.inference_mode()
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, T, D), (B,) -> log_probs (B, T', V), lengths (B,)`` on CPU."""
+        """CTC models: ``(B, T, D), (B,) -> log_probs (B, T', V), lengths (B,)`` on CPU."""
         log_probs, lens = self.model(feats.to(self.device), feat_lens.to(self.device))
         return log_probs.float().cpu(), lens.cpu()
 
     def search(self, log_probs: torch.Tensor, lens: torch.Tensor, beam_size: int = 1) -> list[list[int]]:
-        """Token ids per utterance; ``beam_size`` 1 is greedy, more is CTC prefix beam search."""
+        """CTC models: token ids per utterance; ``beam_size`` 1 is greedy, more is CTC prefix beam search."""
         blank = self.tokenizer.blank_id
         if beam_size <= 1:
             return ctc_greedy(log_probs, lens, blank)
         opts = CTCBeamOptions(beam_size=beam_size)
         return [ctc_prefix_beam_search(log_probs[b], int(lens[b]), opts, blank)[0].tokens for b in range(len(lens))]
 
+    def decode(self, feats: torch.Tensor, feat_lens: torch.Tensor, beam_size: int | None = None) -> Decoded:
+        """Padded features ``(B, T, D)`` -> the best hypothesis of each utterance, by the model family's search."""
+        return decode_batch(self.model, feats.to(self.device), feat_lens.to(self.device), self.search_options(beam_size))
+
     def decode_text(self, feats: torch.Tensor, feat_lens: torch.Tensor, beam_size: int = 1) -> list[str]:
         """Padded features ``(B, T, D)`` -> one string per utterance."""
-        return [self.tokenizer.decode(ids).strip() for ids in self.search(*self.forward(feats, feat_lens), beam_size)]
+        return [self.tokenizer.decode(h.tokens).strip() for h in self.decode(feats, feat_lens, beam_size).hyps]
+
+    def words_from_frames(self, tokens: list[int], frames: list[int]) -> list[Word]:
+        """Word times from the frame each token was emitted on (transducers): a word spans its first
+        token's frame to one frame past its last token's."""
+        step = self.frame_seconds
+        words: list[Word] = []
+        for tok, frame in zip(tokens, frames):
+            piece = self.tokenizer.piece(tok)
+            if piece.startswith(" ") or not words:
+                if piece.strip():
+                    words.append(Word(piece.strip(), round(frame * step, 3), round((frame + 1) * step, 3)))
+                continue
+            words[-1].word += piece
+            words[-1].end = round((frame + 1) * step, 3)
+        return words
 
     def word_times(self, log_probs: torch.Tensor, length: int) -> list[Word]:
         """Word start/end seconds from the best path: a word spans its first to its last token frame.
@@ -110,16 +139,21 @@ class Transcriber:
         return words
 
     def transcribe(self, audio: str | Path | np.ndarray | list, beam_size: int | None = None) -> list[Result]:
-        """Paths or 16 kHz float arrays -> one :class:`Result` each (with word times from the best path)."""
+        """Paths or 16 kHz float arrays -> one :class:`Result` each. Word times come from the CTC best path or
+        the transducer's emission frames; attention decoders have no alignment, so their results carry no words."""
         items = audio if isinstance(audio, list) else [audio]
-        beam = self.recipe.decode.beam_size if beam_size is None else beam_size
         results = []
         for item in items:
             wave = load_audio(item) if isinstance(item, (str, Path)) else np.asarray(item, dtype=np.float32)
             feats = self.features(wave)[None]
-            log_probs, lens = self.forward(feats, torch.tensor([feats.shape[1]]))
-            ids = self.search(log_probs, lens, beam)[0]
-            results.append(Result(self.tokenizer.decode(ids).strip(), wave.size / SAMPLE_RATE,
-                                  self.word_times(log_probs[0], int(lens[0])),
+            decoded = self.decode(feats, torch.tensor([feats.shape[1]]), beam_size)
+            hyp = decoded.hyps[0]
+            if decoded.ctc_log_probs is not None:
+                words = self.word_times(decoded.ctc_log_probs[0], int(decoded.out_lens[0]))
+            elif hyp.frames is not None:
+                words = self.words_from_frames(hyp.tokens, hyp.frames)
+            else:
+                words = []
+            results.append(Result(self.tokenizer.decode(hyp.tokens).strip(), wave.size / SAMPLE_RATE, words,
                                   str(item) if isinstance(item, (str, Path)) else None))
         return results

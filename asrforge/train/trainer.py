@@ -33,8 +33,8 @@ from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureExtractor, SpecAugment
 from asrforge.inference.evaluate import evaluate_dataset
 from asrforge.inference.transcriber import Transcriber
-from asrforge.losses.ctc import ctc_loss
-from asrforge.models.ctc import build_model
+from asrforge.losses.objectives import objective_for
+from asrforge.models.build import build_model
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, build_tokenizer, tokenizer_from_state
 from asrforge.train import distributed as D
@@ -131,6 +131,7 @@ class Trainer:
                                                 max_batch_size=recipe.data.max_batch_size)
 
         self.model = build_model(recipe.model, recipe.features.dim, self.tokenizer.vocab_size).to(self.dist.device)
+        self.objective = objective_for(self.model)
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None)
                     if self.dist.enabled else self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -205,23 +206,32 @@ class Trainer:
         if len(batch) == 0:
             # Every item was unusable (already counted). Under DDP this rank must still join the gradient
             # all-reduce, so it runs a dummy input whose loss is multiplied by zero.
-            feats = torch.zeros(1, 16, self.recipe.features.dim, device=dev)
-            log_probs, _ = self.ddp(feats, torch.tensor([16], device=dev))
-            self.scaler.scale(log_probs.sum() * 0.0).backward()
+            self._zero_backward(self._loss(torch.zeros(1, 16, self.recipe.features.dim, device=dev),
+                                           torch.tensor([16], device=dev), torch.ones(1, 1, dtype=torch.long, device=dev),
+                                           torch.ones(1, dtype=torch.long, device=dev))[1])
             return None
-        feats, feat_lens = batch.feats.to(dev, non_blocking=True), batch.feat_lens.to(dev)
-        with torch.autocast(dev.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            log_probs, out_lens = self.ddp(feats, feat_lens)
-        out = ctc_loss(log_probs, out_lens, batch.tokens.to(dev), batch.token_lens.to(dev), self.tokenizer.blank_id)
+        out, outputs = self._loss(batch.feats.to(dev, non_blocking=True), batch.feat_lens.to(dev),
+                                  batch.tokens.to(dev), batch.token_lens.to(dev))
         for uid, ok in zip(batch.ids, out.usable.tolist()):
             if not ok:
-                self.state.skipped.setdefault(uid, "too few frames for its tokens after x4 subsampling")
+                self.state.skipped.setdefault(uid, out.reason)
         if out.loss is None:
             # Every utterance was infeasible: join the all-reduce with zero gradients, as above.
-            self.scaler.scale(log_probs.sum() * 0.0).backward()
+            self._zero_backward(outputs)
             return None
         self.scaler.scale(out.loss / self.recipe.train.accum_steps).backward()
         return float(out.loss.detach())
+
+    def _loss(self, feats, feat_lens, tokens, token_lens):
+        with torch.autocast(feats.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            outputs = self.ddp(feats, feat_lens, tokens, token_lens)
+        return self.objective(self.model, outputs, tokens, token_lens), outputs
+
+    def _zero_backward(self, outputs) -> None:
+        """A backward pass with zero gradients through every output tensor (keeps DDP ranks in step)."""
+        tensors = [t for t in (outputs if isinstance(outputs, tuple) else vars(outputs).values())
+                   if isinstance(t, torch.Tensor) and t.requires_grad]
+        self.scaler.scale(sum(t.float().sum() for t in tensors) * 0.0).backward()
 
     def _optimizer_step(self) -> float:
         self.scaler.unscale_(self.optimizer)

@@ -1,0 +1,174 @@
+"""Searches for attention encoder-decoders: greedy, batched beam search (optionally joint with CTC prefix
+scores), and attention rescoring of a CTC n-best list.
+
+Every search bounds its output by the input: at most ``max(min_len, ceil(max_len_ratio * encoder frames))``
+tokens, after which ``<eos>`` is the only choice, so no search can run forever. Beam scores are ranked
+per token (total log-probability / tokens incl. ``<eos>``), so short hypotheses are not favoured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from asrforge.decoding.ctc import CTCBeamOptions, ctc_prefix_beam_search
+from asrforge.decoding.ctc_prefix_score import CTCPrefixScorer, pad_with_certain_blank
+from asrforge.decoding.hypothesis import Hypothesis
+from asrforge.models.attention import EOS, SOS
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class AttentionBeamOptions:
+    beam_size: int = 8
+    ctc_weight: float = 0.0           # joint search: weight of CTC prefix scores (needs a CTC head)
+    ctc_candidates: int | None = None # tokens per hypothesis scored by CTC; None means 1.5 x beam_size
+    max_len_ratio: float = 2.0        # output tokens allowed per encoder frame
+    min_len: int = 5
+    nbest: int = 1
+
+
+def max_lengths(h_lens: torch.Tensor, options: AttentionBeamOptions) -> torch.Tensor:
+    return torch.clamp(torch.ceil(h_lens.float() * options.max_len_ratio).long(), min=options.min_len)
+
+
+@torch.inference_mode()
+def attention_greedy(model, h: torch.Tensor, h_lens: torch.Tensor,
+                     options: AttentionBeamOptions = AttentionBeamOptions()) -> list[Hypothesis]:
+    """Batched argmax decoding from ``<sos>`` until ``<eos>`` or the length bound (decoder only)."""
+    B = h.shape[0]
+    mem = model.prepare(h, h_lens)
+    state = model.decoder.initial_state(mem)
+    history = torch.full((B, 1), SOS, dtype=torch.long, device=h.device)
+    limit = max_lengths(h_lens, options).to(h.device)
+    scores = torch.zeros(B, device=h.device)
+    ended = torch.zeros(B, dtype=torch.bool, device=h.device)
+    out: list[list[int]] = [[] for _ in range(B)]
+    for i in range(int(limit.max())):
+        logits, state = model.decoder.step(mem, state, history)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        best = logp.argmax(-1)
+        best = torch.where(i + 1 >= limit, torch.full_like(best, EOS), best)   # the bound forces <eos>
+        scores += torch.where(ended, 0.0, logp.gather(1, best[:, None])[:, 0])
+        for b in (~ended & (best != EOS)).nonzero()[:, 0].tolist():
+            out[b].append(int(best[b]))
+        ended |= best == EOS
+        if bool(ended.all()):
+            break
+        history = torch.cat([history, best[:, None]], dim=1)
+    return [Hypothesis(toks, float(s)) for toks, s in zip(out, scores.tolist())]
+
+
+@torch.inference_mode()
+def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
+                          options: AttentionBeamOptions = AttentionBeamOptions()) -> list[list[Hypothesis]]:
+    """Beam search over ``B`` utterances at once (``B x beam`` hypotheses per decoder call).
+
+    Returns up to ``nbest`` hypotheses per utterance, best first, ranked by score per token. With
+    ``ctc_weight > 0`` each step scores ``(1 - w) log P_att + w (log P_ctc(g c ...) - log P_ctc(g ...))``.
+    """
+    B, K = h.shape[0], options.beam_size
+    dev = h.device
+    mem = model.prepare(h, h_lens).repeat(K)
+    state = model.decoder.initial_state(mem)
+    N = B * K
+    history = torch.full((N, 1), SOS, dtype=torch.long, device=dev)
+    scores = torch.full((B, K), NEG_INF, device=dev)
+    scores[:, 0] = 0.0                                      # one live hypothesis to start from
+    limit = max_lengths(h_lens, options).to(dev).repeat_interleave(K)
+    w = options.ctc_weight
+    scorer = None
+    if w > 0:
+        ctc = model.ctc_log_probs(h)
+        if ctc is None:
+            raise ValueError("decode.ctc_weight > 0 needs a model with a CTC head (family joint, or model.ctc_weight > 0)")
+        scorer = CTCPrefixScorer(pad_with_certain_blank(ctc, h_lens).repeat_interleave(K, dim=0))
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    for i in range(int(limit.max())):
+        logits, state = model.decoder.step(mem, state, history)
+        logp = torch.log_softmax(logits.float(), dim=-1)     # (N, V)
+        V = logp.shape[1]
+        if scorer is not None:
+            C = min(V - 1, options.ctc_candidates or math.ceil(1.5 * K))
+            att = logp.clone()
+            att[:, EOS] = NEG_INF                           # <eos> is scored separately below
+            cand = att.topk(C, dim=-1).indices               # (N, C)
+            psi, r, ctc_eos = scorer.score(cand)
+            step = torch.full_like(logp, NEG_INF)
+            step.scatter_(1, cand, (1 - w) * logp.gather(1, cand) + w * (psi - scorer.psi[:, None]))
+            step[:, EOS] = (1 - w) * logp[:, EOS] + w * (ctc_eos - scorer.psi)
+        else:
+            step = logp
+        at_limit = i + 1 >= limit
+        step[at_limit, :] = torch.where(torch.arange(V, device=dev) == EOS, step[at_limit], NEG_INF)
+        total = (scores.reshape(N, 1) + step).reshape(B, K * V)
+        top, index = total.topk(K, dim=-1)                  # (B, K)
+        source = (index // V + torch.arange(B, device=dev)[:, None] * K).reshape(N)
+        tokens = (index % V).reshape(N)
+        top = top.reshape(N)
+        lengths = history.shape[1]                          # tokens so far incl. <sos>; + <eos> = this many
+        for n in ((tokens == EOS) & (top > NEG_INF)).nonzero()[:, 0].tolist():
+            b = n // K
+            if not done[b]:
+                toks = history[source[n], 1:].tolist()
+                finished[b].append(Hypothesis(toks, float(top[n]) / lengths))
+        top = torch.where(tokens == EOS, NEG_INF, top)
+        for b in range(B):
+            if len(finished[b]) >= K or not bool((top[b * K:(b + 1) * K] > NEG_INF).any()):
+                done[b] = True
+        if bool(done.all()):
+            break
+        top = top.reshape(B, K).masked_fill(done[:, None], NEG_INF)
+        scores = top
+        state = {k: v.index_select(0, source) for k, v in state.items()}
+        history = torch.cat([history.index_select(0, source), tokens[:, None]], dim=1)
+        if scorer is not None:
+            safe = torch.where(tokens == EOS, cand[source, 0], tokens)
+            column = (cand[source] == safe[:, None]).float().argmax(-1)
+            scorer.advance(source, safe, psi, r, column)
+    return [sorted(f, key=lambda hyp: -hyp.score)[: options.nbest] or [Hypothesis([], NEG_INF)] for f in finished]
+
+
+@torch.inference_mode()
+def sequence_log_probs(model, h: torch.Tensor, h_lens: torch.Tensor, sequences: list[list[int]],
+                       owner: list[int]) -> torch.Tensor:
+    """Teacher-forced decoder log-probability of each token list + ``<eos>``; ``owner[i]`` is its utterance."""
+    dev = h.device
+    index = torch.tensor(owner, device=dev)
+    mem = model.prepare(h.index_select(0, index), h_lens.index_select(0, index))
+    L = max(len(s) for s in sequences)
+    tokens = torch.zeros(len(sequences), L, dtype=torch.long, device=dev)
+    for i, s in enumerate(sequences):
+        tokens[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    lens = torch.tensor([len(s) for s in sequences], device=dev)
+    logits = model.decoder(mem, torch.nn.functional.pad(tokens, (1, 0), value=SOS))
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    targets = torch.nn.functional.pad(tokens, (0, 1), value=0)
+    targets[torch.arange(len(sequences), device=dev), lens] = EOS
+    picked = logp.gather(2, targets[..., None])[..., 0]
+    return (picked * (torch.arange(L + 1, device=dev)[None] <= lens[:, None])).sum(1)
+
+
+@torch.inference_mode()
+def attention_rescore(model, h: torch.Tensor, h_lens: torch.Tensor,
+                      options: AttentionBeamOptions = AttentionBeamOptions()) -> list[list[Hypothesis]]:
+    """CTC prefix beam search gives an n-best list; the decoder rescores it in one teacher-forced pass.
+    Final score: ``w log P_ctc + (1 - w) log P_att`` (``w = ctc_weight``). Cheaper than the one-pass joint
+    search: the decoder runs once per hypothesis instead of once per output step."""
+    ctc = model.ctc_log_probs(h)
+    if ctc is None:
+        raise ValueError("attention rescoring needs a model with a CTC head (family joint, or model.ctc_weight > 0)")
+    nbests = [ctc_prefix_beam_search(ctc[b], int(h_lens[b]), CTCBeamOptions(beam_size=options.beam_size,
+                                                                            nbest=options.beam_size))
+              for b in range(h.shape[0])]
+    flat = [(b, hyp) for b, hyps in enumerate(nbests) for hyp in hyps]
+    att = sequence_log_probs(model, h, h_lens, [hyp.tokens for _, hyp in flat], [b for b, _ in flat]).tolist()
+    w = options.ctc_weight
+    out: list[list[Hypothesis]] = [[] for _ in nbests]
+    for (b, hyp), a in zip(flat, att):
+        out[b].append(Hypothesis(hyp.tokens, w * hyp.score + (1 - w) * a))
+    return [sorted(hyps, key=lambda x: -x.score)[: options.nbest] for hyps in out]

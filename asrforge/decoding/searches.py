@@ -1,0 +1,77 @@
+"""One entry point per training objective: padded features -> hypotheses, by greedy or beam search.
+
+The Transcriber looks the search up by ``model.objective`` (ctc | attention | transducer), so adding a
+family with a new head means adding one function here, not a branch in every caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+
+from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search, attention_greedy, attention_rescore
+from asrforge.decoding.ctc import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
+from asrforge.decoding.hypothesis import Hypothesis
+from asrforge.decoding.transducer import TransducerOptions, transducer_beam_search, transducer_greedy
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    beam_size: int = 8                  # 1 = greedy
+    ctc_weight: float = 0.3             # joint CTC/attention models: weight of CTC scores in the search
+    joint_search: Literal["one_pass", "rescore"] = "one_pass"
+    max_symbols_per_frame: int = 3      # transducer greedy search
+    max_len_ratio: float = 2.0          # attention searches: output tokens allowed per encoder frame
+
+
+@dataclass
+class Decoded:
+    hyps: list[Hypothesis]              # the best hypothesis of each utterance
+    ctc_log_probs: torch.Tensor | None  # (B, T', V) on CPU, for CTC models (word times follow the best path)
+    out_lens: torch.Tensor              # (B,) encoder frames
+
+
+def _ctc(model, feats, lens, opts: SearchOptions) -> Decoded:
+    log_probs, out_lens = model(feats, lens)
+    log_probs, out_lens = log_probs.float().cpu(), out_lens.cpu()
+    if opts.beam_size <= 1:
+        hyps = [Hypothesis(t, 0.0) for t in ctc_greedy(log_probs, out_lens)]
+    else:
+        beam = CTCBeamOptions(beam_size=opts.beam_size)
+        hyps = [ctc_prefix_beam_search(log_probs[b], int(out_lens[b]), beam)[0] for b in range(len(out_lens))]
+    return Decoded(hyps, log_probs, out_lens)
+
+
+def _attention(model, feats, lens, opts: SearchOptions) -> Decoded:
+    h, h_lens = model.encode(feats, lens)
+    # CTC scores join the search only when the model has a CTC head
+    w = opts.ctc_weight if model.ctc_head is not None else 0.0
+    beam = AttentionBeamOptions(beam_size=opts.beam_size, ctc_weight=w, max_len_ratio=opts.max_len_ratio)
+    if opts.beam_size <= 1:
+        hyps = attention_greedy(model, h, h_lens, beam)
+    elif w > 0 and opts.joint_search == "rescore":
+        hyps = [n[0] for n in attention_rescore(model, h, h_lens, beam)]
+    else:
+        hyps = [n[0] for n in attention_beam_search(model, h, h_lens, beam)]
+    return Decoded(hyps, None, h_lens.cpu())
+
+
+def _transducer(model, feats, lens, opts: SearchOptions) -> Decoded:
+    enc, enc_lens = model.encode(feats, lens)
+    options = TransducerOptions(beam_size=opts.beam_size, max_symbols_per_frame=opts.max_symbols_per_frame)
+    if opts.beam_size <= 1:
+        hyps = transducer_greedy(model, enc, enc_lens, options)
+    else:
+        hyps = [n[0] for n in transducer_beam_search(model, enc, enc_lens, options)]
+    return Decoded(hyps, None, enc_lens.cpu())
+
+
+SEARCHES: dict[str, Callable[..., Decoded]] = {"ctc": _ctc, "attention": _attention, "transducer": _transducer}
+
+
+@torch.inference_mode()
+def decode_batch(model, feats: torch.Tensor, feat_lens: torch.Tensor, options: SearchOptions) -> Decoded:
+    """``feats (B, T, D), feat_lens (B,)`` on the model's device -> the best hypothesis of each utterance."""
+    return SEARCHES[model.objective](model, feats, feat_lens, options)

@@ -1,0 +1,70 @@
+"""Training objectives: a model's ``forward`` outputs + targets -> one loss, looked up by ``model.objective``.
+
+Models never import losses; the trainer asks :func:`objective_for` which function turns a family's outputs
+into its loss. Every objective returns a :class:`LossOutput` naming the utterances it could not use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from asrforge.losses.ctc import ctc_loss
+from asrforge.losses.transducer import transducer_loss
+from asrforge.nn.masks import valid_mask
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor | None   # None when no utterance of the batch was usable
+    usable: torch.Tensor        # (B,) bool
+    reason: str = ""            # why an unusable utterance was left out
+
+
+def _ctc(model, outputs, tokens, token_lens) -> LossOutput:
+    log_probs, out_lens = outputs
+    out = ctc_loss(log_probs, out_lens, tokens, token_lens)
+    return LossOutput(out.loss, out.usable, "too few frames for its tokens after subsampling")
+
+
+def attention_cross_entropy(logits: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor, eos: int,
+                            label_smoothing: float) -> torch.Tensor:
+    """``logits (B, L+1, V)`` predicting ``y1 .. yL <eos>``; mean over real target positions (eos included)."""
+    B, L1, V = logits.shape
+    targets = F.pad(tokens, (0, 1), value=0)
+    targets[torch.arange(B, device=tokens.device), token_lens] = eos
+    targets = targets.masked_fill(~valid_mask(token_lens + 1, L1), -100)
+    return F.cross_entropy(logits.float().reshape(-1, V), targets.reshape(-1), ignore_index=-100,
+                           label_smoothing=label_smoothing)
+
+
+def _attention(model, outputs, tokens, token_lens) -> LossOutput:
+    from asrforge.models.attention import EOS
+
+    cfg = model.config
+    loss = attention_cross_entropy(outputs.logits, tokens, token_lens, EOS, cfg.label_smoothing)
+    if outputs.ctc_log_probs is not None:
+        # joint training: L = (1 - w) L_att + w L_ctc; utterances too short for CTC keep their attention loss
+        ctc = ctc_loss(outputs.ctc_log_probs, outputs.enc_lens, tokens, token_lens)
+        if ctc.loss is not None:
+            loss = (1 - cfg.ctc_weight) * loss + cfg.ctc_weight * ctc.loss
+    return LossOutput(loss, torch.ones_like(token_lens, dtype=torch.bool))
+
+
+def _transducer(model, outputs, tokens, token_lens) -> LossOutput:
+    logits, h_lens = outputs
+    # per-token normalization, as for CTC: long and short utterances weigh alike per symbol
+    per_utt = transducer_loss(logits, tokens, h_lens, token_lens, reduction="none")
+    loss = (per_utt / token_lens.clamp(min=1)).mean()
+    return LossOutput(loss, torch.ones_like(token_lens, dtype=torch.bool))
+
+
+OBJECTIVES: dict[str, Callable[..., LossOutput]] = {"ctc": _ctc, "attention": _attention, "transducer": _transducer}
+
+
+def objective_for(model) -> Callable[..., LossOutput]:
+    """The loss function for ``model`` (a module with an ``objective`` name, possibly inside DDP)."""
+    return OBJECTIVES[getattr(model, "module", model).objective]

@@ -1,0 +1,174 @@
+"""Attention decoders, chosen by ``model.decoder.kind``: LAS's LSTM speller and a Transformer decoder.
+
+Both answer the same calls, which is all the training objective and the beam searches use:
+
+- ``prepare(memory (B, T, D), lens (B,)) -> DecoderMemory`` once per batch;
+- ``forward(memory, tokens_in (B, L), sampling_prob) -> logits (B, L, V)``: teacher forcing over
+  ``<sos> y1 .. yL-1`` (with scheduled sampling where the decoder supports it);
+- ``initial_state(memory) -> dict`` and ``step(memory, state, history (N, i)) -> (logits (N, V), state)``: one
+  step of search; every state tensor has the hypotheses on dim 0 so a search reorders it with ``index_select``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from asrforge.nn.attention import LocationAwareAttention
+from asrforge.nn.masks import valid_mask
+from asrforge.nn.transformer import DecoderLayer, sinusoidal_positions
+from asrforge.registry import DECODERS
+
+
+@dataclass
+class DecoderMemory:
+    """Encoder output as a decoder reads it: ``memory (N, T, D)``, ``lens (N,)``, ``mask (N, T)`` and any
+    per-utterance precomputation (``extra``) — all with utterances (or hypotheses) on dim 0."""
+
+    memory: torch.Tensor
+    lens: torch.Tensor
+    mask: torch.Tensor
+    extra: dict = field(default_factory=dict)
+
+    def repeat(self, k: int) -> "DecoderMemory":
+        """Each utterance repeated ``k`` times in a row (one copy per beam hypothesis)."""
+        rep = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
+        return DecoderMemory(rep(self.memory), rep(self.lens), rep(self.mask), {n: rep(t) for n, t in self.extra.items()})
+
+
+@dataclass
+class LSTMDecoderConfig:
+    kind: str = "lstm"
+    hidden: int = 256
+    layers: int = 1
+    embed: int = 128
+    attn_dim: int = 128
+    location_channels: int = 10
+    location_kernel: int = 31
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.hidden < 1 or self.layers < 1:
+            raise ValueError("model.decoder.hidden and model.decoder.layers must be positive")
+
+
+@DECODERS.register("lstm", LSTMDecoderConfig)
+class LSTMDecoder(nn.Module):
+    """LAS's speller: ``[embed(y_i-1); context_i-1] -> LSTM -> s_i``; location-aware attention with query ``s_i``
+    gives ``context_i``; ``logits_i = W [s_i; context_i]``."""
+
+    supports_sampling = True
+
+    def __init__(self, config: LSTMDecoderConfig, memory_dim: int, vocab_size: int):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(vocab_size, config.embed)
+        self.cells = nn.ModuleList(nn.LSTMCell(config.embed + memory_dim if i == 0 else config.hidden, config.hidden)
+                                   for i in range(config.layers))
+        self.attention = LocationAwareAttention(config.hidden, memory_dim, config.attn_dim, config.location_channels,
+                                                config.location_kernel)
+        self.output = nn.Sequential(nn.Linear(config.hidden + memory_dim, config.hidden), nn.Tanh(),
+                                    nn.Dropout(config.dropout), nn.Linear(config.hidden, vocab_size))
+        self.drop = nn.Dropout(config.dropout)
+
+    def prepare(self, memory: torch.Tensor, lens: torch.Tensor) -> DecoderMemory:
+        return DecoderMemory(memory, lens, valid_mask(lens, memory.shape[1]),
+                             {"proj": self.attention.project_memory(memory)})
+
+    def initial_state(self, mem: DecoderMemory) -> dict[str, torch.Tensor]:
+        N, T, D = mem.memory.shape
+        zeros = mem.memory.new_zeros(N, self.config.hidden)
+        state = {"context": mem.memory.new_zeros(N, D), "weights": mem.memory.new_zeros(N, T)}
+        for i in range(self.config.layers):
+            state[f"h{i}"], state[f"c{i}"] = zeros, zeros
+        return state
+
+    def _step(self, mem: DecoderMemory, state: dict, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        x = torch.cat([self.embed(tokens), state["context"]], dim=-1)
+        new = {}
+        for i, cell in enumerate(self.cells):
+            h, c = cell(x, (state[f"h{i}"], state[f"c{i}"]))
+            new[f"h{i}"], new[f"c{i}"] = h, c
+            x = self.drop(h)
+        context, weights = self.attention(x, mem.memory, mem.extra["proj"], mem.mask, state["weights"])
+        new["context"], new["weights"] = context, weights
+        return self.output(torch.cat([x, context], dim=-1)), new
+
+    def step(self, mem: DecoderMemory, state: dict, history: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        return self._step(mem, state, history[:, -1])
+
+    def forward(self, mem: DecoderMemory, tokens_in: torch.Tensor, sampling_prob: float = 0.0) -> torch.Tensor:
+        state, outputs = self.initial_state(mem), []
+        for i in range(tokens_in.shape[1]):
+            tokens = tokens_in[:, i]
+            if i > 0 and sampling_prob > 0.0:
+                # scheduled sampling: feed the model's own previous guess instead of the truth, at random
+                own = outputs[-1].detach().argmax(-1)
+                pick = torch.rand(tokens.shape, device=tokens.device) < sampling_prob
+                tokens = torch.where(pick, own, tokens)
+            logits, state = self._step(mem, state, tokens)
+            outputs.append(logits)
+        return torch.stack(outputs, dim=1)
+
+
+@dataclass
+class TransformerDecoderConfig:
+    kind: str = "transformer"
+    d_model: int = 144
+    heads: int = 4
+    layers: int = 3
+    ff: int = 576
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.d_model % self.heads:
+            raise ValueError(f"model.decoder.d_model={self.d_model} must be divisible by model.decoder.heads={self.heads}")
+
+
+@DECODERS.register("transformer", TransformerDecoderConfig)
+class TransformerDecoder(nn.Module):
+    """Causal pre-norm Transformer decoder with cross-attention to the encoder output."""
+
+    supports_sampling = False
+
+    def __init__(self, config: TransformerDecoderConfig, memory_dim: int, vocab_size: int):
+        super().__init__()
+        self.d_model = config.d_model
+        self.embed = nn.Embedding(vocab_size, config.d_model)
+        self.memory_proj = nn.Linear(memory_dim, config.d_model) if memory_dim != config.d_model else nn.Identity()
+        self.layers = nn.ModuleList(DecoderLayer(config.d_model, config.heads, config.ff, config.dropout)
+                                    for _ in range(config.layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.out = nn.Linear(config.d_model, vocab_size)
+        self.drop = nn.Dropout(config.dropout)
+
+    def prepare(self, memory: torch.Tensor, lens: torch.Tensor) -> DecoderMemory:
+        return DecoderMemory(self.memory_proj(memory), lens, valid_mask(lens, memory.shape[1]))
+
+    def forward(self, mem: DecoderMemory, tokens_in: torch.Tensor, sampling_prob: float = 0.0) -> torch.Tensor:
+        L = tokens_in.shape[1]
+        y = self.embed(tokens_in) * math.sqrt(self.d_model) + sinusoidal_positions(L, self.d_model, tokens_in.device)
+        y = self.drop(y)
+        causal = torch.ones(L, L, dtype=torch.bool, device=y.device).tril()[None]
+        memory_mask = mem.mask[:, None, :]
+        for layer in self.layers:
+            y = layer(y, mem.memory, causal, memory_mask)
+        return self.out(self.norm(y))
+
+    def initial_state(self, mem: DecoderMemory) -> dict[str, torch.Tensor]:
+        return {}
+
+    def step(self, mem: DecoderMemory, state: dict, history: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        # the whole prefix is re-read each step: outputs are short (tens of tokens), and the code stays one path
+        return self.forward(mem, history)[:, -1], state
+
+
+def decoder_field(default: str):
+    return field(default=None, metadata={"registry": DECODERS, "key": "kind", "default": default})
+
+
+def build_decoder(config, memory_dim: int, vocab_size: int) -> nn.Module:
+    return DECODERS.get(config.kind).cls(config, memory_dim, vocab_size)

@@ -1,0 +1,203 @@
+"""Encoders, chosen by ``model.encoder.kind``. Every one keeps the contract
+``forward(x (B, T, D), x_lens (B,)) -> (h (B, T', out_dim), h_lens (B,))`` and never lets padding change a
+real frame's output, so any head (CTC, attention decoder, transducer) can sit on any of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from asrforge.nn.conformer import ConformerLayer
+from asrforge.nn.masks import valid_mask
+from asrforge.nn.rnn import RNNStack
+from asrforge.nn.subsampling import Conv2dSubsampling
+from asrforge.nn.transformer import EncoderLayer, sinusoidal_positions
+from asrforge.registry import ENCODERS
+
+
+def _check_dropout(value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError("model.encoder.dropout must be in [0, 1)")
+
+
+@dataclass
+class RNNEncoderConfig:
+    kind: str = "rnn"
+    rnn_type: Literal["lstm", "gru"] = "lstm"
+    hidden: int = 256
+    layers: int = 3
+    bidirectional: bool = True
+    dropout: float = 0.1
+    conv_channels: int = 32
+
+    def __post_init__(self):
+        if self.hidden < 1 or self.layers < 1:
+            raise ValueError("model.encoder.hidden and model.encoder.layers must be positive")
+        _check_dropout(self.dropout)
+
+    @property
+    def causal(self) -> bool:
+        return not self.bidirectional
+
+
+@ENCODERS.register("rnn", RNNEncoderConfig)
+class RNNEncoder(nn.Module):
+    """Conv front end (x4 subsampling) + stacked (Bi)LSTM/GRU."""
+
+    def __init__(self, config: RNNEncoderConfig, input_dim: int):
+        super().__init__()
+        self.frontend = Conv2dSubsampling(input_dim, config.hidden, config.conv_channels)
+        self.rnn = RNNStack(config.hidden, config.hidden, config.layers, config.bidirectional, config.dropout, config.rnn_type)
+        self.out_dim = self.rnn.out_dim
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.rnn(*self.frontend(x, x_lens))
+
+
+@dataclass
+class PyramidEncoderConfig:
+    kind: str = "pyramid"
+    rnn_type: Literal["lstm", "gru"] = "lstm"
+    hidden: int = 256          # per direction
+    layers: int = 1            # full-rate BiLSTM layers before the pyramid
+    pyramid_layers: int = 3    # each halves time: 3 -> x8
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.hidden < 1 or self.layers < 1 or self.pyramid_layers < 0:
+            raise ValueError("model.encoder.hidden and layers must be positive, pyramid_layers non-negative")
+        _check_dropout(self.dropout)
+
+    @property
+    def causal(self) -> bool:
+        return False
+
+
+@ENCODERS.register("pyramid", PyramidEncoderConfig)
+class PyramidEncoder(nn.Module):
+    """LAS's listener: BiLSTM layers, then pyramid layers that each concatenate pairs of frames (halving time)
+    before a BiLSTM. An odd frame count is padded with one zero frame, exactly as batch padding would be,
+    so an utterance's output is the same alone or in a batch; ``h_lens = ceil(x_lens / 2)`` per layer."""
+
+    def __init__(self, config: PyramidEncoderConfig, input_dim: int):
+        super().__init__()
+        self.bottom = RNNStack(input_dim, config.hidden, config.layers, True, config.dropout, config.rnn_type)
+        dim = self.bottom.out_dim
+        self.pyramid = nn.ModuleList(RNNStack(2 * dim, config.hidden, 1, True, 0.0, config.rnn_type)
+                                     for _ in range(config.pyramid_layers))
+        self.drop = nn.Dropout(config.dropout)
+        self.out_dim = dim
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, lens = self.bottom(x, x_lens)
+        for layer in self.pyramid:
+            h = h * valid_mask(lens, h.shape[1])[..., None]
+            if h.shape[1] % 2:
+                h = nn.functional.pad(h, (0, 0, 0, 1))
+            B, T, D = h.shape
+            h = self.drop(h).reshape(B, T // 2, 2 * D)
+            lens = torch.div(lens + 1, 2, rounding_mode="floor")
+            h, lens = layer(h, lens)
+        return h, lens
+
+
+@dataclass
+class TransformerEncoderConfig:
+    kind: str = "transformer"
+    d_model: int = 144
+    heads: int = 4
+    layers: int = 6
+    ff: int = 576
+    dropout: float = 0.1
+    conv_channels: int = 32
+
+    def __post_init__(self):
+        if self.d_model % self.heads:
+            raise ValueError(f"model.encoder.d_model={self.d_model} must be divisible by model.encoder.heads={self.heads}")
+        _check_dropout(self.dropout)
+
+    @property
+    def causal(self) -> bool:
+        return False
+
+
+@ENCODERS.register("transformer", TransformerEncoderConfig)
+class TransformerEncoder(nn.Module):
+    """Conv subsampling x4, sinusoidal positions, pre-norm self-attention blocks, final LayerNorm."""
+
+    def __init__(self, config: TransformerEncoderConfig, input_dim: int):
+        super().__init__()
+        self.frontend = Conv2dSubsampling(input_dim, config.d_model, config.conv_channels)
+        self.layers = nn.ModuleList(EncoderLayer(config.d_model, config.heads, config.ff, config.dropout)
+                                    for _ in range(config.layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.out_dim = config.d_model
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, lens = self.frontend(x, x_lens)
+        h = self.drop(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device))
+        mask = valid_mask(lens, h.shape[1])[:, None, :]
+        for layer in self.layers:
+            h = layer(h, mask)
+        return self.norm(h), lens
+
+
+@dataclass
+class ConformerEncoderConfig:
+    kind: str = "conformer"
+    d_model: int = 144
+    heads: int = 4
+    layers: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15
+    dropout: float = 0.1
+    conv_channels: int = 32
+
+    def __post_init__(self):
+        if self.d_model % self.heads or (self.d_model // self.heads) % 2:
+            raise ValueError(f"model.encoder.d_model={self.d_model} must split into model.encoder.heads={self.heads} "
+                             "heads of even size (rotary positions rotate pairs)")
+        if self.conv_kernel % 2 == 0:
+            raise ValueError(f"model.encoder.conv_kernel must be odd, got {self.conv_kernel}")
+        _check_dropout(self.dropout)
+
+    @property
+    def causal(self) -> bool:
+        return False
+
+
+@ENCODERS.register("conformer", ConformerEncoderConfig)
+class ConformerEncoder(nn.Module):
+    """Conv subsampling x4 + Conformer blocks (rotary self-attention: positions are relative, no table to outgrow)."""
+
+    def __init__(self, config: ConformerEncoderConfig, input_dim: int):
+        super().__init__()
+        self.frontend = Conv2dSubsampling(input_dim, config.d_model, config.conv_channels)
+        self.layers = nn.ModuleList(ConformerLayer(config.d_model, config.heads, config.ff_mult, config.conv_kernel,
+                                                   config.dropout) for _ in range(config.layers))
+        self.drop = nn.Dropout(config.dropout)
+        self.out_dim = config.d_model
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, lens = self.frontend(x, x_lens)
+        h = self.drop(h)
+        valid = valid_mask(lens, h.shape[1])
+        for layer in self.layers:
+            h = layer(h, valid)
+        return h, lens
+
+
+def encoder_field(default: str):
+    """A recipe field holding an encoder config chosen by ``kind`` (``default`` when the recipe names none)."""
+    from dataclasses import field
+
+    return field(default=None, metadata={"registry": ENCODERS, "key": "kind", "default": default})
+
+
+def build_encoder(config, input_dim: int) -> nn.Module:
+    return ENCODERS.get(config.kind).cls(config, input_dim)

@@ -1,0 +1,63 @@
+"""Pre-norm Transformer blocks and sinusoidal positions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from asrforge.nn.attention import MultiHeadAttention
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """``(length, dim)`` absolute position encodings of Vaswani et al."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float, activation: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), activation(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class EncoderLayer(nn.Module):
+    """``x (B, T, D), mask (B, 1, T) -> (B, T, D)``: pre-norm self-attention and feed-forward."""
+
+    def __init__(self, dim: int, heads: int, ff: int, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = MultiHeadAttention(dim, heads, dropout)
+        self.ff = FeedForward(dim, ff, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.drop(self.attn(h, h, mask))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+class DecoderLayer(nn.Module):
+    """``y (B, L, D), memory (B, T, D), self_mask (B, L, L), memory_mask (B, 1, T) -> (B, L, D)``."""
+
+    def __init__(self, dim: int, heads: int, ff: int, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.self_attn = MultiHeadAttention(dim, heads, dropout)
+        self.cross_attn = MultiHeadAttention(dim, heads, dropout)
+        self.ff = FeedForward(dim, ff, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(y)
+        y = y + self.drop(self.self_attn(h, h, self_mask))
+        y = y + self.drop(self.cross_attn(self.norm2(y), memory, memory_mask))
+        return y + self.drop(self.ff(self.norm3(y)))
