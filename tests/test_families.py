@@ -200,3 +200,46 @@ def test_family_defaults_round_trip_through_a_checkpoint_dict():
         assert (r.model.encoder.kind, r.model.decoder.kind) == (encoder, decoder)
         again = recipe_from_dict({"model": to_dict(r.model)})
         assert to_dict(again.model) == to_dict(r.model)
+
+
+# Shrinks each shipped demo recipe to seconds on CPU; the commands are the ones a user runs.
+TINY_RECIPE = {
+    "demo_conformer_ctc.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
+                                "model.encoder.conv_channels=4"],
+    "demo_las.yaml": ["model.encoder.hidden=32", "model.encoder.pyramid_layers=2", "model.decoder.hidden=32",
+                      "model.decoder.embed=16", "model.decoder.attn_dim=16", "model.sampling_ramp_steps=2"],
+    "demo_transformer.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
+                              "model.encoder.ff=64", "model.encoder.conv_channels=4", "model.decoder.d_model=32",
+                              "model.decoder.heads=2", "model.decoder.layers=1", "model.decoder.ff=64"],
+    "demo_joint.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
+                        "model.encoder.conv_channels=4", "model.decoder.d_model=32", "model.decoder.heads=2",
+                        "model.decoder.layers=1", "model.decoder.ff=64", "decode.joint_search=rescore"],
+    "demo_rnnt.yaml": ["model.encoder.hidden=32", "model.encoder.layers=1", "model.encoder.conv_channels=4",
+                       "model.pred_hidden=32", "model.joint_dim=32"],
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(TINY_RECIPE))
+def test_every_family_trains_evaluates_and_transcribes_through_the_cli(recipe, corpus, tmp_path, capsys):
+    import json
+
+    from asrforge.cli import main
+    from asrforge.data.manifest import read_manifest
+    from conftest import REPO
+
+    base = [f"data.train={corpus / 'train.jsonl'}", f"data.dev={corpus / 'dev.jsonl'}", "data.max_batch_seconds=12",
+            "train.epochs=1", "train.max_minutes=null", "train.warmup_steps=2", "train.threads=1", "features.n_mels=40",
+            "decode.beam_size=2"]
+    exp = tmp_path / "exp"
+    assert main(["train", str(REPO / "configs" / recipe), *base, *TINY_RECIPE[recipe], "--out", str(exp)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 1 and (exp / "best.pt").is_file()
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(exp), "--manifest", str(corpus / "test.jsonl"), "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["utts"] == len(read_manifest(corpus / "test.jsonl")[0]) and 0.0 <= result["cer"]
+    capsys.readouterr()
+    audio = read_manifest(corpus / "test.jsonl")[0][0].audio_filepath
+    assert main(["transcribe", audio, "--model", str(exp), "--output-format", "json"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["file"] == audio and isinstance(line["text"], str)
