@@ -1,6 +1,6 @@
 """Every model family on the same synthetic corpus under the same wall-clock training budget.
 
-    python benchmarks/families.py [--minutes 10] [--out bench-families] [--recipes demo_ctc demo_las ...]
+    python benchmarks/families.py [--minutes 10] [--out bench-families] [--recipes demo_ctc demo_las ...] [--eval-only]
 
 Synthesizes the demo corpus (``asrforge demo``'s: 1.5 h of digits, test voices never heard in training)
 once, trains each recipe for ``--minutes`` of wall clock, then scores the best checkpoint on the test
@@ -30,15 +30,19 @@ REPO = Path(__file__).resolve().parent.parent
 RECIPES = ["demo_ctc", "demo_conformer_ctc", "demo_las", "demo_transformer", "demo_joint", "demo_rnnt"]
 
 
-def run_one(name: str, corpus: Path, out: Path, minutes: float) -> dict:
+def run_one(name: str, corpus: Path, out: Path, minutes: float, eval_only: bool = False) -> dict:
     recipe = load_recipe(REPO / "configs" / f"{name}.yaml",
                          [f"data.train={corpus / 'train.jsonl'}", f"data.dev={corpus / 'dev.jsonl'}",
                           f"train.max_minutes={minutes}"])
     exp = out / name
-    for stale in ("train_log.jsonl", "best.pt", "last.pt"):
-        (exp / stale).unlink(missing_ok=True)
-    print(f"== {name}: family {recipe.model.family}, encoder {recipe.model.encoder.kind}, {minutes} min", flush=True)
-    trained = Trainer(recipe, exp).fit()
+    if eval_only:      # score the checkpoint an earlier run of this script trained (e.g. after a search change)
+        trained = json.loads((exp / "trained.json").read_text())
+    else:
+        for stale in ("train_log.jsonl", "best.pt", "last.pt"):
+            (exp / stale).unlink(missing_ok=True)
+        print(f"== {name}: family {recipe.model.family}, encoder {recipe.model.encoder.kind}, {minutes} min", flush=True)
+        trained = Trainer(recipe, exp).fit()
+        (exp / "trained.json").write_text(json.dumps(trained))
     transcriber = Transcriber.from_checkpoint(exp)   # best.pt, or last.pt if no epoch finished
     row = {"recipe": name, "family": recipe.model.family, "encoder": recipe.model.encoder.kind,
            "params_m": sum(p.numel() for p in transcriber.model.parameters()) / 1e6,
@@ -55,6 +59,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per family (wall clock)")
     parser.add_argument("--out", default="bench-families")
     parser.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES)
+    parser.add_argument("--eval-only", action="store_true", help="score the checkpoints already in --out, no training")
     args = parser.parse_args()
     out = Path(args.out)
     corpus = out / "corpus"
@@ -62,7 +67,7 @@ def main() -> None:
     summary = synthesize_corpus(corpus, DEMO_CORPUS)
     print(f"corpus: {summary['train']['utts']} train utts, {summary['test']['utts']} test utts from "
           f"{summary['test']['speakers']} held-out voices ({time.time() - t0:.0f} s)", flush=True)
-    rows = [run_one(name, corpus, out, args.minutes) for name in args.recipes]
+    rows = [run_one(name, corpus, out, args.minutes, args.eval_only) for name in args.recipes]
     print("\n| recipe | family | encoder | params | train min | epochs | WER greedy | WER beam | CER beam | RTF greedy | RTF beam |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

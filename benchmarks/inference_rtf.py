@@ -48,6 +48,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     tr = Transcriber.from_checkpoint(args.model, args.device)
+    if tr.model.objective != "ctc":
+        sys.exit(f"{args.model} is a {tr.recipe.model.family!r} model; this benchmark compares CTC searches. "
+                 "Use benchmarks/families.py for every family's WER and real-time factor.")
     utts, _ = read_manifest(args.manifest)
     ds = SpeechDataset(utts, tr.features, None, tr.normalizer)
     sampler = DurationBatchSampler(ds.durations, 200.0, shuffle=False)

@@ -99,3 +99,19 @@ def test_bad_shapes_are_named():
         transducer_loss(logits, torch.zeros(2, 3, dtype=torch.long), torch.tensor([4, 4]), torch.tensor([2, 2]))
     with pytest.raises(ValueError, match="logit_lengths"):
         transducer_loss(logits, torch.zeros(2, 2, dtype=torch.long), torch.tensor([5, 4]), torch.tensor([2, 2]))
+
+
+def test_half_precision_logits_accumulate_in_float32():
+    torch.manual_seed(2)
+    logits = torch.randn(2, 6, 4, 7)
+    targets = torch.randint(1, 7, (2, 3))
+    T_b, U_b = torch.tensor([6, 4]), torch.tensor([3, 2])
+    low = logits.bfloat16().requires_grad_()
+    loss = transducer_loss(low, targets, T_b, U_b, reduction="sum")
+    loss.backward()
+    assert loss.dtype == torch.float32 and low.grad.dtype == torch.bfloat16
+    ref = logits.bfloat16().float().requires_grad_()
+    want = transducer_loss(ref, targets, T_b, U_b, reduction="sum")
+    want.backward()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+    torch.testing.assert_close(low.grad.float(), ref.grad, atol=1e-2, rtol=1e-2)

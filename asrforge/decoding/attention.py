@@ -4,6 +4,11 @@ scores), and attention rescoring of a CTC n-best list.
 Every search bounds its output by the input: at most ``max(min_len, ceil(max_len_ratio * encoder frames))``
 tokens, after which ``<eos>`` is the only choice, so no search can run forever. Beam scores are ranked
 per token (total log-probability / tokens incl. ``<eos>``), so short hypotheses are not favoured.
+
+The beam search does not stop once it holds ``beam`` finished hypotheses: with label smoothing, ``<eos>``
+after a few tokens is often among the top candidates, and such early endings would fill the quota before
+the real transcript ends (measured: LAS beam 8 at 7.9 % WER against 1.4 % greedy). It stops an utterance
+when no live hypothesis can still reach a better per-token score than its best finished one.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
             raise ValueError("decode.ctc_weight > 0 needs a model with a CTC head (family joint, or model.ctc_weight > 0)")
         scorer = CTCPrefixScorer(pad_with_certain_blank(ctc, h_lens).repeat_interleave(K, dim=0))
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    best_finished = torch.full((B,), NEG_INF, device=dev)    # best per-token score among finished hypotheses
+    limit_per_utt = limit[::K].float()
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     for i in range(int(limit.max())):
         logits, state = model.decoder.step(mem, state, history)
@@ -116,10 +123,12 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
             if not done[b]:
                 toks = history[source[n], 1:].tolist()
                 finished[b].append(Hypothesis(toks, float(top[n]) / lengths))
+                best_finished[b] = max(best_finished[b], float(top[n]) / lengths)
         top = torch.where(tokens == EOS, NEG_INF, top)
-        for b in range(B):
-            if len(finished[b]) >= K or not bool((top[b * K:(b + 1) * K] > NEG_INF).any()):
-                done[b] = True
+        # An utterance is done when no live hypothesis can still beat its best finished one. Scores only fall
+        # as tokens are added, so a live hypothesis ends at best with score_now / (longest allowed length).
+        live_best = top.reshape(B, K).max(dim=-1).values
+        done |= (live_best == NEG_INF) | (best_finished >= live_best / limit_per_utt)
         if bool(done.all()):
             break
         top = top.reshape(B, K).masked_fill(done[:, None], NEG_INF)

@@ -2,7 +2,8 @@
 
 Both kinds answer ``transcribe(audio, **options)`` with the same result layout (OpenAI's):
 ``{"text", "segments": [{"id", "start", "end", "text", ...}], "language", "duration"}``; asrforge models
-add ``words`` (times from the CTC best path) to their single segment.
+add ``words`` (times from the CTC best path or the transducer's emission frames; attention decoders have
+none) to their single segment.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ class AsrforgeModel:
 
     def transcribe(self, audio: np.ndarray | str | Path, beam_size: int | None = None, progress: bool = False,
                    word_timestamps: bool = True, **options) -> dict:
-        """``word_timestamps`` is accepted for symmetry with Whisper: CTC gives word times at no cost,
-        so they are always there."""
+        """``word_timestamps`` is accepted for symmetry with Whisper: CTC and transducer models give word
+        times at no cost, so they are always there (attention decoders have no alignment to give them)."""
         if options:
             raise ConfigError(f"option(s) {sorted(options)} apply to Whisper checkpoints only; an asrforge model takes "
                               f"beam_size")
