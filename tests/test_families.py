@@ -28,6 +28,8 @@ FAMILIES = {
               "label_smoothing": 0.0},
     "rnnt": {"family": "rnnt", "encoder": {"hidden": 32, "layers": 1, "conv_channels": 4, "dropout": 0.0},
              "pred_hidden": 32, "joint_dim": 32, "dropout": 0.0},
+    "rnnt-conformer": {"family": "rnnt", "encoder": {"kind": "conformer", "conv_kernel": 5, **TINY_ATT},
+                      "pred_hidden": 32, "joint_dim": 32, "dropout": 0.0},
     "rnnt-stateless-streaming": {"family": "rnnt", "predictor": "stateless", "streaming": True, "dropout": 0.0,
                                  "encoder": {"hidden": 32, "layers": 2, "bidirectional": False, "conv_channels": 4,
                                              "dropout": 0.0}, "pred_hidden": 32, "joint_dim": 32},
@@ -107,6 +109,23 @@ def test_attention_beam_of_one_is_greedy(name):
     beam = attention_beam_search(model, h, h_lens, AttentionBeamOptions(beam_size=1))
     assert [g.tokens for g in greedy] == [b[0].tokens for b in beam]
     assert all(len(g.tokens) >= 1 for g in greedy)   # an untrained model runs to the length bound, and stops there
+
+
+@pytest.mark.parametrize("name", ["las", "transformer"])
+def test_decoder_steps_equal_the_teacher_forced_pass(name):
+    """Search runs the decoder one token at a time (the Transformer from its key/value cache); training runs it
+    over the whole sequence. Both must give the same logits."""
+    model = make_model(name, seed=6).eval()
+    x, lens, tokens, token_lens = tiny_batch(seed=6)
+    with torch.inference_mode():
+        h, h_lens = model.encode(x, lens)
+        mem = model.prepare(h, h_lens)
+        tokens_in = torch.nn.functional.pad(tokens, (1, 0), value=0)
+        full = model.decoder(mem, tokens_in)
+        state = model.decoder.initial_state(mem)
+        for i in range(tokens_in.shape[1]):
+            logits, state = model.decoder.step(mem, state, tokens_in[:, : i + 1])
+            torch.testing.assert_close(logits, full[:, i], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["rnnt", "rnnt-stateless-streaming"])

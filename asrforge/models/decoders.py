@@ -145,15 +145,22 @@ class TransformerDecoder(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def prepare(self, memory: torch.Tensor, lens: torch.Tensor) -> DecoderMemory:
-        return DecoderMemory(self.memory_proj(memory), lens, valid_mask(lens, memory.shape[1]))
+        memory = self.memory_proj(memory)
+        extra = {}
+        for i, layer in enumerate(self.layers):   # cross-attention keys/values, projected once per utterance
+            extra[f"k{i}"], extra[f"v{i}"] = layer.cross_attn.project_kv(memory)
+        return DecoderMemory(memory, lens, valid_mask(lens, memory.shape[1]), extra)
 
-    def forward(self, mem: DecoderMemory, tokens_in: torch.Tensor, sampling_prob: float = 0.0) -> torch.Tensor:
-        L = tokens_in.shape[1]
+    def _embed(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
         # no sqrt(d_model) scaling: nn.Embedding starts at unit variance already, and scaling it would let the
         # token embedding drown the cross-attention in the residual stream (the decoder then learns only a
         # language model: measured, dev WER stuck above 100 % on the demo corpus)
-        y = self.embed(tokens_in) + sinusoidal_positions(L, self.d_model, tokens_in.device)
-        y = self.drop(y)
+        L = tokens.shape[1]
+        return self.embed(tokens) + sinusoidal_positions(start + L, self.d_model, tokens.device)[start:]
+
+    def forward(self, mem: DecoderMemory, tokens_in: torch.Tensor, sampling_prob: float = 0.0) -> torch.Tensor:
+        L = tokens_in.shape[1]
+        y = self.drop(self._embed(tokens_in))
         causal = torch.ones(L, L, dtype=torch.bool, device=y.device).tril()[None]
         memory_mask = mem.mask[:, None, :]
         for layer in self.layers:
@@ -161,11 +168,23 @@ class TransformerDecoder(nn.Module):
         return self.out(self.norm(y))
 
     def initial_state(self, mem: DecoderMemory) -> dict[str, torch.Tensor]:
-        return {}
+        """Empty self-attention key/value caches, one pair per layer: ``(N, H, 0, Dh)``."""
+        N = mem.memory.shape[0]
+        state = {}
+        for i, layer in enumerate(self.layers):
+            empty = mem.memory.new_zeros(N, layer.self_attn.heads, 0, layer.self_attn.head_dim)
+            state[f"k{i}"], state[f"v{i}"] = empty, empty
+        return state
 
     def step(self, mem: DecoderMemory, state: dict, history: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        # the whole prefix is re-read each step: outputs are short (tens of tokens), and the code stays one path
-        return self.forward(mem, history)[:, -1], state
+        """Only the newest token is run; earlier positions live in the key/value caches."""
+        y = self._embed(history[:, -1:], start=history.shape[1] - 1)
+        memory_mask = mem.mask[:, None, :]
+        new = {}
+        for i, layer in enumerate(self.layers):
+            y, (new[f"k{i}"], new[f"v{i}"]) = layer.step(y, (state[f"k{i}"], state[f"v{i}"]),
+                                                         (mem.extra[f"k{i}"], mem.extra[f"v{i}"]), memory_mask)
+        return self.out(self.norm(y))[:, 0], new
 
 
 def decoder_field(default: str):

@@ -38,9 +38,14 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, Tk, D) -> k, v (B, H, Tk, Dh)``: what a cache keeps between decoding steps."""
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def attend(self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``query (B, Tq, D)`` over projected ``k, v (B, H, Tk, Dh)`` -> ``(B, Tq, D)``."""
         q = self._split(self.q(query))
-        k, v = (self._split(t) for t in self.kv(memory).chunk(2, dim=-1))
         if self.rotary:
             cos, sin = rotary_tables(max(q.shape[2], k.shape[2]), self.head_dim, q.device)
             q, k = apply_rotary(q, cos[: q.shape[2]], sin[: q.shape[2]]), apply_rotary(k, cos[: k.shape[2]], sin[: k.shape[2]])
@@ -48,6 +53,9 @@ class MultiHeadAttention(nn.Module):
                                              dropout_p=self.dropout if self.training else 0.0)
         B, H, T, Dh = out.shape
         return self.out(out.transpose(1, 2).reshape(B, T, H * Dh))
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.attend(query, *self.project_kv(memory), mask)
 
 
 class LocationAwareAttention(nn.Module):

@@ -61,3 +61,14 @@ class DecoderLayer(nn.Module):
         y = y + self.drop(self.self_attn(h, h, self_mask))
         y = y + self.drop(self.cross_attn(self.norm2(y), memory, memory_mask))
         return y + self.drop(self.ff(self.norm3(y)))
+
+    def step(self, y: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], memory_kv: tuple[torch.Tensor, torch.Tensor],
+             memory_mask: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One new position ``y (N, 1, D)`` given the self-attention keys/values of the earlier ones
+        (``cache``: two ``(N, H, i, Dh)``) and the projected memory -> output and the grown cache."""
+        h = self.norm1(y)
+        k, v = self.self_attn.project_kv(h)
+        k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        y = y + self.self_attn.attend(h, k, v, None)        # every cached position is in the past: no mask
+        y = y + self.cross_attn.attend(self.norm2(y), *memory_kv, memory_mask)
+        return y + self.ff(self.norm3(y)), (k, v)
