@@ -16,6 +16,23 @@ torch.set_num_threads(2)
 TINY_MODEL = ["model.encoder.hidden=32", "model.encoder.layers=1", "model.encoder.conv_channels=4", "model.encoder.dropout=0.0", "model.dropout=0.0"]
 
 
+# Shrinks each shipped demo recipe to seconds on CPU; the commands are the ones a user runs.
+TINY_RECIPE = {
+    "demo_conformer_ctc.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
+                                "model.encoder.conv_channels=4"],
+    "demo_las.yaml": ["model.encoder.hidden=32", "model.encoder.pyramid_layers=2", "model.decoder.hidden=32",
+                      "model.decoder.embed=16", "model.decoder.attn_dim=16", "model.sampling_ramp_steps=2"],
+    "demo_transformer.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
+                              "model.encoder.ff=64", "model.encoder.conv_channels=4", "model.decoder.d_model=32",
+                              "model.decoder.heads=2", "model.decoder.layers=1", "model.decoder.ff=64"],
+    "demo_joint.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
+                        "model.encoder.conv_channels=4", "model.decoder.d_model=32", "model.decoder.heads=2",
+                        "model.decoder.layers=1", "model.decoder.ff=64", "decode.joint_search=rescore"],
+    "demo_rnnt.yaml": ["model.encoder.hidden=32", "model.encoder.layers=1", "model.encoder.conv_channels=4",
+                       "model.pred_hidden=32", "model.joint_dim=32"],
+}
+
+
 def tiny_overrides(corpus: Path, **extra) -> list[str]:
     """Overrides turning configs/demo_ctc.yaml into a seconds-long CPU run on ``corpus``."""
     base = {"data.train": corpus / "train.jsonl", "data.dev": corpus / "dev.jsonl", "data.max_batch_seconds": 12,

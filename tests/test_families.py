@@ -14,6 +14,7 @@ from asrforge.errors import ConfigError
 from asrforge.losses.objectives import objective_for
 from asrforge.models.build import build_model
 from asrforge.recipe import recipe_from_dict
+from conftest import TINY_RECIPE
 
 DIM, VOCAB = 20, 8
 TINY_ATT = {"d_model": 32, "heads": 2, "layers": 1, "dropout": 0.0}
@@ -219,23 +220,6 @@ def test_family_defaults_round_trip_through_a_checkpoint_dict():
         assert (r.model.encoder.kind, r.model.decoder.kind) == (encoder, decoder)
         again = recipe_from_dict({"model": to_dict(r.model)})
         assert to_dict(again.model) == to_dict(r.model)
-
-
-# Shrinks each shipped demo recipe to seconds on CPU; the commands are the ones a user runs.
-TINY_RECIPE = {
-    "demo_conformer_ctc.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
-                                "model.encoder.conv_channels=4"],
-    "demo_las.yaml": ["model.encoder.hidden=32", "model.encoder.pyramid_layers=2", "model.decoder.hidden=32",
-                      "model.decoder.embed=16", "model.decoder.attn_dim=16", "model.sampling_ramp_steps=2"],
-    "demo_transformer.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
-                              "model.encoder.ff=64", "model.encoder.conv_channels=4", "model.decoder.d_model=32",
-                              "model.decoder.heads=2", "model.decoder.layers=1", "model.decoder.ff=64"],
-    "demo_joint.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
-                        "model.encoder.conv_channels=4", "model.decoder.d_model=32", "model.decoder.heads=2",
-                        "model.decoder.layers=1", "model.decoder.ff=64", "decode.joint_search=rescore"],
-    "demo_rnnt.yaml": ["model.encoder.hidden=32", "model.encoder.layers=1", "model.encoder.conv_channels=4",
-                       "model.pred_hidden=32", "model.joint_dim=32"],
-}
 
 
 @pytest.mark.parametrize("recipe", sorted(TINY_RECIPE))
