@@ -9,17 +9,21 @@ import pytest
 import torch
 
 from asrforge.data.shards import write_shards
-from conftest import REPO, tiny_overrides
+from conftest import REPO, TINY_RECIPE, tiny_overrides
 
 
-@pytest.mark.parametrize("source", ["manifest", "shards"])
-def test_two_process_ddp(corpus, tmp_path, source):
+@pytest.mark.parametrize("source,recipe", [("manifest", "demo_ctc.yaml"), ("shards", "demo_ctc.yaml"),
+                                           ("manifest", "demo_las.yaml"), ("manifest", "demo_rnnt.yaml")])
+def test_two_process_ddp(corpus, tmp_path, source, recipe):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     extra = {"train.trace": "true", "data.max_batch_seconds": 6}
     if source == "shards":
         extra["data.train"] = write_shards(corpus / "train.jsonl", tmp_path / "shards", shard_size=6, progress=False)["spec"]
+    overrides = tiny_overrides(corpus, **extra)
+    if recipe in TINY_RECIPE:   # other families: their own shrinking keys instead of the BiLSTM-CTC ones
+        overrides = [o for o in overrides if not o.startswith("model.")] + TINY_RECIPE[recipe]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "asrforge.cli",
-           "train", str(REPO / "configs" / "demo_ctc.yaml"), *tiny_overrides(corpus, **extra), "--out", str(tmp_path)]
+           "train", str(REPO / "configs" / recipe), *overrides, "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     traces = [[json.loads(line) for line in (tmp_path / "trace" / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
