@@ -73,8 +73,9 @@ def test_chunks_are_decoded_in_batches_and_placed_at_their_offsets(tiny, monkeyp
 
     def fake_decode(model_, tok_, features, options, languages=None):
         batches.append(features.shape[0])
-        assert options.without_timestamps       # a chunk has no second pass to finish a segment cut short
-        return [fake_result([*fox, *dog]) for _ in range(features.shape[0])]
+        assert not options.without_timestamps   # timestamps tell where the model stopped
+        # one segment running to the window's end: each chunk is transcribed whole
+        return [fake_result([tok.timestamp_begin, *fox, *dog, tok.timestamp_begin + 1500]) for _ in range(features.shape[0])]
 
     monkeypatch.setattr(whisper_batched, "decode", fake_decode)
     result = WhisperPipeline(model, tok).transcribe(np.zeros(90 * SR, dtype=np.float32), language="en", batch_size=2)
@@ -85,15 +86,45 @@ def test_chunks_are_decoded_in_batches_and_placed_at_their_offsets(tiny, monkeyp
     assert result["text"] == " fox dog fox dog fox dog"
 
 
-def test_silent_chunks_and_silent_audio_give_nothing(tiny, monkeypatch):
+def test_a_chunk_the_model_ends_early_gets_a_second_pass(tiny, monkeypatch):
+    """Whisper may close a window after its first sentence though speech goes on; the rest is decoded again."""
+    model, tok = tiny
+    fox, dog = tok.encode(" fox"), tok.encode(" dog")
+    monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: [(0, 8 * SR), (9 * SR, 20 * SR)])
+    calls = []
+
+    def fake_decode(model_, tok_, features, options, languages=None):
+        calls.append(features.shape[0])
+        if len(calls) == 1:     # stops after 5 s: "fox", then end of text
+            return [fake_result([tok.timestamp_begin, *fox, tok.timestamp_begin + 250])]
+        return [fake_result([tok.timestamp_begin, *dog, tok.timestamp_begin + 1500])]
+
+    monkeypatch.setattr(whisper_batched, "decode", fake_decode)
+    result = WhisperPipeline(model, tok).transcribe(np.zeros(25 * SR, dtype=np.float32), language="en", batch_size=4)
+    assert calls == [1, 1]
+    assert [(s["start"], s["end"], s["text"]) for s in result["segments"]] == [(0.0, 5.0, " fox"), (5.0, 20.0, " dog")]
+
+
+def test_what_counts_as_untranscribed_speech():
+    spans = [(0, 8 * SR), (9 * SR, 20 * SR)]
+    seg = lambda end: [{"start": 0.0, "end": end}]  # noqa: E731
+    assert whisper_batched._untranscribed_speech(seg(5.0), 0, 20 * SR, spans) == (5 * SR, 20 * SR)
+    assert whisper_batched._untranscribed_speech(seg(19.8), 0, 20 * SR, spans) is None     # within the margin
+    assert whisper_batched._untranscribed_speech(seg(8.7), 0, 9 * SR, spans[:1]) is None   # only silence after
+    assert whisper_batched._untranscribed_speech([], 0, 20 * SR, spans) is None            # no progress to resume
+
+
+def test_silent_audio_gives_nothing_and_vad_speech_is_kept(tiny, monkeypatch):
     model, tok = tiny
     monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: [])
     result = WhisperPipeline(model, tok).transcribe(np.zeros(20 * SR, dtype=np.float32), language="en", batch_size=4)
     assert result["text"] == "" and result["segments"] == []
+    # VAD found speech, so a high no-speech probability does not drop the chunk (short words would be lost)
     monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: [(0, 2 * SR)])
     monkeypatch.setattr(whisper_batched, "decode", lambda *a, **k: [
-        fake_result([tok.timestamp_begin, *tok.encode(" you"), tok.timestamp_begin + 50], avg_logprob=-1.5, no_speech=0.9)])
-    assert WhisperPipeline(model, tok).transcribe(np.zeros(20 * SR, dtype=np.float32), batch_size=4)["segments"] == []
+        fake_result([tok.timestamp_begin, *tok.encode(" two"), tok.timestamp_begin + 100], avg_logprob=-1.5, no_speech=0.9)])
+    segments = WhisperPipeline(model, tok).transcribe(np.zeros(20 * SR, dtype=np.float32), batch_size=4)["segments"]
+    assert [(s["start"], s["end"], s["text"]) for s in segments] == [(0.0, 2.0, " two")]
 
 
 def test_batched_mode_runs_end_to_end_on_speech(tiny):
