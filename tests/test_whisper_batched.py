@@ -136,3 +136,17 @@ def test_batched_mode_runs_end_to_end_on_speech(tiny):
     for s in result["segments"]:
         assert 0.0 <= s["start"] < s["end"] <= len(wave) / SR + 0.01
         assert "words" in s
+
+
+@pytest.mark.parametrize("compression,avg_logprob,fallback", [(3.0, -0.2, True), (1.0, -1.5, False), (1.0, -0.2, False)])
+def test_only_a_looping_chunk_is_decoded_again(tiny, monkeypatch, compression, avg_logprob, fallback):
+    model, tok = tiny
+    monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: [(0, 2 * SR)])
+    result = fake_result([tok.timestamp_begin, *tok.encode(" two"), tok.timestamp_begin + 100], avg_logprob=avg_logprob)
+    result.compression_ratio = compression
+    monkeypatch.setattr(whisper_batched, "decode", lambda *a, **k: [result])
+    pipe = WhisperPipeline(model, tok)
+    again = []
+    monkeypatch.setattr(pipe, "decode_with_fallback", lambda *a, **k: again.append(1) or result)
+    segments = pipe.transcribe(np.zeros(5 * SR, dtype=np.float32), language="en", batch_size=2)["segments"]
+    assert bool(again) == fallback and [s["text"] for s in segments] == [" two"]
