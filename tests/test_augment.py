@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.audio.augment import AugmentConfig, WaveAugment, add_noise, speed_perturb
+from asrforge.audio.augment import AugmentConfig, WaveAugment, add_noise, band_limit, speed_perturb
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import read_manifest
 from asrforge.features import FeatureConfig, FeatureExtractor
@@ -30,13 +30,27 @@ def test_noise_is_mixed_at_the_requested_snr():
     assert snr == pytest.approx(10.0, abs=0.01)
 
 
+def test_band_limit_keeps_the_band_and_attenuates_outside_it():
+    t = np.arange(16000) / 16000
+    tones = {200: 0.0, 1000: 0.0, 3500: 0.0}
+    wave = sum(np.sin(2 * np.pi * f * t) for f in tones).astype(np.float32)
+    out = band_limit(wave, 400.0, 2000.0)
+    gain = {f: abs(np.fft.rfft(out)[f]) / abs(np.fft.rfft(wave)[f]) for f in tones}   # 1-s signal: bin == Hz
+    # order-4 Butterworth magnitude: 1/sqrt(1 + (f/fc)^8) on the low-pass side, mirrored for the high-pass
+    assert gain[1000] == pytest.approx(1 / np.sqrt((1 + (1000 / 2000) ** 8) * (1 + (400 / 1000) ** 8)), rel=1e-3)
+    assert gain[3500] == pytest.approx(1 / np.sqrt(1 + (3500 / 2000) ** 8), rel=1e-2)
+    assert gain[200] == pytest.approx(1 / np.sqrt(1 + (400 / 200) ** 8), rel=1e-2)
+    assert out.size == wave.size and out.dtype == np.float32
+    assert np.array_equal(band_limit(wave, None, None), wave)
+
+
 def test_augment_is_reproducible_per_generator(tmp_path):
     noise_path = tmp_path / "noise.wav"
     import soundfile as sf
     sf.write(noise_path, np.random.default_rng(1).standard_normal(8000).astype(np.float32) * 0.1, 16000)
     (tmp_path / "noise.jsonl").write_text(json.dumps({"audio_filepath": "noise.wav", "duration": 0.5, "text": ""}) + "\n")
     aug = WaveAugment(AugmentConfig(speed_factors=[0.9, 1.1], noise_manifest=str(tmp_path / "noise.jsonl"),
-                                    noise_prob=1.0, gain_db=[-6, 6]))
+                                    noise_prob=1.0, gain_db=[-6, 6], bandlimit_prob=0.5))
     wave = sine(0.5)
     a = aug(wave, torch.Generator().manual_seed(5))
     b = aug(wave, torch.Generator().manual_seed(5))

@@ -316,6 +316,10 @@ def test_int8_quantizes_every_linear_layer_and_stays_close(tiny, saved):
     int8 = load_model(saved["openai"], dtype="int8")
     linears = [m for m in int8.model.modules() if isinstance(m, (torch.nn.Linear, DynamicInt8Linear))]
     assert linears and all(isinstance(m, DynamicInt8Linear) for m in linears)
+    # the vocabulary projection too, while the embedding lookup stays float; one scale per output row
+    assert isinstance(int8.model.decoder.output_projection, DynamicInt8Linear)
+    assert int8.model.decoder.token_embedding.weight.dtype == torch.float32
+    assert all(m.weight().qscheme() == torch.per_channel_affine for m in linears)
     mel, tokens = mel_window(3), torch.tensor([[tiny[1].sot, 5, 77]])
     with torch.no_grad():
         ref, got = tiny[0](mel, tokens), int8.model(mel, tokens)

@@ -1,4 +1,4 @@
-"""Waveform augmentation for training: speed perturbation, additive noise at a random SNR, gain.
+"""Waveform augmentation for training: speed perturbation, band limiting, additive noise at a random SNR, gain.
 
 Randomness comes from a ``torch.Generator`` seeded per (seed, epoch, utterance), like SpecAugment,
 so augmented epochs are reproducible and ``--resume`` stays exact. Never applied at evaluation.
@@ -22,10 +22,16 @@ class AugmentConfig:
     noise_prob: float = 0.5
     snr_db: list[float] = field(default_factory=lambda: [5.0, 20.0])
     gain_db: list[float] = field(default_factory=list)          # e.g. [-6, 6]; empty = off
+    # Band limiting imitates microphones and codecs that pass less of the spectrum than the training audio:
+    # with probability bandlimit_prob, a low-pass at a cutoff drawn from lowpass_hz and a high-pass at one
+    # drawn from highpass_hz (either range may be empty to skip that side).
+    bandlimit_prob: float = 0.0
+    lowpass_hz: list[float] = field(default_factory=lambda: [1500.0, 4000.0])
+    highpass_hz: list[float] = field(default_factory=lambda: [0.0, 400.0])
 
     @property
     def enabled(self) -> bool:
-        return bool(self.speed_factors or self.noise_manifest or self.gain_db)
+        return bool(self.speed_factors or self.noise_manifest or self.gain_db or self.bandlimit_prob > 0)
 
 
 def _uniform(gen: torch.Generator, low: float, high: float) -> float:
@@ -50,6 +56,24 @@ def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float, gen: torch.Gen
     return wave + part * math.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))
 
 
+def band_limit(wave: np.ndarray, low_hz: float | None, high_hz: float | None, order: int = 4) -> np.ndarray:
+    """Zero-phase Butterworth-shaped band pass: keep ``low_hz``..``high_hz`` (None: no edge on that side).
+
+    Applied as a magnitude response on the spectrum, so it adds no delay and needs no filter state;
+    ``order`` sets the roll-off (6 dB/octave per order).
+    """
+    if wave.size == 0 or (not low_hz and not high_hz):
+        return wave
+    freqs = np.fft.rfftfreq(wave.size, 1.0 / SAMPLE_RATE)
+    gain = np.ones_like(freqs)
+    if high_hz:
+        gain /= np.sqrt(1.0 + (freqs / high_hz) ** (2 * order))
+    if low_hz:
+        with np.errstate(divide="ignore"):
+            gain /= np.sqrt(1.0 + (low_hz / np.maximum(freqs, 1e-9)) ** (2 * order))
+    return np.fft.irfft(np.fft.rfft(wave) * gain, n=wave.size).astype(np.float32)
+
+
 class WaveAugment:
     """Callable ``(wave (N,), generator) -> augmented wave``. Noise files are loaded once and kept."""
 
@@ -70,6 +94,10 @@ class WaveAugment:
         c = self.config
         if c.speed_factors:
             wave = speed_perturb(wave, c.speed_factors[int(torch.randint(0, len(c.speed_factors), (), generator=gen))])
+        if c.bandlimit_prob > 0 and float(torch.rand((), generator=gen)) < c.bandlimit_prob:
+            low = _uniform(gen, *c.highpass_hz) if c.highpass_hz else None
+            high = _uniform(gen, *c.lowpass_hz) if c.lowpass_hz else None
+            wave = band_limit(wave, low, high)
         if self.noises and float(torch.rand((), generator=gen)) < c.noise_prob:
             noise = self.noises[int(torch.randint(0, len(self.noises), (), generator=gen))]
             wave = add_noise(wave, noise, _uniform(gen, *c.snr_db), gen)

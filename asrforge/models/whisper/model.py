@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asrforge.nn.linear import GeluMLP, Linear, linear
+
 
 @dataclass(frozen=True)
 class WhisperDims:
@@ -54,10 +56,10 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d: int, heads: int):
         super().__init__()
         self.heads = heads
-        self.query = nn.Linear(d, d)
-        self.key = nn.Linear(d, d, bias=False)   # Whisper's key projection has no bias
-        self.value = nn.Linear(d, d)
-        self.out = nn.Linear(d, d)
+        self.query = Linear(d, d)
+        self.key = Linear(d, d, bias=False)   # Whisper's key projection has no bias
+        self.value = Linear(d, d)
+        self.out = Linear(d, d)
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, L, D) -> (B, H, L, D/H)``"""
@@ -97,7 +99,7 @@ class ResidualBlock(nn.Module):
         self.attn_ln = LayerNorm(d)
         self.cross_attn = MultiHeadAttention(d, heads) if cross else None
         self.cross_attn_ln = LayerNorm(d) if cross else None
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.mlp = GeluMLP(d, 4 * d)
         self.mlp_ln = LayerNorm(d)
 
 
@@ -154,6 +156,9 @@ class TextDecoder(nn.Module):
         self.positional_embedding = nn.Parameter(torch.empty(n_ctx, d))
         self.blocks = nn.ModuleList(ResidualBlock(d, heads, cross=True) for _ in range(layers))
         self.ln = LayerNorm(d)
+        # None: logits come from the token embedding (tied weights). Int8 quantization puts a quantized copy of
+        # that matrix here, because the vocabulary projection is the largest matmul of every decoding step.
+        self.output_projection: nn.Module | None = None
 
     def forward(self, tokens: torch.Tensor, audio: torch.Tensor | None, cache: DecoderCache | None = None,
                 need_cross_weights: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -205,7 +210,10 @@ class TextDecoder(nn.Module):
         if cache is not None:
             cache.length = offset + n_new
         x = self.ln(x)
-        logits = (x @ self.token_embedding.weight.to(x.dtype).T).float()   # output projection tied to the embedding
+        if self.output_projection is not None:
+            logits = self.output_projection(x).float()
+        else:
+            logits = linear(x, self.token_embedding.weight.to(x.dtype)).float()   # output projection tied to the embedding
         return logits, cross_weights
 
     def cross_kv(self, audio: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,0 +1,85 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asrforge.nn import linear as L
+
+
+def test_linear_matches_f_linear_without_gradients():
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 7, 16), torch.randn(24, 16), torch.randn(24)
+    with torch.inference_mode():
+        for bias in (b, None):
+            assert torch.allclose(L.linear(x, w, bias), F.linear(x, w, bias), atol=1e-5)
+        assert torch.allclose(L.linear(x, w, b, gelu=True), F.gelu(F.linear(x, w, b)), atol=1e-5)
+    assert L.linear(x, w, b).shape == (2, 7, 24)
+
+
+def test_onednn_path_is_taken_when_available(monkeypatch):
+    if not L.onednn_linear_available():
+        pytest.skip("this torch build has no oneDNN linear")
+    calls = []
+    real = torch.ops.mkldnn._linear_pointwise
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(torch.ops.mkldnn, name)
+
+        def _linear_pointwise(self, *args):
+            calls.append(args[3])
+            return real(*args)
+
+    monkeypatch.setattr(L.torch.ops, "mkldnn", Spy(), raising=False)
+    with torch.no_grad():
+        L.linear(torch.randn(3, 4), torch.randn(5, 4), gelu=True)
+    assert calls == ["gelu"]
+
+
+def test_gradients_are_exact_when_training():
+    """oneDNN's operator has no backward: a gradient through it would silently be missing."""
+    torch.manual_seed(0)
+    layer = L.Linear(8, 6)
+    ref = nn.Linear(8, 6)
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(4, 8, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    layer(x).pow(2).sum().backward()
+    ref(x_ref).pow(2).sum().backward()
+    assert layer.weight.grad is not None and torch.allclose(layer.weight.grad, ref.weight.grad, atol=1e-6)
+    assert torch.allclose(x.grad, x_ref.grad, atol=1e-6)
+
+
+def test_can_be_turned_off_by_environment(monkeypatch):
+    L.onednn_linear_available.cache_clear()
+    monkeypatch.setenv("ASRFORGE_ONEDNN_LINEAR", "0")
+    try:
+        assert not L.onednn_linear_available()
+        with torch.no_grad():
+            x, w = torch.randn(3, 4), torch.randn(5, 4)
+            assert torch.equal(L.linear(x, w), F.linear(x, w))
+    finally:
+        L.onednn_linear_available.cache_clear()
+
+
+def test_state_dict_keys_are_those_of_plain_layers():
+    mlp = L.GeluMLP(4, 16)
+    assert list(mlp.state_dict()) == list(nn.Sequential(nn.Linear(4, 16), nn.GELU(), nn.Linear(16, 4)).state_dict())
+    assert list(L.Linear(3, 2, bias=False).state_dict()) == ["weight"]
+
+
+def test_quantized_mlp_runs_the_plain_sequence():
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    torch.manual_seed(0)
+    mlp = L.GeluMLP(32, 64)
+    x = torch.randn(5, 32)
+    with torch.no_grad():
+        ref = mlp(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = quantize_dynamic(L.as_plain_linears(mlp), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        assert type(q[0]) is not nn.Linear and type(q[0]) is not L.Linear
+        assert (q(x) - ref).abs().max() < 0.05 * ref.abs().max()
