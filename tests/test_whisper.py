@@ -326,6 +326,22 @@ def test_int8_quantizes_every_linear_layer_and_stays_close(tiny, saved):
     assert (got - ref).abs().max() < 0.05 * ref.abs().max()
 
 
+@pytest.mark.parametrize("dtype,tol", [("bfloat16", 0.02), ("float16", 0.005)])
+def test_half_precision_runs_and_stays_close(tiny, saved, dtype, tol):
+    """The GPU dtypes, exercised on the CPU (no GPU in CI): the weights are cast, LayerNorm and the logits
+    stay float32, and the logits stay within the dtype's rounding of the float32 model's."""
+    half = load_model(saved["openai"], dtype=dtype)
+    assert half.model.encoder.conv1.weight.dtype == getattr(torch, dtype)
+    mel, tokens = mel_window(4), torch.tensor([[tiny[1].sot, 5, 77]])
+    with torch.no_grad():
+        ref, got = tiny[0](mel, tokens), half.model(mel, tokens)
+    assert got.dtype == torch.float32
+    assert (got - ref).abs().max() < tol * ref.abs().max()
+    result = half.transcribe(np.random.default_rng(3).normal(0, 0.05, 16000).astype(np.float32), language="en",
+                             beam_size=2)
+    assert isinstance(result["text"], str) and all(s["end"] >= s["start"] for s in result["segments"])
+
+
 def test_cli_transcribe_writes_every_format(saved, tmp_path, capsys):
     wav = tmp_path / "talk.wav"
     sf.write(wav, np.random.default_rng(2).normal(0, 0.05, 16000 * 2).astype(np.float32), 16000)

@@ -41,7 +41,11 @@ class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 whatever the activation dtype (half-precision statistics drift)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        # the weights are cast too: a half-precision model holds half-precision LayerNorm weights, and
+        # layer_norm refuses a float32 input with them
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).type(x.dtype)
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
