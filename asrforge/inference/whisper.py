@@ -81,7 +81,7 @@ class WhisperPipeline:
         """``dtype``: float32, float16/bfloat16 (GPU), or int8 (dynamic quantization of linear layers, CPU)."""
         loaded = load_whisper_checkpoint(path)
         model = loaded.build()
-        tokenizer = WhisperTokenizer.from_folder(tokenizer_folder or loaded.folder, model.is_multilingual)
+        tokenizer = WhisperTokenizer.from_folder(tokenizer_folder or loaded.folder, model.is_multilingual, model.dims.n_vocab)
         if dtype == "int8":
             if torch.device(device).type != "cpu":
                 raise ConfigError("dtype int8 is for the CPU; on a GPU use float16 or bfloat16")

@@ -42,14 +42,25 @@ class WhisperTokenizer:
         self.multilingual = multilingual
 
     @classmethod
-    def from_folder(cls, folder: str | Path, multilingual: bool = True) -> "WhisperTokenizer":
+    def from_folder(cls, folder: str | Path, multilingual: bool = True, n_vocab: int | None = None) -> "WhisperTokenizer":
+        """``folder/tokenizer.json``; failing that (an OpenAI ``.pt`` holds no tokenizer), OpenAI's
+        ``multilingual.tiktoken`` / ``gpt2.tiktoken`` beside it or in an installed openai-whisper, which needs
+        the checkpoint's ``n_vocab`` to place the special tokens."""
         from tokenizers import Tokenizer
 
-        path = Path(folder) / "tokenizer.json"
-        if not path.is_file():
-            raise CheckpointError(f"no tokenizer.json beside the Whisper weights in {folder}; copy the tokenizer.json "
-                                  f"of the same model there (or pass --tokenizer PATH)")
-        return cls(Tokenizer.from_file(str(path)), multilingual)
+        from asrforge.text.tiktoken_files import find_tiktoken, tokenizer_from_tiktoken
+
+        folder = Path(folder)
+        if (folder / "tokenizer.json").is_file():
+            return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), multilingual)
+        tiktoken = find_tiktoken(folder, multilingual) if n_vocab else None
+        if tiktoken is None:
+            wanted = "multilingual.tiktoken" if multilingual else "gpt2.tiktoken"
+            raise CheckpointError(f"no tokenizer.json or {wanted} beside the Whisper weights in {folder}, and no "
+                                  f"openai-whisper installed to take {wanted} from; copy the tokenizer.json of the "
+                                  "same model (or openai-whisper's whisper/assets/" + wanted + ") there, or pass "
+                                  "--tokenizer PATH")
+        return cls(tokenizer_from_tiktoken(tiktoken, n_vocab), multilingual)
 
     # ------------------------------------------------------------ special tokens
     def special(self, text: str) -> int:

@@ -76,7 +76,8 @@ class WhisperFineTuner:
         loaded = load_whisper_checkpoint(cfg.init)
         self.model: Whisper = loaded.build().to(self.device)
         self.tokenizer_folder = Path(cfg.tokenizer) if cfg.tokenizer else loaded.folder
-        self.tokenizer = WhisperTokenizer.from_folder(self.tokenizer_folder, self.model.is_multilingual)
+        self.tokenizer = WhisperTokenizer.from_folder(self.tokenizer_folder, self.model.is_multilingual,
+                                                     self.model.dims.n_vocab)
         self.language = (self.tokenizer.language_code(cfg.language) if self.tokenizer.multilingual and cfg.language
                          else None if self.tokenizer.multilingual else "en")
         self.prefix = [*self.tokenizer.sot_sequence(self.language, cfg.task), self.tokenizer.no_timestamps]
@@ -192,6 +193,9 @@ class WhisperFineTuner:
         save_openai(self.model, self.out / "whisper.pt")
         for f in files:   # asrforge reads an OpenAI .pt's tokenizer from beside it
             (self.out / f.name).write_bytes(f.read_bytes())
+        if not any(f.name == "tokenizer.json" for f in files):   # read from a .tiktoken: write it out as JSON
+            self.tokenizer.tk.save(str(self.out / "tokenizer.json"))
+            files.append(self.out / "tokenizer.json")
         save_huggingface(self.model, self.out / "hf", files)
 
     def _log(self, record: dict) -> None:
