@@ -8,12 +8,12 @@ from asrforge.nn import linear as L
 
 def test_linear_matches_f_linear_without_gradients():
     torch.manual_seed(0)
-    x, w, b = torch.randn(2, 7, 16), torch.randn(24, 16), torch.randn(24)
+    x, w, b = torch.randn(2, 70, 160), torch.randn(240, 160), torch.randn(240)   # above the oneDNN threshold
     with torch.inference_mode():
         for bias in (b, None):
             assert torch.allclose(L.linear(x, w, bias), F.linear(x, w, bias), atol=1e-5)
         assert torch.allclose(L.linear(x, w, b, gelu=True), F.gelu(F.linear(x, w, b)), atol=1e-5)
-    assert L.linear(x, w, b).shape == (2, 7, 24)
+    assert L.linear(x, w, b).shape == (2, 70, 240)
 
 
 def test_onednn_path_is_taken_when_available(monkeypatch):
@@ -32,7 +32,8 @@ def test_onednn_path_is_taken_when_available(monkeypatch):
 
     monkeypatch.setattr(L.torch.ops, "mkldnn", Spy(), raising=False)
     with torch.no_grad():
-        L.linear(torch.randn(3, 4), torch.randn(5, 4), gelu=True)
+        L.linear(torch.randn(64, 128), torch.randn(256, 128), gelu=True)     # 2M multiply-adds
+        L.linear(torch.randn(3, 4), torch.randn(5, 4))                       # too small to pay oneDNN's call cost
     assert calls == ["gelu"]
 
 

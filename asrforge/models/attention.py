@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from asrforge.models.decoders import DecoderMemory, build_decoder, decoder_field
 from asrforge.config import fill_registry_defaults
+from asrforge.models.decoders import DecoderMemory, build_decoder, decoder_field
 from asrforge.models.encoders import build_encoder, encoder_field
+from asrforge.nn.linear import Linear
 from asrforge.registry import DECODERS, MODELS
 
 SOS = EOS = 0
@@ -84,7 +85,7 @@ class EncoderDecoderModel(nn.Module):
         self.config = config
         self.encoder = build_encoder(config.encoder, input_dim)
         self.decoder = build_decoder(config.decoder, self.encoder.out_dim, vocab_size)
-        self.ctc_head = nn.Linear(self.encoder.out_dim, vocab_size) if config.ctc_weight > 0 else None
+        self.ctc_head = Linear(self.encoder.out_dim, vocab_size) if config.ctc_weight > 0 else None
         # training batches seen: drives the scheduled-sampling ramp and travels with the checkpoint
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
 

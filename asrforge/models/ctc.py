@@ -9,6 +9,7 @@ from torch import nn
 
 from asrforge.config import fill_registry_defaults
 from asrforge.models.encoders import build_encoder, encoder_field
+from asrforge.nn.linear import Linear
 from asrforge.registry import MODELS
 
 
@@ -35,7 +36,7 @@ class CTCModel(nn.Module):
         self.config = config
         self.encoder = build_encoder(config.encoder, input_dim)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.encoder.out_dim, vocab_size)
+        self.head = Linear(self.encoder.out_dim, vocab_size)
 
     def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder contract: ``(B, T, D), (B,) -> (B, T', H), (B,)``."""

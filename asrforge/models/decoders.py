@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from asrforge.nn.attention import LocationAwareAttention
+from asrforge.nn.linear import Linear
 from asrforge.nn.masks import valid_mask
 from asrforge.nn.transformer import DecoderLayer, sinusoidal_positions
 from asrforge.registry import DECODERS
@@ -69,8 +70,8 @@ class LSTMDecoder(nn.Module):
                                    for i in range(config.layers))
         self.attention = LocationAwareAttention(config.hidden, memory_dim, config.attn_dim, config.location_channels,
                                                 config.location_kernel)
-        self.output = nn.Sequential(nn.Linear(config.hidden + memory_dim, config.hidden), nn.Tanh(),
-                                    nn.Dropout(config.dropout), nn.Linear(config.hidden, vocab_size))
+        self.output = nn.Sequential(Linear(config.hidden + memory_dim, config.hidden), nn.Tanh(),
+                                    nn.Dropout(config.dropout), Linear(config.hidden, vocab_size))
         self.drop = nn.Dropout(config.dropout)
 
     def prepare(self, memory: torch.Tensor, lens: torch.Tensor) -> DecoderMemory:
@@ -137,11 +138,11 @@ class TransformerDecoder(nn.Module):
         super().__init__()
         self.d_model = config.d_model
         self.embed = nn.Embedding(vocab_size, config.d_model)
-        self.memory_proj = nn.Linear(memory_dim, config.d_model) if memory_dim != config.d_model else nn.Identity()
+        self.memory_proj = Linear(memory_dim, config.d_model) if memory_dim != config.d_model else nn.Identity()
         self.layers = nn.ModuleList(DecoderLayer(config.d_model, config.heads, config.ff, config.dropout)
                                     for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.d_model)
-        self.out = nn.Linear(config.d_model, vocab_size)
+        self.out = Linear(config.d_model, vocab_size)
         self.drop = nn.Dropout(config.dropout)
 
     def prepare(self, memory: torch.Tensor, lens: torch.Tensor) -> DecoderMemory:

@@ -14,6 +14,7 @@ from torch import nn
 
 from asrforge.config import fill_registry_defaults
 from asrforge.models.encoders import build_encoder, encoder_field
+from asrforge.nn.linear import Linear
 from asrforge.registry import ENCODERS, MODELS
 
 BLANK = 0
@@ -74,7 +75,7 @@ class StatelessPredictor(nn.Module):
         super().__init__()
         self.context_size = context_size
         self.embed = nn.Embedding(vocab_size, hidden)
-        self.mix = nn.Linear(context_size * hidden, hidden)
+        self.mix = Linear(context_size * hidden, hidden)
         self.drop = nn.Dropout(dropout)
 
     def _mix(self, context: torch.Tensor) -> torch.Tensor:
@@ -108,9 +109,9 @@ class TransducerModel(nn.Module):
             self.predictor = LSTMPredictor(vocab_size, config.pred_hidden, config.pred_layers, config.dropout)
         else:
             self.predictor = StatelessPredictor(vocab_size, config.pred_hidden, config.context_size, config.dropout)
-        self.enc_proj = nn.Linear(self.encoder.out_dim, config.joint_dim)
-        self.pred_proj = nn.Linear(config.pred_hidden, config.joint_dim)
-        self.joint_out = nn.Linear(config.joint_dim, vocab_size)
+        self.enc_proj = Linear(self.encoder.out_dim, config.joint_dim)
+        self.pred_proj = Linear(config.pred_hidden, config.joint_dim)
+        self.joint_out = Linear(config.joint_dim, vocab_size)
 
     def encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, D) -> (B, T', joint_dim)`` already projected for the joint network."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from asrforge.nn.linear import Linear
 
 
 def rotary_tables(length: int, head_dim: int, device: torch.device, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,9 +31,9 @@ class MultiHeadAttention(nn.Module):
         if dim % heads:
             raise ValueError(f"model dimension {dim} is not divisible by {heads} heads")
         self.heads, self.head_dim, self.rotary, self.dropout = heads, dim // heads, rotary, dropout
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
-        self.out = nn.Linear(dim, dim)
+        self.q = Linear(dim, dim)
+        self.kv = Linear(dim, 2 * dim)
+        self.out = Linear(dim, dim)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
@@ -67,11 +68,11 @@ class LocationAwareAttention(nn.Module):
 
     def __init__(self, query_dim: int, memory_dim: int, attn_dim: int, channels: int = 10, kernel: int = 31):
         super().__init__()
-        self.query = nn.Linear(query_dim, attn_dim, bias=False)
-        self.memory = nn.Linear(memory_dim, attn_dim)
+        self.query = Linear(query_dim, attn_dim, bias=False)
+        self.memory = Linear(memory_dim, attn_dim)
         self.location_conv = nn.Conv1d(1, channels, kernel, padding=kernel // 2, bias=False)
-        self.location = nn.Linear(channels, attn_dim, bias=False)
-        self.energy = nn.Linear(attn_dim, 1, bias=False)
+        self.location = Linear(channels, attn_dim, bias=False)
+        self.energy = Linear(attn_dim, 1, bias=False)
 
     def project_memory(self, memory: torch.Tensor) -> torch.Tensor:
         """``(B, T, memory_dim) -> (B, T, attn_dim)``, computed once per utterance."""

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from asrforge.nn.attention import MultiHeadAttention
+from asrforge.nn.linear import Linear
 from asrforge.nn.transformer import FeedForward
 
 
@@ -21,10 +22,10 @@ class ConvolutionModule(nn.Module):
         if kernel % 2 == 0:
             raise ValueError(f"model.encoder.conv_kernel must be odd, got {kernel}")
         self.norm = nn.LayerNorm(dim)
-        self.pointwise_in = nn.Linear(dim, 2 * dim)
+        self.pointwise_in = Linear(dim, 2 * dim)
         self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
         self.depth_norm = nn.LayerNorm(dim)
-        self.pointwise_out = nn.Linear(dim, dim)
+        self.pointwise_out = Linear(dim, dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

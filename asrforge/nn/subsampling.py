@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from asrforge.nn.linear import Linear
 from asrforge.nn.masks import valid_mask
 
 
@@ -29,7 +30,7 @@ class Conv2dSubsampling(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
         freq = (in_dim - 1) // 2 + 1
         freq = (freq - 1) // 2 + 1
-        self.proj = nn.Linear(channels * freq, out_dim)
+        self.proj = Linear(channels * freq, out_dim)
 
     @staticmethod
     def output_lengths(lengths: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from asrforge.nn.attention import MultiHeadAttention
+from asrforge.nn.linear import Linear
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
@@ -23,7 +24,7 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int, dropout: float, activation: type[nn.Module] = nn.ReLU):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), activation(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+        self.net = nn.Sequential(Linear(dim, hidden), activation(), nn.Dropout(dropout), Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
