@@ -104,7 +104,7 @@ def _transcribe(args) -> None:
             round(args.temperature + i * step, 4) for i in range(int(round((1.0 - args.temperature) / step)) + 1))
     transcribe_command(
         args.audio, args.model, args.output_format, args.output_dir, args.device, args.dtype, args.tokenizer,
-        beam_size=args.beam_size, language=args.language, task=args.task, temperature=temperature,
+        same_speaker=args.same_speaker, beam_size=args.beam_size, language=args.language, task=args.task, temperature=temperature,
         best_of=args.best_of, patience=args.patience, length_penalty=args.length_penalty,
         compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
         no_speech_threshold=args.no_speech_threshold, initial_prompt=args.initial_prompt,
@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output-format", choices=["txt", "srt", "vtt", "tsv", "json", "all"], default="txt")
     r.add_argument("--output-dir", help="write <audio stem>.<format> files here instead of printing")
     r.add_argument("--device", default="cpu")
+    r.add_argument("--same-speaker", action="store_true",
+                   help="models trained with features.cmvn=speaker: the files are one speaker, so normalize them with "
+                        "statistics pooled over all of them (without it, each file is normalized on its own)")
     w = r.add_argument_group("Whisper options (as in openai-whisper)")
     w.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"],
                    help="float16/bfloat16 need a GPU; int8 quantizes linear layers for the CPU")

@@ -2,9 +2,13 @@
 Reads ../shared/data/fsdd by default (not part of a user's clone: pass --fsdd).
 
     python benchmarks/fsdd_heldout.py [--fsdd PATH] [--speakers george jackson] [--epochs 30] [--out DIR] [overrides ...]
+    python benchmarks/fsdd_heldout.py --eval-only --stats-utts 1 5 20 [--out DIR]   # score trained models again
     python benchmarks/fsdd_heldout.py --whisper PATH/TO/whisper [--train-utts 300] [--dev-utts 60] [--epochs 2]
 
-The first trains configs/fsdd_ctc.yaml from scratch; the second fine-tunes a local Whisper checkpoint with
+The first trains configs/fsdd_ctc.yaml from scratch. Its speaker CMVN pools the held-out speaker's statistics
+over all 500 of their (unlabeled) test recordings; --stats-utts K also scores each recording with statistics
+from only K recordings of the speaker (itself and K-1 others at random), as a user with a few recordings of a
+new voice would have. The second fine-tunes a local Whisper checkpoint with
 configs/fsdd_whisper.yaml on a random subset of the three speakers' recordings and also scores the
 checkpoint as it was, before fine-tuning. Prints one JSON line with each speaker's WER/CER and the mean.
 """
@@ -20,9 +24,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 
+import torch  # noqa: E402
+
+from asrforge.audio.io import load_audio  # noqa: E402
 from asrforge.data.importers import prepare  # noqa: E402
+from asrforge.data.manifest import read_manifest  # noqa: E402
+from asrforge.features.cmvn import CMVNAccumulator  # noqa: E402
 from asrforge.inference.commands import evaluate_manifest, evaluate_whisper_manifest  # noqa: E402
 from asrforge.inference.transcriber import Transcriber  # noqa: E402
+from asrforge.metrics import ErrorReport  # noqa: E402
 from asrforge.recipe import load_recipe  # noqa: E402
 from asrforge.train.trainer import Trainer  # noqa: E402
 
@@ -36,6 +46,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="default: 30 from scratch, the recipe's 2 for --whisper")
     ap.add_argument("--out", default="exp/fsdd-heldout")
     ap.add_argument("--extra-train", nargs="*", default=[], help="more training manifests (e.g. synthetic digits)")
+    ap.add_argument("--eval-only", action="store_true", help="score the models already trained in --out")
+    ap.add_argument("--stats-utts", nargs="*", type=int, default=[],
+                    help="speaker CMVN: also score with statistics pooled over only this many of the speaker's recordings")
     ap.add_argument("--whisper", help="fine-tune this Whisper checkpoint (configs/fsdd_whisper.yaml) instead")
     ap.add_argument("--train-utts", type=int, default=0, help="with --whisper: train on this many random recordings (0: all)")
     ap.add_argument("--dev-utts", type=int, default=0, help="with --whisper: pick the best epoch on this many (0: all)")
@@ -54,16 +67,43 @@ def main() -> None:
         recipe = load_recipe(REPO / "configs" / "fsdd_ctc.yaml",
                              [f"data.train=[{','.join([str(data / 'train.jsonl'), *args.extra_train])}]", f"data.dev={data / 'dev.jsonl'}",
                               "train.max_minutes=null", f"train.epochs={args.epochs or 30}", *args.overrides])
-        trained = Trainer(recipe, exp).fit()
-        ev = evaluate_manifest(Transcriber.from_checkpoint(exp), data / "test.jsonl", recipe.decode.beam_size, progress=False)
+        minutes = None if args.eval_only else Trainer(recipe, exp).fit()["train_minutes"]
+        transcriber = Transcriber.from_checkpoint(exp)
+        ev = evaluate_manifest(transcriber, data / "test.jsonl", recipe.decode.beam_size, progress=False)
         s = ev.summary()
-        results[speaker] = {"wer": s["wer"], "cer": s["cer"], "utts": s["utts"], "train_minutes": trained["train_minutes"]}
+        results[speaker] = {"wer": s["wer"], "cer": s["cer"], "utts": s["utts"], "train_minutes": minutes}
         print(f"held out {speaker}: WER {100 * s['wer']:.2f}%  CER {100 * s['cer']:.2f}%", file=sys.stderr)
+        for k in args.stats_utts:
+            wer = wer_with_few_recordings(transcriber, data / "test.jsonl", k, recipe.decode.beam_size)
+            results[speaker][f"wer_stats_from_{k}"] = wer
+            print(f"held out {speaker}, speaker statistics from {k} recording(s): WER {100 * wer:.2f}%", file=sys.stderr)
     mean = sum(r["wer"] for r in results.values()) / len(results)
+    means = {f"mean_wer_stats_from_{k}": sum(r[f"wer_stats_from_{k}"] for r in results.values()) / len(results)
+             for k in args.stats_utts}
     print(json.dumps({"name": "fsdd_heldout", "whisper": args.whisper, "train_utts": args.train_utts,
                       "epochs": args.epochs, "extra_train": args.extra_train,
                       "overrides": args.overrides, "speakers": results,
-                      "mean_wer": mean, "machine": machine()}))
+                      "mean_wer": mean, **means, "machine": machine()}))
+
+
+def wer_with_few_recordings(transcriber: Transcriber, manifest: Path, k: int, beam_size: int, seed: int = 0) -> float:
+    """WER when each recording is normalized with statistics pooled over itself and k-1 other recordings of its
+    speaker, drawn at random (k=1: the recording alone, i.e. per-utterance CMVN)."""
+    utts, _ = read_manifest(manifest)
+    raw = [transcriber.features.unnormalized(load_audio(u.audio_filepath)) for u in utts]
+    by_speaker: dict[str | None, list[int]] = {}
+    for i, u in enumerate(utts):
+        by_speaker.setdefault(u.speaker, []).append(i)
+    rng, report = random.Random(seed), ErrorReport()
+    for i, u in enumerate(utts):
+        others = [j for j in by_speaker[u.speaker] if j != i]
+        acc = CMVNAccumulator()
+        for j in [i, *rng.sample(others, min(k - 1, len(others)))]:
+            acc.add(raw[j])
+        feats = acc.stats().apply(raw[i])[None]
+        hyp = transcriber.decode_text(feats, torch.tensor([feats.shape[1]]), beam_size)[0]
+        report.add(u.id, transcriber.normalizer(u.text), hyp, u.speaker)
+    return report.summary()["wer"]
 
 
 def subset(manifest: Path, n: int, out: Path) -> Path:

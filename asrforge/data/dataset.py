@@ -13,12 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from asrforge.audio.augment import WaveAugment
 from asrforge.audio.io import load_audio
 from asrforge.data.manifest import Utterance
 from asrforge.errors import AsrforgeError
 from asrforge.features import FeatureExtractor, SpecAugment
+from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.text import Normalizer, Tokenizer
 
 
@@ -79,10 +81,11 @@ class ItemMaker:
             return torch.zeros(0, dtype=torch.long)
         return torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
 
-    def wave_features(self, wave: np.ndarray, gen: torch.Generator | None) -> torch.Tensor:
+    def wave_features(self, wave: np.ndarray, gen: torch.Generator | None,
+                      speaker_stats: CMVNStats | None = None) -> torch.Tensor:
         if self.wave_augment is not None and gen is not None:
             wave = self.wave_augment(wave, gen)
-        return self.features(wave)
+        return self.features(wave, speaker_stats)
 
     def finish(self, uid: str, feats: torch.Tensor, tokens: torch.Tensor, text: str, gen: torch.Generator) -> Item:
         if self.specaugment is not None:
@@ -101,16 +104,39 @@ class ItemMaker:
 
 
 class SpeechDataset(Dataset):
-    """Index with ``(index, epoch)`` pairs (what :class:`DurationBatchSampler` yields)."""
+    """Index with ``(index, epoch)`` pairs (what :class:`DurationBatchSampler` yields).
+
+    With ``features.cmvn == "speaker"`` the constructor makes one pass over the audio to pool each
+    speaker's statistics (un-augmented audio; utterances without a speaker are normalized on their own).
+    """
 
     def __init__(self, utts: list[Utterance], features: FeatureExtractor, tokenizer: Tokenizer | None,
                  normalizer: Normalizer, specaugment: SpecAugment | None = None, seed: int = 0,
-                 cache_features: bool = False, wave_augment: WaveAugment | None = None):
+                 cache_features: bool = False, wave_augment: WaveAugment | None = None, progress: bool = False):
         self.utts = utts
         self.maker = ItemMaker(features, tokenizer, normalizer, specaugment, wave_augment, seed)
         # With waveform augmentation the features differ every epoch, so the cache keeps waveforms instead.
         self.cache: dict[int, torch.Tensor | np.ndarray] | None = {} if cache_features else None
         self.texts = [normalizer(u.text) for u in utts]
+        self.speaker_stats: dict[str, CMVNStats] = (self._pool_speaker_stats(progress)
+                                                    if features.config.cmvn == "speaker" else {})
+
+    def _pool_speaker_stats(self, progress: bool) -> dict[str, CMVNStats]:
+        """speaker -> statistics over all of that speaker's readable audio."""
+        acc: dict[str, CMVNAccumulator] = {}
+        keep_waves = self.cache is not None and self.maker.wave_augment is not None
+        for index, u in enumerate(tqdm(self.utts, desc="speaker CMVN statistics", unit="utt", disable=not progress,
+                                       leave=False)):
+            if u.speaker is None:
+                continue
+            try:
+                wave = self._wave(index)
+            except AsrforgeError:
+                continue   # reported as a bad item when the utterance is used
+            if keep_waves:
+                self.cache[index] = wave
+            acc.setdefault(u.speaker, CMVNAccumulator()).add(self.maker.features.unnormalized(wave))
+        return {speaker: a.stats() for speaker, a in acc.items()}
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -129,13 +155,14 @@ class SpeechDataset(Dataset):
         The cache holds features, or waveforms when augmentation is on (features then differ every epoch).
         """
         cache = self.cache if self.cache is not None else {}
+        stats = self.speaker_stats.get(self.utts[index].speaker)
         if self.maker.wave_augment is None:
             if index not in cache:
-                cache[index] = self.maker.features(self._wave(index))
+                cache[index] = self.maker.features(self._wave(index), stats)
             return cache[index]
         if index not in cache:
             cache[index] = self._wave(index)
-        return self.maker.wave_features(cache[index], generator)
+        return self.maker.wave_features(cache[index], generator, stats)
 
     def __getitem__(self, key: tuple[int, int] | int) -> Item | BadItem:
         index, epoch = key if isinstance(key, tuple) else (key, 0)

@@ -1,4 +1,4 @@
-"""Waveform -> (T, D) feature matrix: log-mel filterbank or MFCC, with per-utterance CMVN."""
+"""Waveform -> (T, D) feature matrix: log-mel filterbank or MFCC, normalized per utterance or per speaker."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from asrforge.audio.io import SAMPLE_RATE
+from asrforge.features.cmvn import CMVNStats, utterance_cmvn
 from asrforge.features.mel import dct_matrix, deltas, mel_filterbank
 
 LOG_FLOOR = 1e-6  # keeps log() finite on digital silence
@@ -27,7 +28,9 @@ class FeatureConfig:
     fmin: float = 0.0
     fmax: float | None = None
     htk_mel: bool = False         # False: Slaney mel scale (librosa's default)
-    cmvn: Literal["utterance", "none"] = "utterance"
+    # "speaker": statistics pooled over all of a speaker's utterances (the manifest's speaker field), computed
+    # by the dataset; an utterance with no speaker, or a lone file at transcription, is its own speaker.
+    cmvn: Literal["utterance", "speaker", "none"] = "utterance"
 
     @property
     def win_length(self) -> int:
@@ -70,7 +73,8 @@ class FeatureExtractor:
         """``(N,)`` -> natural-log mel energies ``(T, n_mels)``."""
         return torch.log(self.power_spectrogram(wave) @ self.mel.T + LOG_FLOOR)
 
-    def __call__(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def unnormalized(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``(N,)`` -> ``(T, D)`` features before CMVN (what speaker statistics are accumulated from)."""
         wave = torch.as_tensor(wave, dtype=torch.float32)
         feats = self.log_mel(wave)
         if self.dct is not None:
@@ -78,6 +82,13 @@ class FeatureExtractor:
         if self.config.deltas:
             d1 = deltas(feats)
             feats = torch.cat([feats, d1, deltas(d1)], dim=1)
-        if self.config.cmvn == "utterance":
-            feats = (feats - feats.mean(0)) / (feats.std(0, unbiased=False) + 1e-5)
+        return feats
+
+    def __call__(self, wave: np.ndarray | torch.Tensor, speaker_stats: CMVNStats | None = None) -> torch.Tensor:
+        """``(N,)`` -> normalized ``(T, D)``; ``speaker_stats`` is used when ``cmvn`` is "speaker"."""
+        feats = self.unnormalized(wave)
+        if self.config.cmvn == "speaker" and speaker_stats is not None:
+            feats = speaker_stats.apply(feats)
+        elif self.config.cmvn != "none":
+            feats = utterance_cmvn(feats)
         return feats.contiguous()

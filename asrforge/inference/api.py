@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from asrforge.errors import CheckpointError, ConfigError
+from asrforge.features.cmvn import CMVNStats
 from asrforge.inference.transcriber import Transcriber
 
 
@@ -25,13 +26,14 @@ class AsrforgeModel:
         self.source = source
 
     def transcribe(self, audio: np.ndarray | str | Path, beam_size: int | None = None, progress: bool = False,
-                   word_timestamps: bool = True, **options) -> dict:
+                   word_timestamps: bool = True, speaker_stats: CMVNStats | None = None, **options) -> dict:
         """``word_timestamps`` is accepted for symmetry with Whisper: CTC and transducer models give word
-        times at no cost, so they are always there (attention decoders have no alignment to give them)."""
+        times at no cost, so they are always there (attention decoders have no alignment to give them).
+        ``speaker_stats``: see :meth:`Transcriber.transcribe`."""
         if options:
             raise ConfigError(f"option(s) {sorted(options)} apply to Whisper checkpoints only; an asrforge model takes "
                               f"beam_size")
-        r = self.transcriber.transcribe(audio, beam_size)[0]
+        r = self.transcriber.transcribe(audio, beam_size, speaker_stats)[0]
         words = [{"word": w.word, "start": w.start, "end": w.end} for w in r.words]
         segments = [{"id": 0, "seek": 0, "start": 0.0, "end": round(r.duration, 3), "text": r.text, "words": words}] \
             if r.text else []

@@ -33,7 +33,7 @@ def evaluate_manifest(transcriber: Transcriber, manifest: str | Path, beam_size:
     utts, bad_lines = read_manifest(manifest)
     if not utts:
         raise AsrforgeError(f"manifest {manifest} has no readable line ({len(bad_lines)} bad); check its format")
-    dataset = SpeechDataset(utts, transcriber.features, None, transcriber.normalizer)
+    dataset = SpeechDataset(utts, transcriber.features, None, transcriber.normalizer, progress=progress)
     ev = evaluate_dataset(transcriber, dataset, beam_size, progress=progress)
     ev.bad = [BadItem(s.item, s.reason) for s in bad_lines] + ev.bad
     return ev
@@ -86,14 +86,20 @@ def evaluate_command(model: str, manifest: str, beam_size: int, json_path: str |
 
 
 def transcribe_command(audio: list[str], model: str, output_format: str, output_dir: str | None, device: str = "cpu",
-                       dtype: str = "float32", tokenizer: str | None = None, **options) -> int:
+                       dtype: str = "float32", tokenizer: str | None = None, same_speaker: bool = False, **options) -> int:
     """Transcribe each file with an asrforge or Whisper model; a bad file is reported and skipped, the rest
-    still run. ``options`` go to ``transcribe`` (None values are left at the model's defaults). Returns failures."""
-    from asrforge.inference.api import load_model
+    still run. ``options`` go to ``transcribe`` (None values are left at the model's defaults). Returns failures.
+    ``same_speaker``: the files are one speaker, so a model trained with speaker CMVN pools statistics over them."""
+    from asrforge.inference.api import AsrforgeModel, load_model
     from asrforge.inference.writers import write_result
 
     recognizer = load_model(model, device, dtype, tokenizer)
     options = {k: v for k, v in options.items() if v is not None}
+    if same_speaker:
+        if not (isinstance(recognizer, AsrforgeModel) and recognizer.transcriber.recipe.features.cmvn == "speaker"):
+            raise AsrforgeError(f"--same-speaker applies to models trained with features.cmvn=speaker; {model} "
+                                "normalizes each file on its own, so leave the flag out")
+        options["speaker_stats"] = recognizer.transcriber.pooled_speaker_stats(audio)
     if options.get("language") not in (None, "auto") and hasattr(recognizer, "tokenizer"):
         recognizer.tokenizer.language_code(options["language"])   # a bad code fails once, before any file
     failures = 0

@@ -12,7 +12,9 @@ import torch
 from asrforge.audio.io import SAMPLE_RATE, load_audio
 from asrforge.decoding import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
 from asrforge.decoding.searches import Decoded, SearchOptions, decode_batch
+from asrforge.errors import AsrforgeError
 from asrforge.features import FeatureExtractor
+from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.models.build import build_model
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, Tokenizer, tokenizer_from_state
@@ -139,14 +141,31 @@ class Transcriber:
         flush()
         return words
 
-    def transcribe(self, audio: str | Path | np.ndarray | list, beam_size: int | None = None) -> list[Result]:
+    def pooled_speaker_stats(self, audio: list[str | Path | np.ndarray]) -> CMVNStats:
+        """CMVN statistics over all of ``audio`` taken as one speaker (models trained with ``features.cmvn=speaker``).
+        Unreadable files are left out here; transcribing them reports them."""
+        acc = CMVNAccumulator()
+        for item in audio:
+            try:
+                wave = load_audio(item) if isinstance(item, (str, Path)) else np.asarray(item, dtype=np.float32)
+            except AsrforgeError:
+                continue
+            acc.add(self.features.unnormalized(wave))
+        if not acc.frames:
+            raise AsrforgeError("none of the audio could be read to pool speaker statistics")
+        return acc.stats()
+
+    def transcribe(self, audio: str | Path | np.ndarray | list, beam_size: int | None = None,
+                   speaker_stats: CMVNStats | None = None) -> list[Result]:
         """Paths or 16 kHz float arrays -> one :class:`Result` each. Word times come from the CTC best path or
-        the transducer's emission frames; attention decoders have no alignment, so their results carry no words."""
+        the transducer's emission frames; attention decoders have no alignment, so their results carry no words.
+        ``speaker_stats`` (from :meth:`pooled_speaker_stats`) normalizes models trained with speaker CMVN;
+        without it each input is normalized on its own."""
         items = audio if isinstance(audio, list) else [audio]
         results = []
         for item in items:
             wave = load_audio(item) if isinstance(item, (str, Path)) else np.asarray(item, dtype=np.float32)
-            feats = self.features(wave)[None]
+            feats = self.features(wave, speaker_stats)[None]
             decoded = self.decode(feats, torch.tensor([feats.shape[1]]), beam_size)
             hyp = decoded.hyps[0]
             if decoded.ctc_log_probs is not None:

@@ -115,7 +115,10 @@ class Trainer:
         specaug = SpecAugment(recipe.specaugment) if recipe.specaugment.enabled else None
         augment = WaveAugment(recipe.augment) if recipe.augment.enabled else None
         self.dev_set = SpeechDataset(dev_utts, features, None, self.normalizer, None,
-                                     cache_features=recipe.data.cache_features)
+                                     cache_features=recipe.data.cache_features, progress=self.progress)
+        if shards and recipe.features.cmvn == "speaker":
+            raise ConfigError("features.cmvn=speaker pools each speaker's audio before training, which a shard stream "
+                              "cannot do; train from manifests, or use features.cmvn=utterance with shards")
         if shards:
             # a stream of ready batches; it stands where the batch sampler stands for manifests
             maker = ItemMaker(features, self.tokenizer, self.normalizer, specaug, augment, cfg.seed)
@@ -125,7 +128,8 @@ class Trainer:
                                        max_duration=recipe.data.max_duration)
         else:
             self.train_set = SpeechDataset(train_utts, features, self.tokenizer, self.normalizer, specaug, cfg.seed,
-                                           cache_features=recipe.data.cache_features, wave_augment=augment)
+                                           cache_features=recipe.data.cache_features, wave_augment=augment,
+                                           progress=self.progress)
             self.sampler = DurationBatchSampler(self.train_set.durations, recipe.data.max_batch_seconds, shuffle=True,
                                                 seed=cfg.seed, rank=self.dist.rank, world=world,
                                                 max_batch_size=recipe.data.max_batch_size)

@@ -1,0 +1,143 @@
+"""Speaker-level CMVN: statistics pooled over a speaker's utterances, in datasets, training and transcription."""
+
+import numpy as np
+import pytest
+import torch
+
+from asrforge.audio.io import load_audio, write_audio
+from asrforge.data.dataset import BadItem, SpeechDataset
+from asrforge.data.manifest import Utterance
+from asrforge.errors import AsrforgeError, ConfigError
+from asrforge.features import FeatureConfig, FeatureExtractor
+from asrforge.features.cmvn import CMVNAccumulator, utterance_cmvn
+from asrforge.text import Normalizer
+
+from conftest import REPO, tiny_overrides
+
+
+def test_accumulated_stats_equal_those_of_the_concatenation():
+    parts = [torch.randn(n, 5) * 3 + 7 for n in (4, 11, 30)]
+    acc = CMVNAccumulator()
+    for p in parts:
+        acc.add(p)
+    whole = torch.cat(parts)
+    stats = acc.stats()
+    assert acc.frames == 45
+    assert torch.allclose(stats.mean, whole.mean(0), atol=1e-5)
+    assert torch.allclose(stats.std, whole.std(0, unbiased=False), atol=1e-5)
+    with pytest.raises(ValueError):
+        CMVNAccumulator().stats()
+
+
+def _voice(path, freq, seconds, rng):
+    t = np.arange(int(16000 * seconds)) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)
+    write_audio(path, wave.astype(np.float32), 16000)
+    return str(path)
+
+
+@pytest.fixture
+def two_speakers(tmp_path):
+    """Three utterances of a low voice, two of a high one, one without a speaker, one unreadable."""
+    rng = np.random.default_rng(0)
+    utts = [Utterance(_voice(tmp_path / f"a{i}.wav", 200 + 20 * i, 0.5 + 0.2 * i, rng), 1.0, "one", speaker="a", id=f"a{i}")
+            for i in range(3)]
+    utts += [Utterance(_voice(tmp_path / f"b{i}.wav", 900 + 50 * i, 0.6, rng), 0.6, "two", speaker="b", id=f"b{i}")
+             for i in range(2)]
+    utts.append(Utterance(_voice(tmp_path / "lone.wav", 500, 0.4, rng), 0.4, "three", id="lone"))
+    utts.append(Utterance(str(tmp_path / "gone.wav"), 0.5, "four", speaker="a", id="gone"))
+    return utts
+
+
+def test_speaker_cmvn_normalizes_each_speaker_as_a_whole(two_speakers):
+    fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="speaker"))
+    ds = SpeechDataset(two_speakers, fe, None, Normalizer())
+    assert sorted(ds.speaker_stats) == ["a", "b"]          # the unreadable file does not stop the pass
+    feats = {u.id: ds.features_of(i) for i, u in enumerate(two_speakers[:-1])}
+    for speaker in "ab":
+        pooled = torch.cat([f for k, f in feats.items() if k.startswith(speaker)])
+        assert torch.allclose(pooled.mean(0), torch.zeros(40), atol=1e-3)
+        assert torch.allclose(pooled.std(0, unbiased=False), torch.ones(40), atol=1e-2)
+        # ...but not each utterance on its own: the utterances keep what differs between them
+        assert feats[f"{speaker}0"].mean(0).abs().max() > 0.1
+    # an utterance with no speaker is its own speaker
+    raw = fe.unnormalized(ds._wave(5))
+    assert torch.allclose(feats["lone"], utterance_cmvn(raw), atol=1e-6)
+    assert isinstance(ds[(6, 0)], BadItem) and "does not exist" in ds[(6, 0)].reason
+
+
+def test_speaker_cmvn_without_stats_is_utterance_cmvn():
+    wave = np.random.default_rng(1).standard_normal(8000).astype(np.float32)
+    by_speaker = FeatureExtractor(FeatureConfig(cmvn="speaker"))(wave)
+    by_utterance = FeatureExtractor(FeatureConfig(cmvn="utterance"))(wave)
+    assert torch.equal(by_speaker, by_utterance)
+
+
+def test_speaker_cmvn_with_waveform_augmentation_caches_waves(two_speakers):
+    from asrforge.audio.augment import AugmentConfig, WaveAugment
+
+    fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="speaker"))
+    ds = SpeechDataset(two_speakers[:5], fe, None, Normalizer(), cache_features=True,
+                       wave_augment=WaveAugment(AugmentConfig(gain_db=[-6, 6])))
+    assert set(ds.cache) == set(range(5)) and all(isinstance(w, np.ndarray) for w in ds.cache.values())
+    g = torch.Generator().manual_seed(0)
+    # gain only shifts log-mel by a constant, which the speaker's mean does not remove: the result moves
+    assert not torch.allclose(ds.features_of(0, g), ds.features_of(0))
+
+
+def _speaker_recipe(corpus):
+    from asrforge.recipe import load_recipe
+
+    return load_recipe(REPO / "configs" / "demo_ctc.yaml", tiny_overrides(corpus, **{"features.cmvn": "speaker", "train.epochs": 1}))
+
+
+def test_training_and_transcription_with_speaker_cmvn(corpus, tmp_path, capsys):
+    from asrforge.data.manifest import read_manifest
+    from asrforge.inference.commands import evaluate_manifest, transcribe_command
+    from asrforge.inference.transcriber import Transcriber
+    from asrforge.train.trainer import Trainer
+
+    exp = tmp_path / "exp"
+    trainer = Trainer(_speaker_recipe(corpus), exp, progress=False)
+    assert trainer.train_set.speaker_stats and trainer.dev_set.speaker_stats
+    trainer.fit()
+    tr = Transcriber.from_checkpoint(exp)
+    assert tr.recipe.features.cmvn == "speaker"
+    ev = evaluate_manifest(tr, corpus / "test.jsonl", beam_size=1, progress=False)
+    assert ev.summary()["utts"] > 0
+
+    # --same-speaker pools the files' statistics: the same as a manifest whose lines share one speaker
+    paths = [u.audio_filepath for u in read_manifest(corpus / "test.jsonl")[0][:3]]
+    stats = tr.pooled_speaker_stats(paths)
+    acc = CMVNAccumulator()
+    for p in paths:
+        acc.add(tr.features.unnormalized(load_audio(p)))
+    assert torch.allclose(stats.mean, acc.stats().mean) and torch.allclose(stats.std, acc.stats().std)
+    wave = load_audio(paths[0])
+    assert not torch.allclose(tr.features(wave, stats), tr.features(wave))   # pooled, not per file
+    pooled = [r.text for r in tr.transcribe(paths, 1, stats)]
+    transcribe_command(paths, str(exp), "txt", None, same_speaker=True, beam_size=1)
+    printed = [line.split("\t", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert printed == pooled
+
+
+def test_same_speaker_is_refused_for_utterance_cmvn_models(trained, corpus):
+    from asrforge.data.manifest import read_manifest
+    from asrforge.inference.commands import transcribe_command
+
+    path = read_manifest(corpus / "test.jsonl")[0][0].audio_filepath
+    with pytest.raises(AsrforgeError, match="features.cmvn=speaker"):
+        transcribe_command([path], str(trained), "txt", None, same_speaker=True)
+
+
+def test_speaker_cmvn_cannot_stream_shards(corpus, tmp_path):
+    from asrforge.data.shards import write_shards
+    from asrforge.recipe import load_recipe
+    from asrforge.train.trainer import Trainer
+
+    write_shards(corpus / "train.jsonl", tmp_path / "shards", shard_size=50, progress=False)
+    spec = str(tmp_path / "shards" / "shard-000000.tar")
+    recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml",
+                         tiny_overrides(corpus, **{"features.cmvn": "speaker", "data.train": spec}))
+    with pytest.raises(ConfigError, match="shard"):
+        Trainer(recipe, tmp_path / "exp", progress=False)
