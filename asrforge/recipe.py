@@ -41,6 +41,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     accum_steps: int = 1
+    # Exponential moving average of the weights, updated every optimizer step (e.g. 0.999); validation and the
+    # saved models use the average, which generalizes better than the last step's weights. None: off.
+    ema_decay: float | None = None
     amp: bool = True                     # mixed precision on GPU (bfloat16 where supported, else float16)
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda | cuda:N

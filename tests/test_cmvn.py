@@ -117,8 +117,11 @@ def test_training_and_transcription_with_speaker_cmvn(corpus, tmp_path, capsys):
     assert not torch.allclose(tr.features(wave, stats), tr.features(wave))   # pooled, not per file
     pooled = [r.text for r in tr.transcribe(paths, 1, stats)]
     transcribe_command(paths, str(exp), "txt", None, same_speaker=True, beam_size=1)
-    printed = [line.split("\t", 1)[1] for line in capsys.readouterr().out.splitlines()]
-    assert printed == pooled
+    printed = capsys.readouterr()
+    assert [line.split("\t", 1)[1] for line in printed.out.splitlines()] == pooled
+    assert "speaker CMVN" not in printed.err
+    transcribe_command(paths[:1], str(exp), "txt", None, beam_size=1)   # one file on its own: warned
+    assert "--same-speaker" in capsys.readouterr().err
 
 
 def test_same_speaker_is_refused_for_utterance_cmvn_models(trained, corpus):

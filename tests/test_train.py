@@ -5,6 +5,7 @@ import soundfile as sf
 import torch
 
 from asrforge.data.manifest import read_manifest, write_manifest
+from asrforge.errors import ConfigError
 from asrforge.recipe import load_recipe
 from asrforge.train.checkpoint import load_checkpoint
 from asrforge.train.trainer import Trainer
@@ -124,3 +125,20 @@ def test_a_batch_of_only_bad_items_is_skipped_without_a_crash(recipe, corpus, tm
     assert len(empty) == 0 and trainer._train_step(empty) is None
     grads = [p.grad for p in trainer.model.parameters()]
     assert all(g is not None for g in grads) and not any(g.any() for g in grads)
+
+
+def test_weight_average_is_saved_and_resumes_exactly(corpus, tmp_path):
+    ema = {"train.ema_decay": 0.9}
+    straight = run(corpus, tmp_path / "a", **ema)
+    a = load_checkpoint(tmp_path / "a" / "last.pt")
+    assert a["ema_steps"] == straight["steps"]
+    # "model" (what evaluation loads) is the average, not the last step's weights
+    assert any(not torch.equal(a["model"][k], a["training_model"][k]) for k in a["model"])
+    run(corpus, tmp_path / "b", **ema, **{"train.max_steps": 3})
+    run(corpus, tmp_path / "b", resume=True, **ema)
+    b = load_checkpoint(tmp_path / "b" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]) and torch.equal(a["training_model"][k], b["training_model"][k]), k
+    run(corpus, tmp_path / "c", **{"train.max_steps": 2})
+    with pytest.raises(ConfigError, match="ema_decay"):
+        run(corpus, tmp_path / "c", resume=True, **ema)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -139,6 +140,9 @@ class Trainer:
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None)
                     if self.dist.enabled else self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # the averaged copy includes buffers (BatchNorm statistics), so it is a complete model on its own
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+                    if cfg.ema_decay else None)
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / cfg.accum_steps))
         self.state.planned_epochs = cfg.epochs
         self.scheduler = WarmupCosine(self.optimizer, cfg.lr, cfg.warmup_steps, cfg.epochs * self.steps_per_epoch,
@@ -164,8 +168,19 @@ class Trainer:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What validation scores and checkpoints hold: the weight average when train.ema_decay is set."""
+        return self.ema.module if self.ema is not None else self.model
+
     def _restore(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            if "ema_steps" not in ckpt:
+                raise ConfigError("--resume: train.ema_decay is set but the checkpoint was trained without it; "
+                                  "resume with the same recipe")
+            self.ema.module.load_state_dict(ckpt["model"])
+            self.ema.n_averaged.fill_(ckpt["ema_steps"])
+        self.model.load_state_dict(ckpt.get("training_model", ckpt["model"]))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -181,7 +196,10 @@ class Trainer:
                          scaler=self.scaler.state_dict(),
                          rng={"torch": torch.get_rng_state(),
                               "cuda": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None})
-        save_checkpoint(self.out / name, self.recipe, self.tokenizer, self.model, **extra)
+            if self.ema is not None:   # "model" holds the average; resuming needs the weights being trained too
+                extra.update(training_model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                             ema_steps=int(self.ema.n_averaged))
+        save_checkpoint(self.out / name, self.recipe, self.tokenizer, self.eval_model, **extra)
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
@@ -244,12 +262,14 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.state.step += 1
         return float(norm)
 
     def validate(self) -> dict:
         self.model.eval()
-        transcriber = Transcriber(self.model, self.recipe, self.tokenizer, self.dist.device)
+        transcriber = Transcriber(self.eval_model, self.recipe, self.tokenizer, self.dist.device)
         result = evaluate_dataset(transcriber, self.dev_set, beam_size=1, progress=False)
         self.model.train()
         return result.summary()
