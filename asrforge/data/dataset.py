@@ -85,7 +85,11 @@ class ItemMaker:
                       speaker_stats: CMVNStats | None = None) -> torch.Tensor:
         if self.wave_augment is not None and gen is not None:
             wave = self.wave_augment(wave, gen)
-        return self.features(wave, speaker_stats)
+        return self.featurize(wave, speaker_stats)
+
+    def featurize(self, wave: np.ndarray, speaker_stats: CMVNStats | None = None) -> torch.Tensor:
+        # only FeatureExtractor takes statistics; other front ends (Whisper's log-mel) take the wave alone
+        return self.features(wave) if speaker_stats is None else self.features(wave, speaker_stats)
 
     def finish(self, uid: str, feats: torch.Tensor, tokens: torch.Tensor, text: str, gen: torch.Generator) -> Item:
         if self.specaugment is not None:
@@ -119,7 +123,8 @@ class SpeechDataset(Dataset):
         self.cache: dict[int, torch.Tensor | np.ndarray] | None = {} if cache_features else None
         self.texts = [normalizer(u.text) for u in utts]
         self.speaker_stats: dict[str, CMVNStats] = (self._pool_speaker_stats(progress)
-                                                    if features.config.cmvn == "speaker" else {})
+                                                    if isinstance(features, FeatureExtractor)
+                                                    and features.config.cmvn == "speaker" else {})
 
     def _pool_speaker_stats(self, progress: bool) -> dict[str, CMVNStats]:
         """speaker -> statistics over all of that speaker's readable audio."""
@@ -158,7 +163,7 @@ class SpeechDataset(Dataset):
         stats = self.speaker_stats.get(self.utts[index].speaker)
         if self.maker.wave_augment is None:
             if index not in cache:
-                cache[index] = self.maker.features(self._wave(index), stats)
+                cache[index] = self.maker.featurize(self._wave(index), stats)
             return cache[index]
         if index not in cache:
             cache[index] = self._wave(index)
