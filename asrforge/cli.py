@@ -67,6 +67,45 @@ def _tokenizer_train(args) -> None:
           f"use it with: text.tokenizer=sentencepiece text.sentencepiece_model={args.out}")
 
 
+def _lm_train(args) -> None:
+    from asrforge.data.manifest import read_manifest
+    from asrforge.decoding.kneser_ney import write_lm
+    from asrforge.recipe import load_recipe
+    from asrforge.text import Normalizer
+
+    normalizer = Normalizer(load_recipe(args.config).text if args.config else None)
+    texts, bad = [], 0
+    for manifest in args.manifest:
+        utts, skipped = read_manifest(manifest)
+        texts += [normalizer(u.text) for u in utts]
+        bad += len(skipped)
+    lm = write_lm(texts, args.order, args.out)
+    counts = ", ".join(f"{sum(1 for k in lm.probs if len(k) == n)} {n}-grams" for n in range(1, lm.order + 1))
+    print(f"Kneser-Ney {args.order}-gram from {len(texts)} transcripts ({len(lm.vocab)} words; {counts}) -> {args.out}"
+          + (f"  ({bad} bad manifest lines skipped)" if bad else "")
+          + f"\ndecode with it: asrforge evaluate --lm {args.out} --beam-size 8 ..., or lm.path={args.out} in a recipe")
+
+
+def _lm_options(args) -> dict:
+    """--lm / --no-lm / --lm-weight / --word-bonus -> Transcriber.from_checkpoint keyword arguments."""
+    if args.no_lm and args.lm:
+        raise AsrforgeError("give --lm PATH or --no-lm, not both")
+    options = {"lm": False if args.no_lm else (args.lm or True)}
+    if args.lm_weight is not None:
+        options["lm_weight"] = args.lm_weight
+    if args.word_bonus is not None:
+        options["word_bonus"] = args.word_bonus
+    return options
+
+
+def _add_lm_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("n-gram LM (asrforge CTC models, beam search)")
+    g.add_argument("--lm", help="ARPA file (.arpa/.arpa.gz) to fuse into beam search (default: the recipe's lm.*)")
+    g.add_argument("--no-lm", action="store_true", help="decode without the recipe's n-gram LM")
+    g.add_argument("--lm-weight", type=float, help="LM log-probability scale (default: the recipe's lm.weight)")
+    g.add_argument("--word-bonus", type=float, help="score added per word (default: the recipe's lm.word_bonus)")
+
+
 def _train(args) -> None:
     from asrforge.models.whisper.config import WhisperModelConfig
     from asrforge.recipe import load_recipe
@@ -91,7 +130,7 @@ def _evaluate(args) -> None:
     from asrforge.inference.commands import evaluate_command
 
     evaluate_command(args.model, args.manifest, args.beam_size, args.json, args.report_dir, args.device,
-                     language=args.language, tokenizer=args.tokenizer)
+                     language=args.language, tokenizer=args.tokenizer, lm_options=_lm_options(args))
 
 
 def _transcribe(args) -> None:
@@ -104,7 +143,7 @@ def _transcribe(args) -> None:
             round(args.temperature + i * step, 4) for i in range(int(round((1.0 - args.temperature) / step)) + 1))
     transcribe_command(
         args.audio, args.model, args.output_format, args.output_dir, args.device, args.dtype, args.tokenizer,
-        same_speaker=args.same_speaker, beam_size=args.beam_size, language=args.language, task=args.task, temperature=temperature,
+        same_speaker=args.same_speaker, lm_options=_lm_options(args), beam_size=args.beam_size, language=args.language, task=args.task, temperature=temperature,
         best_of=args.best_of, patience=args.patience, length_penalty=args.length_penalty,
         compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
         no_speech_threshold=args.no_speech_threshold, initial_prompt=args.initial_prompt,
@@ -170,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--out", required=True, help="where to write the .model file")
     tt.set_defaults(func=_tokenizer_train)
 
+    lm = sub.add_parser("lm", help="word n-gram language models for CTC beam search")
+    lm_sub = lm.add_subparsers(dest="action", required=True)
+    lt = lm_sub.add_parser("train", help="train a Kneser-Ney n-gram on manifests' normalized text, written as ARPA")
+    lt.add_argument("--manifest", required=True, nargs="+", help="one or more JSONL manifests")
+    lt.add_argument("--order", type=int, default=3)
+    lt.add_argument("--config", help="recipe whose text.* normalization to apply (default: lowercase, no punctuation)")
+    lt.add_argument("--out", required=True, help="where to write the .arpa (or .arpa.gz) file")
+    lt.set_defaults(func=_lm_train)
+
     t = sub.add_parser("train", help="train a model from a YAML recipe")
     t.add_argument("config", help="recipe YAML, e.g. configs/demo_ctc.yaml")
     t.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. data.train=train.jsonl train.max_minutes=5")
@@ -187,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--language", help="Whisper: language of the manifest (default: English for .en models, "
                    "detected per utterance otherwise)")
     e.add_argument("--tokenizer", help="Whisper: folder holding tokenizer.json, if not beside the weights")
+    _add_lm_arguments(e)
     e.set_defaults(func=_evaluate)
 
     r = sub.add_parser("transcribe", help="transcribe audio files (asrforge or Whisper checkpoints)")
@@ -200,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--same-speaker", action="store_true",
                    help="models trained with features.cmvn=speaker: the files are one speaker, so normalize them with "
                         "statistics pooled over all of them (without it, each file is normalized on its own)")
+    _add_lm_arguments(r)
     w = r.add_argument_group("Whisper options (as in openai-whisper)")
     w.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"],
                    help="float16/bfloat16 need a GPU; int8 quantizes linear layers for the CPU")

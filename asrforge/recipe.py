@@ -1,6 +1,6 @@
 """A training recipe: the typed sections a YAML file under configs/ fills.
 
-``data`` / ``features`` / ``augment`` / ``specaugment`` / ``text`` / ``model`` / ``train`` / ``decode``.
+``data`` / ``features`` / ``augment`` / ``specaugment`` / ``text`` / ``model`` / ``train`` / ``decode`` / ``lm``.
 ``model.family`` picks the model's config class from the registry.
 """
 
@@ -68,6 +68,24 @@ class DecodeConfig:
 
 
 @dataclass
+class LMConfig:
+    """Word n-gram LM fused into CTC prefix beam search (``decode.beam_size`` > 1)."""
+    order: int = 0                      # > 0: `asrforge train` builds an n-gram of this order from the training
+                                        # transcripts and writes it as EXPDIR/lm.arpa, which decoding then uses
+    path: str | None = None             # or decode with this ARPA file (.arpa / .arpa.gz), e.g. LibriSpeech's 3-gram
+    weight: float = 0.5                 # LM log-probability scale
+    word_bonus: float = 1.0             # added per word: offsets the LM's pull toward fewer, shorter words
+
+    def __post_init__(self):
+        if self.order < 0 or self.weight < 0:
+            raise ValueError("lm.order and lm.weight must be >= 0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.order > 0 or self.path is not None
+
+
+@dataclass
 class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -77,6 +95,7 @@ class Recipe:
     model: object = field(default=None, metadata={"registry": MODELS, "key": "family", "default": "ctc"})
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
 
 
 def load_recipe(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

@@ -5,7 +5,8 @@ Reads ../shared/data/fsdd by default (not part of a user's clone: pass --fsdd).
     python benchmarks/fsdd_heldout.py --eval-only --stats-utts 1 5 20 [--out DIR]   # score trained models again
     python benchmarks/fsdd_heldout.py --whisper PATH/TO/whisper [--train-utts 300] [--dev-utts 60] [--epochs 2]
 
-The first trains configs/fsdd_ctc.yaml from scratch. Its speaker CMVN pools the held-out speaker's statistics
+The first trains configs/fsdd_ctc.yaml from scratch and scores best.pt and last.pt, with the recipe's word
+n-gram LM and without it (`_nolm`); --eval-only builds that LM for models trained before the recipe had one. Its speaker CMVN pools the held-out speaker's statistics
 over all 500 of their (unlabeled) test recordings; --stats-utts K also scores each recording with statistics
 from only K recordings of the speaker (itself and K-1 others at random), as a user with a few recordings of a
 new voice would have. The second fine-tunes a local Whisper checkpoint with
@@ -31,9 +32,11 @@ from asrforge.data.importers import prepare  # noqa: E402
 from asrforge.data.manifest import read_manifest  # noqa: E402
 from asrforge.features.cmvn import CMVNAccumulator  # noqa: E402
 from asrforge.inference.commands import evaluate_manifest, evaluate_whisper_manifest  # noqa: E402
-from asrforge.inference.transcriber import Transcriber  # noqa: E402
+from asrforge.decoding.kneser_ney import write_lm  # noqa: E402
+from asrforge.inference.transcriber import Transcriber, recipe_lm_file  # noqa: E402
 from asrforge.metrics import ErrorReport  # noqa: E402
 from asrforge.recipe import load_recipe  # noqa: E402
+from asrforge.text import Normalizer  # noqa: E402
 from asrforge.train.trainer import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,16 +71,22 @@ def main() -> None:
                              [f"data.train=[{','.join([str(data / 'train.jsonl'), *args.extra_train])}]", f"data.dev={data / 'dev.jsonl'}",
                               "train.max_minutes=null", f"train.epochs={args.epochs or 30}", *args.overrides])
         minutes = None if args.eval_only else Trainer(recipe, exp).fit()["train_minutes"]
-        transcriber = Transcriber.from_checkpoint(exp)
-        ev = evaluate_manifest(transcriber, data / "test.jsonl", recipe.decode.beam_size, progress=False)
-        s = ev.summary()
+        lm = recipe_lm_file(recipe, exp / "best.pt")
+        if args.eval_only and lm is not None and not lm.is_file():
+            # models trained before the recipe had an LM: build it from the same transcripts training would use
+            normalizer = Normalizer(recipe.text)
+            write_lm([normalizer(u.text) for m in recipe.data.train for u in read_manifest(m)[0]], recipe.lm.order, lm)
+        scores = {}
         # best.pt is picked on dev recordings of the training speakers; last.pt is the final epoch's model
-        last = evaluate_manifest(Transcriber.from_checkpoint(exp / "last.pt"), data / "test.jsonl",
-                                 recipe.decode.beam_size, progress=False).summary()
-        results[speaker] = {"wer": s["wer"], "cer": s["cer"], "wer_last": last["wer"], "utts": s["utts"],
-                            "train_minutes": minutes}
-        print(f"held out {speaker}: WER {100 * s['wer']:.2f}%  CER {100 * s['cer']:.2f}%  "
-              f"(last epoch: WER {100 * last['wer']:.2f}%)", file=sys.stderr)
+        for name, checkpoint in (("", exp / "best.pt"), ("_last", exp / "last.pt")):
+            for suffix, use_lm in (("", lm or False), ("_nolm", False)) if lm else (("", False),):
+                t = Transcriber.from_checkpoint(checkpoint, lm=use_lm)
+                scores[name + suffix] = evaluate_manifest(t, data / "test.jsonl", recipe.decode.beam_size, progress=False).summary()
+        s = scores[""]
+        results[speaker] = {"wer": s["wer"], "cer": s["cer"], "utts": s["utts"], "train_minutes": minutes,
+                            **{f"wer{k}": v["wer"] for k, v in scores.items() if k}}
+        print(f"held out {speaker}: " + "  ".join(f"WER{k} {100 * v['wer']:.2f}%" for k, v in scores.items()), file=sys.stderr)
+        transcriber = Transcriber.from_checkpoint(exp, lm=lm or False)
         for k in args.stats_utts:
             wer = wer_with_few_recordings(transcriber, data / "test.jsonl", k, recipe.decode.beam_size)
             results[speaker][f"wer_stats_from_{k}"] = wer
@@ -85,8 +94,9 @@ def main() -> None:
     mean = sum(r["wer"] for r in results.values()) / len(results)
     means = {f"mean_wer_stats_from_{k}": sum(r[f"wer_stats_from_{k}"] for r in results.values()) / len(results)
              for k in args.stats_utts}
-    if all("wer_last" in r for r in results.values()):
-        means["mean_wer_last"] = sum(r["wer_last"] for r in results.values()) / len(results)
+    for key in ("wer_last", "wer_nolm", "wer_last_nolm"):
+        if all(key in r for r in results.values()):
+            means[f"mean_{key}"] = sum(r[key] for r in results.values()) / len(results)
     print(json.dumps({"name": "fsdd_heldout", "whisper": args.whisper, "train_utts": args.train_utts,
                       "epochs": args.epochs, "extra_train": args.extra_train,
                       "overrides": args.overrides, "speakers": results,

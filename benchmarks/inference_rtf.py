@@ -1,7 +1,8 @@
 """Inference real-time factor of a trained model: greedy and prefix beam search, and pyctcdecode's beam
-search (if installed) on the same network outputs as a peer.
+search (if installed) on the same network outputs as a peer; with --lm, both also with that word n-gram
+fused (pyctcdecode needs the kenlm module for it).
 
-    python benchmarks/inference_rtf.py --model EXPDIR [--manifest test.jsonl] [--beam-size 8]
+    python benchmarks/inference_rtf.py --model EXPDIR [--manifest test.jsonl] [--beam-size 8] [--lm lm.arpa]
 
 RTF = processing seconds / audio seconds (lower is faster). The network forward pass is measured
 separately from each search, so the searches are compared on identical log-probabilities.
@@ -24,17 +25,21 @@ from _common import machine  # noqa: E402
 from asrforge.data.dataset import SpeechDataset, collate  # noqa: E402
 from asrforge.data.manifest import read_manifest  # noqa: E402
 from asrforge.data.sampler import DurationBatchSampler  # noqa: E402
+from asrforge.decoding.ngram import NGramLM  # noqa: E402
 from asrforge.inference.transcriber import Transcriber  # noqa: E402
 from asrforge.metrics import wer  # noqa: E402
 
 
-def pyctcdecode_search(transcriber: Transcriber, outputs, beam_size: int):
+def pyctcdecode_search(transcriber: Transcriber, outputs, beam_size: int, lm: str | None = None):
     try:
         from pyctcdecode import build_ctcdecoder
+        if lm:
+            import kenlm  # noqa: F401
     except ImportError:
         return None
     labels = ["" if i == transcriber.tokenizer.blank_id else s for i, s in enumerate(transcriber.tokenizer.symbols)]
-    decoder = build_ctcdecoder(labels)
+    decoder = (build_ctcdecoder(labels, kenlm_model_path=lm, alpha=transcriber.lm.weight, beta=transcriber.lm.word_bonus)
+               if lm else build_ctcdecoder(labels))
     start = time.perf_counter()
     hyps = [decoder.decode(lp[:n].numpy(), beam_width=beam_size) for lp, n in outputs]
     return hyps, time.perf_counter() - start
@@ -46,8 +51,9 @@ def main() -> None:
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--beam-size", type=int, default=8)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--lm", help="also decode with this ARPA word n-gram (weights: the recipe's lm.*)")
     args = ap.parse_args()
-    tr = Transcriber.from_checkpoint(args.model, args.device)
+    tr = Transcriber.from_checkpoint(args.model, args.device, lm=False)
     if tr.model.objective != "ctc":
         sys.exit(f"{args.model} is a {tr.recipe.model.family!r} model; this benchmark compares CTC searches. "
                  "Use benchmarks/families.py for every family's WER and real-time factor.")
@@ -82,6 +88,16 @@ def main() -> None:
         hyps, peer_s = peer
         result.update(pyctcdecode_search_rtf=peer_s / audio, pyctcdecode_wer=wer(refs, [h.strip() for h in hyps]),
                       beam_speed_vs_pyctcdecode=peer_s / beam_s)
+    if args.lm:
+        lm = NGramLM.load(args.lm)
+        tr.use_lm(lm)
+        beam_lm, beam_lm_s = run(args.beam_size)
+        result.update(lm=args.lm, lm_order=lm.order, lm_weight=tr.lm.weight, word_bonus=tr.lm.word_bonus,
+                      wer_beam_lm=wer(refs, beam_lm), search_rtf_beam_lm=beam_lm_s / audio)
+        peer = pyctcdecode_search(tr, outputs, args.beam_size, args.lm)
+        if peer:
+            hyps, peer_s = peer
+            result.update(pyctcdecode_lm_search_rtf=peer_s / audio, pyctcdecode_lm_wer=wer(refs, [h.strip() for h in hyps]))
     result["machine"] = machine()
     print(json.dumps(result))
 

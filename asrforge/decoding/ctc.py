@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from asrforge.decoding.hypothesis import Hypothesis
+from asrforge.decoding.word_lm import WordLMScorer
 
 NEG_INF = float("-inf")
 
@@ -45,7 +46,7 @@ class CTCBeamOptions:
 
 
 def ctc_prefix_beam_search(log_probs: torch.Tensor, length: int, options: CTCBeamOptions = CTCBeamOptions(),
-                           blank: int = 0) -> list[Hypothesis]:
+                           blank: int = 0, lm: WordLMScorer | None = None) -> list[Hypothesis]:
     """Prefix beam search over one utterance ``(T, V)``; returns up to ``options.nbest`` hypotheses, best first.
 
     Each prefix keeps two log probabilities: of all alignments ending in blank (``pb``) and in its
@@ -53,6 +54,9 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, length: int, options: CTCBea
     ``pb`` (a blank separates them); from ``pnb`` it is a repeat and the prefix is unchanged.
     With a beam wide enough to keep every prefix this is exact: it finds the labeling whose
     alignments have the largest total probability.
+
+    With ``lm``, prefixes are ranked by that probability plus the word LM's fused score (shallow
+    fusion); ``pb``/``pnb`` stay purely acoustic, and the LM scores a prefix once, when it is created.
     """
     lp = log_probs[:length].detach().float().cpu().numpy()
     if lp.shape[0] == 0:
@@ -64,6 +68,7 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, length: int, options: CTCBea
     top_ids, top_lps = top.tolist(), np.take_along_axis(lp, top, axis=1).tolist()
     blank_lps = lp[:, blank].tolist()
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
+    lm_states = {(): lm.initial()} if lm is not None else None
     for t in range(lp.shape[0]):
         candidates = [(c, p) for c, p in zip(top_ids[t], top_lps[t]) if c != blank and p >= options.prune_logprob]
         p_blank = blank_lps[t]
@@ -93,11 +98,20 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, length: int, options: CTCBea
                 other = nxt.get(longer)
                 if other is None:
                     nxt[longer] = [NEG_INF, extended]
+                    if lm_states is not None and longer not in lm_states:
+                        lm_states[longer] = lm.extend(lm_states[prefix], c)
                 else:
                     other[1] = _logaddexp(other[1], extended)
-        scored = sorted(((_logaddexp(v[0], v[1]), k_, v) for k_, v in nxt.items()), key=itemgetter(0),
-                        reverse=True)[: options.beam_size]
+        if lm_states is None:
+            scored = [(_logaddexp(v[0], v[1]), k_, v) for k_, v in nxt.items()]
+        else:
+            scored = [(_logaddexp(v[0], v[1]) + lm_states[k_].score, k_, v) for k_, v in nxt.items()]
+        scored = sorted(scored, key=itemgetter(0), reverse=True)[: options.beam_size]
         floor = scored[0][0] - options.score_margin if scored else NEG_INF
         beams = {k_: (v[0], v[1]) for score, k_, v in scored if score > NEG_INF and score >= floor}
-    ranked = sorted(beams.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
-    return [Hypothesis(list(k_), _logaddexp(*v)) for k_, v in ranked[: options.nbest]]
+    if lm_states is None:
+        final = [(_logaddexp(*v), k_) for k_, v in beams.items()]
+    else:
+        final = [(_logaddexp(*v) + lm.finish(lm_states[k_]), k_) for k_, v in beams.items()]
+    final.sort(key=itemgetter(0), reverse=True)
+    return [Hypothesis(list(k_), score) for score, k_ in final[: options.nbest]]

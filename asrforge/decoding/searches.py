@@ -14,6 +14,7 @@ import torch
 from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search, attention_greedy, attention_rescore
 from asrforge.decoding.ctc import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
 from asrforge.decoding.hypothesis import Hypothesis
+from asrforge.decoding.word_lm import WordLMScorer
 from asrforge.decoding.transducer import TransducerOptions, transducer_beam_search, transducer_greedy
 
 
@@ -24,6 +25,7 @@ class SearchOptions:
     joint_search: Literal["one_pass", "rescore"] = "one_pass"
     max_symbols_per_frame: int = 3      # transducer greedy search
     max_len_ratio: float = 2.0          # attention searches: output tokens allowed per encoder frame
+    lm: WordLMScorer | None = None      # CTC beam search: word n-gram shallow fusion
 
 
 @dataclass
@@ -40,7 +42,7 @@ def _ctc(model, feats, lens, opts: SearchOptions) -> Decoded:
         hyps = [Hypothesis(t, 0.0) for t in ctc_greedy(log_probs, out_lens)]
     else:
         beam = CTCBeamOptions(beam_size=opts.beam_size)
-        hyps = [ctc_prefix_beam_search(log_probs[b], int(out_lens[b]), beam)[0] for b in range(len(out_lens))]
+        hyps = [ctc_prefix_beam_search(log_probs[b], int(out_lens[b]), beam, lm=opts.lm)[0] for b in range(len(out_lens))]
     return Decoded(hyps, log_probs, out_lens)
 
 

@@ -53,10 +53,18 @@ def is_whisper_checkpoint(path: Path) -> bool:
     return False
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", tokenizer: str | Path | None = None):
+def check_lm_options(lm_options: dict | None) -> None:
+    """Whisper checkpoints take no n-gram LM: refuse an explicit --lm, --lm-weight or --word-bonus."""
+    if lm_options and (lm_options.get("lm") not in (True, False) or len(lm_options) > 1):
+        raise ConfigError("--lm, --lm-weight and --word-bonus apply to asrforge CTC models; this is a Whisper checkpoint")
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", tokenizer: str | Path | None = None,
+               lm_options: dict | None = None):
     """A local asrforge or Whisper checkpoint -> an object with ``transcribe(audio, **options) -> dict``.
 
-    ``dtype`` (Whisper only): float32, float16/bfloat16 on a GPU, int8 on a CPU.
+    ``dtype`` (Whisper only): float32, float16/bfloat16 on a GPU, int8 on a CPU. ``lm_options`` (asrforge CTC
+    models): ``lm``, ``lm_weight``, ``word_bonus`` as :meth:`Transcriber.from_checkpoint` takes them.
     """
     path = Path(path)
     if not path.exists():
@@ -64,7 +72,8 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", to
     if is_whisper_checkpoint(path):
         from asrforge.inference.whisper import WhisperPipeline
 
+        check_lm_options(lm_options)
         return WhisperPipeline.load(path, device, dtype, tokenizer)
     if dtype != "float32" or tokenizer is not None:
         raise ConfigError("dtype and tokenizer options apply to Whisper checkpoints; this is an asrforge checkpoint")
-    return AsrforgeModel(Transcriber.from_checkpoint(path, device), str(path))
+    return AsrforgeModel(Transcriber.from_checkpoint(path, device, **(lm_options or {})), str(path))

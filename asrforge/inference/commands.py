@@ -60,16 +60,26 @@ def evaluate_whisper_manifest(model: str, manifest: str | Path, beam_size: int, 
 
 
 def evaluate_command(model: str, manifest: str, beam_size: int, json_path: str | None, report_dir: str | None,
-                     device: str = "cpu", language: str | None = None, tokenizer: str | None = None) -> dict:
-    from asrforge.inference.api import is_whisper_checkpoint
+                     device: str = "cpu", language: str | None = None, tokenizer: str | None = None,
+                     lm_options: dict | None = None) -> dict:
+    """``lm_options``: keyword arguments of :meth:`Transcriber.from_checkpoint` (``lm``, ``lm_weight``, ``word_bonus``)."""
+    from asrforge.inference.api import is_whisper_checkpoint, check_lm_options
 
+    search = "greedy" if beam_size <= 1 else f"beam {beam_size}"
     if is_whisper_checkpoint(Path(model)):
+        check_lm_options(lm_options)
         ev = evaluate_whisper_manifest(model, manifest, beam_size, device, language, tokenizer)
     else:
         if language or tokenizer:
             raise AsrforgeError("--language and --tokenizer apply to Whisper checkpoints; this is an asrforge checkpoint")
-        ev = evaluate_manifest(Transcriber.from_checkpoint(model, device), manifest, beam_size)
-    search = "greedy" if beam_size <= 1 else f"beam {beam_size}"
+        transcriber = Transcriber.from_checkpoint(model, device, **(lm_options or {}))
+        if transcriber.lm is not None:
+            if beam_size <= 1:
+                print("asrforge: the n-gram LM is used by beam search only; this greedy run ignores it "
+                      "(--beam-size 8 to use it, --no-lm to silence this)", file=sys.stderr)
+            else:
+                search += f", {transcriber.lm.lm.order}-gram LM weight {transcriber.lm.weight:g} bonus {transcriber.lm.word_bonus:g}"
+        ev = evaluate_manifest(transcriber, manifest, beam_size)
     print_evaluation(ev, f"{manifest} ({search})")
     summary = {**ev.summary(), "beam_size": beam_size, "model": str(model), "manifest": str(manifest)}
     if json_path:
@@ -86,14 +96,16 @@ def evaluate_command(model: str, manifest: str, beam_size: int, json_path: str |
 
 
 def transcribe_command(audio: list[str], model: str, output_format: str, output_dir: str | None, device: str = "cpu",
-                       dtype: str = "float32", tokenizer: str | None = None, same_speaker: bool = False, **options) -> int:
+                       dtype: str = "float32", tokenizer: str | None = None, same_speaker: bool = False,
+                       lm_options: dict | None = None, **options) -> int:
     """Transcribe each file with an asrforge or Whisper model; a bad file is reported and skipped, the rest
     still run. ``options`` go to ``transcribe`` (None values are left at the model's defaults). Returns failures.
-    ``same_speaker``: the files are one speaker, so a model trained with speaker CMVN pools statistics over them."""
+    ``same_speaker``: the files are one speaker, so a model trained with speaker CMVN pools statistics over them.
+    ``lm_options``: see :func:`evaluate_command`."""
     from asrforge.inference.api import AsrforgeModel, load_model
     from asrforge.inference.writers import write_result
 
-    recognizer = load_model(model, device, dtype, tokenizer)
+    recognizer = load_model(model, device, dtype, tokenizer, lm_options)
     options = {k: v for k, v in options.items() if v is not None}
     if same_speaker:
         if not (isinstance(recognizer, AsrforgeModel) and recognizer.transcriber.recipe.features.cmvn == "speaker"):

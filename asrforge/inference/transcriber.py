@@ -11,14 +11,26 @@ import torch
 
 from asrforge.audio.io import SAMPLE_RATE, load_audio
 from asrforge.decoding import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
+from asrforge.decoding.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, SearchOptions, decode_batch
-from asrforge.errors import AsrforgeError
+from asrforge.decoding.word_lm import WordLMScorer
+from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.models.build import build_model
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, Tokenizer, tokenizer_from_state
 from asrforge.train.checkpoint import load_checkpoint
+
+
+LM_FILE = "lm.arpa"     # the n-gram `asrforge train` builds (lm.order > 0), beside the checkpoints
+
+
+def recipe_lm_file(recipe: Recipe, checkpoint: Path) -> Path | None:
+    """The ARPA file a recipe decodes with: ``lm.path``, or the trained ``lm.arpa`` in the checkpoint's folder."""
+    if recipe.lm.path:
+        return Path(recipe.lm.path)
+    return checkpoint.parent / LM_FILE if recipe.lm.order > 0 else None
 
 
 @dataclass
@@ -44,9 +56,26 @@ class Transcriber:
         self.device = torch.device(device)
         self.features = FeatureExtractor(recipe.features)
         self.normalizer = Normalizer(recipe.text)
+        self.lm: WordLMScorer | None = None
+
+    def use_lm(self, lm: NGramLM | None, weight: float | None = None, word_bonus: float | None = None) -> None:
+        """Fuse a word n-gram into CTC beam search (``None``: decode without one); weights default to ``recipe.lm``."""
+        if lm is None:
+            self.lm = None
+            return
+        if self.model.objective != "ctc":
+            raise ConfigError(f"n-gram LM fusion is implemented for CTC models; this is a {self.model.objective} model: "
+                              "leave out lm.* and --lm")
+        cfg = self.recipe.lm
+        pieces = [self.tokenizer.piece(i) if i != self.tokenizer.blank_id else "" for i in range(self.tokenizer.vocab_size)]
+        self.lm = WordLMScorer(lm, pieces, cfg.weight if weight is None else weight,
+                               cfg.word_bonus if word_bonus is None else word_bonus)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "Transcriber":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", lm: str | Path | bool = True,
+                        lm_weight: float | None = None, word_bonus: float | None = None) -> "Transcriber":
+        """``lm``: True uses the recipe's n-gram LM (``lm.path``, or ``lm.arpa`` that training wrote beside the
+        checkpoint), False none, a path that ARPA file."""
         state = load_checkpoint(path)
         recipe = recipe_from_dict(state["recipe"])
         tokenizer = tokenizer_from_state(state["tokenizer"])
@@ -54,9 +83,14 @@ class Transcriber:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as e:
-            from asrforge.errors import CheckpointError
             raise CheckpointError(f"checkpoint {state['path']} does not match its own model config ({str(e).splitlines()[0][:160]}); it is damaged") from None
-        return cls(model, recipe, tokenizer, device)
+        transcriber = cls(model, recipe, tokenizer, device)
+        lm_file = recipe_lm_file(recipe, Path(state["path"])) if lm is True else (Path(lm) if lm else None)
+        if lm is True and lm_file is not None and not lm_file.is_file():
+            raise CheckpointError(f"{state['path']} decodes with the n-gram LM {lm_file}, which is missing: copy it "
+                                  "there, give another with --lm PATH, or decode without one (--no-lm)")
+        transcriber.use_lm(NGramLM.load(lm_file) if lm_file else None, lm_weight, word_bonus)
+        return transcriber
 
     @functools.cached_property
     def frame_seconds(self) -> float:
@@ -71,7 +105,7 @@ class Transcriber:
         d = self.recipe.decode
         return SearchOptions(beam_size=d.beam_size if beam_size is None else beam_size, ctc_weight=d.ctc_weight,
                              joint_search=d.joint_search, max_symbols_per_frame=d.max_symbols_per_frame,
-                             max_len_ratio=d.max_len_ratio)
+                             max_len_ratio=d.max_len_ratio, lm=self.lm)
 
     @torch.inference_mode()
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +119,7 @@ class Transcriber:
         if beam_size <= 1:
             return ctc_greedy(log_probs, lens, blank)
         opts = CTCBeamOptions(beam_size=beam_size)
-        return [ctc_prefix_beam_search(log_probs[b], int(lens[b]), opts, blank)[0].tokens for b in range(len(lens))]
+        return [ctc_prefix_beam_search(log_probs[b], int(lens[b]), opts, blank, self.lm)[0].tokens for b in range(len(lens))]
 
     def decode(self, feats: torch.Tensor, feat_lens: torch.Tensor, beam_size: int | None = None) -> Decoded:
         """Padded features ``(B, T, D)`` -> the best hypothesis of each utterance, by the model family's search."""

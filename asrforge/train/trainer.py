@@ -30,10 +30,11 @@ from asrforge.data.dataset import ItemMaker, SpeechDataset, collate
 from asrforge.data.manifest import Skipped, Utterance, read_manifest
 from asrforge.data.sampler import DurationBatchSampler
 from asrforge.data.shards import ShardStream, is_shard_spec, read_index
+from asrforge.decoding.kneser_ney import write_lm
 from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureExtractor, SpecAugment
 from asrforge.inference.evaluate import evaluate_dataset
-from asrforge.inference.transcriber import Transcriber
+from asrforge.inference.transcriber import LM_FILE, Transcriber
 from asrforge.losses.objectives import objective_for
 from asrforge.models.build import build_model
 from asrforge.recipe import Recipe, recipe_from_dict
@@ -137,6 +138,11 @@ class Trainer:
 
         self.model = build_model(recipe.model, recipe.features.dim, self.tokenizer.vocab_size).to(self.dist.device)
         self.objective = objective_for(self.model)
+        if recipe.lm.enabled and self.model.objective != "ctc":
+            raise ConfigError(f"lm.*: n-gram LM fusion is implemented for CTC models, not {self.model.objective} models")
+        if recipe.lm.order > 0 and not recipe.lm.path and self.dist.is_main:
+            # built first, so an interrupted run still has the LM its checkpoints decode with
+            write_lm([self.normalizer(t) for t in train_texts], recipe.lm.order, self.out / LM_FILE)
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None)
                     if self.dist.enabled else self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -1,0 +1,67 @@
+"""Word n-gram shallow fusion for searches that emit tokens: characters or word pieces -> words -> LM score.
+
+A search keeps one :class:`WordLMState` per hypothesis and calls :meth:`WordLMScorer.extend` for each
+token it appends. A token whose text starts with a space (the character tokenizer's space, a SentencePiece
+piece marked word-initial) completes the word being spelled, which then scores
+``weight * ln p(word | previous words) + word_bonus``. A partly spelled word that no LM word begins with
+already carries the ``<unk>`` score, so the beam drops misspellings before they are finished rather than
+after. :meth:`WordLMScorer.finish` scores the last word and the end of the sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asrforge.decoding.ngram import BOS, EOS, LN10, NGramLM
+
+
+@dataclass(frozen=True)
+class WordLMState:
+    history: tuple[str, ...]     # completed words, at most order - 1 of them (starting with <s>)
+    partial: str                 # the word being spelled
+    completed: float             # fused score of the completed words
+    score: float                 # completed + the penalty of a partial word no LM word begins with
+
+
+class WordLMScorer:
+    def __init__(self, lm: NGramLM, pieces: list[str], weight: float = 0.5, word_bonus: float = 1.0):
+        """``pieces[token]`` is each token's text as the tokenizer's ``piece`` gives it."""
+        self.lm, self.weight, self.word_bonus = lm, weight, word_bonus
+        self.starts_word = [p.startswith(" ") for p in pieces]
+        self.text = [p.strip() for p in pieces]
+        self.prefixes = {w[:i] for w in lm.vocab for i in range(1, len(w) + 1)}
+        self.partial_penalty = weight * lm.unk_log10 * LN10
+        self._cache: dict[tuple[tuple[str, ...], str], float] = {}
+        self._keep = max(lm.order - 1, 0)
+
+    def initial(self) -> WordLMState:
+        return WordLMState((BOS,) if self._keep else (), "", 0.0, 0.0)
+
+    def _word_score(self, history: tuple[str, ...], word: str) -> float:
+        key = (history, word)
+        s = self._cache.get(key)
+        if s is None:
+            s = self._cache[key] = self.weight * self.lm.log10_prob(history, word) * LN10
+        return s
+
+    def _complete(self, state: WordLMState) -> tuple[tuple[str, ...], float]:
+        """History and completed score once the partial word ends."""
+        if not state.partial:
+            return state.history, state.completed
+        score = state.completed + self._word_score(state.history, state.partial) + self.word_bonus
+        history = (state.history + (state.partial,))[-self._keep:] if self._keep else ()
+        return history, score
+
+    def extend(self, state: WordLMState, token: int) -> WordLMState:
+        if self.starts_word[token]:
+            history, completed = self._complete(state)
+            partial = self.text[token]
+        else:
+            history, completed, partial = state.history, state.completed, state.partial + self.text[token]
+        penalty = 0.0 if not partial or partial in self.prefixes else self.partial_penalty
+        return WordLMState(history, partial, completed, completed + penalty)
+
+    def finish(self, state: WordLMState) -> float:
+        """The fused score of the whole hypothesis: its last word and the end of the sentence included."""
+        history, completed = self._complete(state)
+        return completed + self._word_score(history, EOS)

@@ -1,0 +1,187 @@
+"""Word n-gram LMs: Kneser-Ney training, ARPA files, and shallow fusion into CTC prefix beam search."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+
+import pytest
+import torch
+
+from asrforge.decoding import CTCBeamOptions, ctc_prefix_beam_search
+from asrforge.decoding.kneser_ney import train_kneser_ney, write_lm
+from asrforge.decoding.ngram import BOS, EOS, LMError, NGramLM
+from asrforge.decoding.word_lm import WordLMScorer
+from asrforge.text.tokenizer import CharTokenizer
+from conftest import REPO, TINY_RECIPE, tiny_overrides
+
+CORPUS = ["one two three", "one two", "two three one", "three", "one one two three", "two two"]
+
+
+def test_kneser_ney_values_match_a_hand_computation():
+    # sentences "a b" and "a": discounts 0.5 (unigram continuation counts 1, 1, 2) and 0.6 (bigram counts 2, 1, 1, 1)
+    lm = train_kneser_ney([["a", "b"], ["a"]], order=2)
+    p = lambda h, w: 10 ** lm.log10_prob(h, w)  # noqa: E731
+    assert p((), "a") == pytest.approx(0.21875)
+    assert p((), EOS) == pytest.approx(0.46875)
+    assert p((), "zebra") == pytest.approx(0.09375)          # unknown words score as <unk>
+    assert p((BOS,), "a") == pytest.approx(0.765625)
+    assert p(("a",), "b") == pytest.approx(0.33125)
+    assert p(("a",), "a") == pytest.approx(0.6 * 0.21875)    # unseen bigram: backoff weight x unigram
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_kneser_ney_distributions_sum_to_one(order):
+    lm = train_kneser_ney([s.split() for s in CORPUS], order)
+    words = sorted(lm.vocab) + [EOS, "<unk>"]
+    for history in [(BOS,), ("one",), ("one", "two"), ("three", "three"), (BOS, "two"), ("never", "seen")]:
+        total = sum(10 ** lm.log10_prob(history, w) for w in words)
+        assert total == pytest.approx(1.0, abs=1e-5), history
+
+
+def test_arpa_round_trip_plain_and_gzip(tmp_path):
+    lm = train_kneser_ney([s.split() for s in CORPUS], 3)
+    for name in ("lm.arpa", "lm.arpa.gz"):
+        lm.save(tmp_path / name)
+        back = NGramLM.load(tmp_path / name)
+        assert back.order == 3 and back.vocab == lm.vocab
+        for s in CORPUS + ["three one one", "four"]:
+            assert back.sentence_log10(s.split()) == pytest.approx(lm.sentence_log10(s.split()), abs=1e-5)
+    with gzip.open(tmp_path / "lm.arpa.gz", "rt") as f:
+        assert f.readline() == "\n" and f.readline().strip() == "\\data\\"
+
+
+def test_arpa_errors_name_the_file_and_the_problem(tmp_path):
+    good = train_kneser_ney([s.split() for s in CORPUS], 2).to_arpa()
+    bad_number = tmp_path / "bad_number.arpa"
+    bad_number.write_text(good.replace("\\1-grams:\n", "\\1-grams:\nx.y\tone\n"))
+    with pytest.raises(LMError, match=r"bad_number.arpa, line \d+: not a number"):
+        NGramLM.load(bad_number)
+    truncated = tmp_path / "truncated.arpa"
+    cut = good.index("\n", good.index("\\2-grams:") + 40)          # a download that stopped after a few lines
+    truncated.write_text(good[:cut + 1])
+    with pytest.raises(LMError, match="truncated.arpa: the header declares"):
+        NGramLM.load(truncated)
+    not_arpa = tmp_path / "words.txt"
+    not_arpa.write_text("one two three\n")
+    with pytest.raises(LMError, match="not an ARPA language model"):
+        NGramLM.load(not_arpa)
+    with pytest.raises(LMError, match="not found"):
+        NGramLM.load(tmp_path / "missing.arpa")
+
+
+def _char_log_probs(tok: CharTokenizer, frames: list[dict[str, float]]) -> torch.Tensor:
+    """(T, V) log-probs: each frame gives the listed symbols ("" = blank) their probabilities, the rest share 1%."""
+    lp = torch.full((len(frames), tok.vocab_size), 0.0)
+    for t, probs in enumerate(frames):
+        rest = 0.01 / (tok.vocab_size - len(probs))
+        lp[t] = rest
+        for sym, p in probs.items():
+            lp[t, tok.blank_id if sym == "" else tok.index[sym]] = p
+    return (lp / lp.sum(-1, keepdim=True)).log()
+
+
+def test_lm_fusion_turns_a_misspelling_into_a_word():
+    tok = CharTokenizer.build(["one two", "m"])
+    # the audio says "one", but the middle frame slightly prefers "m" (not a letter of any word the LM knows)
+    frames = [{"o": 0.9}, {"": 0.9}, {"m": 0.5, "n": 0.45}, {"": 0.9}, {"e": 0.9}, {"": 0.9}]
+    lp = _char_log_probs(tok, frames)
+    plain = ctc_prefix_beam_search(lp, len(frames), CTCBeamOptions(beam_size=8))
+    assert tok.decode(plain[0].tokens) == "ome"
+    lm = train_kneser_ney([["one"], ["two"], ["one", "two"]], 2)
+    pieces = ["" if i == tok.blank_id else tok.piece(i) for i in range(tok.vocab_size)]
+    fused = ctc_prefix_beam_search(lp, len(frames), CTCBeamOptions(beam_size=8), lm=WordLMScorer(lm, pieces, 1.0, 0.0))
+    assert tok.decode(fused[0].tokens) == "one"
+    # weight 0 and bonus 0: the fused search is the plain one, scores included
+    zero = ctc_prefix_beam_search(lp, len(frames), CTCBeamOptions(beam_size=8, nbest=3), lm=WordLMScorer(lm, pieces, 0.0, 0.0))
+    exact = ctc_prefix_beam_search(lp, len(frames), CTCBeamOptions(beam_size=8, nbest=3))
+    assert [(h.tokens, round(h.score, 6)) for h in zero] == [(h.tokens, round(h.score, 6)) for h in exact]
+
+
+def test_scorer_with_word_pieces_scores_whole_words():
+    lm = train_kneser_ney([s.split() for s in CORPUS], 3)
+    pieces = ["", " on", "e", " two", " t", "hree"]          # SentencePiece-style: a leading space starts a word
+    scorer = WordLMScorer(lm, pieces, weight=0.7, word_bonus=0.5)
+    state = scorer.initial()
+    for token in (1, 2, 3, 4):                                 # " on" "e" " two" " t"
+        state = scorer.extend(state, token)
+    assert state.history == ("one", "two") and state.partial == "t"
+    ln = lambda h, w: lm.log10_prob(h, w) * math.log(10)  # noqa: E731
+    expected = 0.7 * (ln((BOS,), "one") + ln((BOS, "one"), "two")) + 2 * 0.5
+    assert state.completed == pytest.approx(expected) and state.score == pytest.approx(expected)   # "t" begins "three"
+    state = scorer.extend(state, 5)                             # "hree"
+    assert scorer.finish(state) == pytest.approx(expected + 0.7 * (ln(("one", "two"), "three") + ln(("two", "three"), EOS)) + 0.5)
+    # a partial word no LM word begins with carries the <unk> score at once
+    odd = scorer.extend(scorer.extend(scorer.initial(), 1), 1)   # " on" " on": "on" completed as an unknown word
+    assert odd.completed == pytest.approx(0.7 * ln((BOS,), "<unk>") + 0.5) and odd.partial == "on"
+    assert odd.score == odd.completed                            # "on" begins "one": no charge yet
+    misspelt = scorer.extend(scorer.extend(scorer.initial(), 3), 2)   # " two" "e": no LM word begins "twoe"
+    assert misspelt.completed == 0.0 and misspelt.score == pytest.approx(0.7 * lm.unk_log10 * math.log(10))
+
+
+def test_training_writes_the_lm_and_decoding_uses_it(corpus, tmp_path, capsys):
+    from asrforge.cli import main
+    from asrforge.errors import CheckpointError, ConfigError
+    from asrforge.inference.transcriber import Transcriber
+    from asrforge.recipe import load_recipe
+    from asrforge.train.trainer import Trainer
+
+    exp = tmp_path / "exp"
+    recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml", tiny_overrides(corpus, **{"train.epochs": 1, "lm.order": 2}))
+    Trainer(recipe, exp, progress=False).fit()
+    lm = NGramLM.load(exp / "lm.arpa")
+    train_words = {w for line in open(corpus / "train.jsonl") for w in json.loads(line)["text"].lower().split()}
+    assert lm.order == 2 and lm.vocab == train_words
+    assert Transcriber.from_checkpoint(exp).lm is not None
+    assert Transcriber.from_checkpoint(exp, lm=False).lm is None
+
+    test = str(corpus / "test.jsonl")
+    assert main(["evaluate", "--model", str(exp), "--manifest", test, "--beam-size", "4", "--lm-weight", "0.8",
+                 "--json", str(tmp_path / "with.json")]) == 0
+    assert "2-gram LM weight 0.8 bonus 1" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(exp), "--manifest", test, "--beam-size", "4", "--no-lm"]) == 0
+    assert "LM" not in capsys.readouterr().out
+
+    (exp / "lm.arpa").rename(tmp_path / "moved.arpa")
+    with pytest.raises(CheckpointError, match="lm.arpa, which is missing"):
+        Transcriber.from_checkpoint(exp)
+    wav = sorted((corpus / "wavs" / "test").iterdir())[0]
+    assert main(["transcribe", str(wav), "--model", str(exp), "--lm", str(tmp_path / "moved.arpa")]) == 0
+    assert main(["evaluate", "--model", str(exp), "--manifest", test]) == 2
+    assert "lm.arpa, which is missing" in capsys.readouterr().err
+
+    with pytest.raises(ConfigError, match="CTC models"):
+        Trainer(load_recipe(REPO / "configs" / "demo_las.yaml", TINY_RECIPE["demo_las.yaml"] + [
+            f"data.train={corpus / 'train.jsonl'}", f"data.dev={corpus / 'dev.jsonl'}", "lm.order=2"]), tmp_path / "las",
+            progress=False)
+
+
+def test_lm_train_command(corpus, tmp_path, capsys):
+    from asrforge.cli import main
+
+    out = tmp_path / "words.arpa.gz"
+    assert main(["lm", "train", "--manifest", str(corpus / "train.jsonl"), str(corpus / "dev.jsonl"), "--order", "3",
+                 "--out", str(out)]) == 0
+    assert "Kneser-Ney 3-gram" in capsys.readouterr().out
+    assert NGramLM.load(out).order == 3
+
+
+def test_write_lm_refuses_empty_text(tmp_path):
+    with pytest.raises(LMError, match="no text"):
+        write_lm(["", ""], 2, tmp_path / "lm.arpa")
+    assert not (tmp_path / "lm.arpa").exists()
+
+
+def test_arpa_backoff_follows_the_format(tmp_path):
+    # values chosen by hand; expected scores follow the ARPA backoff rule, unknown words read as <unk>
+    path = tmp_path / "hand.arpa"
+    path.write_text("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-1.0\t<unk>\n-99\t<s>\t-0.5\n-0.5\ta\t-0.3\n"
+                    "-0.7\t</s>\n\n\\2-grams:\n-0.2\t<s> a\n-0.1\ta </s>\n\n\\end\\\n")
+    lm = NGramLM.load(path)
+    assert lm.log10_prob((BOS,), "a") == pytest.approx(-0.2)
+    assert lm.log10_prob(("a",), "a") == pytest.approx(-0.3 - 0.5)
+    assert lm.log10_prob(("a",), "zebra") == pytest.approx(-0.3 - 1.0)
+    assert lm.log10_prob(("zebra",), "a") == pytest.approx(-0.5)
+    assert lm.log10_prob((BOS,), EOS) == pytest.approx(-0.5 - 0.7)
+    assert lm.sentence_log10(["a"]) == pytest.approx(-0.2 - 0.1)
