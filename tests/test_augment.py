@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.audio.augment import AugmentConfig, WaveAugment, add_noise, band_limit, speed_perturb
+from asrforge.audio.augment import AugmentConfig, WaveAugment, add_noise, band_limit, colored_noise, speed_perturb
+from asrforge.errors import ConfigError
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import read_manifest
 from asrforge.features import FeatureConfig, FeatureExtractor
@@ -28,6 +29,29 @@ def test_noise_is_mixed_at_the_requested_snr():
     added = mixed - wave
     snr = 10 * np.log10(np.mean(wave**2) / np.mean(added**2))
     assert snr == pytest.approx(10.0, abs=0.01)
+
+
+@pytest.mark.parametrize("color, exponent", [("white", 0), ("pink", 1), ("brown", 2)])
+def test_generated_noise_has_the_colour_of_its_name(color, exponent):
+    noise = colored_noise(64000, color, torch.Generator().manual_seed(0))
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    freqs = np.fft.rfftfreq(noise.size, 1 / 16000)
+    # power density falls 10*k dB per decade: compare 100-200 Hz against 1-2 kHz
+    drop_db = 10 * np.log10(power[(freqs >= 100) & (freqs < 200)].mean() / power[(freqs >= 1000) & (freqs < 2000)].mean())
+    assert drop_db == pytest.approx(10 * exponent, abs=1.0)
+    assert noise.dtype == np.float32 and noise.std() == pytest.approx(1.0, rel=0.05)
+
+
+def test_generated_noise_is_added_at_an_snr_in_range():
+    aug = WaveAugment(AugmentConfig(noise_colors=["pink", "brown"], noise_prob=1.0, snr_db=[12.0, 18.0]))
+    wave = sine(0.5)
+    for seed in range(5):
+        added = aug(wave, torch.Generator().manual_seed(seed)) - wave
+        snr = 10 * np.log10(np.mean(wave**2) / np.mean(added**2))
+        assert 12.0 - 1e-3 <= snr <= 18.0 + 1e-3
+    assert AugmentConfig(noise_colors=["white"]).enabled
+    with pytest.raises(ConfigError, match="noise_colors.*'grey'.*choose from"):
+        WaveAugment(AugmentConfig(noise_colors=["grey"]))
 
 
 def test_band_limit_keeps_the_band_and_attenuates_outside_it():

@@ -1,5 +1,9 @@
 """Waveform augmentation for training: speed perturbation, band limiting, additive noise at a random SNR, gain.
 
+Noise comes from recordings (a noise manifest) or is generated with a power-law spectrum ("white", "pink",
+"brown"): recordings differ in their microphone's noise floor, and a model trained only on clean audio
+mistakes a noisier voice's quiet consonants for something else.
+
 Randomness comes from a ``torch.Generator`` seeded per (seed, epoch, utterance), like SpecAugment,
 so augmented epochs are reproducible and ``--resume`` stays exact. Never applied at evaluation.
 """
@@ -13,12 +17,14 @@ import numpy as np
 import torch
 
 from asrforge.audio.io import SAMPLE_RATE, load_audio, resample
+from asrforge.errors import ConfigError
 
 
 @dataclass
 class AugmentConfig:
     speed_factors: list[float] = field(default_factory=list)   # e.g. [0.9, 1.0, 1.1]; empty = off
     noise_manifest: str | None = None      # JSONL manifest of noise recordings (text is ignored)
+    noise_colors: list[str] = field(default_factory=list)       # generated noise: any of "white", "pink", "brown"
     noise_prob: float = 0.5
     snr_db: list[float] = field(default_factory=lambda: [5.0, 20.0])
     gain_db: list[float] = field(default_factory=list)          # e.g. [-6, 6]; empty = off
@@ -31,7 +37,25 @@ class AugmentConfig:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.speed_factors or self.noise_manifest or self.gain_db or self.bandlimit_prob > 0)
+        return bool(self.speed_factors or self.noise_manifest or self.noise_colors or self.gain_db
+                    or self.bandlimit_prob > 0)
+
+
+# power spectral density falls as 1/f**exponent
+NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+
+
+def colored_noise(n: int, color: str, gen: torch.Generator) -> np.ndarray:
+    """``n`` samples of Gaussian noise whose power spectrum falls as 1/f**k ("white" 0, "pink" 1, "brown" 2)."""
+    white = torch.randn(n, generator=gen).numpy()
+    exponent = NOISE_EXPONENTS[color]
+    if exponent == 0.0 or n < 2:
+        return white.astype(np.float32)
+    freqs = np.fft.rfftfreq(n)
+    # amplitude falls as f**(-k/2); hold the DC bin at the first bin's level rather than dividing by zero
+    shape = np.maximum(freqs, freqs[1]) ** (-exponent / 2)
+    noise = np.fft.irfft(np.fft.rfft(white) * shape, n=n)
+    return (noise / (noise.std() + 1e-12)).astype(np.float32)
 
 
 def _uniform(gen: torch.Generator, low: float, high: float) -> float:
@@ -82,13 +106,17 @@ class WaveAugment:
         self.noises: list[np.ndarray] = []
         if config.noise_manifest:
             from asrforge.data.manifest import read_manifest
-            from asrforge.errors import ConfigError
 
             utts, _ = read_manifest(config.noise_manifest)
             self.noises = [load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None)
                            for u in utts]
             if not self.noises:
                 raise ConfigError(f"augment.noise_manifest {config.noise_manifest} lists no readable noise file")
+        unknown = [c for c in config.noise_colors if c not in NOISE_EXPONENTS]
+        if unknown:
+            raise ConfigError(f"augment.noise_colors: unknown {unknown}; choose from {sorted(NOISE_EXPONENTS)}")
+        # one pool: each recording and each colour is an equally likely source
+        self.noise_sources: list[np.ndarray | str] = [*self.noises, *config.noise_colors]
 
     def __call__(self, wave: np.ndarray, gen: torch.Generator) -> np.ndarray:
         c = self.config
@@ -98,8 +126,10 @@ class WaveAugment:
             low = _uniform(gen, *c.highpass_hz) if c.highpass_hz else None
             high = _uniform(gen, *c.lowpass_hz) if c.lowpass_hz else None
             wave = band_limit(wave, low, high)
-        if self.noises and float(torch.rand((), generator=gen)) < c.noise_prob:
-            noise = self.noises[int(torch.randint(0, len(self.noises), (), generator=gen))]
+        if self.noise_sources and float(torch.rand((), generator=gen)) < c.noise_prob:
+            noise = self.noise_sources[int(torch.randint(0, len(self.noise_sources), (), generator=gen))]
+            if isinstance(noise, str):
+                noise = colored_noise(wave.size, noise, gen)
             wave = add_noise(wave, noise, _uniform(gen, *c.snr_db), gen)
         if c.gain_db:
             wave = wave * 10 ** (_uniform(gen, *c.gain_db) / 20)
