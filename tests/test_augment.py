@@ -6,6 +6,7 @@ import torch
 
 from asrforge.audio.augment import AugmentConfig, WaveAugment, add_noise, band_limit, colored_noise, speed_perturb
 from asrforge.errors import ConfigError
+from asrforge.features.mel import warp_frequencies
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import read_manifest
 from asrforge.features import FeatureConfig, FeatureExtractor
@@ -91,3 +92,42 @@ def test_augmented_dataset_differs_per_epoch_not_per_call(corpus):
     assert torch.equal(e0.feats, again.feats)
     assert not (e0.feats.shape == e1.feats.shape and torch.equal(e0.feats, e1.feats))
     assert isinstance(ds.cache[0], np.ndarray)            # waveforms are cached, not features
+
+
+def test_vtlp_warp_keeps_the_band_edge_and_is_continuous():
+    freqs = torch.linspace(0, 4000, 401, dtype=torch.float64)
+    for factor in (0.85, 1.0, 1.15):
+        warped = warp_frequencies(freqs, factor, top=4000.0)
+        assert warped[0] == 0 and warped[-1] == pytest.approx(4000.0)
+        assert torch.all(warped[1:] > warped[:-1])                      # monotonic: no folding
+        low = freqs < 3000 * min(factor, 1.0) / factor                 # below the knee it is a plain scaling
+        assert torch.allclose(warped[low], freqs[low] * factor)
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_vtlp_moves_a_tone_to_the_mel_bin_of_its_scaled_frequency(factor):
+    config = FeatureConfig(n_mels=64, fmax=4000, cmvn="none")
+    extract = FeatureExtractor(config)
+    wave = sine(1.0, freq=1000)
+    peak = int(extract(wave, warp=factor).mean(0).argmax())
+    # the bin a real 1000*factor Hz tone lands in, unwarped
+    expected = int(extract(sine(1.0, freq=1000 * factor)).mean(0).argmax())
+    assert peak == expected != int(extract(wave).mean(0).argmax())
+
+
+def test_vtlp_draws_a_factor_per_utterance_in_range_and_is_checked(corpus):
+    aug = WaveAugment(AugmentConfig(vtlp=[0.9, 1.1]))
+    factors = [aug.warp_factor(torch.Generator().manual_seed(s)) for s in range(50)]
+    assert all(0.9 <= f <= 1.1 for f in factors) and max(factors) - min(factors) > 0.1
+    assert WaveAugment(AugmentConfig()).warp_factor(torch.Generator()) == 1.0
+    for bad in ([1.1], [1.1, 0.9], [0.0, 1.0]):
+        with pytest.raises(ConfigError, match="augment.vtlp"):
+            WaveAugment(AugmentConfig(vtlp=bad))
+    # through the dataset: a warped epoch differs from another, the same epoch is reproduced exactly
+    utts, _ = read_manifest(corpus / "train.jsonl")
+    tok = CharTokenizer.build(Normalizer()(u.text) for u in utts)
+    ds = SpeechDataset(utts[:2], FeatureExtractor(FeatureConfig()), tok, Normalizer(), cache_features=True,
+                       wave_augment=WaveAugment(AugmentConfig(vtlp=[0.8, 1.2])))
+    e0, again, e1 = ds[(0, 0)], ds[(0, 0)], ds[(0, 1)]
+    assert torch.equal(e0.feats, again.feats) and e0.feats.shape == e1.feats.shape
+    assert not torch.equal(e0.feats, e1.feats)

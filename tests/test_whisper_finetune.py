@@ -111,3 +111,10 @@ def test_evaluate_scores_a_whisper_checkpoint(setup, finetuned, tmp_path, capsys
     summary = json.loads(out.read_text())
     assert summary["wer"] == 0.0 and summary["utts"] == len(TEXTS) and summary["skipped"] == 1
     assert "too-long: longer than 30 s" in capsys.readouterr().out
+
+
+def test_vtlp_is_refused_for_whisper_front_end(setup, tmp_path, capsys):
+    root, _ = setup
+    assert main(["train", "configs/whisper_finetune.yaml", f"model.init={root / 'init'}", f"data.train={root / 'm.jsonl'}",
+                 f"data.dev={root / 'm.jsonl'}", "augment.vtlp=[0.9,1.1]", "--out", str(tmp_path / "x")]) == 2
+    assert "augment.vtlp" in capsys.readouterr().err

@@ -28,6 +28,9 @@ class AugmentConfig:
     noise_prob: float = 0.5
     snr_db: list[float] = field(default_factory=lambda: [5.0, 20.0])
     gain_db: list[float] = field(default_factory=list)          # e.g. [-6, 6]; empty = off
+    # Vocal tract length perturbation: the mel filters are warped by a factor drawn from this range, e.g.
+    # [0.9, 1.1] (formants move, pitch and timing do not); empty = off. Log-mel and MFCC front ends only.
+    vtlp: list[float] = field(default_factory=list)
     # Band limiting imitates microphones and codecs that pass less of the spectrum than the training audio:
     # with probability bandlimit_prob, a low-pass at a cutoff drawn from lowpass_hz and a high-pass at one
     # drawn from highpass_hz (either range may be empty to skip that side).
@@ -38,7 +41,7 @@ class AugmentConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.speed_factors or self.noise_manifest or self.noise_colors or self.gain_db
-                    or self.bandlimit_prob > 0)
+                    or self.bandlimit_prob > 0 or self.vtlp)
 
 
 # power spectral density falls as 1/f**exponent
@@ -115,6 +118,8 @@ class WaveAugment:
         unknown = [c for c in config.noise_colors if c not in NOISE_EXPONENTS]
         if unknown:
             raise ConfigError(f"augment.noise_colors: unknown {unknown}; choose from {sorted(NOISE_EXPONENTS)}")
+        if config.vtlp and (len(config.vtlp) != 2 or not 0 < config.vtlp[0] <= config.vtlp[1]):
+            raise ConfigError(f"augment.vtlp: {config.vtlp} is not a range [low, high] of warp factors, e.g. [0.9, 1.1]")
         # one pool: each recording and each colour is an equally likely source
         self.noise_sources: list[np.ndarray | str] = [*self.noises, *config.noise_colors]
 
@@ -134,3 +139,7 @@ class WaveAugment:
         if c.gain_db:
             wave = wave * 10 ** (_uniform(gen, *c.gain_db) / 20)
         return wave.astype(np.float32, copy=False)
+
+    def warp_factor(self, gen: torch.Generator) -> float:
+        """A VTLP factor for one utterance (1.0 when ``vtlp`` is off); drawn after the waveform's choices."""
+        return _uniform(gen, *self.config.vtlp) if self.config.vtlp else 1.0

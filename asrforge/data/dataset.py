@@ -83,13 +83,17 @@ class ItemMaker:
 
     def wave_features(self, wave: np.ndarray, gen: torch.Generator | None,
                       speaker_stats: CMVNStats | None = None) -> torch.Tensor:
+        warp = 1.0
         if self.wave_augment is not None and gen is not None:
             wave = self.wave_augment(wave, gen)
-        return self.featurize(wave, speaker_stats)
+            warp = self.wave_augment.warp_factor(gen)
+        return self.featurize(wave, speaker_stats, warp)
 
-    def featurize(self, wave: np.ndarray, speaker_stats: CMVNStats | None = None) -> torch.Tensor:
-        # only FeatureExtractor takes statistics; other front ends (Whisper's log-mel) take the wave alone
-        return self.features(wave) if speaker_stats is None else self.features(wave, speaker_stats)
+    def featurize(self, wave: np.ndarray, speaker_stats: CMVNStats | None = None, warp: float = 1.0) -> torch.Tensor:
+        # only FeatureExtractor takes statistics and warps; other front ends (Whisper's log-mel) take the wave alone
+        if speaker_stats is None and warp == 1.0:
+            return self.features(wave)
+        return self.features(wave, speaker_stats, warp)
 
     def finish(self, uid: str, feats: torch.Tensor, tokens: torch.Tensor, text: str, gen: torch.Generator) -> Item:
         if self.specaugment is not None:

@@ -69,14 +69,21 @@ class FeatureExtractor:
                           center=True, pad_mode="constant", return_complex=True)
         return spec.abs().pow(2).T
 
-    def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
-        """``(N,)`` -> natural-log mel energies ``(T, n_mels)``."""
-        return torch.log(self.power_spectrogram(wave) @ self.mel.T + LOG_FLOOR)
+    def filterbank(self, warp: float = 1.0) -> torch.Tensor:
+        """Mel filters ``(n_mels, F)``, frequency-warped by ``warp`` (training augmentation) when it is not 1."""
+        if warp == 1.0:
+            return self.mel
+        c = self.config
+        return mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax, htk=c.htk_mel, warp=warp).float()
 
-    def unnormalized(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def log_mel(self, wave: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
+        """``(N,)`` -> natural-log mel energies ``(T, n_mels)``."""
+        return torch.log(self.power_spectrogram(wave) @ self.filterbank(warp).T + LOG_FLOOR)
+
+    def unnormalized(self, wave: np.ndarray | torch.Tensor, warp: float = 1.0) -> torch.Tensor:
         """``(N,)`` -> ``(T, D)`` features before CMVN (what speaker statistics are accumulated from)."""
         wave = torch.as_tensor(wave, dtype=torch.float32)
-        feats = self.log_mel(wave)
+        feats = self.log_mel(wave, warp)
         if self.dct is not None:
             feats = feats @ self.dct
         if self.config.deltas:
@@ -84,9 +91,11 @@ class FeatureExtractor:
             feats = torch.cat([feats, d1, deltas(d1)], dim=1)
         return feats
 
-    def __call__(self, wave: np.ndarray | torch.Tensor, speaker_stats: CMVNStats | None = None) -> torch.Tensor:
-        """``(N,)`` -> normalized ``(T, D)``; ``speaker_stats`` is used when ``cmvn`` is "speaker"."""
-        feats = self.unnormalized(wave)
+    def __call__(self, wave: np.ndarray | torch.Tensor, speaker_stats: CMVNStats | None = None,
+                 warp: float = 1.0) -> torch.Tensor:
+        """``(N,)`` -> normalized ``(T, D)``; ``speaker_stats`` is used when ``cmvn`` is "speaker"; ``warp``
+        is a VTLP factor (training only)."""
+        feats = self.unnormalized(wave, warp)
         if self.config.cmvn == "speaker" and speaker_stats is not None:
             feats = speaker_stats.apply(feats)
         elif self.config.cmvn != "none":

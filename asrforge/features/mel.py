@@ -28,16 +28,31 @@ def mel_to_hz(mel: torch.Tensor, htk: bool = False) -> torch.Tensor:
     return torch.where(mel >= min_log_mel, log, linear)
 
 
+def warp_frequencies(freqs: torch.Tensor, factor: float, top: float, knee_ratio: float = 0.85) -> torch.Tensor:
+    """Vocal tract length perturbation's frequency warp (Jaitly & Hinton, 2013): ``f -> factor * f`` up to a
+    knee, then a straight line that lands on ``top`` at ``top``, so the band's edge stays where it is.
+
+    ``factor > 1`` moves formants up, as a shorter vocal tract does; pitch and timing are left alone, which is
+    what speed perturbation cannot do (it moves all three together).
+    """
+    knee = knee_ratio * top * min(factor, 1.0) / factor
+    upper = top - (top - factor * knee) * (top - freqs) / (top - knee)
+    return torch.where(freqs <= knee, freqs * factor, upper)
+
+
 def mel_filterbank(
     sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
-    htk: bool = False, slaney_norm: bool = True,
+    htk: bool = False, slaney_norm: bool = True, warp: float = 1.0,
 ) -> torch.Tensor:
     """Triangular mel filters ``(n_mels, n_fft // 2 + 1)``, float64 for accuracy.
 
-    With ``slaney_norm`` each filter is scaled to unit area (constant energy per band).
+    With ``slaney_norm`` each filter is scaled to unit area (constant energy per band). ``warp`` != 1 gathers
+    each FFT bin's energy into the filter of its warped frequency (:func:`warp_frequencies`, edge at ``fmax``).
     """
     fmax = sample_rate / 2 if fmax is None else fmax
     fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    if warp != 1.0:
+        fft_freqs = warp_frequencies(fft_freqs, warp, fmax)
     mel_pts = torch.linspace(
         float(hz_to_mel(torch.tensor(fmin, dtype=torch.float64), htk)),
         float(hz_to_mel(torch.tensor(fmax, dtype=torch.float64), htk)),

@@ -93,6 +93,9 @@ class WhisperFineTuner:
         features = WhisperFeatures(self.model.dims.n_mels)
         targets = WhisperTargets(self.tokenizer, self.prefix, self.model.dims.n_text_ctx)
         specaug = SpecAugment(recipe.specaugment) if recipe.specaugment.enabled else None
+        if recipe.augment.vtlp:
+            raise ConfigError("augment.vtlp warps the mel filters of asrforge's own front end; a Whisper checkpoint's "
+                              "log-mel front end is fixed. Remove it (augment.vtlp=[]) and use augment.speed_factors")
         augment = WaveAugment(recipe.augment) if recipe.augment.enabled else None
         self.train_set = SpeechDataset(train_utts, features, targets, self.train_text, specaug, train.seed,
                                        cache_features=recipe.data.cache_features, wave_augment=augment)
