@@ -87,7 +87,7 @@ def _lm_train(args) -> None:
 
 
 def _lm_options(args) -> dict:
-    """--lm / --no-lm / --lm-weight / --word-bonus -> Transcriber.from_checkpoint keyword arguments."""
+    """--lm / --no-lm / --lm-weight / --word-bonus / --closed-vocabulary -> Transcriber.from_checkpoint keyword arguments."""
     if args.no_lm and args.lm:
         raise AsrforgeError("give --lm PATH or --no-lm, not both")
     options = {"lm": False if args.no_lm else (args.lm or True)}
@@ -95,6 +95,8 @@ def _lm_options(args) -> dict:
         options["lm_weight"] = args.lm_weight
     if args.word_bonus is not None:
         options["word_bonus"] = args.word_bonus
+    if args.closed_vocabulary:
+        options["closed_vocabulary"] = True
     return options
 
 
@@ -104,6 +106,8 @@ def _add_lm_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-lm", action="store_true", help="decode without the recipe's n-gram LM")
     g.add_argument("--lm-weight", type=float, help="LM log-probability scale (default: the recipe's lm.weight)")
     g.add_argument("--word-bonus", type=float, help="score added per word (default: the recipe's lm.word_bonus)")
+    g.add_argument("--closed-vocabulary", action="store_true",
+                   help="output only the LM's words (digits, commands; default: the recipe's lm.closed_vocabulary)")
 
 
 def _train(args) -> None:

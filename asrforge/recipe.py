@@ -75,6 +75,8 @@ class LMConfig:
     path: str | None = None             # or decode with this ARPA file (.arpa / .arpa.gz), e.g. LibriSpeech's 3-gram
     weight: float = 0.5                 # LM log-probability scale
     word_bonus: float = 1.0             # added per word: offsets the LM's pull toward fewer, shorter words
+    closed_vocabulary: bool = False     # only the LM's words may be output (digits, commands); else unknown
+                                        # words are allowed at the LM's <unk> cost
 
     def __post_init__(self):
         if self.order < 0 or self.weight < 0:

@@ -99,6 +99,27 @@ def test_lm_fusion_turns_a_misspelling_into_a_word():
     assert [(h.tokens, round(h.score, 6)) for h in zero] == [(h.tokens, round(h.score, 6)) for h in exact]
 
 
+def test_closed_vocabulary_outputs_only_lm_words():
+    tok = CharTokenizer.build(["one two", "m"])
+    # the middle frame clearly says "m": an open vocabulary keeps "ome" at a small LM weight, a closed one cannot
+    frames = [{"o": 0.9}, {"": 0.9}, {"m": 0.9, "n": 0.05}, {"": 0.9}, {"e": 0.9}, {"": 0.9}]
+    lp = _char_log_probs(tok, frames)
+    lm = train_kneser_ney([["one"], ["two"], ["one", "two"]], 2)
+    pieces = ["" if i == tok.blank_id else tok.piece(i) for i in range(tok.vocab_size)]
+    options = CTCBeamOptions(beam_size=8)
+    open_lm = ctc_prefix_beam_search(lp, len(frames), options, lm=WordLMScorer(lm, pieces, 0.2, 0.0))
+    closed = WordLMScorer(lm, pieces, 0.2, 0.0, closed_vocabulary=True)
+    assert tok.decode(open_lm[0].tokens) == "ome"
+    assert tok.decode(ctc_prefix_beam_search(lp, len(frames), options, lm=closed)[0].tokens) == "one"
+    # a word cut short ("tw") is not a word either, and audio that spells no LM word gives nothing
+    state = closed.initial()
+    for ch in "tw":
+        state = closed.extend(state, tok.index[ch])
+    assert state.score == 0.0 and closed.finish(state) == float("-inf")
+    only_m = _char_log_probs(tok, [{"m": 0.95}, {"": 0.9}])
+    assert tok.decode(ctc_prefix_beam_search(only_m, 2, options, lm=closed)[0].tokens).strip() == ""
+
+
 def test_scorer_with_word_pieces_scores_whole_words():
     lm = train_kneser_ney([s.split() for s in CORPUS], 3)
     pieces = ["", " on", "e", " two", " t", "hree"]          # SentencePiece-style: a leading space starts a word
@@ -142,6 +163,11 @@ def test_training_writes_the_lm_and_decoding_uses_it(corpus, tmp_path, capsys):
     assert "2-gram LM weight 0.8 bonus 1" in capsys.readouterr().out
     assert main(["evaluate", "--model", str(exp), "--manifest", test, "--beam-size", "4", "--no-lm"]) == 0
     assert "LM" not in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(exp), "--manifest", test, "--beam-size", "4", "--closed-vocabulary",
+                 "--report-dir", str(tmp_path / "closed")]) == 0
+    assert "closed vocabulary" in capsys.readouterr().out
+    hyps = [json.loads(line)["hyp"] for line in open(tmp_path / "closed" / "utterances.jsonl")]
+    assert all(w in lm.vocab for h in hyps for w in h.split())
 
     (exp / "lm.arpa").rename(tmp_path / "moved.arpa")
     with pytest.raises(CheckpointError, match="lm.arpa, which is missing"):

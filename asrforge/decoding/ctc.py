@@ -113,5 +113,8 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, length: int, options: CTCBea
         final = [(_logaddexp(*v), k_) for k_, v in beams.items()]
     else:
         final = [(_logaddexp(*v) + lm.finish(lm_states[k_]), k_) for k_, v in beams.items()]
+        # a closed vocabulary rules out hypotheses ending in a part-word ("eig"); if none is left, nothing
+        # the vocabulary knows was heard, and the result is empty rather than a non-word
+        final = [f for f in final if f[0] > NEG_INF] or [(NEG_INF, ())]
     final.sort(key=itemgetter(0), reverse=True)
     return [Hypothesis(list(k_), score) for score, k_ in final[: options.nbest]]

@@ -6,6 +6,9 @@ piece marked word-initial) completes the word being spelled, which then scores
 ``weight * ln p(word | previous words) + word_bonus``. A partly spelled word that no LM word begins with
 already carries the ``<unk>`` score, so the beam drops misspellings before they are finished rather than
 after. :meth:`WordLMScorer.finish` scores the last word and the end of the sentence.
+
+With ``closed_vocabulary`` the LM's word list is a lexicon: a hypothesis spelling anything else scores
+minus infinity and leaves the beam (digit strings, voice commands: any out-of-list word is an error).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asrforge.decoding.ngram import BOS, EOS, LN10, NGramLM
+
+NEG_INF = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -24,13 +29,15 @@ class WordLMState:
 
 
 class WordLMScorer:
-    def __init__(self, lm: NGramLM, pieces: list[str], weight: float = 0.5, word_bonus: float = 1.0):
+    def __init__(self, lm: NGramLM, pieces: list[str], weight: float = 0.5, word_bonus: float = 1.0,
+                 closed_vocabulary: bool = False):
         """``pieces[token]`` is each token's text as the tokenizer's ``piece`` gives it."""
         self.lm, self.weight, self.word_bonus = lm, weight, word_bonus
+        self.closed_vocabulary = closed_vocabulary
         self.starts_word = [p.startswith(" ") for p in pieces]
         self.text = [p.strip() for p in pieces]
         self.prefixes = {w[:i] for w in lm.vocab for i in range(1, len(w) + 1)}
-        self.partial_penalty = weight * lm.unk_log10 * LN10
+        self.partial_penalty = NEG_INF if closed_vocabulary else weight * lm.unk_log10 * LN10
         self._cache: dict[tuple[tuple[str, ...], str], float] = {}
         self._keep = max(lm.order - 1, 0)
 
@@ -48,6 +55,8 @@ class WordLMScorer:
         """History and completed score once the partial word ends."""
         if not state.partial:
             return state.history, state.completed
+        if self.closed_vocabulary and state.partial not in self.lm.vocab:
+            return state.history, NEG_INF    # a prefix of a word, not a word ("thr")
         score = state.completed + self._word_score(state.history, state.partial) + self.word_bonus
         history = (state.history + (state.partial,))[-self._keep:] if self._keep else ()
         return history, score

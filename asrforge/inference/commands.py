@@ -62,7 +62,8 @@ def evaluate_whisper_manifest(model: str, manifest: str | Path, beam_size: int, 
 def evaluate_command(model: str, manifest: str, beam_size: int, json_path: str | None, report_dir: str | None,
                      device: str = "cpu", language: str | None = None, tokenizer: str | None = None,
                      lm_options: dict | None = None) -> dict:
-    """``lm_options``: keyword arguments of :meth:`Transcriber.from_checkpoint` (``lm``, ``lm_weight``, ``word_bonus``)."""
+    """``lm_options``: keyword arguments of :meth:`Transcriber.from_checkpoint` (``lm``, ``lm_weight``, ``word_bonus``,
+    ``closed_vocabulary``)."""
     from asrforge.inference.api import is_whisper_checkpoint, check_lm_options
 
     search = "greedy" if beam_size <= 1 else f"beam {beam_size}"
@@ -78,7 +79,8 @@ def evaluate_command(model: str, manifest: str, beam_size: int, json_path: str |
                 print("asrforge: the n-gram LM is used by beam search only; this greedy run ignores it "
                       "(--beam-size 8 to use it, --no-lm to silence this)", file=sys.stderr)
             else:
-                search += f", {transcriber.lm.lm.order}-gram LM weight {transcriber.lm.weight:g} bonus {transcriber.lm.word_bonus:g}"
+                search += (f", {transcriber.lm.lm.order}-gram LM weight {transcriber.lm.weight:g} bonus {transcriber.lm.word_bonus:g}"
+                           + (", closed vocabulary" if transcriber.lm.closed_vocabulary else ""))
         ev = evaluate_manifest(transcriber, manifest, beam_size)
     print_evaluation(ev, f"{manifest} ({search})")
     summary = {**ev.summary(), "beam_size": beam_size, "model": str(model), "manifest": str(manifest)}

@@ -58,8 +58,9 @@ class Transcriber:
         self.normalizer = Normalizer(recipe.text)
         self.lm: WordLMScorer | None = None
 
-    def use_lm(self, lm: NGramLM | None, weight: float | None = None, word_bonus: float | None = None) -> None:
-        """Fuse a word n-gram into CTC beam search (``None``: decode without one); weights default to ``recipe.lm``."""
+    def use_lm(self, lm: NGramLM | None, weight: float | None = None, word_bonus: float | None = None,
+               closed_vocabulary: bool | None = None) -> None:
+        """Fuse a word n-gram into CTC beam search (``None``: decode without one); settings default to ``recipe.lm``."""
         if lm is None:
             self.lm = None
             return
@@ -69,11 +70,13 @@ class Transcriber:
         cfg = self.recipe.lm
         pieces = [self.tokenizer.piece(i) if i != self.tokenizer.blank_id else "" for i in range(self.tokenizer.vocab_size)]
         self.lm = WordLMScorer(lm, pieces, cfg.weight if weight is None else weight,
-                               cfg.word_bonus if word_bonus is None else word_bonus)
+                               cfg.word_bonus if word_bonus is None else word_bonus,
+                               cfg.closed_vocabulary if closed_vocabulary is None else closed_vocabulary)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", lm: str | Path | bool = True,
-                        lm_weight: float | None = None, word_bonus: float | None = None) -> "Transcriber":
+                        lm_weight: float | None = None, word_bonus: float | None = None,
+                        closed_vocabulary: bool | None = None) -> "Transcriber":
         """``lm``: True uses the recipe's n-gram LM (``lm.path``, or ``lm.arpa`` that training wrote beside the
         checkpoint), False none, a path that ARPA file."""
         state = load_checkpoint(path)
@@ -89,7 +92,7 @@ class Transcriber:
         if lm is True and lm_file is not None and not lm_file.is_file():
             raise CheckpointError(f"{state['path']} decodes with the n-gram LM {lm_file}, which is missing: copy it "
                                   "there, give another with --lm PATH, or decode without one (--no-lm)")
-        transcriber.use_lm(NGramLM.load(lm_file) if lm_file else None, lm_weight, word_bonus)
+        transcriber.use_lm(NGramLM.load(lm_file) if lm_file else None, lm_weight, word_bonus, closed_vocabulary)
         return transcriber
 
     @functools.cached_property
