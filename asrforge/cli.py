@@ -137,6 +137,24 @@ def _evaluate(args) -> None:
                      language=args.language, tokenizer=args.tokenizer, lm_options=_lm_options(args))
 
 
+def _adapt(args) -> None:
+    from asrforge.train.adapt import ADAPTED, AdaptConfig, adapt
+
+    config = AdaptConfig(keep=args.keep, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                         beam_size=args.beam_size, seed=args.seed)
+    summary = adapt(args.model, args.manifest, args.out, config, lm_options=_lm_options(args))
+    out = Path(args.out)
+    print(f"pseudo-labelled {summary['utterances']} utterances, trained on the {summary['kept']} most confident "
+          f"(confidence >= {summary['min_kept_confidence']:.3f}); CTC loss per epoch "
+          + " ".join(f"{x:.3f}" for x in summary["loss_per_epoch"]))
+    for item in summary["bad"][:10]:
+        print(f"  skipped {item['id']}: {item['reason']}", file=sys.stderr)
+    if len(summary["bad"]) > 10:
+        print(f"  ... and {len(summary['bad']) - 10} more skipped", file=sys.stderr)
+    print(f"adapted checkpoint: {out / ADAPTED}  (labels and confidences: {out / 'pseudo_labels.jsonl'})\n"
+          f"evaluate it: asrforge evaluate --model {out / ADAPTED} --manifest LABELLED.jsonl --beam-size 8")
+
+
 def _transcribe(args) -> None:
     from asrforge.inference.commands import transcribe_command
 
@@ -241,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tokenizer", help="Whisper: folder holding tokenizer.json, if not beside the weights")
     _add_lm_arguments(e)
     e.set_defaults(func=_evaluate)
+
+    a = sub.add_parser("adapt", help="adapt a CTC model to untranscribed audio (a new voice or microphone) by self-training")
+    a.add_argument("--model", required=True, help="CTC checkpoint file or experiment folder")
+    a.add_argument("--manifest", required=True, help="the new audio; its text fields are ignored (may be empty)")
+    a.add_argument("--out", required=True, help="folder for adapted.pt and pseudo_labels.jsonl")
+    a.add_argument("--keep", type=float, default=0.7, help="fraction of utterances trained on, most confident first")
+    a.add_argument("--epochs", type=int, default=3)
+    a.add_argument("--lr", type=float, default=1e-4)
+    a.add_argument("--batch-size", type=int, default=16)
+    a.add_argument("--beam-size", type=int, default=8, help="n-best size the confidence is computed over")
+    a.add_argument("--seed", type=int, default=0)
+    _add_lm_arguments(a)
+    a.set_defaults(func=_adapt)
 
     r = sub.add_parser("transcribe", help="transcribe audio files (asrforge or Whisper checkpoints)")
     r.add_argument("audio", nargs="+")

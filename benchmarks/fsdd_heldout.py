@@ -1,12 +1,14 @@
 """FSDD held-out-speaker WER: for each speaker, train on the other three and evaluate on the held-out one.
 Reads ../shared/data/fsdd by default (not part of a user's clone: pass --fsdd).
 
-    python benchmarks/fsdd_heldout.py [--fsdd PATH] [--speakers george jackson] [--epochs 30] [--out DIR] [overrides ...]
+    python benchmarks/fsdd_heldout.py [--fsdd PATH] [--speakers george jackson] [--epochs 30] [--out DIR] [--adapt] [-- overrides ...]
     python benchmarks/fsdd_heldout.py --eval-only --stats-utts 1 5 20 [--out DIR]   # score trained models again
     python benchmarks/fsdd_heldout.py --whisper PATH/TO/whisper [--train-utts 300] [--dev-utts 60] [--epochs 2]
 
 The first trains configs/fsdd_ctc.yaml from scratch and scores best.pt and last.pt, with the recipe's word
-n-gram LM and without it (`_nolm`); --eval-only builds that LM for models trained before the recipe had one. Its speaker CMVN pools the held-out speaker's statistics
+n-gram LM and without it (`_nolm`), and with --adapt also best.pt adapted to the held-out speaker's untranscribed
+test recordings by self-training (`_adapted`, asrforge adapt: transductive, it sees the test audio but no text);
+--eval-only builds that LM for models trained before the recipe had one. Its speaker CMVN pools the held-out speaker's statistics
 over all 500 of their (unlabeled) test recordings; --stats-utts K also scores each recording with statistics
 from only K recordings of the speaker (itself and K-1 others at random), as a user with a few recordings of a
 new voice would have. The second fine-tunes a local Whisper checkpoint with
@@ -37,6 +39,7 @@ from asrforge.inference.transcriber import Transcriber, recipe_lm_file  # noqa: 
 from asrforge.metrics import ErrorReport  # noqa: E402
 from asrforge.recipe import load_recipe  # noqa: E402
 from asrforge.text import Normalizer  # noqa: E402
+from asrforge.train.adapt import ADAPTED, AdaptConfig, adapt  # noqa: E402
 from asrforge.train.trainer import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +55,8 @@ def main() -> None:
     ap.add_argument("--eval-only", action="store_true", help="score the models already trained in --out")
     ap.add_argument("--stats-utts", nargs="*", type=int, default=[],
                     help="speaker CMVN: also score with statistics pooled over only this many of the speaker's recordings")
+    ap.add_argument("--adapt", action="store_true",
+                    help="also adapt best.pt to each held-out speaker's untranscribed test audio (asrforge adapt) and score it")
     ap.add_argument("--whisper", help="fine-tune this Whisper checkpoint (configs/fsdd_whisper.yaml) instead")
     ap.add_argument("--train-utts", type=int, default=0, help="with --whisper: train on this many random recordings (0: all)")
     ap.add_argument("--dev-utts", type=int, default=0, help="with --whisper: pick the best epoch on this many (0: all)")
@@ -80,11 +85,19 @@ def main() -> None:
         # best.pt is picked on dev recordings of the training speakers; last.pt is the final epoch's model
         for name, checkpoint in (("", exp / "best.pt"), ("_last", exp / "last.pt")):
             for suffix, use_lm in (("", lm or False), ("_nolm", False)) if lm else (("", False),):
-                t = Transcriber.from_checkpoint(checkpoint, lm=use_lm)
+                t = Transcriber.from_checkpoint(checkpoint, lm=use_lm, closed_vocabulary=bool(use_lm) and recipe.lm.closed_vocabulary)
                 scores[name + suffix] = evaluate_manifest(t, data / "test.jsonl", recipe.decode.beam_size, progress=False).summary()
         s = scores[""]
         results[speaker] = {"wer": s["wer"], "cer": s["cer"], "utts": s["utts"], "train_minutes": minutes,
                             **{f"wer{k}": v["wer"] for k, v in scores.items() if k}}
+        if args.adapt:
+            # self-training on the held-out speaker's test audio, transcripts unseen (asrforge adapt)
+            lm_options = {"lm": lm or False, "closed_vocabulary": bool(lm) and recipe.lm.closed_vocabulary}
+            adapted = adapt(exp / "best.pt", data / "test.jsonl", exp / "adapted", AdaptConfig(), lm_options, progress=False)
+            t = Transcriber.from_checkpoint(exp / "adapted" / ADAPTED, **lm_options)
+            scores["_adapted"] = evaluate_manifest(t, data / "test.jsonl", recipe.decode.beam_size, progress=False).summary()
+            results[speaker]["wer_adapted"] = scores["_adapted"]["wer"]
+            results[speaker]["adapt_minutes"] = adapted["minutes"]
         print(f"held out {speaker}: " + "  ".join(f"WER{k} {100 * v['wer']:.2f}%" for k, v in scores.items()), file=sys.stderr)
         transcriber = Transcriber.from_checkpoint(exp, lm=lm or False)
         for k in args.stats_utts:
@@ -94,7 +107,7 @@ def main() -> None:
     mean = sum(r["wer"] for r in results.values()) / len(results)
     means = {f"mean_wer_stats_from_{k}": sum(r[f"wer_stats_from_{k}"] for r in results.values()) / len(results)
              for k in args.stats_utts}
-    for key in ("wer_last", "wer_nolm", "wer_last_nolm"):
+    for key in ("wer_last", "wer_nolm", "wer_last_nolm", "wer_adapted"):
         if all(key in r for r in results.values()):
             means[f"mean_{key}"] = sum(r[key] for r in results.values()) / len(results)
     print(json.dumps({"name": "fsdd_heldout", "whisper": args.whisper, "train_utts": args.train_utts,
