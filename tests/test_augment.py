@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.audio.augment import AugmentConfig, WaveAugment, add_noise, band_limit, colored_noise, speed_perturb
+from asrforge.audio.augment import (AugmentConfig, WaveAugment, add_noise, band_limit, colored_noise, recut_edges,
+                                    speech_span, speed_perturb)
 from asrforge.errors import ConfigError
 from asrforge.features.mel import warp_frequencies
 from asrforge.data.dataset import SpeechDataset
@@ -131,3 +132,17 @@ def test_vtlp_draws_a_factor_per_utterance_in_range_and_is_checked(corpus):
     e0, again, e1 = ds[(0, 0)], ds[(0, 0)], ds[(0, 1)]
     assert torch.equal(e0.feats, again.feats) and e0.feats.shape == e1.feats.shape
     assert not torch.equal(e0.feats, e1.feats)
+
+
+def test_recut_edges_measures_from_the_speech_not_the_file():
+    wave = np.zeros(16000, dtype=np.float32)
+    wave[4000:12000] = sine(0.5, freq=300)                     # 0.25-0.75 s speech, silence around it
+    assert speech_span(wave) == (4000, 12000)
+    into = recut_edges(wave, 20.0, 30.0)                       # 20 ms into the onset, 30 ms before the end
+    assert into.size == 8000 - 320 - 480 and np.array_equal(into, wave[4320:11520])
+    padded = recut_edges(wave, -50.0, -10.0)                   # keep 50 ms of silence before, 10 ms after
+    assert np.array_equal(padded, wave[3200:12160])
+    assert np.array_equal(recut_edges(wave, 4000.0, 4000.0), wave)   # nothing would be left: unchanged
+    aug = WaveAugment(AugmentConfig(crop_prob=1.0, crop_ms=[-50.0, 40.0]))
+    sizes = {aug(wave, torch.Generator().manual_seed(s)).size for s in range(10)}
+    assert len(sizes) > 1 and all(8000 - 2 * 640 <= n <= 8000 + 2 * 800 for n in sizes)

@@ -31,6 +31,12 @@ class AugmentConfig:
     # Vocal tract length perturbation: the mel filters are warped by a factor drawn from this range, e.g.
     # [0.9, 1.1] (formants move, pitch and timing do not); empty = off. Log-mel and MFCC front ends only.
     vtlp: list[float] = field(default_factory=list)
+    # Edge re-cutting imitates recordings trimmed tight, or into the word (a clipped onset or final consonant):
+    # with probability crop_prob, each end is cut again at a point drawn from crop_ms, measured from where the
+    # speech starts or ends (the first/last 10 ms frame within 30 dB of the loudest): negative keeps that much
+    # silence beyond it, positive cuts that far into the speech.
+    crop_prob: float = 0.0
+    crop_ms: list[float] = field(default_factory=lambda: [-50.0, 40.0])
     # Band limiting imitates microphones and codecs that pass less of the spectrum than the training audio:
     # with probability bandlimit_prob, a low-pass at a cutoff drawn from lowpass_hz and a high-pass at one
     # drawn from highpass_hz (either range may be empty to skip that side).
@@ -41,7 +47,7 @@ class AugmentConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.speed_factors or self.noise_manifest or self.noise_colors or self.gain_db
-                    or self.bandlimit_prob > 0 or self.vtlp)
+                    or self.bandlimit_prob > 0 or self.vtlp or self.crop_prob > 0)
 
 
 # power spectral density falls as 1/f**exponent
@@ -101,6 +107,26 @@ def band_limit(wave: np.ndarray, low_hz: float | None, high_hz: float | None, or
     return np.fft.irfft(np.fft.rfft(wave) * gain, n=wave.size).astype(np.float32)
 
 
+def speech_span(wave: np.ndarray, floor_db: float = 30.0, frame: int = SAMPLE_RATE // 100) -> tuple[int, int]:
+    """``(start, end)`` samples from the first to the end of the last ``frame`` within ``floor_db`` of the loudest."""
+    n = wave.size // frame
+    if n == 0:
+        return 0, wave.size
+    energy = 10 * np.log10(np.mean(wave[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
+    active = np.flatnonzero(energy > energy.max() - floor_db)
+    return int(active[0]) * frame, min(wave.size, (int(active[-1]) + 1) * frame)
+
+
+def recut_edges(wave: np.ndarray, start_ms: float, end_ms: float, min_ms: float = 100.0) -> np.ndarray:
+    """Cut ``wave`` again ``start_ms`` after its speech starts and ``end_ms`` before it ends (negative: that much
+    outside the speech); left as it is when less than ``min_ms`` would remain."""
+    onset, offset = speech_span(wave)
+    per_ms = SAMPLE_RATE / 1000
+    start = max(0, onset + int(start_ms * per_ms))
+    end = min(wave.size, offset - int(end_ms * per_ms))
+    return wave[start:end] if end - start >= min_ms * per_ms else wave
+
+
 class WaveAugment:
     """Callable ``(wave (N,), generator) -> augmented wave``. Noise files are loaded once and kept."""
 
@@ -125,6 +151,8 @@ class WaveAugment:
 
     def __call__(self, wave: np.ndarray, gen: torch.Generator) -> np.ndarray:
         c = self.config
+        if c.crop_prob > 0 and float(torch.rand((), generator=gen)) < c.crop_prob:
+            wave = recut_edges(wave, _uniform(gen, *c.crop_ms), _uniform(gen, *c.crop_ms))
         if c.speed_factors:
             wave = speed_perturb(wave, c.speed_factors[int(torch.randint(0, len(c.speed_factors), (), generator=gen))])
         if c.bandlimit_prob > 0 and float(torch.rand((), generator=gen)) < c.bandlimit_prob:
