@@ -63,6 +63,10 @@ def main() -> None:
     ap.add_argument("--skip-before", action="store_true", help="with --whisper: do not score the checkpoint before fine-tuning")
     ap.add_argument("overrides", nargs="*", help="recipe overrides, e.g. augment.speed_factors=[0.8,1.0,1.2]")
     args = ap.parse_args()
+    swallowed = [x for x in args.speakers + args.extra_train if "=" in x]
+    if swallowed:   # nargs lists take every following word: an override there would be read as a speaker or file
+        sys.exit(f"{swallowed[0]} looks like a recipe override: put overrides after `--`, e.g. "
+                 "--speakers george -- augment.vtlp=[0.9,1.1]")
     if not Path(args.fsdd).is_dir():
         sys.exit(f"FSDD not found at {args.fsdd}; pass --fsdd PATH (the folder holding recordings/)")
     results = {}
