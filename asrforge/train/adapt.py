@@ -60,25 +60,33 @@ class PseudoLabel:
     kept: bool = False
 
 
-def pseudo_label(transcriber: Transcriber, dataset: SpeechDataset, beam_size: int,
+def pseudo_label(transcriber: Transcriber, dataset: SpeechDataset, beam_size: int, batch_size: int = 32,
                  progress: bool = True) -> tuple[list[PseudoLabel], list[dict]]:
-    """Transcribe every utterance; returns labels (with confidence) and the unreadable items (id, reason)."""
-    labels, bad = [], []
-    options = CTCBeamOptions(beam_size=beam_size, nbest=beam_size)
-    for i in tqdm(range(len(dataset)), desc="pseudo-labelling", unit="utt", disable=not progress, leave=False):
-        uid = dataset.utts[i].id or str(i)
+    """Transcribe every utterance; returns labels (with confidence) and the unreadable items (id, reason).
+    The network runs on length-sorted batches (little padding); the search runs per utterance."""
+    readable, bad = [], []
+    for i in range(len(dataset)):
         try:
-            feats = dataset.features_of(i)
+            readable.append((i, dataset.features_of(i)))
         except AsrforgeError as e:
-            bad.append({"id": uid, "reason": str(e)})
-            continue
-        log_probs, lens = transcriber.forward(feats[None], torch.tensor([feats.shape[0]]))
-        hyps = ctc_prefix_beam_search(log_probs[0], int(lens[0]), options, transcriber.tokenizer.blank_id,
-                                      lm=transcriber.lm)
-        scores = torch.tensor([h.score for h in hyps], dtype=torch.float64)
-        confidence = float(torch.softmax(scores, 0)[0]) if torch.isfinite(scores).all() else 0.0
-        text = transcriber.tokenizer.decode(hyps[0].tokens).strip()
-        labels.append(PseudoLabel(uid, i, text, confidence if text else 0.0))
+            bad.append({"id": dataset.utts[i].id or str(i), "reason": str(e)})
+    readable.sort(key=lambda item: item[1].shape[0])
+    labels = []
+    options = CTCBeamOptions(beam_size=beam_size, nbest=beam_size)
+    bar = tqdm(total=len(readable), desc="pseudo-labelling", unit="utt", disable=not progress, leave=False)
+    for b in range(0, len(readable), batch_size):
+        chunk = readable[b : b + batch_size]
+        feats = torch.nn.utils.rnn.pad_sequence([f for _, f in chunk], batch_first=True)
+        log_probs, lens = transcriber.forward(feats, torch.tensor([f.shape[0] for _, f in chunk]))
+        for (i, _), lp, n in zip(chunk, log_probs, lens.tolist()):
+            hyps = ctc_prefix_beam_search(lp, n, options, transcriber.tokenizer.blank_id, lm=transcriber.lm)
+            scores = torch.tensor([h.score for h in hyps], dtype=torch.float64)
+            confidence = float(torch.softmax(scores, 0)[0]) if torch.isfinite(scores).all() else 0.0
+            text = transcriber.tokenizer.decode(hyps[0].tokens).strip()
+            labels.append(PseudoLabel(dataset.utts[i].id or str(i), i, text, confidence if text else 0.0))
+        bar.update(len(chunk))
+    bar.close()
+    labels.sort(key=lambda p: p.index)    # manifest order again
     return labels, bad
 
 
@@ -132,7 +140,7 @@ def adapt(model: str | Path, manifest: str | Path, out_dir: str | Path, config: 
     # speaker CMVN (if the recipe uses it) pools each speaker's statistics over this manifest's audio
     dataset = SpeechDataset(utts, transcriber.features, None, transcriber.normalizer, cache_features=True,
                             progress=progress)
-    labels, bad = pseudo_label(transcriber, dataset, config.beam_size, progress)
+    labels, bad = pseudo_label(transcriber, dataset, config.beam_size, config.batch_size, progress)
     bad = [{"id": s.item, "reason": s.reason} for s in bad_lines] + bad
     if not labels:
         raise AsrforgeError(f"none of the {len(bad)} utterances of {manifest} could be read; the first: "
