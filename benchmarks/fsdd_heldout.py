@@ -124,7 +124,9 @@ def wer_with_few_recordings(transcriber: Transcriber, manifest: Path, k: int, be
     """WER when each recording is normalized with statistics pooled over itself and k-1 other recordings of its
     speaker, drawn at random (k=1: the recording alone, i.e. per-utterance CMVN)."""
     utts, _ = read_manifest(manifest)
-    raw = [transcriber.features.unnormalized(load_audio(u.audio_filepath)) for u in utts]
+    waves = [load_audio(u.audio_filepath) for u in utts]
+    raw = [transcriber.features.unnormalized(w) for w in waves]
+    raw_stats = [transcriber.features.statistics_frames(w) for w in waves]
     by_speaker: dict[str | None, list[int]] = {}
     for i, u in enumerate(utts):
         by_speaker.setdefault(u.speaker, []).append(i)
@@ -133,7 +135,7 @@ def wer_with_few_recordings(transcriber: Transcriber, manifest: Path, k: int, be
         others = [j for j in by_speaker[u.speaker] if j != i]
         acc = CMVNAccumulator()
         for j in [i, *rng.sample(others, min(k - 1, len(others)))]:
-            acc.add(raw[j])
+            acc.add(raw_stats[j])
         feats = acc.stats().apply(raw[i])[None]
         hyp = transcriber.decode_text(feats, torch.tensor([feats.shape[1]]), beam_size)[0]
         report.add(u.id, transcriber.normalizer(u.text), hyp, u.speaker)

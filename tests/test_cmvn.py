@@ -144,3 +144,23 @@ def test_speaker_cmvn_cannot_stream_shards(corpus, tmp_path):
                          tiny_overrides(corpus, **{"features.cmvn": "speaker", "data.train": spec}))
     with pytest.raises(ConfigError, match="shard"):
         Trainer(recipe, tmp_path / "exp", progress=False)
+
+
+def test_speech_only_statistics_do_not_move_with_the_silence_kept(tmp_path):
+    """The same tone recorded with little or much silence around it: with stats_floor_db the speaker statistics
+    are the same either way; over every frame, the silence drags the mean down."""
+    rng = np.random.default_rng(2)
+    tone = 0.3 * np.sin(2 * np.pi * 300 * np.arange(8000) / 16000)
+    utts = []
+    for i, pad in enumerate((800, 16000)):
+        wave = np.concatenate([np.zeros(pad), tone, np.zeros(pad)]) + 1e-4 * rng.standard_normal(8000 + 2 * pad)
+        write_audio(tmp_path / f"u{i}.wav", wave.astype(np.float32), 16000)
+        utts.append(Utterance(str(tmp_path / f"u{i}.wav"), 1.0, "one", speaker=f"s{i}", id=f"u{i}"))
+    stats = {}
+    for floor in (None, 30.0):
+        fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="speaker", stats_floor_db=floor))
+        ds = SpeechDataset(utts, fe, None, Normalizer())
+        stats[floor] = [ds.speaker_stats[f"s{i}"].mean for i in range(2)]
+        assert fe.statistics_frames(ds._wave(1)).shape[0] == (51 if floor else 251)   # 0.5 s of 2.5 s, 10 ms frames
+    assert (stats[None][0] - stats[None][1]).abs().max() > 1.0
+    assert (stats[30.0][0] - stats[30.0][1]).abs().max() < 0.2

@@ -144,7 +144,7 @@ class SpeechDataset(Dataset):
                 continue   # reported as a bad item when the utterance is used
             if keep_waves:
                 self.cache[index] = wave
-            acc.setdefault(u.speaker, CMVNAccumulator()).add(self.maker.features.unnormalized(wave))
+            acc.setdefault(u.speaker, CMVNAccumulator()).add(self.maker.features.statistics_frames(wave))
         return {speaker: a.stats() for speaker, a in acc.items()}
 
     def __len__(self) -> int:

@@ -31,6 +31,10 @@ class FeatureConfig:
     # "speaker": statistics pooled over all of a speaker's utterances (the manifest's speaker field), computed
     # by the dataset; an utterance with no speaker, or a lone file at transcription, is its own speaker.
     cmvn: Literal["utterance", "speaker", "none"] = "utterance"
+    # Speaker statistics from speech frames only: frames more than this many dB below the utterance's loudest
+    # are left out (None: every frame). Recordings of one corpus differ in how much silence they keep, and
+    # a mean over silence and speech moves with that share.
+    stats_floor_db: float | None = None
 
     @property
     def win_length(self) -> int:
@@ -90,6 +94,15 @@ class FeatureExtractor:
             d1 = deltas(feats)
             feats = torch.cat([feats, d1, deltas(d1)], dim=1)
         return feats
+
+    def statistics_frames(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``(N,)`` -> the un-normalized frames ``(T', D)`` that speaker statistics are pooled from."""
+        wave = torch.as_tensor(wave, dtype=torch.float32)
+        feats = self.unnormalized(wave)
+        if self.config.stats_floor_db is None:
+            return feats
+        energy_db = 10 * torch.log10(self.power_spectrogram(wave).sum(1) + LOG_FLOOR)
+        return feats[energy_db >= energy_db.max() - self.config.stats_floor_db]
 
     def __call__(self, wave: np.ndarray | torch.Tensor, speaker_stats: CMVNStats | None = None,
                  warp: float = 1.0) -> torch.Tensor:

@@ -187,7 +187,7 @@ class Transcriber:
                 wave = load_audio(item) if isinstance(item, (str, Path)) else np.asarray(item, dtype=np.float32)
             except AsrforgeError:
                 continue
-            acc.add(self.features.unnormalized(wave))
+            acc.add(self.features.statistics_frames(wave))
         if not acc.frames:
             raise AsrforgeError("none of the audio could be read to pool speaker statistics")
         return acc.stats()
