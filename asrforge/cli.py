@@ -250,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="WER/CER of a model on a manifest")
     e.add_argument("--model", required=True, help="checkpoint file or experiment folder, or a Whisper checkpoint")
     e.add_argument("--manifest", required=True)
-    e.add_argument("--beam-size", type=int, default=1, help="1 = greedy; more = CTC prefix beam search")
+    e.add_argument("--beam-size", type=int, default=None,
+                   help="default: the recipe's decode.beam_size (with its LM); Whisper: greedy. 1 = greedy")
     e.add_argument("--json", help="write wer, cer, utts, sub, del, ins, rtf here")
     e.add_argument("--report-dir", help="write per-utterance results (utterances.txt, utterances.jsonl) here")
     e.add_argument("--device", default="cpu")

@@ -168,6 +168,13 @@ def test_training_writes_the_lm_and_decoding_uses_it(corpus, tmp_path, capsys):
     assert "closed vocabulary" in capsys.readouterr().out
     hyps = [json.loads(line)["hyp"] for line in open(tmp_path / "closed" / "utterances.jsonl")]
     assert all(w in lm.vocab for h in hyps for w in h.split())
+    # without --beam-size, evaluate decodes as the recipe does (decode.beam_size=4 with its LM); 1 is greedy
+    assert main(["evaluate", "--model", str(exp), "--manifest", test, "--json", str(tmp_path / "default.json")]) == 0
+    assert "(beam 4, 2-gram LM" in capsys.readouterr().out
+    assert json.loads((tmp_path / "default.json").read_text())["beam_size"] == 4
+    assert main(["evaluate", "--model", str(exp), "--manifest", test, "--beam-size", "1"]) == 0
+    out = capsys.readouterr()
+    assert "(greedy)" in out.out and "greedy run ignores it" in out.err
 
     (exp / "lm.arpa").rename(tmp_path / "moved.arpa")
     with pytest.raises(CheckpointError, match="lm.arpa, which is missing"):

@@ -59,21 +59,25 @@ def evaluate_whisper_manifest(model: str, manifest: str | Path, beam_size: int, 
     return ev
 
 
-def evaluate_command(model: str, manifest: str, beam_size: int, json_path: str | None, report_dir: str | None,
+def evaluate_command(model: str, manifest: str, beam_size: int | None, json_path: str | None, report_dir: str | None,
                      device: str = "cpu", language: str | None = None, tokenizer: str | None = None,
                      lm_options: dict | None = None) -> dict:
-    """``lm_options``: keyword arguments of :meth:`Transcriber.from_checkpoint` (``lm``, ``lm_weight``, ``word_bonus``,
+    """``beam_size`` None: the search the model's recipe decodes with (``decode.beam_size``); greedy for Whisper.
+    ``lm_options``: keyword arguments of :meth:`Transcriber.from_checkpoint` (``lm``, ``lm_weight``, ``word_bonus``,
     ``closed_vocabulary``)."""
     from asrforge.inference.api import is_whisper_checkpoint, check_lm_options
 
-    search = "greedy" if beam_size <= 1 else f"beam {beam_size}"
     if is_whisper_checkpoint(Path(model)):
         check_lm_options(lm_options)
+        beam_size = beam_size or 1
+        search = "greedy" if beam_size <= 1 else f"beam {beam_size}"
         ev = evaluate_whisper_manifest(model, manifest, beam_size, device, language, tokenizer)
     else:
         if language or tokenizer:
             raise AsrforgeError("--language and --tokenizer apply to Whisper checkpoints; this is an asrforge checkpoint")
         transcriber = Transcriber.from_checkpoint(model, device, **(lm_options or {}))
+        beam_size = beam_size or transcriber.recipe.decode.beam_size
+        search = "greedy" if beam_size <= 1 else f"beam {beam_size}"
         if transcriber.lm is not None:
             if beam_size <= 1:
                 print("asrforge: the n-gram LM is used by beam search only; this greedy run ignores it "
