@@ -44,3 +44,39 @@ def test_infeasible_utterances_are_skipped_and_counted():
     torch.testing.assert_close(out.loss, (ref / 3).mean())
     none = ctc_loss(log_probs[1:2], out_lens[1:2], tokens[1:2], token_lens[1:2])
     assert none.loss is None and none.skipped == 1
+
+
+def test_frequency_pooling_front_end():
+    """conv_freq_pool: padding still never changes a result, and a feature moved by one band of the first layer
+    (two input bands) still excites the first layer where it did before, which without pooling it does not."""
+    from asrforge.nn.subsampling import Conv2dSubsampling
+
+    torch.manual_seed(0)
+    front = Conv2dSubsampling(40, 16, channels=4, freq_pool=3).eval()
+    x, lens = torch.randn(2, 30, 40), torch.tensor([30, 17])
+    x[1, 17:] = 0
+    out, out_lens = front(x, lens)
+    alone, _ = front(x[1:2, :17], lens[1:2])
+    torch.testing.assert_close(out[1, : out_lens[1]], alone[0], atol=1e-5, rtol=1e-5)
+
+    def first_layer_band_response(front, band):
+        """First layer's response (max over channels and time) per band for a spike in input band ``band``."""
+        with torch.no_grad():
+            front.conv1.weight.zero_()
+            front.conv1.weight[:, 0, 1, 1] = 1.0   # each channel copies the input (centre tap)
+            front.conv1.bias.zero_()
+            spike = torch.zeros(1, 1, 8, 40)
+            spike[..., band] = 1.0
+            return front.freq_pool(torch.relu(front.conv1(spike))).amax(dim=(0, 1, 2))
+
+    pooled, plain = Conv2dSubsampling(40, 16, 4, freq_pool=3), Conv2dSubsampling(40, 16, 4)
+    for front, overlaps in ((pooled, True), (plain, False)):
+        a, b = first_layer_band_response(front, 20), first_layer_band_response(front, 22)
+        assert bool(((a > 0) & (b > 0)).any()) is overlaps
+    with pytest.raises(ValueError, match="odd"):
+        Conv2dSubsampling(40, 16, 4, freq_pool=2)
+    from asrforge.errors import ConfigError
+    from asrforge.recipe import load_recipe
+
+    with pytest.raises(ConfigError, match="conv_freq_pool must be an odd number"):
+        load_recipe(None, ["model.encoder.conv_freq_pool=4"])

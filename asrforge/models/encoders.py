@@ -24,6 +24,11 @@ def _check_dropout(value: float) -> None:
         raise ValueError("model.encoder.dropout must be in [0, 1)")
 
 
+def _check_front_end(config) -> None:
+    if config.conv_freq_pool < 1 or config.conv_freq_pool % 2 == 0:
+        raise ValueError(f"model.encoder.conv_freq_pool must be an odd number >= 1 (1: off), got {config.conv_freq_pool}")
+
+
 @dataclass
 class RNNEncoderConfig:
     kind: str = "rnn"
@@ -33,11 +38,13 @@ class RNNEncoderConfig:
     bidirectional: bool = True
     dropout: float = 0.1
     conv_channels: int = 32
+    conv_freq_pool: int = 1           # odd; > 1 max-pools the front end across bands (tolerance to formant shifts)
 
     def __post_init__(self):
         if self.hidden < 1 or self.layers < 1:
             raise ValueError("model.encoder.hidden and model.encoder.layers must be positive")
         _check_dropout(self.dropout)
+        _check_front_end(self)
 
     @property
     def causal(self) -> bool:
@@ -50,7 +57,7 @@ class RNNEncoder(nn.Module):
 
     def __init__(self, config: RNNEncoderConfig, input_dim: int):
         super().__init__()
-        self.frontend = Conv2dSubsampling(input_dim, config.hidden, config.conv_channels)
+        self.frontend = Conv2dSubsampling(input_dim, config.hidden, config.conv_channels, config.conv_freq_pool)
         self.rnn = RNNStack(config.hidden, config.hidden, config.layers, config.bidirectional, config.dropout, config.rnn_type)
         self.out_dim = self.rnn.out_dim
 
@@ -114,11 +121,13 @@ class TransformerEncoderConfig:
     ff: int = 576
     dropout: float = 0.1
     conv_channels: int = 32
+    conv_freq_pool: int = 1           # odd; > 1 max-pools the front end across bands (tolerance to formant shifts)
 
     def __post_init__(self):
         if self.d_model % self.heads:
             raise ValueError(f"model.encoder.d_model={self.d_model} must be divisible by model.encoder.heads={self.heads}")
         _check_dropout(self.dropout)
+        _check_front_end(self)
 
     @property
     def causal(self) -> bool:
@@ -131,7 +140,7 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, config: TransformerEncoderConfig, input_dim: int):
         super().__init__()
-        self.frontend = Conv2dSubsampling(input_dim, config.d_model, config.conv_channels)
+        self.frontend = Conv2dSubsampling(input_dim, config.d_model, config.conv_channels, config.conv_freq_pool)
         self.layers = nn.ModuleList(EncoderLayer(config.d_model, config.heads, config.ff, config.dropout)
                                     for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.d_model)
@@ -157,6 +166,7 @@ class ConformerEncoderConfig:
     conv_kernel: int = 15
     dropout: float = 0.1
     conv_channels: int = 32
+    conv_freq_pool: int = 1           # odd; > 1 max-pools the front end across bands (tolerance to formant shifts)
 
     def __post_init__(self):
         if self.d_model % self.heads or (self.d_model // self.heads) % 2:
@@ -165,6 +175,7 @@ class ConformerEncoderConfig:
         if self.conv_kernel % 2 == 0:
             raise ValueError(f"model.encoder.conv_kernel must be odd, got {self.conv_kernel}")
         _check_dropout(self.dropout)
+        _check_front_end(self)
 
     @property
     def causal(self) -> bool:
@@ -177,7 +188,7 @@ class ConformerEncoder(nn.Module):
 
     def __init__(self, config: ConformerEncoderConfig, input_dim: int):
         super().__init__()
-        self.frontend = Conv2dSubsampling(input_dim, config.d_model, config.conv_channels)
+        self.frontend = Conv2dSubsampling(input_dim, config.d_model, config.conv_channels, config.conv_freq_pool)
         self.layers = nn.ModuleList(ConformerLayer(config.d_model, config.heads, config.ff_mult, config.conv_kernel,
                                                    config.dropout) for _ in range(config.layers))
         self.drop = nn.Dropout(config.dropout)
