@@ -44,12 +44,20 @@ class TrainConfig:
     # Exponential moving average of the weights, updated every optimizer step (e.g. 0.999); validation and the
     # saved models use the average, which generalizes better than the last step's weights. None: off.
     ema_decay: float | None = None
+    # > 0: speaker-adversarial training. A classifier learns the training speakers from the encoder's output and
+    # its gradient reaches the encoder reversed, scaled by this weight (ramped up from 0): the encoder is pushed
+    # toward speaker-independent states. Needs a `speaker` on the training utterances. 0: off.
+    speaker_adversarial: float = 0.0
     amp: bool = True                     # mixed precision on GPU (bfloat16 where supported, else float16)
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     threads: int | None = None           # CPU threads per process (default: cores / processes)
     log_every: int = 25
     trace: bool = False                  # write each rank's batch ids and final weights under EXPDIR/trace
+
+    def __post_init__(self):
+        if self.speaker_adversarial < 0:
+            raise ValueError("train.speaker_adversarial must be >= 0 (0 turns it off)")
 
 
 @dataclass

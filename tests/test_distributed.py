@@ -13,10 +13,13 @@ from conftest import REPO, TINY_RECIPE, tiny_overrides
 
 
 @pytest.mark.parametrize("source,recipe", [("manifest", "demo_ctc.yaml"), ("shards", "demo_ctc.yaml"),
-                                           ("manifest", "demo_las.yaml"), ("manifest", "demo_rnnt.yaml")])
+                                           ("manifest", "demo_las.yaml"), ("manifest", "demo_rnnt.yaml"),
+                                           ("speaker_adversarial", "demo_ctc.yaml")])
 def test_two_process_ddp(corpus, tmp_path, source, recipe):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     extra = {"train.trace": "true", "data.max_batch_seconds": 6}
+    if source == "speaker_adversarial":   # its classifier sits outside DDP and averages its own gradients
+        extra["train.speaker_adversarial"] = 0.5
     if source == "shards":
         extra["data.train"] = write_shards(corpus / "train.jsonl", tmp_path / "shards", shard_size=6, progress=False)["spec"]
     overrides = tiny_overrides(corpus, **extra)
@@ -36,6 +39,7 @@ def test_two_process_ddp(corpus, tmp_path, source, recipe):
     w0 = torch.load(tmp_path / "trace" / "rank0_weights.pt")
     w1 = torch.load(tmp_path / "trace" / "rank1_weights.pt")
     assert w0.keys() == w1.keys()
+    assert any(k.startswith("adversary.") for k in w0) == (source == "speaker_adversarial")
     for k in w0:
         assert torch.equal(w0[k], w1[k]), k                            # gradients were all-reduced
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "train_log.jsonl").is_file()

@@ -8,7 +8,7 @@ drops it and the trainer counts it and names it in its summary.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ class Item:
     feats: torch.Tensor      # (T, D)
     tokens: torch.Tensor     # (L,) int64
     text: str                # normalized reference
+    speaker: str | None = None
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Batch:
     token_lens: torch.Tensor   # (B,)
     texts: list[str]
     bad: list[BadItem]
+    speakers: list[str | None] = field(default_factory=list)   # per utterance, None where the manifest has none
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -95,10 +97,11 @@ class ItemMaker:
             return self.features(wave)
         return self.features(wave, speaker_stats, warp)
 
-    def finish(self, uid: str, feats: torch.Tensor, tokens: torch.Tensor, text: str, gen: torch.Generator) -> Item:
+    def finish(self, uid: str, feats: torch.Tensor, tokens: torch.Tensor, text: str, gen: torch.Generator,
+               speaker: str | None = None) -> Item:
         if self.specaugment is not None:
             feats = self.specaugment(feats, gen)
-        return Item(uid, feats, tokens, text)
+        return Item(uid, feats, tokens, text, speaker)
 
     def __call__(self, uid: str, wave: np.ndarray, raw_text: str, epoch: int) -> Item | BadItem:
         """The whole path for one streamed utterance."""
@@ -182,7 +185,7 @@ class SpeechDataset(Dataset):
             feats = self.features_of(index, gen)
         except AsrforgeError as e:
             return BadItem(uid, str(e))
-        return self.maker.finish(uid, feats, tokens, self.texts[index], gen)
+        return self.maker.finish(uid, feats, tokens, self.texts[index], gen, self.utts[index].speaker)
 
 
 def collate(items: list[Item | BadItem]) -> Batch:
@@ -201,5 +204,5 @@ def collate(items: list[Item | BadItem]) -> Batch:
         ids=[it.id for it in good], feats=feats,
         feat_lens=torch.tensor([it.feats.shape[0] for it in good], dtype=torch.long),
         tokens=tokens, token_lens=torch.tensor([it.tokens.shape[0] for it in good], dtype=torch.long),
-        texts=[it.text for it in good], bad=bad,
+        texts=[it.text for it in good], bad=bad, speakers=[it.speaker for it in good],
     )

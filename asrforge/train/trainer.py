@@ -40,6 +40,7 @@ from asrforge.models.build import build_model
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, build_tokenizer, tokenizer_from_state
 from asrforge.train import distributed as D
+from asrforge.train.adversary import NO_SPEAKER, SpeakerAdversary, reversal_scale, speaker_index
 from asrforge.train.checkpoint import load_checkpoint, save_checkpoint
 from asrforge.train.schedule import WarmupCosine
 
@@ -89,6 +90,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
 
         self.state = TrainState()
+        self._speaker_acc: list[float] = []   # the adversary's accuracy per batch since the last log line
         checkpoint = None
         if resume:
             last = self.out / "last.pt"
@@ -145,7 +147,9 @@ class Trainer:
             write_lm([self.normalizer(t) for t in train_texts], recipe.lm.order, self.out / LM_FILE)
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None)
                     if self.dist.enabled else self.model)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.adversary, self.speakers = self._build_adversary(None if shards else train_utts)
+        params = list(self.model.parameters()) + (list(self.adversary.parameters()) if self.adversary else [])
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         # the averaged copy includes buffers (BatchNorm statistics), so it is a complete model on its own
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                     if cfg.ema_decay else None)
@@ -169,6 +173,25 @@ class Trainer:
         saved.data = given.data
         return saved
 
+    def _build_adversary(self, train_utts: list[Utterance] | None) -> tuple[SpeakerAdversary | None, dict[str, int]]:
+        """The speaker classifier of train.speaker_adversarial, fed by a hook on the model's encoder."""
+        if not self.recipe.train.speaker_adversarial:
+            return None, {}
+        if train_utts is None:
+            raise ConfigError("train.speaker_adversarial needs each utterance's speaker, which shards do not carry; "
+                              "train from manifests, or set train.speaker_adversarial=0")
+        speakers = speaker_index([u.speaker for u in train_utts])
+        if len(speakers) < 2:
+            raise ConfigError(f"train.speaker_adversarial needs at least two speakers in data.train (the manifests' "
+                              f"'speaker' field); found {len(speakers)}. Add speakers to the manifests, or set "
+                              "train.speaker_adversarial=0")
+        adversary = SpeakerAdversary(self.model.encoder.out_dim, len(speakers)).to(self.dist.device)
+        self._encoded = None
+        # only training forwards are kept (the EMA copy, deep-copied with this hook, runs in eval mode)
+        self.model.encoder.register_forward_hook(
+            lambda module, inputs, output: setattr(self, "_encoded", output) if module.training else None)
+        return adversary, speakers
+
     def _amp_dtype(self) -> torch.dtype | None:
         if not self.recipe.train.amp or self.dist.device.type != "cuda":
             return None
@@ -187,6 +210,11 @@ class Trainer:
             self.ema.module.load_state_dict(ckpt["model"])
             self.ema.n_averaged.fill_(ckpt["ema_steps"])
         self.model.load_state_dict(ckpt.get("training_model", ckpt["model"]))
+        if self.adversary is not None:
+            if "adversary" not in ckpt:
+                raise ConfigError("--resume: train.speaker_adversarial is set but the checkpoint was trained without it; "
+                                  "resume with the same recipe")
+            self.adversary.load_state_dict(ckpt["adversary"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -202,6 +230,8 @@ class Trainer:
                          scaler=self.scaler.state_dict(),
                          rng={"torch": torch.get_rng_state(),
                               "cuda": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None})
+            if self.adversary is not None:
+                extra.update(adversary=self.adversary.state_dict())
             if self.ema is not None:   # "model" holds the average; resuming needs the weights being trained too
                 extra.update(training_model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                              ema_steps=int(self.ema.n_averaged))
@@ -238,8 +268,8 @@ class Trainer:
                                            torch.tensor([16], device=dev), torch.ones(1, 1, dtype=torch.long, device=dev),
                                            torch.ones(1, dtype=torch.long, device=dev))[1])
             return None
-        out, outputs = self._loss(batch.feats.to(dev, non_blocking=True), batch.feat_lens.to(dev),
-                                  batch.tokens.to(dev), batch.token_lens.to(dev))
+        out, outputs, adv_loss = self._loss(batch.feats.to(dev, non_blocking=True), batch.feat_lens.to(dev),
+                                            batch.tokens.to(dev), batch.token_lens.to(dev), batch.speakers)
         for uid, ok in zip(batch.ids, out.usable.tolist()):
             if not ok:
                 self.state.skipped.setdefault(uid, out.reason)
@@ -247,13 +277,24 @@ class Trainer:
             # Every utterance was infeasible: join the all-reduce with zero gradients, as above.
             self._zero_backward(outputs)
             return None
-        self.scaler.scale(out.loss / self.recipe.train.accum_steps).backward()
-        return float(out.loss.detach())
+        total = out.loss if adv_loss is None else out.loss + adv_loss
+        self.scaler.scale(total / self.recipe.train.accum_steps).backward()
+        return float(out.loss.detach())   # the recognizer's loss alone, comparable with runs without the adversary
 
-    def _loss(self, feats, feat_lens, tokens, token_lens):
+    def _loss(self, feats, feat_lens, tokens, token_lens, speakers: list[str | None] | None = None):
         with torch.autocast(feats.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             outputs = self.ddp(feats, feat_lens, tokens, token_lens)
-        return self.objective(self.model, outputs, tokens, token_lens), outputs
+        out = self.objective(self.model, outputs, tokens, token_lens)
+        if self.adversary is not None and speakers is not None and out.loss is not None:
+            labels = torch.tensor([self.speakers.get(s, NO_SPEAKER) if s is not None else NO_SPEAKER for s in speakers],
+                                  device=feats.device)
+            h, h_lens = self._encoded
+            progress = self.state.step / max(1, self.state.planned_epochs * self.steps_per_epoch)
+            adv_loss, accuracy = self.adversary(h, h_lens, labels, reversal_scale(self.recipe.train.speaker_adversarial, progress))
+            self._encoded = None
+            self._speaker_acc.append(accuracy)
+            return out, outputs, adv_loss
+        return out, outputs, None
 
     def _zero_backward(self, outputs) -> None:
         """A backward pass with zero gradients through every output tensor (keeps DDP ranks in step)."""
@@ -263,6 +304,8 @@ class Trainer:
 
     def _optimizer_step(self) -> float:
         self.scaler.unscale_(self.optimizer)
+        if self.adversary is not None:
+            self._average_adversary_grads()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.train.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -272,6 +315,16 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.state.step += 1
         return float(norm)
+
+    def _average_adversary_grads(self) -> None:
+        """Mean of the classifier's gradients over ranks (it is outside DDP; a rank with no speaker gives zeros)."""
+        if not self.dist.enabled:
+            return
+        for p in self.adversary.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= self.dist.world
 
     def validate(self) -> dict:
         self.model.eval()
@@ -317,8 +370,13 @@ class Trainer:
                 if self.state.step % cfg.log_every == 0 and losses:
                     now = time.time()
                     rate = utts * self.dist.world / max(now - window_start, 1e-9)
-                    self._log({"step": self.state.step, "epoch": self.state.epoch, "loss": sum(losses) / len(losses),
-                               "lr": self.scheduler.lr, "grad_norm": norm, "utts_per_s": rate})
+                    record = {"step": self.state.step, "epoch": self.state.epoch, "loss": sum(losses) / len(losses),
+                              "lr": self.scheduler.lr, "grad_norm": norm, "utts_per_s": rate}
+                    known = [a for a in self._speaker_acc if a == a]   # NaN: a batch without named speakers
+                    if known:   # near chance when the encoder hides the speaker
+                        record["speaker_acc"] = sum(known) / len(known)
+                    self._speaker_acc = []
+                    self._log(record)
                     bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{self.scheduler.lr:.2e}", utt_s=f"{rate:.0f}")
                     losses, utts, window_start = [], 0, now
                 if self._out_of_budget(started):
@@ -333,8 +391,10 @@ class Trainer:
             self._end_of_epoch(epoch_start, finished=not stop)
         if trace:
             trace.close()
-            torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                       self.out / "trace" / f"rank{self.dist.rank}_weights.pt")
+            weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            if self.adversary is not None:
+                weights.update({f"adversary.{k}": v.detach().cpu() for k, v in self.adversary.state_dict().items()})
+            torch.save(weights, self.out / "trace" / f"rank{self.dist.rank}_weights.pt")
         summary = {"epochs": self.state.epoch, "steps": self.state.step, "train_minutes": self.state.elapsed / 60,
                    "best_dev_wer": self.state.best_wer, "skipped": len(self.state.skipped) + len(self.manifest_skips)}
         if self.dist.is_main:
