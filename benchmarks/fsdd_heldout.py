@@ -1,7 +1,7 @@
 """FSDD held-out-speaker WER: for each speaker, train on the other three and evaluate on the held-out one.
 Reads ../shared/data/fsdd by default (not part of a user's clone: pass --fsdd).
 
-    python benchmarks/fsdd_heldout.py [--fsdd PATH] [--speakers george jackson] [--epochs 30] [--out DIR] [--adapt] [-- overrides ...]
+    python benchmarks/fsdd_heldout.py [--fsdd PATH] [--speakers george jackson] [--epochs 60] [--out DIR] [--adapt] [-- overrides ...]
     python benchmarks/fsdd_heldout.py --eval-only --stats-utts 1 5 20 [--out DIR]   # score trained models again
     python benchmarks/fsdd_heldout.py --whisper PATH/TO/whisper [--train-utts 300] [--dev-utts 60] [--epochs 2]
 
@@ -49,7 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fsdd", default=str(REPO.parent / "shared" / "data" / "fsdd"))
     ap.add_argument("--speakers", nargs="+", default=["george", "jackson", "lucas", "nicolas"])
-    ap.add_argument("--epochs", type=int, help="default: 30 from scratch, the recipe's 2 for --whisper")
+    ap.add_argument("--epochs", type=int, help="default: the recipe's (60 from scratch, 2 for --whisper)")
     ap.add_argument("--out", default="exp/fsdd-heldout")
     ap.add_argument("--extra-train", nargs="*", default=[], help="more training manifests (e.g. synthetic digits)")
     ap.add_argument("--eval-only", action="store_true", help="score the models already trained in --out")
@@ -78,7 +78,7 @@ def main() -> None:
             continue
         recipe = load_recipe(REPO / "configs" / "fsdd_ctc.yaml",
                              [f"data.train=[{','.join([str(data / 'train.jsonl'), *args.extra_train])}]", f"data.dev={data / 'dev.jsonl'}",
-                              "train.max_minutes=null", f"train.epochs={args.epochs or 30}", *args.overrides])
+                              "train.max_minutes=null", *([f"train.epochs={args.epochs}"] if args.epochs else []), *args.overrides])
         minutes = None if args.eval_only else Trainer(recipe, exp).fit()["train_minutes"]
         lm = recipe_lm_file(recipe, exp / "best.pt")
         if args.eval_only and lm is not None and not lm.is_file():
@@ -92,7 +92,7 @@ def main() -> None:
                 t = Transcriber.from_checkpoint(checkpoint, lm=use_lm, closed_vocabulary=bool(use_lm) and recipe.lm.closed_vocabulary)
                 scores[name + suffix] = evaluate_manifest(t, data / "test.jsonl", recipe.decode.beam_size, progress=False).summary()
         s = scores[""]
-        results[speaker] = {"wer": s["wer"], "cer": s["cer"], "utts": s["utts"], "train_minutes": minutes,
+        results[speaker] = {"wer": s["wer"], "cer": s["cer"], "utts": s["utts"], "epochs": recipe.train.epochs, "train_minutes": minutes,
                             **{f"wer{k}": v["wer"] for k, v in scores.items() if k}}
         if args.adapt:
             # self-training on the held-out speaker's test audio, transcripts unseen (asrforge adapt)
