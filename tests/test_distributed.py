@@ -16,7 +16,8 @@ from conftest import REPO, TINY_RECIPE, tiny_overrides
                                            ("manifest", "demo_las.yaml"), ("manifest", "demo_rnnt.yaml"),
                                            ("speaker_adversarial", "demo_ctc.yaml")])
 def test_two_process_ddp(corpus, tmp_path, source, recipe):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # TMPDIR: torchrun writes a log folder per run under the temp dir; keep it inside the test's own folder
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     extra = {"train.trace": "true", "data.max_batch_seconds": 6}
     if source == "speaker_adversarial":   # its classifier sits outside DDP and averages its own gradients
         extra["train.speaker_adversarial"] = 0.5
