@@ -119,14 +119,6 @@ class ErrorReport:
             c.add(u.chars, len(u.ref))
         return w, c
 
-    @property
-    def word_counts(self) -> ErrorCounts:
-        return self._counts(self.utts)[0]
-
-    @property
-    def char_counts(self) -> ErrorCounts:
-        return self._counts(self.utts)[1]
-
     def summary(self) -> dict:
         w, c = self._counts(self.utts)
         return {"wer": w.rate, "cer": c.rate, "utts": len(self.utts), "words": w.ref_len, "sub": w.sub,

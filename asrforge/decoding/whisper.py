@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -59,8 +59,6 @@ class DecodeResult:
     no_speech_prob: float
     temperature: float
     compression_ratio: float
-    audio_index: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def compression_ratio(text: str) -> float:
@@ -322,7 +320,7 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
         results.append(DecodeResult(
             tokens=sampled, text=text, language=languages[i], language_probs=lang_probs[i],
             avg_logprob=lp / (len(sampled) + 1), sum_logprob=lp, no_speech_prob=float(no_speech[i]),
-            temperature=options.temperature, compression_ratio=compression_ratio(text), audio_index=i))
+            temperature=options.temperature, compression_ratio=compression_ratio(text)))
     return results
 
 

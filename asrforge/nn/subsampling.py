@@ -40,10 +40,6 @@ class Conv2dSubsampling(nn.Module):
         freq = (freq - 1) // 2 + 1
         self.proj = Linear(channels * freq, out_dim)
 
-    @staticmethod
-    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
-        return conv_out_length(conv_out_length(lengths))
-
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = x.unsqueeze(1)                                   # (B, 1, T, D)
         for conv, pool in ((self.conv1, self.freq_pool), (self.conv2, nn.Identity())):

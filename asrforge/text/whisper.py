@@ -149,22 +149,6 @@ class WhisperTokenizer:
         """Text of the ordinary tokens (specials and timestamps dropped)."""
         return self.tk.decode([i for i in ids if i < self.eot], skip_special_tokens=False)
 
-    def decode_with_timestamps(self, ids: list[int]) -> str:
-        parts, run = [], []
-        for i in ids:
-            if i >= self.timestamp_begin:
-                parts.append(self.decode(run))
-                run = []
-                parts.append(f"<|{(i - self.timestamp_begin) * 0.02:.2f}|>")
-            else:
-                run.append(i)
-        parts.append(self.decode(run))
-        return "".join(parts)
-
-    def token_bytes(self, token_id: int) -> bytes:
-        """The UTF-8 bytes one token stands for (a token may hold part of a character)."""
-        return self.tk.decode([token_id]).encode("utf-8", errors="surrogatepass")
-
     @cached_property
     def non_speech_tokens(self) -> list[int]:
         """Tokens for symbols that are not speech (music notes, brackets, speaker marks): suppressed by default,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +33,6 @@ class LoadedWhisper:
     state_dict: dict[str, torch.Tensor]
     alignment_heads: list[tuple[int, int]] | None
     folder: Path                       # where to look for tokenizer files
-    source_format: str                 # "openai" | "huggingface" | "ctranslate2"
-    extra: dict = field(default_factory=dict)
 
     def build(self) -> Whisper:
         model = Whisper(self.dims, self.alignment_heads)
@@ -79,7 +77,7 @@ def _read_openai(path: Path) -> LoadedWhisper:
     heads = ckpt.get("alignment_heads")
     if isinstance(heads, torch.Tensor):  # OpenAI stores a dense (layers, heads) boolean mask
         heads = [tuple(p) for p in heads.nonzero().tolist()]
-    return LoadedWhisper(WhisperDims(**ckpt["dims"]), ckpt["model_state_dict"], heads, path.parent, "openai")
+    return LoadedWhisper(WhisperDims(**ckpt["dims"]), ckpt["model_state_dict"], heads, path.parent)
 
 
 def save_openai(model: Whisper, path: str | Path) -> None:
@@ -145,7 +143,7 @@ def _read_huggingface(path: Path) -> LoadedWhisper:
     gen = path / "generation_config.json"
     if gen.is_file():
         heads = json.loads(gen.read_text()).get("alignment_heads")
-    return LoadedWhisper(dims, state, [tuple(h) for h in heads] if heads else None, path, "huggingface")
+    return LoadedWhisper(dims, state, [tuple(h) for h in heads] if heads else None, path)
 
 
 def save_huggingface(model: Whisper, folder: str | Path, tokenizer_files: list[Path] = ()) -> None:
@@ -294,9 +292,7 @@ def _read_ctranslate2(path: Path) -> LoadedWhisper:
             norm(f"{src}/ffn/layer_norm", f"{dst}.mlp_ln")
             linear(f"{src}/ffn/linear_0", f"{dst}.mlp.0")
             linear(f"{src}/ffn/linear_1", f"{dst}.mlp.2")
-    weight_types = {str(v[k].dtype) for k in v if k.endswith("/weight")}
-    return LoadedWhisper(dims, s, [tuple(h) for h in config.get("alignment_heads", [])] or None, path, "ctranslate2",
-                         {"ct2_config": config, "weight_dtypes": sorted(weight_types)})
+    return LoadedWhisper(dims, s, [tuple(h) for h in config.get("alignment_heads", [])] or None, path)
 
 
 def save_ctranslate2(model: Whisper, folder: str | Path, quantization: str = "float32", config: dict | None = None,

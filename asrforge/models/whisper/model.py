@@ -253,10 +253,6 @@ class Whisper(nn.Module):
     def is_multilingual(self) -> bool:
         return self.dims.n_vocab >= 51865
 
-    @property
-    def num_languages(self) -> int:
-        return self.dims.n_vocab - 51765 - int(self.is_multilingual)
-
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor:
         return self.encoder(mel)
 
