@@ -102,7 +102,14 @@ def test_model_overfits_a_tiny_batch(corpus, tmp_path, rnn_type):
                                      "train.epochs": 220, "train.lr": 3e-3, "train.warmup_steps": 10,
                                      "data.max_batch_seconds": 100, "train.log_every": 50})
     log = [json.loads(line) for line in (tmp_path / "exp" / "train_log.jsonl").read_text().splitlines()]
-    assert min(r["dev_wer"] for r in log if "dev_wer" in r) == 0.0
+    epochs = [r for r in log if "dev_wer" in r]
+    assert min(r["dev_wer"] for r in epochs) == 0.0
+    # once dev WER is 0 % it cannot improve: best.pt is the 0 % epoch with the lowest dev loss, not the first
+    perfect = [r for r in epochs if r["dev_wer"] == 0.0]
+    best = load_checkpoint(tmp_path / "exp" / "best.pt")["train_state"]
+    assert best["epoch"] == min(perfect, key=lambda r: r["dev_loss"])["epoch"] > perfect[0]["epoch"]
+    assert best["best_loss"] == pytest.approx(min(r["dev_loss"] for r in perfect))
+    assert epochs[-1]["dev_loss"] < epochs[0]["dev_loss"]
 
 
 def test_gradient_accumulation_counts_optimizer_steps(corpus, tmp_path):
@@ -142,3 +149,27 @@ def test_weight_average_is_saved_and_resumes_exactly(corpus, tmp_path):
     run(corpus, tmp_path / "c", **{"train.max_steps": 2})
     with pytest.raises(ConfigError, match="ema_decay"):
         run(corpus, tmp_path / "c", resume=True, **ema)
+
+
+def test_dev_loss_scores_what_it_can_and_wer_scores_everything(corpus, tmp_path):
+    """A dev transcript outside the training vocabulary still counts in dev WER; the dev loss leaves it out,
+    and is the training objective of the evaluated weights on the rest."""
+    from asrforge.losses.ctc import ctc_loss
+    utts, _ = read_manifest(corpus / "dev.jsonl")
+    odd = utts[0].__class__(utts[0].audio_filepath, utts[0].duration, "zwölf", 0.0, None, "oov")
+    write_manifest(tmp_path / "dev.jsonl", utts + [odd])
+    trainer = Trainer(load_recipe(DEMO, tiny_overrides(corpus, **{"data.dev": tmp_path / "dev.jsonl"})),
+                      tmp_path / "exp", progress=False)
+    from asrforge.data.dataset import BadItem
+    assert isinstance(trainer.dev_targets[len(utts)], BadItem)   # "ö" is not in the digits' vocabulary
+    metrics = trainer.validate()
+    assert metrics["utts"] == len(utts) + 1
+    model = trainer.eval_model.eval()
+    expected = []
+    with torch.no_grad():
+        for i in range(len(utts)):
+            item = trainer.dev_targets[i]
+            log_probs, out_lens = model(item.feats[None], torch.tensor([len(item.feats)]), item.tokens[None],
+                                        torch.tensor([len(item.tokens)]))
+            expected.append(float(ctc_loss(log_probs, out_lens, item.tokens[None], torch.tensor([len(item.tokens)])).loss))
+    assert metrics["loss"] == pytest.approx(sum(expected) / len(expected), rel=1e-4)

@@ -7,6 +7,7 @@ drops it and the trainer counts it and names it in its summary.
 
 from __future__ import annotations
 
+import copy
 import zlib
 from dataclasses import dataclass, field
 
@@ -149,6 +150,13 @@ class SpeechDataset(Dataset):
                 self.cache[index] = wave
             acc.setdefault(u.speaker, CMVNAccumulator()).add(self.maker.features.statistics_frames(wave))
         return {speaker: a.stats() for speaker, a in acc.items()}
+
+    def with_tokenizer(self, tokenizer: Tokenizer | None) -> "SpeechDataset":
+        """The same utterances, features and cache (shared, not copied), yielding ``tokenizer``'s ids."""
+        view = copy.copy(self)
+        m = self.maker
+        view.maker = ItemMaker(m.features, tokenizer, m.normalizer, m.specaugment, m.wave_augment, m.seed)
+        return view
 
     def __len__(self) -> int:
         return len(self.utts)

@@ -53,6 +53,7 @@ class TrainState:
     planned_epochs: int = 0        # may shrink to fit train.max_minutes
     elapsed: float = 0.0           # training seconds across resumes
     best_wer: float = math.inf
+    best_loss: float = math.inf    # dev loss of best.pt: breaks ties in dev WER (a dev set often saturates at 0 %)
     skipped: dict = field(default_factory=dict)   # item id -> reason (unique items)
 
 
@@ -120,6 +121,8 @@ class Trainer:
         augment = WaveAugment(recipe.augment) if recipe.augment.enabled else None
         self.dev_set = SpeechDataset(dev_utts, features, None, self.normalizer, None,
                                      cache_features=recipe.data.cache_features, progress=self.progress)
+        # the same utterances and feature cache with token ids, for the dev loss (WER keeps every utterance)
+        self.dev_targets = self.dev_set.with_tokenizer(self.tokenizer)
         if shards and recipe.features.cmvn == "speaker":
             raise ConfigError("features.cmvn=speaker pools each speaker's audio before training, which a shard stream "
                               "cannot do; train from manifests, or use features.cmvn=utterance with shards")
@@ -327,11 +330,37 @@ class Trainer:
             p.grad /= self.dist.world
 
     def validate(self) -> dict:
+        """Greedy WER/CER of the evaluated weights on data.dev, and their training objective there (``loss``)."""
         self.model.eval()
         transcriber = Transcriber(self.eval_model, self.recipe, self.tokenizer, self.dist.device)
-        result = evaluate_dataset(transcriber, self.dev_set, beam_size=1, progress=False)
+        result = evaluate_dataset(transcriber, self.dev_set, beam_size=1, progress=False).summary()
+        result["loss"] = self._dev_loss()
         self.model.train()
-        return result.summary()
+        return result
+
+    @torch.no_grad()
+    def _dev_loss(self) -> float:
+        """The objective of the evaluated weights on data.dev, without augmentation: the mean over the utterances
+        it can score (inf when it can score none, e.g. every dev transcript is out of the vocabulary)."""
+        model, dev = self.eval_model, self.dist.device
+        sampler = DurationBatchSampler(self.dev_targets.durations, self.recipe.data.max_batch_seconds, shuffle=False,
+                                       max_batch_size=self.recipe.data.max_batch_size)
+        total, count = 0.0, 0
+        for batch in DataLoader(self.dev_targets, batch_sampler=sampler, collate_fn=collate):
+            if not len(batch):
+                continue
+            tokens, token_lens = batch.tokens.to(dev), batch.token_lens.to(dev)
+            outputs = model(batch.feats.to(dev), batch.feat_lens.to(dev), tokens, token_lens)
+            out = self.objective(model, outputs, tokens, token_lens)
+            if out.loss is not None:
+                used = int(out.usable.sum())
+                total, count = total + float(out.loss) * used, count + used
+        return total / count if count else math.inf
+
+    def _improves(self, metrics: dict) -> bool:
+        """Lower dev WER, or the same WER at a lower dev loss: once dev WER stops moving (often at 0 % on a
+        small dev set), the first epoch to reach it would otherwise stay best.pt, however undertrained."""
+        return (metrics["wer"], metrics["loss"]) < (self.state.best_wer, self.state.best_loss)
 
     def fit(self) -> dict:
         cfg = self.recipe.train
@@ -409,13 +438,14 @@ class Trainer:
         if self.dist.is_main:
             if finished:
                 metrics = self.validate()
-                record.update(dev_wer=metrics["wer"], dev_cer=metrics["cer"], dev_utts=metrics["utts"])
-                if metrics["wer"] < self.state.best_wer:
-                    self.state.best_wer = metrics["wer"]
+                record.update(dev_wer=metrics["wer"], dev_cer=metrics["cer"], dev_loss=metrics["loss"] if math.isfinite(metrics["loss"]) else None,
+                              dev_utts=metrics["utts"])
+                if self._improves(metrics):
+                    self.state.best_wer, self.state.best_loss = metrics["wer"], metrics["loss"]
                     self._save("best.pt", full=False)
                 if self.progress:
                     tqdm.write(f"epoch {self.state.epoch}: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%  "
-                               f"({self.state.elapsed / 60:.1f} min)")
+                               f"loss {metrics['loss']:.3f}  ({self.state.elapsed / 60:.1f} min)")
             self._save("last.pt", full=True)
             self._log(record)
         cfg = self.recipe.train
