@@ -101,7 +101,7 @@ def _lm_options(args) -> dict:
 
 
 def _add_lm_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("n-gram LM (asrforge CTC models, beam search)")
+    g = p.add_argument_group("n-gram LM (asrforge models, beam search)")
     g.add_argument("--lm", help="ARPA file (.arpa/.arpa.gz) to fuse into beam search (default: the recipe's lm.*)")
     g.add_argument("--no-lm", action="store_true", help="decode without the recipe's n-gram LM")
     g.add_argument("--lm-weight", type=float, help="LM log-probability scale (default: the recipe's lm.weight)")
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--out", required=True, help="where to write the .model file")
     tt.set_defaults(func=_tokenizer_train)
 
-    lm = sub.add_parser("lm", help="word n-gram language models for CTC beam search")
+    lm = sub.add_parser("lm", help="word n-gram language models for beam search")
     lm_sub = lm.add_subparsers(dest="action", required=True)
     lt = lm_sub.add_parser("train", help="train a Kneser-Ney n-gram on manifests' normalized text, written as ARPA")
     lt.add_argument("--manifest", required=True, nargs="+", help="one or more JSONL manifests")

@@ -77,7 +77,7 @@ class DecodeConfig:
 
 @dataclass
 class LMConfig:
-    """Word n-gram LM fused into CTC prefix beam search (``decode.beam_size`` > 1)."""
+    """Word n-gram LM fused into every family's beam search (``decode.beam_size`` > 1)."""
     order: int = 0                      # > 0: `asrforge train` builds an n-gram of this order from the training
                                         # transcripts and writes it as EXPDIR/lm.arpa, which decoding then uses
     path: str | None = None             # or decode with this ARPA file (.arpa / .arpa.gz), e.g. LibriSpeech's 3-gram

@@ -232,7 +232,7 @@ def test_every_family_trains_evaluates_and_transcribes_through_the_cli(recipe, c
 
     base = [f"data.train={corpus / 'train.jsonl'}", f"data.dev={corpus / 'dev.jsonl'}", "data.max_batch_seconds=12",
             "train.epochs=1", "train.max_minutes=null", "train.warmup_steps=2", "train.threads=1", "features.n_mels=40",
-            "decode.beam_size=2"]
+            "decode.beam_size=2", "lm.order=2"]
     exp = tmp_path / "exp"
     assert main(["train", str(REPO / "configs" / recipe), *base, *TINY_RECIPE[recipe], "--out", str(exp)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -241,7 +241,10 @@ def test_every_family_trains_evaluates_and_transcribes_through_the_cli(recipe, c
     assert main(["evaluate", "--model", str(exp), "--manifest", str(corpus / "test.jsonl"), "--json", str(report)]) == 0
     result = json.loads(report.read_text())
     assert result["utts"] == len(read_manifest(corpus / "test.jsonl")[0]) and 0.0 <= result["cer"]
-    capsys.readouterr()
+    # every family's beam search decodes with the bigram training wrote (tests/test_ngram.py checks the fusion)
+    assert (exp / "lm.arpa").is_file()
+    one_pass_attention = recipe in ("demo_las.yaml", "demo_transformer.yaml")
+    assert ("2-gram LM weight 0.5, no word bonus" if one_pass_attention else "2-gram LM weight 0.5 bonus 1") in capsys.readouterr().out
     audio = read_manifest(corpus / "test.jsonl")[0][0].audio_filepath
     assert main(["transcribe", audio, "--model", str(exp), "--output-format", "json"]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -9,6 +9,12 @@ The beam search does not stop once it holds ``beam`` finished hypotheses: with l
 after a few tokens is often among the top candidates, and such early endings would fill the quota before
 the real transcript ends (measured: LAS beam 8 at 7.9 % WER against 1.4 % greedy). It stops an utterance
 when no live hypothesis can still reach a better per-token score than its best finished one.
+
+A word n-gram LM (``lm``) fuses into the beam search and the rescoring. The beam search adds
+``weight * ln p(word | history)`` as each word completes, but no word bonus: its ranking by score per token
+already removes the pull toward short outputs that the bonus offsets in CTC search, and a bonus, by raising
+scores, would void the stopping rule above, which relies on scores only falling. Rescoring an n-best list
+is not length-normalized, so there the LM score includes the bonus, as in CTC search.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from asrforge.decoding.ctc import CTCBeamOptions, ctc_prefix_beam_search
 from asrforge.decoding.ctc_prefix_score import CTCPrefixScorer, pad_with_certain_blank
 from asrforge.decoding.hypothesis import Hypothesis
+from asrforge.decoding.word_lm import WordLMScorer, WordLMState
 from asrforge.models.attention import EOS, SOS
 
 NEG_INF = float("-inf")
@@ -30,7 +37,7 @@ NEG_INF = float("-inf")
 class AttentionBeamOptions:
     beam_size: int = 8
     ctc_weight: float = 0.0           # joint search: weight of CTC prefix scores (needs a CTC head)
-    ctc_candidates: int | None = None # tokens per hypothesis scored by CTC; None means 1.5 x beam_size
+    candidates: int | None = None     # tokens per hypothesis scored by CTC and the LM; None means 1.5 x beam_size
     max_len_ratio: float = 2.0        # output tokens allowed per encoder frame
     min_len: int = 5
     nbest: int = 1
@@ -67,13 +74,39 @@ def attention_greedy(model, h: torch.Tensor, h_lens: torch.Tensor,
     return [Hypothesis(toks, float(s)) for toks, s in zip(out, scores.tolist())]
 
 
+def _fuse_word_lm(step: torch.Tensor, alive: torch.Tensor, lm: WordLMScorer, states: list[WordLMState],
+                  width: int) -> tuple[torch.Tensor, dict[tuple[int, int], WordLMState]]:
+    """``step (N, V)`` token scores of ``N`` hypotheses -> the same with the LM's change of score added, for
+    each live hypothesis's ``width`` best tokens and ``<eos>`` (every other token is dropped), and the LM
+    state each of those tokens leads to, by ``(hypothesis, token)``."""
+    body = step.masked_fill(torch.arange(step.shape[1], device=step.device) == EOS, NEG_INF)
+    values, tokens = (t.tolist() for t in body.topk(width, dim=-1))
+    eos = step[:, EOS].tolist()
+    entries: list[tuple[int, int, float]] = []          # (hypothesis, token, fused score)
+    following: dict[tuple[int, int], WordLMState] = {}
+    for n in alive.nonzero()[:, 0].tolist():
+        state = states[n]
+        for value, token in zip(values[n], tokens[n]):
+            if value > NEG_INF:
+                following[n, token] = nxt = lm.extend(state, token)
+                entries.append((n, token, value + nxt.score - state.score))
+        entries.append((n, EOS, eos[n] + lm.finish(state) - state.score))
+    out = torch.full_like(step, NEG_INF)
+    if entries:
+        rows, cols, fused = zip(*entries)
+        out[list(rows), list(cols)] = torch.tensor(fused, dtype=step.dtype).to(step.device)
+    return out, following
+
+
 @torch.inference_mode()
 def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
-                          options: AttentionBeamOptions = AttentionBeamOptions()) -> list[list[Hypothesis]]:
+                          options: AttentionBeamOptions = AttentionBeamOptions(),
+                          lm: WordLMScorer | None = None) -> list[list[Hypothesis]]:
     """Beam search over ``B`` utterances at once (``B x beam`` hypotheses per decoder call).
 
     Returns up to ``nbest`` hypotheses per utterance, best first, ranked by score per token. With
-    ``ctc_weight > 0`` each step scores ``(1 - w) log P_att + w (log P_ctc(g c ...) - log P_ctc(g ...))``.
+    ``ctc_weight > 0`` each step scores ``(1 - w) log P_att + w (log P_ctc(g c ...) - log P_ctc(g ...))``;
+    with ``lm``, the word LM's fused score (without its word bonus: see the module's docstring) is added.
     """
     B, K = h.shape[0], options.beam_size
     dev = h.device
@@ -91,6 +124,9 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
         if ctc is None:
             raise ValueError("decode.ctc_weight > 0 needs a model with a CTC head (family joint, or model.ctc_weight > 0)")
         scorer = CTCPrefixScorer(pad_with_certain_blank(ctc, h_lens).repeat_interleave(K, dim=0))
+    if lm is not None:
+        lm = lm.with_word_bonus(0.0)
+        lm_states = [lm.initial()] * N
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     best_finished = torch.full((B,), NEG_INF, device=dev)    # best per-token score among finished hypotheses
     limit_per_utt = limit[::K].float()
@@ -99,8 +135,8 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
         logits, state = model.decoder.step(mem, state, history)
         logp = torch.log_softmax(logits.float(), dim=-1)     # (N, V)
         V = logp.shape[1]
+        C = min(V - 1, options.candidates or math.ceil(1.5 * K))
         if scorer is not None:
-            C = min(V - 1, options.ctc_candidates or math.ceil(1.5 * K))
             att = logp.clone()
             att[:, EOS] = NEG_INF                           # <eos> is scored separately below
             cand = att.topk(C, dim=-1).indices               # (N, C)
@@ -110,6 +146,8 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
             step[:, EOS] = (1 - w) * logp[:, EOS] + w * (ctc_eos - scorer.psi)
         else:
             step = logp
+        if lm is not None:
+            step, lm_following = _fuse_word_lm(step, scores.reshape(N) > NEG_INF, lm, lm_states, C)
         at_limit = i + 1 >= limit
         step[at_limit, :] = torch.where(torch.arange(V, device=dev) == EOS, step[at_limit], NEG_INF)
         total = (scores.reshape(N, 1) + step).reshape(B, K * V)
@@ -126,7 +164,7 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
                 best_finished[b] = max(best_finished[b], float(top[n]) / lengths)
         top = torch.where(tokens == EOS, NEG_INF, top)
         # An utterance is done when no live hypothesis can still beat its best finished one. Scores only fall
-        # as tokens are added, so a live hypothesis ends at best with score_now / (longest allowed length).
+        # as tokens are added (the LM's changes too, without a word bonus: they are log-probabilities), so a live hypothesis ends at best with score_now / (longest allowed length).
         live_best = top.reshape(B, K).max(dim=-1).values
         done |= (live_best == NEG_INF) | (best_finished >= live_best / limit_per_utt)
         if bool(done.all()):
@@ -135,6 +173,8 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
         scores = top
         state = {k: v.index_select(0, source) for k, v in state.items()}
         history = torch.cat([history.index_select(0, source), tokens[:, None]], dim=1)
+        if lm is not None:
+            lm_states = [lm_following.get((s, t), lm_states[s]) for s, t in zip(source.tolist(), tokens.tolist())]
         if scorer is not None:
             safe = torch.where(tokens == EOS, cand[source, 0], tokens)
             column = (cand[source] == safe[:, None]).float().argmax(-1)
@@ -164,20 +204,23 @@ def sequence_log_probs(model, h: torch.Tensor, h_lens: torch.Tensor, sequences: 
 
 @torch.inference_mode()
 def attention_rescore(model, h: torch.Tensor, h_lens: torch.Tensor,
-                      options: AttentionBeamOptions = AttentionBeamOptions()) -> list[list[Hypothesis]]:
+                      options: AttentionBeamOptions = AttentionBeamOptions(),
+                      lm: WordLMScorer | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search gives an n-best list; the decoder rescores it in one teacher-forced pass.
-    Final score: ``w log P_ctc + (1 - w) log P_att`` (``w = ctc_weight``). Cheaper than the one-pass joint
-    search: the decoder runs once per hypothesis instead of once per output step."""
+    Final score: ``w log P_ctc + (1 - w) log P_att (+ the LM's fused score)`` (``w = ctc_weight``), the LM
+    also guiding the CTC search. Cheaper than the one-pass joint search: the decoder runs once per hypothesis
+    instead of once per output step."""
     ctc = model.ctc_log_probs(h)
     if ctc is None:
         raise ValueError("attention rescoring needs a model with a CTC head (family joint, or model.ctc_weight > 0)")
     nbests = [ctc_prefix_beam_search(ctc[b], int(h_lens[b]), CTCBeamOptions(beam_size=options.beam_size,
-                                                                            nbest=options.beam_size))
+                                                                            nbest=options.beam_size), lm=lm)
               for b in range(h.shape[0])]
     flat = [(b, hyp) for b, hyps in enumerate(nbests) for hyp in hyps]
     att = sequence_log_probs(model, h, h_lens, [hyp.tokens for _, hyp in flat], [b for b, _ in flat]).tolist()
     w = options.ctc_weight
     out: list[list[Hypothesis]] = [[] for _ in nbests]
     for (b, hyp), a in zip(flat, att):
-        out[b].append(Hypothesis(hyp.tokens, w * hyp.score + (1 - w) * a))
+        fused = lm.score_tokens(hyp.tokens) if lm is not None else 0.0   # part of a CTC score searched with the LM
+        out[b].append(Hypothesis(hyp.tokens, w * (hyp.score - fused) + (1 - w) * a + fused))
     return [sorted(hyps, key=lambda x: -x.score)[: options.nbest] for hyps in out]

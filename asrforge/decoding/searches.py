@@ -25,7 +25,7 @@ class SearchOptions:
     joint_search: Literal["one_pass", "rescore"] = "one_pass"
     max_symbols_per_frame: int = 3      # transducer greedy search
     max_len_ratio: float = 2.0          # attention searches: output tokens allowed per encoder frame
-    lm: WordLMScorer | None = None      # CTC beam search: word n-gram shallow fusion
+    lm: WordLMScorer | None = None      # beam searches: word n-gram shallow fusion
 
 
 @dataclass
@@ -46,6 +46,17 @@ def _ctc(model, feats, lens, opts: SearchOptions) -> Decoded:
     return Decoded(hyps, log_probs, out_lens)
 
 
+def _rescores(model, opts: SearchOptions) -> bool:
+    """Whether an attention model's beam search rescores a CTC n-best list instead of searching in one pass."""
+    return model.ctc_head is not None and opts.ctc_weight > 0 and opts.joint_search == "rescore"
+
+
+def uses_word_bonus(model, opts: SearchOptions) -> bool:
+    """Whether the beam search adds the LM's word bonus (the one-pass attention search ranks by score per token
+    instead: see :mod:`asrforge.decoding.attention`)."""
+    return model.objective != "attention" or _rescores(model, opts)
+
+
 def _attention(model, feats, lens, opts: SearchOptions) -> Decoded:
     h, h_lens = model.encode(feats, lens)
     # CTC scores join the search only when the model has a CTC head
@@ -53,10 +64,10 @@ def _attention(model, feats, lens, opts: SearchOptions) -> Decoded:
     beam = AttentionBeamOptions(beam_size=opts.beam_size, ctc_weight=w, max_len_ratio=opts.max_len_ratio)
     if opts.beam_size <= 1:
         hyps = attention_greedy(model, h, h_lens, beam)
-    elif w > 0 and opts.joint_search == "rescore":
-        hyps = [n[0] for n in attention_rescore(model, h, h_lens, beam)]
+    elif _rescores(model, opts):
+        hyps = [n[0] for n in attention_rescore(model, h, h_lens, beam, lm=opts.lm)]
     else:
-        hyps = [n[0] for n in attention_beam_search(model, h, h_lens, beam)]
+        hyps = [n[0] for n in attention_beam_search(model, h, h_lens, beam, lm=opts.lm)]
     return Decoded(hyps, None, h_lens.cpu())
 
 
@@ -66,7 +77,7 @@ def _transducer(model, feats, lens, opts: SearchOptions) -> Decoded:
     if opts.beam_size <= 1:
         hyps = transducer_greedy(model, enc, enc_lens, options)
     else:
-        hyps = [n[0] for n in transducer_beam_search(model, enc, enc_lens, options)]
+        hyps = [n[0] for n in transducer_beam_search(model, enc, enc_lens, options, lm=opts.lm)]
     return Decoded(hyps, None, enc_lens.cpu())
 
 

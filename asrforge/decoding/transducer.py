@@ -4,6 +4,11 @@ Modified beam search (as in icefall) lets each hypothesis emit at most one symbo
 bounds the work per frame and lets one joint-network call serve every hypothesis of every utterance.
 Hypotheses with the same tokens are merged (their probabilities added). The final ranking is by score
 per emission (frames + tokens), i.e. normalized by length.
+
+A word n-gram LM (``lm``) fuses into the beam search: each hypothesis's score is its acoustic
+log-probability plus the LM's fused score of its tokens (word bonus included, as in CTC search), and the
+LM scores each hypothesis's ``beam_size + 1`` best tokens of every frame. Merging adds the acoustic
+probabilities only: hypotheses with the same tokens have the same LM score.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from asrforge.decoding.hypothesis import Hypothesis
+from asrforge.decoding.word_lm import WordLMScorer, WordLMState
 from asrforge.models.transducer import BLANK
+
+NEG_INF = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -64,21 +72,44 @@ def transducer_greedy(model, enc: torch.Tensor, lens: torch.Tensor,
 @dataclass
 class _Hyp:
     tokens: tuple
-    score: float
+    acoustic: float              # log-probability of its alignments (summed over merged ones)
     frames: tuple
     row: int                     # its predictor output / state in the current tables
+    lm: WordLMState | None = None
+
+    @property
+    def score(self) -> float:
+        return self.acoustic + (self.lm.score if self.lm is not None else 0.0)
+
+
+def _fuse_word_lm(block: torch.Tensor, hyps: list[_Hyp], lm: WordLMScorer,
+                  width: int) -> tuple[torch.Tensor, dict[tuple[int, int], WordLMState]]:
+    """``block (H, V)`` acoustic scores of ``H`` hypotheses' next emissions -> their fused scores: blank keeps
+    each hypothesis's LM score, its ``width`` best tokens get the LM score they lead to, other tokens are
+    dropped; and those LM states, by ``(hypothesis, token)``."""
+    fused = torch.full_like(block, NEG_INF)
+    fused[:, BLANK] = block[:, BLANK] + torch.tensor([h.lm.score for h in hyps])
+    tokens_only = block.clone()
+    tokens_only[:, BLANK] = NEG_INF
+    values, tokens = (t.tolist() for t in tokens_only.topk(width, dim=-1))
+    following: dict[tuple[int, int], WordLMState] = {}
+    for i, h in enumerate(hyps):
+        for value, token in zip(values[i], tokens[i]):
+            following[i, token] = nxt = lm.extend(h.lm, token)
+            fused[i, token] = value + nxt.score
+    return fused, following
 
 
 @torch.inference_mode()
-def transducer_beam_search(model, enc: torch.Tensor, lens: torch.Tensor,
-                           options: TransducerOptions = TransducerOptions()) -> list[list[Hypothesis]]:
+def transducer_beam_search(model, enc: torch.Tensor, lens: torch.Tensor, options: TransducerOptions = TransducerOptions(),
+                           lm: WordLMScorer | None = None) -> list[list[Hypothesis]]:
     """Modified beam search over ``B`` utterances at once; up to ``nbest`` hypotheses each, best first."""
     B, K = enc.shape[0], options.beam_size
     dev = enc.device
     state = model.predictor.initial_state(1, dev)
     pred, state = model.predict_step(torch.full((1,), BLANK, dtype=torch.long, device=dev), state)
     pred, state = pred.expand(B, -1), {k: v.expand(B, *v.shape[1:]) for k, v in state.items()}
-    beams = [[_Hyp((), 0.0, (), b)] for b in range(B)]
+    beams = [[_Hyp((), 0.0, (), b, lm.initial() if lm is not None else None)] for b in range(B)]
     for t in range(int(lens.max())):
         rows = [h.row for b in range(B) if t < lens[b] for h in beams[b]]
         if not rows:
@@ -94,21 +125,28 @@ def transducer_beam_search(model, enc: torch.Tensor, lens: torch.Tensor,
                 new_beams.append(beams[b])
                 continue
             hyps = beams[b]
-            block = logp[offset: offset + len(hyps)] + torch.tensor([h.score for h in hyps])[:, None]
-            top, flat = block.reshape(-1).topk(min(K, block.numel()))
+            acoustic = logp[offset: offset + len(hyps)] + torch.tensor([h.acoustic for h in hyps])[:, None]
+            if lm is None:
+                ranked, following = acoustic, {}
+            else:
+                ranked, following = _fuse_word_lm(acoustic, hyps, lm, min(K + 1, V - 1))
+            top, flat = ranked.reshape(-1).topk(min(K, ranked.numel()))
             merged: dict[tuple, _Hyp] = {}
             for score, f in zip(top.tolist(), flat.tolist()):
+                if score == NEG_INF:
+                    continue            # a word the closed vocabulary does not have
                 h, tok = hyps[f // V], f % V
+                a = float(acoustic[f // V, tok])
                 if tok == BLANK:
-                    cand = _Hyp(h.tokens, score, h.frames, h.row)
+                    cand = _Hyp(h.tokens, a, h.frames, h.row, h.lm)
                 else:
-                    cand = _Hyp(h.tokens + (tok,), score, h.frames + (t,), -1 - len(extend))
+                    cand = _Hyp(h.tokens + (tok,), a, h.frames + (t,), -1 - len(extend), following.get((f // V, tok)))
                     extend.append((offset + f // V, tok))
                 old = merged.get(cand.tokens)
                 if old is None:
                     merged[cand.tokens] = cand
                 else:       # two alignments of one labeling: add probabilities
-                    old.score = float(torch.logaddexp(torch.tensor(old.score), torch.tensor(score)))
+                    old.acoustic = float(torch.logaddexp(torch.tensor(old.acoustic), torch.tensor(a)))
             new_beams.append(list(merged.values()))
             offset += len(hyps)
         # one predictor step for every hypothesis that emitted a token; rows past the old table hold them
@@ -131,7 +169,10 @@ def transducer_beam_search(model, enc: torch.Tensor, lens: torch.Tensor,
         beams = new_beams
     out = []
     for b, hyps in enumerate(beams):
-        ranked = sorted(hyps, key=lambda h: -h.score / (int(lens[b]) + len(h.tokens)))
-        out.append([Hypothesis(list(h.tokens), h.score / (int(lens[b]) + len(h.tokens)), list(h.frames))
-                    for h in ranked[: options.nbest]])
+        scored = [(h, (h.acoustic + (lm.finish(h.lm) if lm is not None else 0.0)) / (int(lens[b]) + len(h.tokens)))
+                  for h in hyps]
+        # a closed vocabulary rules out hypotheses ending in a part-word; if none is left, the result is empty
+        final = sorted((pair for pair in scored if pair[1] > NEG_INF), key=lambda pair: -pair[1])
+        out.append([Hypothesis(list(h.tokens), score, list(h.frames)) for h, score in final[: options.nbest]]
+                   or [Hypothesis([], NEG_INF, [])])
     return out

@@ -1,8 +1,9 @@
 """Word n-gram shallow fusion for searches that emit tokens: characters or word pieces -> words -> LM score.
 
-A search keeps one :class:`WordLMState` per hypothesis and calls :meth:`WordLMScorer.extend` for each
-token it appends. A token whose text starts with a space (the character tokenizer's space, a SentencePiece
-piece marked word-initial) completes the word being spelled, which then scores
+Every family's beam search fuses it: CTC prefix, attention (joint CTC/attention included) and transducer.
+A search keeps one :class:`WordLMState` per hypothesis and calls :meth:`WordLMScorer.extend` for each token
+it appends. A token whose text starts with a space (the character tokenizer's space, a SentencePiece piece
+marked word-initial) completes the word being spelled, which then scores
 ``weight * ln p(word | previous words) + word_bonus``. A partly spelled word that no LM word begins with
 already carries the ``<unk>`` score, so the beam drops misspellings before they are finished rather than
 after. :meth:`WordLMScorer.finish` scores the last word and the end of the sentence.
@@ -13,6 +14,7 @@ minus infinity and leaves the beam (digit strings, voice commands: any out-of-li
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from asrforge.decoding.ngram import BOS, EOS, LN10, NGramLM
@@ -74,3 +76,16 @@ class WordLMScorer:
         """The fused score of the whole hypothesis: its last word and the end of the sentence included."""
         history, completed = self._complete(state)
         return completed + self._word_score(history, EOS)
+
+    def score_tokens(self, tokens: list[int]) -> float:
+        """The fused score of a finished token sequence (for rescoring an n-best list)."""
+        state = self.initial()
+        for token in tokens:
+            state = self.extend(state, token)
+        return self.finish(state)
+
+    def with_word_bonus(self, word_bonus: float) -> "WordLMScorer":
+        """The same LM and settings with another word bonus (sharing the score cache, which holds no bonus)."""
+        other = copy.copy(self)
+        other.word_bonus = word_bonus
+        return other

@@ -56,7 +56,7 @@ def is_whisper_checkpoint(path: Path) -> bool:
 def check_lm_options(lm_options: dict | None) -> None:
     """Whisper checkpoints take no n-gram LM: refuse an explicit --lm, --lm-weight, --word-bonus or --closed-vocabulary."""
     if lm_options and (lm_options.get("lm") not in (True, False) or len(lm_options) > 1):
-        raise ConfigError("--lm, --lm-weight, --word-bonus and --closed-vocabulary apply to asrforge CTC models; "
+        raise ConfigError("--lm, --lm-weight, --word-bonus and --closed-vocabulary apply to asrforge models; "
                           "this is a Whisper checkpoint")
 
 
@@ -64,7 +64,7 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", to
                lm_options: dict | None = None):
     """A local asrforge or Whisper checkpoint -> an object with ``transcribe(audio, **options) -> dict``.
 
-    ``dtype`` (Whisper only): float32, float16/bfloat16 on a GPU, int8 on a CPU. ``lm_options`` (asrforge CTC
+    ``dtype`` (Whisper only): float32, float16/bfloat16 on a GPU, int8 on a CPU. ``lm_options`` (asrforge
     models): ``lm``, ``lm_weight``, ``word_bonus``, ``closed_vocabulary`` as :meth:`Transcriber.from_checkpoint` takes them.
     """
     path = Path(path)

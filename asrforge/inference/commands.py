@@ -8,6 +8,7 @@ from pathlib import Path
 
 from asrforge.data.dataset import BadItem, SpeechDataset
 from asrforge.data.manifest import read_manifest
+from asrforge.decoding.searches import uses_word_bonus
 from asrforge.errors import AsrforgeError
 from asrforge.inference.evaluate import Evaluation, evaluate_dataset
 from asrforge.inference.transcriber import Transcriber
@@ -83,8 +84,11 @@ def evaluate_command(model: str, manifest: str, beam_size: int | None, json_path
                 print("asrforge: the n-gram LM is used by beam search only; this greedy run ignores it "
                       "(--beam-size 8 to use it, --no-lm to silence this)", file=sys.stderr)
             else:
-                search += (f", {transcriber.lm.lm.order}-gram LM weight {transcriber.lm.weight:g} bonus {transcriber.lm.word_bonus:g}"
-                           + (", closed vocabulary" if transcriber.lm.closed_vocabulary else ""))
+                lm = transcriber.lm
+                bonus = (f" bonus {lm.word_bonus:g}" if uses_word_bonus(transcriber.model, transcriber.search_options(beam_size))
+                         else ", no word bonus in attention search")
+                search += (f", {lm.lm.order}-gram LM weight {lm.weight:g}{bonus}"
+                           + (", closed vocabulary" if lm.closed_vocabulary else ""))
         ev = evaluate_manifest(transcriber, manifest, beam_size)
     print_evaluation(ev, f"{manifest} ({search})")
     summary = {**ev.summary(), "beam_size": beam_size, "model": str(model), "manifest": str(manifest)}

@@ -14,7 +14,7 @@ from asrforge.decoding import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
 from asrforge.decoding.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, SearchOptions, decode_batch
 from asrforge.decoding.word_lm import WordLMScorer
-from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
+from asrforge.errors import AsrforgeError, CheckpointError
 from asrforge.features import FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.models.build import build_model
@@ -60,13 +60,10 @@ class Transcriber:
 
     def use_lm(self, lm: NGramLM | None, weight: float | None = None, word_bonus: float | None = None,
                closed_vocabulary: bool | None = None) -> None:
-        """Fuse a word n-gram into CTC beam search (``None``: decode without one); settings default to ``recipe.lm``."""
+        """Fuse a word n-gram into beam search (``None``: decode without one); settings default to ``recipe.lm``."""
         if lm is None:
             self.lm = None
             return
-        if self.model.objective != "ctc":
-            raise ConfigError(f"n-gram LM fusion is implemented for CTC models; this is a {self.model.objective} model: "
-                              "leave out lm.* and --lm")
         cfg = self.recipe.lm
         pieces = [self.tokenizer.piece(i) if i != self.tokenizer.blank_id else "" for i in range(self.tokenizer.vocab_size)]
         self.lm = WordLMScorer(lm, pieces, cfg.weight if weight is None else weight,

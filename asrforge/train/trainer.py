@@ -143,8 +143,6 @@ class Trainer:
 
         self.model = build_model(recipe.model, recipe.features.dim, self.tokenizer.vocab_size).to(self.dist.device)
         self.objective = objective_for(self.model)
-        if recipe.lm.enabled and self.model.objective != "ctc":
-            raise ConfigError(f"lm.*: n-gram LM fusion is implemented for CTC models, not {self.model.objective} models")
         if recipe.lm.order > 0 and not recipe.lm.path and self.dist.is_main:
             # built first, so an interrupted run still has the LM its checkpoints decode with
             write_lm([self.normalizer(t) for t in train_texts], recipe.lm.order, self.out / LM_FILE)
