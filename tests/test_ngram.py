@@ -184,6 +184,39 @@ def test_attention_and_transducer_searches_fuse_the_lm():
     assert {k: tok.decode(v) for k, v in closed.items()} == {"attention": "one", "transducer": "one"}
 
 
+def test_attention_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
+    """The attention search scores LM candidates best first and stops once no other can enter the beam; over
+    random hypotheses, its beam must equal the one from scoring every candidate."""
+    from asrforge.decoding.attention import _fuse_word_lm
+
+    tok = CharTokenizer.build(CORPUS + ["zap"])
+    pieces = ["" if i == tok.blank_id else tok.piece(i) for i in range(tok.vocab_size)]
+    g = torch.Generator().manual_seed(0)
+    B, K, width = 3, 4, 6
+    for weight, bonus, closed in [(0.5, 0.0, False), (1.5, 0.0, True), (0.8, 1.0, False)]:
+        scorer = WordLMScorer(train_kneser_ney([s.split() for s in CORPUS], 3), pieces, weight, bonus, closed)
+        exhaustive = WordLMScorer(scorer.lm, pieces, weight, bonus, closed)
+        exhaustive.__dict__["max_gain"] = math.inf                  # never stops early
+        assert scorer.max_gain >= bonus
+        for _ in range(20):
+            step = torch.randn(B * K, tok.vocab_size, generator=g).log_softmax(-1)
+            scores = -5 * torch.rand(B * K, generator=g)
+            states = []
+            for _ in range(B * K):                                  # random spellings so far, words and not
+                state = scorer.initial()
+                for t in torch.randint(1, tok.vocab_size, (int(torch.randint(0, 6, (1,), generator=g)),), generator=g).tolist():
+                    state = scorer.extend(state, t)
+                states.append(state)
+            scores = torch.where(torch.tensor([st.score > -math.inf for st in states]), scores, -math.inf)
+            beams = []
+            for lm in (scorer, exhaustive):
+                fused, _ = _fuse_word_lm(step, scores, lm, states, K, width)
+                top = (scores[:, None] + fused).reshape(B, -1).topk(K, dim=-1)
+                beams.append([[(i, round(v, 5)) for v, i in zip(vs, ix) if v > -math.inf]
+                              for vs, ix in zip(top.values.tolist(), top.indices.tolist())])
+            assert beams[0] == beams[1]
+
+
 def test_a_zero_weight_lm_changes_no_search():
     """Weight 0, bonus 0: every family's fused search returns what its plain search does, scores included."""
     from asrforge.decoding.searches import SearchOptions, decode_batch

@@ -19,6 +19,7 @@ is not length-normalized, so there the LM score includes the bonus, as in CTC se
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 
@@ -74,27 +75,47 @@ def attention_greedy(model, h: torch.Tensor, h_lens: torch.Tensor,
     return [Hypothesis(toks, float(s)) for toks, s in zip(out, scores.tolist())]
 
 
-def _fuse_word_lm(step: torch.Tensor, alive: torch.Tensor, lm: WordLMScorer, states: list[WordLMState],
+def _fuse_word_lm(step: torch.Tensor, scores: torch.Tensor, lm: WordLMScorer, states: list[WordLMState], beam: int,
                   width: int) -> tuple[torch.Tensor, dict[tuple[int, int], WordLMState]]:
-    """``step (N, V)`` token scores of ``N`` hypotheses -> the same with the LM's change of score added, for
-    each live hypothesis's ``width`` best tokens and ``<eos>`` (every other token is dropped), and the LM
-    state each of those tokens leads to, by ``(hypothesis, token)``."""
-    body = step.masked_fill(torch.arange(step.shape[1], device=step.device) == EOS, NEG_INF)
-    values, tokens = (t.tolist() for t in body.topk(width, dim=-1))
-    eos = step[:, EOS].tolist()
-    entries: list[tuple[int, int, float]] = []          # (hypothesis, token, fused score)
+    """``step (N, V)`` token scores of ``N = B x beam`` hypotheses with totals ``scores (N,)`` -> the step scores
+    with the LM's change of score added, and the LM state each scored token leads to, by ``(hypothesis, token)``.
+
+    Candidates are each hypothesis's ``width`` best tokens and ``<eos>``. The LM can only lower a total (up to
+    ``lm.max_gain``), so each utterance's candidates are scored best first, until the next one's total without
+    the LM cannot reach the ``beam``-th best fused total: those left unscored (-inf) could not enter the beam.
+    """
+    N, V = step.shape
+    body = step.masked_fill(torch.arange(V, device=step.device) == EOS, NEG_INF)
+    values, tokens = body.topk(width, dim=-1)
+    tokens = torch.cat([tokens, torch.full((N, 1), EOS, dtype=tokens.dtype, device=step.device)], dim=1)
+    totals = (scores[:, None] + torch.cat([values, step[:, EOS:EOS + 1]], dim=1)).reshape(N // beam, -1)
+    ordered, order = totals.sort(dim=-1, descending=True)               # (B, beam x (width + 1))
+    ordered, order, tokens = ordered.tolist(), order.tolist(), tokens.reshape(N // beam, -1).tolist()
+    score_list, gain = scores.tolist(), lm.max_gain
+    entries: list[tuple[int, int, float]] = []          # (hypothesis, token, fused step score)
     following: dict[tuple[int, int], WordLMState] = {}
-    for n in alive.nonzero()[:, 0].tolist():
-        state = states[n]
-        for value, token in zip(values[n], tokens[n]):
-            if value > NEG_INF:
+    for b, (row_totals, row_order) in enumerate(zip(ordered, order)):
+        best: list[float] = []                           # min-heap of the beam best fused totals so far
+        for total, j in zip(row_totals, row_order):
+            if total == NEG_INF or (len(best) == beam and total + gain <= best[0]):
+                break
+            n, token = b * beam + j // (width + 1), tokens[b][j]
+            state = states[n]
+            if token == EOS:
+                change = lm.finish(state) - state.score
+            else:
                 following[n, token] = nxt = lm.extend(state, token)
-                entries.append((n, token, value + nxt.score - state.score))
-        entries.append((n, EOS, eos[n] + lm.finish(state) - state.score))
+                change = nxt.score - state.score
+            fused = total + change
+            entries.append((n, token, fused - score_list[n]))
+            if len(best) < beam:
+                heapq.heappush(best, fused)
+            elif fused > best[0]:
+                heapq.heapreplace(best, fused)
     out = torch.full_like(step, NEG_INF)
     if entries:
-        rows, cols, fused = zip(*entries)
-        out[list(rows), list(cols)] = torch.tensor(fused, dtype=step.dtype).to(step.device)
+        rows, cols, fused_steps = zip(*entries)
+        out[list(rows), list(cols)] = torch.tensor(fused_steps, dtype=step.dtype).to(step.device)
     return out, following
 
 
@@ -146,10 +167,10 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
             step[:, EOS] = (1 - w) * logp[:, EOS] + w * (ctc_eos - scorer.psi)
         else:
             step = logp
-        if lm is not None:
-            step, lm_following = _fuse_word_lm(step, scores.reshape(N) > NEG_INF, lm, lm_states, C)
         at_limit = i + 1 >= limit
         step[at_limit, :] = torch.where(torch.arange(V, device=dev) == EOS, step[at_limit], NEG_INF)
+        if lm is not None:
+            step, lm_following = _fuse_word_lm(step, scores.reshape(N), lm, lm_states, K, C)
         total = (scores.reshape(N, 1) + step).reshape(B, K * V)
         top, index = total.topk(K, dim=-1)                  # (B, K)
         source = (index // V + torch.arange(B, device=dev)[:, None] * K).reshape(N)

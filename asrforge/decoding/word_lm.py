@@ -15,6 +15,7 @@ minus infinity and leaves the beam (digit strings, voice commands: any out-of-li
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 from asrforge.decoding.ngram import BOS, EOS, LN10, NGramLM
@@ -42,6 +43,16 @@ class WordLMScorer:
         self.partial_penalty = NEG_INF if closed_vocabulary else weight * lm.unk_log10 * LN10
         self._cache: dict[tuple[tuple[str, ...], str], float] = {}
         self._keep = max(lm.order - 1, 0)
+
+    @functools.cached_property
+    def max_gain(self) -> float:
+        """The most one token can raise a hypothesis's fused score: the word bonus, plus, with an open
+        vocabulary, what completing an unknown word can gain over the ``<unk>`` charge its spelling already
+        carries (the LM's backoff weights above 1 on the way to the unigram ``<unk>``). Searches that prune
+        by an upper bound of the fused score add this to it."""
+        backoff = max([0.0, *self.lm.backoffs.values()]) * max(self.lm.order - 1, 0)
+        unknown = 0.0 if self.closed_vocabulary else self.weight * backoff * LN10
+        return max(self.word_bonus, 0.0) + unknown
 
     def initial(self) -> WordLMState:
         return WordLMState((BOS,) if self._keep else (), "", 0.0, 0.0)
@@ -88,4 +99,5 @@ class WordLMScorer:
         """The same LM and settings with another word bonus (sharing the score cache, which holds no bonus)."""
         other = copy.copy(self)
         other.word_bonus = word_bonus
+        other.__dict__.pop("max_gain", None)
         return other
