@@ -86,6 +86,54 @@ def _lm_train(args) -> None:
           + f"\ndecode with it: asrforge evaluate --lm {args.out} --beam-size 8 ..., or lm.path={args.out} in a recipe")
 
 
+def _lm_tune(args) -> None:
+    from asrforge.data.dataset import SpeechDataset
+    from asrforge.data.manifest import read_manifest
+    from asrforge.decoding.ngram import NGramLM
+    from asrforge.inference.api import is_whisper_checkpoint
+    from asrforge.inference.lm_tuning import DEFAULT_BONUSES, DEFAULT_WEIGHTS, save_lm_settings, tune_lm
+    from asrforge.inference.transcriber import Transcriber, recipe_lm_file
+    from asrforge.train.checkpoint import resolve_checkpoint
+
+    if is_whisper_checkpoint(Path(args.model)):
+        raise AsrforgeError(f"{args.model} is a Whisper checkpoint; n-gram LM fusion is for asrforge models")
+    checkpoint = resolve_checkpoint(args.model)
+    transcriber = Transcriber.from_checkpoint(checkpoint, args.device, lm=False)
+    lm_file = Path(args.lm) if args.lm else recipe_lm_file(transcriber.recipe, checkpoint)
+    if lm_file is None:
+        raise AsrforgeError(f"{checkpoint} was trained without an n-gram LM: give one with --lm PATH "
+                            "(e.g. from `asrforge lm train --manifest train.jsonl --out lm.arpa`)")
+    lm = NGramLM.load(lm_file)
+    beam = args.beam_size or transcriber.recipe.decode.beam_size
+    if beam <= 1:
+        raise AsrforgeError("the LM is fused into beam search only: give --beam-size 2 or more "
+                            "(this checkpoint's recipe decodes greedily)")
+    closed = args.closed_vocabulary or transcriber.recipe.lm.closed_vocabulary
+    utts, bad = read_manifest(args.manifest)
+    if not utts:
+        raise AsrforgeError(f"manifest {args.manifest} has no readable line ({len(bad)} bad); check its format")
+    dataset = SpeechDataset(utts, transcriber.features, None, transcriber.normalizer, cache_features=True)
+    result = tune_lm(transcriber, dataset, lm, beam, args.weights or DEFAULT_WEIGHTS, args.bonuses or DEFAULT_BONUSES, closed)
+    best = result.best
+    print(f"\n{args.manifest}: WER (%) of beam {beam} with {lm_file} ({lm.order}-gram"
+          + (", closed vocabulary" if closed else "") + ")")
+    print(result.table())
+    if not result.tunes_bonus:
+        print("(attention beam search adds no word bonus: only the weight is tuned)")
+    print(f"without the LM: {100 * result.without_lm.wer:.2f}%")
+    flags = f"--lm-weight {best.weight:g}" + (f" --word-bonus {best.word_bonus:g}" if result.tunes_bonus else "")
+    print(f"best: {flags}  (WER {100 * best.wer:.2f}%, CER {100 * best.cer:.2f}%)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "manifest": args.manifest, "lm": str(lm_file), "beam_size": beam, "closed_vocabulary": closed,
+            "without_lm": vars(result.without_lm), "best": vars(best), "grid": [vars(p) for p in result.grid]}, indent=1))
+    if args.save:
+        bonus = best.word_bonus if result.tunes_bonus else transcriber.recipe.lm.word_bonus
+        path = save_lm_settings(checkpoint, best.weight, bonus, closed, beam, lm_file if args.lm else None)
+        print(f"saved into {path}: evaluate and transcribe now decode at beam {beam} with these settings by default")
+
+
 def _lm_options(args) -> dict:
     """--lm / --no-lm / --lm-weight / --word-bonus / --closed-vocabulary -> Transcriber.from_checkpoint keyword arguments."""
     if args.no_lm and args.lm:
@@ -239,6 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--config", help="recipe whose text.* normalization to apply (default: lowercase, no punctuation)")
     lt.add_argument("--out", required=True, help="where to write the .arpa (or .arpa.gz) file")
     lt.set_defaults(func=_lm_train)
+    lu = lm_sub.add_parser("tune", help="choose the LM weight and word bonus that give the lowest WER on a dev manifest")
+    lu.add_argument("--model", required=True, help="asrforge checkpoint file or experiment folder")
+    lu.add_argument("--manifest", required=True, help="a dev manifest (never the test set you report)")
+    lu.add_argument("--lm", help="ARPA file (default: the checkpoint's own, lm.path or lm.arpa beside it)")
+    lu.add_argument("--beam-size", type=int, help="default: the recipe's decode.beam_size")
+    lu.add_argument("--weights", type=float, nargs="+", help="LM weights to try (default: 0.2 0.35 0.5 0.75 1)")
+    lu.add_argument("--bonuses", type=float, nargs="+", help="word bonuses to try (default: 0 1 2 3 4)")
+    lu.add_argument("--closed-vocabulary", action="store_true", help="default: the recipe's lm.closed_vocabulary")
+    lu.add_argument("--json", help="write every grid point's WER/CER here")
+    lu.add_argument("--save", action="store_true",
+                    help="store the best weight and bonus in the checkpoint's recipe (and --lm as lm.path)")
+    lu.add_argument("--device", default="cpu")
+    lu.set_defaults(func=_lm_tune)
 
     t = sub.add_parser("train", help="train a model from a YAML recipe")
     t.add_argument("config", help="recipe YAML, e.g. configs/demo_ctc.yaml")

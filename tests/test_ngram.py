@@ -326,3 +326,45 @@ def test_arpa_backoff_follows_the_format(tmp_path):
     assert lm.log10_prob(("zebra",), "a") == pytest.approx(-0.5)
     assert lm.log10_prob((BOS,), EOS) == pytest.approx(-0.5 - 0.7)
     assert lm.sentence_log10(["a"]) == pytest.approx(-0.2 - 0.1)
+
+
+def test_lm_tune_finds_and_saves_the_best_setting(corpus, tmp_path, capsys):
+    from asrforge.cli import main
+    from asrforge.inference.transcriber import Transcriber
+    from asrforge.recipe import load_recipe
+    from asrforge.train.trainer import Trainer
+
+    exp = tmp_path / "exp"
+    Trainer(load_recipe(REPO / "configs" / "demo_ctc.yaml", tiny_overrides(corpus, **{"lm.order": 2})), exp,
+            progress=False).fit()
+    dev, report = str(corpus / "dev.jsonl"), tmp_path / "tune.json"
+    assert main(["lm", "tune", "--model", str(exp), "--manifest", dev, "--beam-size", "2", "--weights", "0.1", "2",
+                 "--bonuses", "0", "3", "--json", str(report), "--save"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(report.read_text())
+    assert [(p["weight"], p["word_bonus"]) for p in result["grid"]] == [(0.1, 0.0), (0.1, 3.0), (2.0, 0.0), (2.0, 3.0)]
+    best = min(result["grid"], key=lambda p: (p["wer"], p["cer"]))
+    assert result["best"] == best and f"best: --lm-weight {best['weight']:g} --word-bonus {best['word_bonus']:g}" in out
+    # each grid point is what `evaluate` reports for those flags; --save makes the best one the default
+    for point in (result["grid"][3], best):
+        assert main(["evaluate", "--model", str(exp), "--manifest", dev, "--beam-size", "2", "--lm-weight",
+                     f"{point['weight']:g}", "--word-bonus", f"{point['word_bonus']:g}", "--json", str(tmp_path / "e.json")]) == 0
+        assert json.loads((tmp_path / "e.json").read_text())["wer"] == pytest.approx(point["wer"])
+    saved = Transcriber.from_checkpoint(exp)
+    assert (saved.lm.weight, saved.lm.word_bonus, saved.recipe.decode.beam_size) == (best["weight"], best["word_bonus"], 2)
+    assert main(["evaluate", "--model", str(exp), "--manifest", dev, "--beam-size", "2", "--no-lm", "--json",
+                 str(tmp_path / "plain.json")]) == 0
+    assert json.loads((tmp_path / "plain.json").read_text())["wer"] == pytest.approx(result["without_lm"]["wer"])
+
+    # a checkpoint without an LM needs --lm; greedy decoding has nothing to tune
+    bare = tmp_path / "bare"
+    Trainer(load_recipe(REPO / "configs" / "demo_ctc.yaml", tiny_overrides(corpus, **{"train.epochs": 1})), bare,
+            progress=False).fit()
+    capsys.readouterr()
+    assert main(["lm", "tune", "--model", str(bare), "--manifest", dev]) == 2
+    assert "trained without an n-gram LM: give one with --lm PATH" in capsys.readouterr().err
+    assert main(["lm", "tune", "--model", str(bare), "--manifest", dev, "--lm", str(exp / "lm.arpa"), "--beam-size", "1"]) == 2
+    assert "beam search only" in capsys.readouterr().err
+    assert main(["lm", "tune", "--model", str(bare), "--manifest", dev, "--lm", str(exp / "lm.arpa"), "--beam-size", "2",
+                 "--weights", "0.5", "--bonuses", "1", "--save"]) == 0
+    assert Transcriber.from_checkpoint(bare).lm is not None      # lm.path now names the tuned ARPA file
