@@ -185,7 +185,10 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
                 best_finished[b] = max(best_finished[b], float(top[n]) / lengths)
         top = torch.where(tokens == EOS, NEG_INF, top)
         # An utterance is done when no live hypothesis can still beat its best finished one. Scores only fall
-        # as tokens are added (the LM's changes too, without a word bonus: they are log-probabilities), so a live hypothesis ends at best with score_now / (longest allowed length).
+        # as tokens are added, so a live hypothesis ends at best with score_now / (longest allowed length).
+        # The LM's changes fall too (no word bonus here), except with an ARPA file whose backoff weights exceed
+        # 1 (asrforge's Kneser-Ney files never do): completing an unknown word may then gain up to
+        # lm.max_gain, which this bound ignores.
         live_best = top.reshape(B, K).max(dim=-1).values
         done |= (live_best == NEG_INF) | (best_finished >= live_best / limit_per_utt)
         if bool(done.all()):
