@@ -184,30 +184,43 @@ def test_attention_and_transducer_searches_fuse_the_lm():
     assert {k: tok.decode(v) for k, v in closed.items()} == {"attention": "one", "transducer": "one"}
 
 
+def _random_lm_states(scorer: WordLMScorer, n: int, vocab: int, g: torch.Generator) -> list:
+    """``n`` LM states after random spellings of 0-5 tokens: words, parts of words and misspellings."""
+    states = []
+    for _ in range(n):
+        state = scorer.initial()
+        for t in torch.randint(1, vocab, (int(torch.randint(0, 6, (1,), generator=g)),), generator=g).tolist():
+            state = scorer.extend(state, t)
+        states.append(state)
+    return states
+
+
+def _pruned_and_exhaustive_scorers():
+    """Scorers over several weights, bonuses and vocabularies, each with a copy that never stops scoring early."""
+    tok = CharTokenizer.build(CORPUS + ["zap"])
+    pieces = ["" if i == tok.blank_id else tok.piece(i) for i in range(tok.vocab_size)]
+    lm = train_kneser_ney([s.split() for s in CORPUS], 3)
+    for weight, bonus, closed in [(0.5, 0.0, False), (1.5, 0.0, True), (0.8, 1.0, False), (0.3, 3.0, True)]:
+        scorer = WordLMScorer(lm, pieces, weight, bonus, closed)
+        exhaustive = WordLMScorer(lm, pieces, weight, bonus, closed)
+        exhaustive.__dict__["max_gain"] = math.inf                  # never stops early
+        assert scorer.max_gain >= bonus
+        yield tok.vocab_size, scorer, exhaustive
+
+
 def test_attention_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
     """The attention search scores LM candidates best first and stops once no other can enter the beam; over
     random hypotheses, its beam must equal the one from scoring every candidate."""
     from asrforge.decoding.attention import _fuse_word_lm
 
-    tok = CharTokenizer.build(CORPUS + ["zap"])
-    pieces = ["" if i == tok.blank_id else tok.piece(i) for i in range(tok.vocab_size)]
     g = torch.Generator().manual_seed(0)
     B, K, width = 3, 4, 6
-    for weight, bonus, closed in [(0.5, 0.0, False), (1.5, 0.0, True), (0.8, 1.0, False)]:
-        scorer = WordLMScorer(train_kneser_ney([s.split() for s in CORPUS], 3), pieces, weight, bonus, closed)
-        exhaustive = WordLMScorer(scorer.lm, pieces, weight, bonus, closed)
-        exhaustive.__dict__["max_gain"] = math.inf                  # never stops early
-        assert scorer.max_gain >= bonus
+    for V, scorer, exhaustive in _pruned_and_exhaustive_scorers():
         for _ in range(20):
-            step = torch.randn(B * K, tok.vocab_size, generator=g).log_softmax(-1)
-            scores = -5 * torch.rand(B * K, generator=g)
-            states = []
-            for _ in range(B * K):                                  # random spellings so far, words and not
-                state = scorer.initial()
-                for t in torch.randint(1, tok.vocab_size, (int(torch.randint(0, 6, (1,), generator=g)),), generator=g).tolist():
-                    state = scorer.extend(state, t)
-                states.append(state)
-            scores = torch.where(torch.tensor([st.score > -math.inf for st in states]), scores, -math.inf)
+            step = torch.randn(B * K, V, generator=g).log_softmax(-1)
+            states = _random_lm_states(scorer, B * K, V, g)
+            scores = torch.where(torch.tensor([st.score > -math.inf for st in states]),
+                                 -5 * torch.rand(B * K, generator=g), -math.inf)
             beams = []
             for lm in (scorer, exhaustive):
                 fused, _ = _fuse_word_lm(step, scores, lm, states, K, width)
@@ -215,6 +228,32 @@ def test_attention_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
                 beams.append([[(i, round(v, 5)) for v, i in zip(vs, ix) if v > -math.inf]
                               for vs, ix in zip(top.values.tolist(), top.indices.tolist())])
             assert beams[0] == beams[1]
+
+
+def test_transducer_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
+    """The same for the transducer search, whose fused scores include the word bonus and so can rise."""
+    from asrforge.decoding.transducer import _fuse_word_lm, _Hyp
+
+    g = torch.Generator().manual_seed(1)
+    K, width = 4, 5
+    pruned_somewhere = False
+    for V, scorer, exhaustive in _pruned_and_exhaustive_scorers():
+        for _ in range(30):
+            H = int(torch.randint(1, K + 1, (1,), generator=g))
+            hyps = [_Hyp((), -5 * float(torch.rand(1, generator=g)), (), i, state)
+                    for i, state in enumerate(_random_lm_states(scorer, H, V, g)) if state.score > -math.inf]
+            if not hyps:
+                continue
+            block = torch.randn(len(hyps), V, generator=g).log_softmax(-1) + torch.tensor([h.acoustic for h in hyps])[:, None]
+            beams = []
+            for lm in (scorer, exhaustive):
+                fused, following = _fuse_word_lm(block, hyps, lm, K, width)
+                top = fused.reshape(-1).topk(K)
+                beams.append([(i, round(v, 5)) for v, i in zip(top.values.tolist(), top.indices.tolist()) if v > -math.inf])
+                if lm is scorer:
+                    pruned_somewhere |= len(following) < len(hyps) * width
+            assert beams[0] == beams[1]
+    assert pruned_somewhere            # the bound did stop early at least once
 
 
 def test_a_zero_weight_lm_changes_no_search():

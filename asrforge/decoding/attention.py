@@ -19,7 +19,6 @@ is not length-normalized, so there the LM score includes the bonus, as in CTC se
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ import torch
 from asrforge.decoding.ctc import CTCBeamOptions, ctc_prefix_beam_search
 from asrforge.decoding.ctc_prefix_score import CTCPrefixScorer, pad_with_certain_blank
 from asrforge.decoding.hypothesis import Hypothesis
-from asrforge.decoding.word_lm import WordLMScorer, WordLMState
+from asrforge.decoding.word_lm import WordLMScorer, WordLMState, fuse_best_first
 from asrforge.models.attention import EOS, SOS
 
 NEG_INF = float("-inf")
@@ -80,38 +79,29 @@ def _fuse_word_lm(step: torch.Tensor, scores: torch.Tensor, lm: WordLMScorer, st
     """``step (N, V)`` token scores of ``N = B x beam`` hypotheses with totals ``scores (N,)`` -> the step scores
     with the LM's change of score added, and the LM state each scored token leads to, by ``(hypothesis, token)``.
 
-    Candidates are each hypothesis's ``width`` best tokens and ``<eos>``. The LM can only lower a total (up to
-    ``lm.max_gain``), so each utterance's candidates are scored best first, until the next one's total without
-    the LM cannot reach the ``beam``-th best fused total: those left unscored (-inf) could not enter the beam.
+    Candidates are each hypothesis's ``width`` best tokens and ``<eos>``, scored best first per utterance
+    (:func:`fuse_best_first`); those left unscored (-inf) could not enter the beam.
     """
     N, V = step.shape
     body = step.masked_fill(torch.arange(V, device=step.device) == EOS, NEG_INF)
     values, tokens = body.topk(width, dim=-1)
     tokens = torch.cat([tokens, torch.full((N, 1), EOS, dtype=tokens.dtype, device=step.device)], dim=1)
     totals = (scores[:, None] + torch.cat([values, step[:, EOS:EOS + 1]], dim=1)).reshape(N // beam, -1)
-    ordered, order = totals.sort(dim=-1, descending=True)               # (B, beam x (width + 1))
-    ordered, order, tokens = ordered.tolist(), order.tolist(), tokens.reshape(N // beam, -1).tolist()
-    score_list, gain = scores.tolist(), lm.max_gain
+    tokens = tokens.reshape(N // beam, -1).tolist()
+    score_list = scores.tolist()
     entries: list[tuple[int, int, float]] = []          # (hypothesis, token, fused step score)
     following: dict[tuple[int, int], WordLMState] = {}
-    for b, (row_totals, row_order) in enumerate(zip(ordered, order)):
-        best: list[float] = []                           # min-heap of the beam best fused totals so far
-        for total, j in zip(row_totals, row_order):
-            if total == NEG_INF or (len(best) == beam and total + gain <= best[0]):
-                break
+    for b, row_totals in enumerate(totals.tolist()):
+        def change(j: int) -> float:
             n, token = b * beam + j // (width + 1), tokens[b][j]
-            state = states[n]
             if token == EOS:
-                change = lm.finish(state) - state.score
-            else:
-                following[n, token] = nxt = lm.extend(state, token)
-                change = nxt.score - state.score
-            fused = total + change
-            entries.append((n, token, fused - score_list[n]))
-            if len(best) < beam:
-                heapq.heappush(best, fused)
-            elif fused > best[0]:
-                heapq.heapreplace(best, fused)
+                return lm.finish(states[n]) - states[n].score
+            following[n, token] = nxt = lm.extend(states[n], token)
+            return nxt.score - states[n].score
+
+        for j, fused in fuse_best_first(row_totals, change, beam, lm.max_gain):
+            n = b * beam + j // (width + 1)
+            entries.append((n, tokens[b][j], fused - score_list[n]))
     out = torch.full_like(step, NEG_INF)
     if entries:
         rows, cols, fused_steps = zip(*entries)

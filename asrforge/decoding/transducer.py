@@ -6,9 +6,10 @@ Hypotheses with the same tokens are merged (their probabilities added). The fina
 per emission (frames + tokens), i.e. normalized by length.
 
 A word n-gram LM (``lm``) fuses into the beam search: each hypothesis's score is its acoustic
-log-probability plus the LM's fused score of its tokens (word bonus included, as in CTC search), and the
-LM scores each hypothesis's ``beam_size + 1`` best tokens of every frame. Merging adds the acoustic
-probabilities only: hypotheses with the same tokens have the same LM score.
+log-probability plus the LM's fused score of its tokens (word bonus included, as in CTC search). Of each
+hypothesis's ``beam_size + 1`` best tokens on a frame, the LM scores them best first, only as many as could
+still enter the beam. Merging adds the acoustic probabilities only: hypotheses with the same tokens have the
+same LM score.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from asrforge.decoding.hypothesis import Hypothesis
-from asrforge.decoding.word_lm import WordLMScorer, WordLMState
+from asrforge.decoding.word_lm import WordLMScorer, WordLMState, fuse_best_first
 from asrforge.models.transducer import BLANK
 
 NEG_INF = float("-inf")
@@ -82,21 +83,33 @@ class _Hyp:
         return self.acoustic + (self.lm.score if self.lm is not None else 0.0)
 
 
-def _fuse_word_lm(block: torch.Tensor, hyps: list[_Hyp], lm: WordLMScorer,
+def _fuse_word_lm(block: torch.Tensor, hyps: list[_Hyp], lm: WordLMScorer, beam: int,
                   width: int) -> tuple[torch.Tensor, dict[tuple[int, int], WordLMState]]:
-    """``block (H, V)`` acoustic scores of ``H`` hypotheses' next emissions -> their fused scores: blank keeps
-    each hypothesis's LM score, its ``width`` best tokens get the LM score they lead to, other tokens are
-    dropped; and those LM states, by ``(hypothesis, token)``."""
-    fused = torch.full_like(block, NEG_INF)
-    fused[:, BLANK] = block[:, BLANK] + torch.tensor([h.lm.score for h in hyps])
+    """``block (H, V)`` acoustic scores of one utterance's ``H`` hypotheses' next emissions -> their fused
+    scores, and the LM state each scored token leads to, by ``(hypothesis, token)``.
+
+    Candidates are each hypothesis's blank (which keeps its LM score) and ``width`` best tokens, scored best
+    first (:func:`fuse_best_first`); those left unscored (-inf) could not enter a beam of ``beam``.
+    """
+    H, V = block.shape
     tokens_only = block.clone()
     tokens_only[:, BLANK] = NEG_INF
-    values, tokens = (t.tolist() for t in tokens_only.topk(width, dim=-1))
+    tokens = torch.cat([torch.full((H, 1), BLANK), tokens_only.topk(width, dim=-1).indices], dim=1)
+    lm_scores = torch.tensor([h.lm.score for h in hyps])
+    totals = (block.gather(1, tokens) + lm_scores[:, None]).reshape(-1).tolist()
+    tokens = tokens.reshape(-1).tolist()
     following: dict[tuple[int, int], WordLMState] = {}
-    for i, h in enumerate(hyps):
-        for value, token in zip(values[i], tokens[i]):
-            following[i, token] = nxt = lm.extend(h.lm, token)
-            fused[i, token] = value + nxt.score
+
+    def change(j: int) -> float:
+        i, token = j // (width + 1), tokens[j]
+        if token == BLANK:
+            return 0.0
+        following[i, token] = nxt = lm.extend(hyps[i].lm, token)
+        return nxt.score - hyps[i].lm.score
+
+    fused = torch.full_like(block, NEG_INF)
+    for j, total in fuse_best_first(totals, change, beam, lm.max_gain):
+        fused[j // (width + 1), tokens[j]] = total
     return fused, following
 
 
@@ -129,7 +142,7 @@ def transducer_beam_search(model, enc: torch.Tensor, lens: torch.Tensor, options
             if lm is None:
                 ranked, following = acoustic, {}
             else:
-                ranked, following = _fuse_word_lm(acoustic, hyps, lm, min(K + 1, V - 1))
+                ranked, following = _fuse_word_lm(acoustic, hyps, lm, K, min(K + 1, V - 1))
             top, flat = ranked.reshape(-1).topk(min(K, ranked.numel()))
             merged: dict[tuple, _Hyp] = {}
             for score, f in zip(top.tolist(), flat.tolist()):

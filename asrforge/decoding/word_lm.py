@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import heapq
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from asrforge.decoding.ngram import BOS, EOS, LN10, NGramLM
@@ -101,3 +103,28 @@ class WordLMScorer:
         other.word_bonus = word_bonus
         other.__dict__.pop("max_gain", None)
         return other
+
+
+def fuse_best_first(totals: Sequence[float], change: Callable[[int], float], beam: int,
+                    max_gain: float) -> list[tuple[int, float]]:
+    """One utterance's candidate extensions, with ``totals`` their scores before the LM's ``change(j)`` ->
+    ``(j, total + change(j))`` for the candidates it scored.
+
+    The LM can raise a total by at most ``max_gain`` (:attr:`WordLMScorer.max_gain`), so candidates are scored
+    best first until the next one's total plus that gain cannot beat the ``beam``-th best fused total so far:
+    no candidate left unscored could enter a beam of that size. Beam searches call this once per utterance
+    and step, so the LM scores a few candidates rather than every hypothesis's every token.
+    """
+    best: list[float] = []                  # min-heap of the ``beam`` best fused totals so far
+    scored: list[tuple[int, float]] = []
+    for j in sorted(range(len(totals)), key=totals.__getitem__, reverse=True):
+        total = totals[j]
+        if total == NEG_INF or (len(best) == beam and total + max_gain <= best[0]):
+            break
+        fused = total + change(j)
+        scored.append((j, fused))
+        if len(best) < beam:
+            heapq.heappush(best, fused)
+        elif fused > best[0]:
+            heapq.heapreplace(best, fused)
+    return scored
