@@ -1,4 +1,5 @@
-"""Waveform augmentation for training: speed perturbation, band limiting, additive noise at a random SNR, gain.
+"""Waveform augmentation for training: speed perturbation, reverberation, band limiting, additive noise at a
+random SNR, gain.
 
 Noise comes from recordings (a noise manifest) or is generated with a power-law spectrum ("white", "pink",
 "brown"): recordings differ in their microphone's noise floor, and a model trained only on clean audio
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from asrforge.audio.io import SAMPLE_RATE, load_audio, resample
+from asrforge.audio.reverb import reverberate, simulated_rir
 from asrforge.errors import ConfigError
 
 
@@ -28,6 +30,13 @@ class AugmentConfig:
     noise_prob: float = 0.5
     snr_db: list[float] = field(default_factory=lambda: [5.0, 20.0])
     gain_db: list[float] = field(default_factory=list)          # e.g. [-6, 6]; empty = off
+    # Reverberation: with probability reverb_prob, the speech is convolved with a room impulse response, drawn
+    # from rir_manifest (a JSONL manifest of recorded RIRs) if given, else simulated with a reverberation time
+    # drawn from rt60_s (seconds) and a direct-to-reverberant energy ratio from drr_db.
+    reverb_prob: float = 0.0
+    rir_manifest: str | None = None
+    rt60_s: list[float] = field(default_factory=lambda: [0.2, 0.8])
+    drr_db: list[float] = field(default_factory=lambda: [0.0, 15.0])
     # Vocal tract length perturbation: the mel filters are warped by a factor drawn from this range, e.g.
     # [0.9, 1.1] (formants move, pitch and timing do not); empty = off. Log-mel and MFCC front ends only.
     vtlp: list[float] = field(default_factory=list)
@@ -47,7 +56,7 @@ class AugmentConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.speed_factors or self.noise_manifest or self.noise_colors or self.gain_db
-                    or self.bandlimit_prob > 0 or self.vtlp or self.crop_prob > 0)
+                    or self.bandlimit_prob > 0 or self.vtlp or self.crop_prob > 0 or self.reverb_prob > 0)
 
 
 # power spectral density falls as 1/f**exponent
@@ -127,25 +136,40 @@ def recut_edges(wave: np.ndarray, start_ms: float, end_ms: float, min_ms: float 
     return wave[start:end] if end - start >= min_ms * per_ms else wave
 
 
+def _check_range(key: str, values: list[float], what: str, example: str, positive: bool = False) -> None:
+    if len(values) != 2 or not values[0] <= values[1] or (positive and values[0] <= 0):
+        raise ConfigError(f"augment.{key}: {values} is not a range [low, high] of {what}"
+                          f"{' (above 0)' if positive else ''}, e.g. {example}")
+
+
+def _load_recordings(manifest: str, key: str, what: str) -> list[np.ndarray]:
+    """Every recording a manifest lists (its ``offset``/``duration`` slice if given), for ``augment.<key>``."""
+    from asrforge.data.manifest import read_manifest
+
+    utts, _ = read_manifest(manifest)
+    waves = [load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None) for u in utts]
+    if not waves:
+        raise ConfigError(f"augment.{key} {manifest} lists no readable {what} file")
+    return waves
+
+
 class WaveAugment:
     """Callable ``(wave (N,), generator) -> augmented wave``. Noise files are loaded once and kept."""
 
     def __init__(self, config: AugmentConfig):
         self.config = config
-        self.noises: list[np.ndarray] = []
-        if config.noise_manifest:
-            from asrforge.data.manifest import read_manifest
-
-            utts, _ = read_manifest(config.noise_manifest)
-            self.noises = [load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None)
-                           for u in utts]
-            if not self.noises:
-                raise ConfigError(f"augment.noise_manifest {config.noise_manifest} lists no readable noise file")
+        self.noises = _load_recordings(config.noise_manifest, "noise_manifest", "noise") if config.noise_manifest else []
+        self.rirs = _load_recordings(config.rir_manifest, "rir_manifest", "impulse response") if config.rir_manifest else []
+        if not 0.0 <= config.reverb_prob <= 1.0:
+            raise ConfigError(f"augment.reverb_prob: {config.reverb_prob} is not a probability between 0 and 1")
+        if config.reverb_prob > 0 and not self.rirs:
+            _check_range("rt60_s", config.rt60_s, "reverberation times in seconds", "[0.2, 0.8]", positive=True)
+            _check_range("drr_db", config.drr_db, "direct-to-reverberant energy ratios in dB", "[0, 15]")
         unknown = [c for c in config.noise_colors if c not in NOISE_EXPONENTS]
         if unknown:
             raise ConfigError(f"augment.noise_colors: unknown {unknown}; choose from {sorted(NOISE_EXPONENTS)}")
-        if config.vtlp and (len(config.vtlp) != 2 or not 0 < config.vtlp[0] <= config.vtlp[1]):
-            raise ConfigError(f"augment.vtlp: {config.vtlp} is not a range [low, high] of warp factors, e.g. [0.9, 1.1]")
+        if config.vtlp:
+            _check_range("vtlp", config.vtlp, "warp factors", "[0.9, 1.1]", positive=True)
         # one pool: each recording and each colour is an equally likely source
         self.noise_sources: list[np.ndarray | str] = [*self.noises, *config.noise_colors]
 
@@ -155,6 +179,12 @@ class WaveAugment:
             wave = recut_edges(wave, _uniform(gen, *c.crop_ms), _uniform(gen, *c.crop_ms))
         if c.speed_factors:
             wave = speed_perturb(wave, c.speed_factors[int(torch.randint(0, len(c.speed_factors), (), generator=gen))])
+        if c.reverb_prob > 0 and float(torch.rand((), generator=gen)) < c.reverb_prob:
+            if self.rirs:
+                rir = self.rirs[int(torch.randint(0, len(self.rirs), (), generator=gen))]
+            else:
+                rir = simulated_rir(_uniform(gen, *c.rt60_s), _uniform(gen, *c.drr_db), gen)
+            wave = reverberate(wave, rir)
         if c.bandlimit_prob > 0 and float(torch.rand((), generator=gen)) < c.bandlimit_prob:
             low = _uniform(gen, *c.highpass_hz) if c.highpass_hz else None
             high = _uniform(gen, *c.lowpass_hz) if c.lowpass_hz else None
