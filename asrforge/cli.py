@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--append-punctuations", help="with --word-timestamps: marks joined to the preceding word")
     r.set_defaults(func=_transcribe)
 
-    d = sub.add_parser("demo", help="synthesize a corpus, train, evaluate on unseen voices, transcribe (about 15 min on 2 cores)")
+    d = sub.add_parser("demo", help="synthesize a corpus, train, evaluate on unseen voices, transcribe (about 10 min on 2 cores)")
     d.add_argument("--out", default="asrforge-demo", help="working folder (corpus, experiment, reports)")
     d.add_argument("--minutes", type=float, default=None, help="training budget (default: the recipe's train.max_minutes)")
     d.add_argument("--hours", type=float, default=None, help="synthetic training hours (default: the demo's)")
