@@ -1,7 +1,7 @@
 """Is data loading the bottleneck? Utterances/s the DataLoader delivers (audio decoding, augmentation,
 features, SpecAugment, collation) next to utterances/s one training step consumes, in the same run.
 
-    python benchmarks/data_throughput.py [--workers 0 2] [--recipe configs/fsdd_ctc.yaml] [--train M] [overrides ...]
+    python benchmarks/data_throughput.py [--workers 0 2] [--recipe configs/fsdd_ctc.yaml] [--train M] [-- overrides ...]
 
 ``--train`` may be a manifest or a shard spec (DIR/shard-{000000..000009}.tar). Prints one JSON line;
 loader/step > 1 means the loader keeps up.
