@@ -186,14 +186,18 @@ def _evaluate(args) -> None:
 
 
 def _adapt(args) -> None:
+    from asrforge.inference.api import is_whisper_checkpoint
     from asrforge.train.adapt import ADAPTED, AdaptConfig, adapt
 
+    if is_whisper_checkpoint(Path(args.model)):
+        raise AsrforgeError(f"{args.model} is a Whisper checkpoint; asrforge adapt self-trains asrforge models. "
+                            "Fine-tune Whisper on transcribed audio with configs/whisper_finetune.yaml instead")
     config = AdaptConfig(keep=args.keep, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                          beam_size=args.beam_size, seed=args.seed)
     summary = adapt(args.model, args.manifest, args.out, config, lm_options=_lm_options(args))
     out = Path(args.out)
     print(f"pseudo-labelled {summary['utterances']} utterances, trained on the {summary['kept']} most confident "
-          f"(confidence >= {summary['min_kept_confidence']:.3f}); CTC loss per epoch "
+          f"(confidence >= {summary['min_kept_confidence']:.3f}); loss per epoch "
           + " ".join(f"{x:.3f}" for x in summary["loss_per_epoch"]))
     for item in summary["bad"][:10]:
         print(f"  skipped {item['id']}: {item['reason']}", file=sys.stderr)
@@ -322,8 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lm_arguments(e)
     e.set_defaults(func=_evaluate)
 
-    a = sub.add_parser("adapt", help="adapt a CTC model to untranscribed audio (a new voice or microphone) by self-training")
-    a.add_argument("--model", required=True, help="CTC checkpoint file or experiment folder")
+    a = sub.add_parser("adapt", help="adapt a model to untranscribed audio (a new voice or microphone) by self-training")
+    a.add_argument("--model", required=True, help="asrforge checkpoint file or experiment folder (any family; "
+                   "Whisper: fine-tune with asrforge train on transcribed audio instead)")
     a.add_argument("--manifest", required=True, help="the new audio; its text fields are ignored (may be empty)")
     a.add_argument("--out", required=True, help="folder for adapted.pt and pseudo_labels.jsonl")
     a.add_argument("--keep", type=float, default=0.7, help="fraction of utterances trained on, most confident first")

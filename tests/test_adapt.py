@@ -89,3 +89,46 @@ def test_adapt_stops_clearly_when_nothing_is_recognized_or_options_are_wrong(tra
     only_bad.write_text(json.dumps({"audio_filepath": str(tmp_path / "gone.wav"), "duration": 1.0, "text": ""}) + "\n")
     assert main(["adapt", "--model", str(trained), "--manifest", str(only_bad), "--out", str(tmp_path / "d")]) == 2
     assert "none of the 1 utterances" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["las", "joint", "rnnt"])
+def test_adapt_self_trains_attention_and_transducer_models(family, corpus, tmp_path, capsys):
+    """A random tiny model of each family says something on every utterance; adapting fits it to its own most
+    confident transcripts through the family's training objective, and the result decodes as a normal model."""
+    from asrforge.models.build import build_model
+    from asrforge.text import CharTokenizer, Normalizer
+    from test_families import FAMILIES
+
+    recipe = recipe_from_dict({"model": FAMILIES[family], "features": {"n_mels": 40}, "decode": {"max_len_ratio": 0.5}})
+    texts = [Normalizer()(json.loads(line)["text"]) for line in open(corpus / "train.jsonl")]
+    tok = CharTokenizer.build(texts)
+    torch.manual_seed(0)
+    model = build_model(recipe.model, recipe.features.dim, tok.vocab_size)
+    save_checkpoint(tmp_path / "random.pt", recipe, tok, model)
+
+    manifest, n = unlabelled(corpus, tmp_path, missing=False)
+    out = tmp_path / "adapted"
+    assert main(["adapt", "--model", str(tmp_path / "random.pt"), "--manifest", str(manifest), "--out", str(out),
+                 "--keep", "0.5", "--epochs", "3", "--lr", "3e-3", "--beam-size", "3"]) == 0
+    assert f"trained on the {round(0.5 * n)} most confident" in capsys.readouterr().out
+    labels = [json.loads(line) for line in open(out / "pseudo_labels.jsonl")]
+    kept = [p for p in labels if p["kept"]]
+    assert len(kept) == round(0.5 * n) and all(p["text"] for p in kept)
+    assert min(p["confidence"] for p in kept) >= max(p["confidence"] for p in labels if not p["kept"])
+    info = load_checkpoint(out / "adapted.pt")["adaptation"]
+    assert info["loss_per_epoch"][-1] < info["loss_per_epoch"][0]        # it fits its targets
+    adapted = Transcriber.from_checkpoint(out / "adapted.pt").model.state_dict()
+    assert any(not torch.equal(v, adapted[k]) for k, v in model.state_dict().items())
+    assert main(["evaluate", "--model", str(out / "adapted.pt"), "--manifest", str(corpus / "test.jsonl"),
+                 "--beam-size", "2"]) == 0
+
+
+def test_adapt_refuses_a_whisper_checkpoint(corpus, tmp_path, capsys):
+    from whisper_fixtures import tiny_whisper
+
+    model, _ = tiny_whisper(tmp_path / "whisper")
+    torch.save({"dims": model.dims.__dict__, "model_state_dict": model.state_dict()}, tmp_path / "whisper" / "tiny.pt")
+    manifest, _ = unlabelled(corpus, tmp_path, missing=False)
+    assert main(["adapt", "--model", str(tmp_path / "whisper" / "tiny.pt"), "--manifest", str(manifest),
+                 "--out", str(tmp_path / "w")]) == 2
+    assert "is a Whisper checkpoint" in capsys.readouterr().err

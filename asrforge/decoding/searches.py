@@ -26,24 +26,30 @@ class SearchOptions:
     max_symbols_per_frame: int = 3      # transducer greedy search
     max_len_ratio: float = 2.0          # attention searches: output tokens allowed per encoder frame
     lm: WordLMScorer | None = None      # beam searches: word n-gram shallow fusion
+    nbest: int = 1                      # beam searches: hypotheses kept per utterance (at most beam_size)
 
 
 @dataclass
 class Decoded:
-    hyps: list[Hypothesis]              # the best hypothesis of each utterance
+    nbest: list[list[Hypothesis]]       # each utterance's hypotheses, best first (one from greedy search)
     ctc_log_probs: torch.Tensor | None  # (B, T', V) on CPU, for CTC models (word times follow the best path)
     out_lens: torch.Tensor              # (B,) encoder frames
+
+    @property
+    def hyps(self) -> list[Hypothesis]:
+        """The best hypothesis of each utterance."""
+        return [n[0] for n in self.nbest]
 
 
 def _ctc(model, feats, lens, opts: SearchOptions) -> Decoded:
     log_probs, out_lens = model(feats, lens)
     log_probs, out_lens = log_probs.float().cpu(), out_lens.cpu()
     if opts.beam_size <= 1:
-        hyps = [Hypothesis(t, 0.0) for t in ctc_greedy(log_probs, out_lens)]
+        nbest = [[Hypothesis(t, 0.0)] for t in ctc_greedy(log_probs, out_lens)]
     else:
-        beam = CTCBeamOptions(beam_size=opts.beam_size)
-        hyps = [ctc_prefix_beam_search(log_probs[b], int(out_lens[b]), beam, lm=opts.lm)[0] for b in range(len(out_lens))]
-    return Decoded(hyps, log_probs, out_lens)
+        beam = CTCBeamOptions(beam_size=opts.beam_size, nbest=opts.nbest)
+        nbest = [ctc_prefix_beam_search(log_probs[b], int(out_lens[b]), beam, lm=opts.lm) for b in range(len(out_lens))]
+    return Decoded(nbest, log_probs, out_lens)
 
 
 def _rescores(model, opts: SearchOptions) -> bool:
@@ -61,24 +67,26 @@ def _attention(model, feats, lens, opts: SearchOptions) -> Decoded:
     h, h_lens = model.encode(feats, lens)
     # CTC scores join the search only when the model has a CTC head
     w = opts.ctc_weight if model.ctc_head is not None else 0.0
-    beam = AttentionBeamOptions(beam_size=opts.beam_size, ctc_weight=w, max_len_ratio=opts.max_len_ratio)
+    beam = AttentionBeamOptions(beam_size=opts.beam_size, ctc_weight=w, max_len_ratio=opts.max_len_ratio,
+                                nbest=opts.nbest)
     if opts.beam_size <= 1:
-        hyps = attention_greedy(model, h, h_lens, beam)
+        nbest = [[h] for h in attention_greedy(model, h, h_lens, beam)]
     elif _rescores(model, opts):
-        hyps = [n[0] for n in attention_rescore(model, h, h_lens, beam, lm=opts.lm)]
+        nbest = attention_rescore(model, h, h_lens, beam, lm=opts.lm)
     else:
-        hyps = [n[0] for n in attention_beam_search(model, h, h_lens, beam, lm=opts.lm)]
-    return Decoded(hyps, None, h_lens.cpu())
+        nbest = attention_beam_search(model, h, h_lens, beam, lm=opts.lm)
+    return Decoded(nbest, None, h_lens.cpu())
 
 
 def _transducer(model, feats, lens, opts: SearchOptions) -> Decoded:
     enc, enc_lens = model.encode(feats, lens)
-    options = TransducerOptions(beam_size=opts.beam_size, max_symbols_per_frame=opts.max_symbols_per_frame)
+    options = TransducerOptions(beam_size=opts.beam_size, max_symbols_per_frame=opts.max_symbols_per_frame,
+                                nbest=opts.nbest)
     if opts.beam_size <= 1:
-        hyps = transducer_greedy(model, enc, enc_lens, options)
+        nbest = [[h] for h in transducer_greedy(model, enc, enc_lens, options)]
     else:
-        hyps = [n[0] for n in transducer_beam_search(model, enc, enc_lens, options, lm=opts.lm)]
-    return Decoded(hyps, None, enc_lens.cpu())
+        nbest = transducer_beam_search(model, enc, enc_lens, options, lm=opts.lm)
+    return Decoded(nbest, None, enc_lens.cpu())
 
 
 SEARCHES: dict[str, Callable[..., Decoded]] = {"ctc": _ctc, "attention": _attention, "transducer": _transducer}
@@ -86,5 +94,5 @@ SEARCHES: dict[str, Callable[..., Decoded]] = {"ctc": _ctc, "attention": _attent
 
 @torch.inference_mode()
 def decode_batch(model, feats: torch.Tensor, feat_lens: torch.Tensor, options: SearchOptions) -> Decoded:
-    """``feats (B, T, D), feat_lens (B,)`` on the model's device -> the best hypothesis of each utterance."""
+    """``feats (B, T, D), feat_lens (B,)`` on the model's device -> each utterance's hypotheses, best first."""
     return SEARCHES[model.objective](model, feats, feat_lens, options)

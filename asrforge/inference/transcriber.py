@@ -101,11 +101,11 @@ class Transcriber:
             _, out = self.model.encode(feats, torch.tensor([n], device=self.device))
         return self.recipe.features.hop_ms / 1000 * n / int(out[0])
 
-    def search_options(self, beam_size: int | None = None) -> SearchOptions:
+    def search_options(self, beam_size: int | None = None, nbest: int = 1) -> SearchOptions:
         d = self.recipe.decode
         return SearchOptions(beam_size=d.beam_size if beam_size is None else beam_size, ctc_weight=d.ctc_weight,
                              joint_search=d.joint_search, max_symbols_per_frame=d.max_symbols_per_frame,
-                             max_len_ratio=d.max_len_ratio, lm=self.lm)
+                             max_len_ratio=d.max_len_ratio, lm=self.lm, nbest=nbest)
 
     @torch.inference_mode()
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,9 +121,11 @@ class Transcriber:
         opts = CTCBeamOptions(beam_size=beam_size)
         return [ctc_prefix_beam_search(log_probs[b], int(lens[b]), opts, blank, self.lm)[0].tokens for b in range(len(lens))]
 
-    def decode(self, feats: torch.Tensor, feat_lens: torch.Tensor, beam_size: int | None = None) -> Decoded:
-        """Padded features ``(B, T, D)`` -> the best hypothesis of each utterance, by the model family's search."""
-        return decode_batch(self.model, feats.to(self.device), feat_lens.to(self.device), self.search_options(beam_size))
+    def decode(self, feats: torch.Tensor, feat_lens: torch.Tensor, beam_size: int | None = None,
+               nbest: int = 1) -> Decoded:
+        """Padded features ``(B, T, D)`` -> up to ``nbest`` hypotheses of each utterance, by the family's search."""
+        return decode_batch(self.model, feats.to(self.device), feat_lens.to(self.device),
+                            self.search_options(beam_size, nbest))
 
     def decode_text(self, feats: torch.Tensor, feat_lens: torch.Tensor, beam_size: int = 1) -> list[str]:
         """Padded features ``(B, T, D)`` -> one string per utterance."""

@@ -1,4 +1,4 @@
-"""Unsupervised adaptation of a CTC model to new, untranscribed audio (a new voice, microphone or room).
+"""Unsupervised adaptation of a model of any family to new, untranscribed audio (a new voice, microphone or room).
 
 Self-training in one round: the model transcribes the audio with its own search (beam, n-gram LM, closed
 vocabulary: whatever its recipe decodes with), each transcript gets a confidence, the most confident fraction
@@ -8,6 +8,9 @@ output mostly re-learns its mistakes (on FSDD it drifted back), so there is one 
 
 Confidence is the posterior of the best hypothesis among the search's n-best: ``exp(s_1) / sum_i exp(s_i)`` over
 their fused scores. An utterance the search could not tell from a rival scores about 1/2; a clear one near 1.
+The attention and transducer searches rank by score per token or per emission, so their confidences are on a
+flatter scale than CTC's; only their order within one model matters here. Fine-tuning uses the family's own
+training objective (CTC, attention cross-entropy with its CTC share for joint models, transducer loss).
 """
 
 from __future__ import annotations
@@ -20,14 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import read_manifest
-from asrforge.decoding import CTCBeamOptions, ctc_prefix_beam_search
 from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.inference.transcriber import Transcriber, recipe_lm_file
+from asrforge.losses.objectives import objective_for
 from asrforge.train.checkpoint import resolve_checkpoint, save_checkpoint
 
 ADAPTED = "adapted.pt"
@@ -57,13 +59,14 @@ class PseudoLabel:
     index: int
     text: str
     confidence: float
+    tokens: list[int]            # the training target: the search's own tokens, not its text encoded again
     kept: bool = False
 
 
 def pseudo_label(transcriber: Transcriber, dataset: SpeechDataset, beam_size: int, batch_size: int = 32,
                  progress: bool = True) -> tuple[list[PseudoLabel], list[dict]]:
     """Transcribe every utterance; returns labels (with confidence) and the unreadable items (id, reason).
-    The network runs on length-sorted batches (little padding); the search runs per utterance."""
+    Utterances are decoded in length-sorted batches (little padding) by the model family's beam search."""
     readable, bad = [], []
     for i in range(len(dataset)):
         try:
@@ -72,18 +75,17 @@ def pseudo_label(transcriber: Transcriber, dataset: SpeechDataset, beam_size: in
             bad.append({"id": dataset.utts[i].id or str(i), "reason": str(e)})
     readable.sort(key=lambda item: item[1].shape[0])
     labels = []
-    options = CTCBeamOptions(beam_size=beam_size, nbest=beam_size)
     bar = tqdm(total=len(readable), desc="pseudo-labelling", unit="utt", disable=not progress, leave=False)
     for b in range(0, len(readable), batch_size):
         chunk = readable[b : b + batch_size]
         feats = torch.nn.utils.rnn.pad_sequence([f for _, f in chunk], batch_first=True)
-        log_probs, lens = transcriber.forward(feats, torch.tensor([f.shape[0] for _, f in chunk]))
-        for (i, _), lp, n in zip(chunk, log_probs, lens.tolist()):
-            hyps = ctc_prefix_beam_search(lp, n, options, transcriber.tokenizer.blank_id, lm=transcriber.lm)
+        decoded = transcriber.decode(feats, torch.tensor([f.shape[0] for _, f in chunk]), beam_size, nbest=beam_size)
+        for (i, _), hyps in zip(chunk, decoded.nbest):
             scores = torch.tensor([h.score for h in hyps], dtype=torch.float64)
             confidence = float(torch.softmax(scores, 0)[0]) if torch.isfinite(scores).all() else 0.0
             text = transcriber.tokenizer.decode(hyps[0].tokens).strip()
-            labels.append(PseudoLabel(dataset.utts[i].id or str(i), i, text, confidence if text else 0.0))
+            labels.append(PseudoLabel(dataset.utts[i].id or str(i), i, text, confidence if text else 0.0,
+                                      list(hyps[0].tokens)))
         bar.update(len(chunk))
     bar.close()
     labels.sort(key=lambda p: p.index)    # manifest order again
@@ -92,13 +94,15 @@ def pseudo_label(transcriber: Transcriber, dataset: SpeechDataset, beam_size: in
 
 def _fine_tune(transcriber: Transcriber, dataset: SpeechDataset, kept: list[PseudoLabel], config: AdaptConfig,
                progress: bool) -> list[float]:
-    """Fine-tune ``transcriber.model`` in place on the kept labels; returns the mean CTC loss of each epoch."""
-    model, tok = transcriber.model, transcriber.tokenizer
+    """Fine-tune ``transcriber.model`` in place on the kept labels with its training objective; returns the
+    mean loss of each epoch."""
+    model, dev = transcriber.model, transcriber.device
+    objective = objective_for(model)
     # Dropout and batch-norm statistics stay as trained: a few hundred utterances of one voice would
     # re-estimate the statistics badly, and dropout noise is not needed for a handful of small steps.
     model.eval()
     feats = [dataset.features_of(p.index) for p in kept]
-    targets = [torch.tensor(tok.encode(p.text), dtype=torch.long) for p in kept]
+    targets = [torch.tensor(p.tokens, dtype=torch.long) for p in kept]
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     losses = []
@@ -108,12 +112,14 @@ def _fine_tune(transcriber: Transcriber, dataset: SpeechDataset, kept: list[Pseu
         order, total = torch.randperm(len(kept), generator=gen).tolist(), 0.0
         for b in range(0, len(order), config.batch_size):
             idx = order[b : b + config.batch_size]
-            x = torch.nn.utils.rnn.pad_sequence([feats[i] for i in idx], batch_first=True).to(transcriber.device)
-            x_lens = torch.tensor([feats[i].shape[0] for i in idx])
-            log_probs, out_lens = model(x, x_lens.to(transcriber.device))
-            y = [targets[i] for i in idx]
-            loss = F.ctc_loss(log_probs.transpose(0, 1).float(), torch.cat(y).to(transcriber.device), out_lens,
-                              torch.tensor([len(t) for t in y]), blank=tok.blank_id, zero_infinity=True)
+            x = torch.nn.utils.rnn.pad_sequence([feats[i] for i in idx], batch_first=True).to(dev)
+            x_lens = torch.tensor([feats[i].shape[0] for i in idx], device=dev)
+            y = torch.nn.utils.rnn.pad_sequence([targets[i] for i in idx], batch_first=True).to(dev)
+            y_lens = torch.tensor([len(targets[i]) for i in idx], device=dev)
+            loss = objective(model, model(x, x_lens, y, y_lens), y, y_lens).loss
+            if loss is None:
+                bar.update(1)
+                continue          # every label too long for its audio (CTC): nothing to learn from this batch
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -127,13 +133,11 @@ def _fine_tune(transcriber: Transcriber, dataset: SpeechDataset, kept: list[Pseu
 
 def adapt(model: str | Path, manifest: str | Path, out_dir: str | Path, config: AdaptConfig = AdaptConfig(),
           lm_options: dict | None = None, progress: bool = True) -> dict:
-    """Adapt the CTC checkpoint ``model`` to the audio of ``manifest`` (its text is ignored); writes
+    """Adapt the checkpoint ``model`` (any asrforge family) to the audio of ``manifest`` (its text is ignored); writes
     ``OUT/adapted.pt``, ``OUT/pseudo_labels.jsonl`` and the LM file the checkpoint decodes with."""
     started = time.time()
     source = resolve_checkpoint(model)
     transcriber = Transcriber.from_checkpoint(source, **(lm_options or {}))
-    if transcriber.model.objective != "ctc":
-        raise ConfigError(f"asrforge adapt works on CTC models; {model} is a {transcriber.model.objective} model")
     utts, bad_lines = read_manifest(manifest)
     if not utts:
         raise AsrforgeError(f"manifest {manifest} has no readable line ({len(bad_lines)} bad); check its format")
