@@ -11,7 +11,7 @@ from pathlib import Path
 from asrforge.data.manifest import read_manifest
 from asrforge.data.synth import SynthConfig, synthesize_corpus
 from asrforge.errors import ConfigError
-from asrforge.inference.commands import evaluate_manifest, print_evaluation
+from asrforge.inference.commands import evaluate_manifest, print_evaluation, search_description
 from asrforge.inference.transcriber import Transcriber
 from asrforge.recipe import load_recipe
 from asrforge.train.trainer import Trainer
@@ -51,7 +51,7 @@ def run_demo(out: str | Path, minutes: float | None = None, hours: float | None 
     results = {}
     for beam in (1, recipe.decode.beam_size):
         ev = evaluate_manifest(transcriber, test, beam)
-        print_evaluation(ev, f"held-out voices, {'greedy' if beam == 1 else f'beam search (beam {beam})'}")
+        print_evaluation(ev, f"held-out voices, {search_description(transcriber, beam)}")
         results[beam] = ev
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,19 @@ def print_evaluation(ev: Evaluation, title: str) -> None:
             print(f"    {b.id}: {b.reason}")
 
 
+def search_description(transcriber: Transcriber, beam_size: int) -> str:
+    """How an asrforge model decodes at this beam: ``greedy``, or ``beam 8, 2-gram LM weight 0.5 bonus 1, ...``."""
+    if beam_size <= 1:
+        return "greedy"
+    lm = transcriber.lm
+    if lm is None:
+        return f"beam {beam_size}"
+    bonus = (f" bonus {lm.word_bonus:g}" if uses_word_bonus(transcriber.model, transcriber.search_options(beam_size))
+             else ", no word bonus in attention search")
+    return (f"beam {beam_size}, {lm.lm.order}-gram LM weight {lm.weight:g}{bonus}"
+            + (", closed vocabulary" if lm.closed_vocabulary else ""))
+
+
 def evaluate_manifest(transcriber: Transcriber, manifest: str | Path, beam_size: int, progress: bool = True) -> Evaluation:
     utts, bad_lines = read_manifest(manifest)
     if not utts:
@@ -78,17 +91,10 @@ def evaluate_command(model: str, manifest: str, beam_size: int | None, json_path
             raise AsrforgeError("--language and --tokenizer apply to Whisper checkpoints; this is an asrforge checkpoint")
         transcriber = Transcriber.from_checkpoint(model, device, **(lm_options or {}))
         beam_size = beam_size or transcriber.recipe.decode.beam_size
-        search = "greedy" if beam_size <= 1 else f"beam {beam_size}"
-        if transcriber.lm is not None:
-            if beam_size <= 1:
-                print("asrforge: the n-gram LM is used by beam search only; this greedy run ignores it "
-                      "(--beam-size 8 to use it, --no-lm to silence this)", file=sys.stderr)
-            else:
-                lm = transcriber.lm
-                bonus = (f" bonus {lm.word_bonus:g}" if uses_word_bonus(transcriber.model, transcriber.search_options(beam_size))
-                         else ", no word bonus in attention search")
-                search += (f", {lm.lm.order}-gram LM weight {lm.weight:g}{bonus}"
-                           + (", closed vocabulary" if lm.closed_vocabulary else ""))
+        if transcriber.lm is not None and beam_size <= 1:
+            print("asrforge: the n-gram LM is used by beam search only; this greedy run ignores it "
+                  "(--beam-size 8 to use it, --no-lm to silence this)", file=sys.stderr)
+        search = search_description(transcriber, beam_size)
         ev = evaluate_manifest(transcriber, manifest, beam_size)
     print_evaluation(ev, f"{manifest} ({search})")
     summary = {**ev.summary(), "beam_size": beam_size, "model": str(model), "manifest": str(manifest)}
