@@ -33,6 +33,10 @@ def _prepare(args) -> None:
         if args.corpus != "commonvoice":
             raise AsrforgeError("--include-validated applies to commonvoice only")
         options["include_validated"] = True
+    if args.audio_only:
+        if args.corpus != "folder":
+            raise AsrforgeError("--audio-only applies to folder only (a tree or table of audio files without transcripts)")
+        options["audio_only"] = True
     summary = prepare(args.corpus, args.src, args.out, workers=args.workers, **options)
     print_summary(summary, Path(args.out))
 
@@ -260,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--workers", type=int, default=None, help="parallel header checks (default: 4 per core, at most 16)")
     pr.add_argument("--holdout-speakers", default="", help="fsdd: comma-separated speakers kept out of train/dev for test")
     pr.add_argument("--include-validated", action="store_true", help="commonvoice: also import validated.tsv")
+    pr.add_argument("--audio-only", action="store_true",
+                    help="folder: list every audio file with an empty transcript (noise or impulse responses for "
+                         "augment.*, untranscribed audio for asrforge adapt)")
     pr.set_defaults(func=_prepare)
 
     k = sub.add_parser("export-kaldi", help="write a manifest as a Kaldi data directory")

@@ -138,6 +138,38 @@ def test_folder_tree_and_tables(tmp_path):
     assert any("missing column" in s["reason"] for s in skips(tmp_path / "out2"))
 
 
+def test_folder_audio_only_lists_untranscribed_audio_for_augmentation_and_adaptation(tmp_path, capsys):
+    import torch
+
+    from asrforge.audio.augment import AugmentConfig, WaveAugment
+    from asrforge.cli import main
+
+    tone(tmp_path / "rirs" / "small_room" / "r1.wav", 0.3)
+    tone(tmp_path / "rirs" / "hall" / "r2.flac", 0.8)
+    (tmp_path / "rirs" / "hall" / "r2.txt").write_text("ignored")       # a stray text file is not a transcript
+    (tmp_path / "rirs" / "broken.wav").write_bytes(b"RIFF....WAVEfmt nothing")
+    assert main(["prepare", "folder", str(tmp_path / "rirs"), "--out", str(tmp_path / "out"), "--audio-only"]) == 0
+    assert "all" in capsys.readouterr().out
+    rows, _ = read_manifest(tmp_path / "out" / "all.jsonl")
+    assert sorted((r.id, r.text, r.speaker) for r in rows) == [("hall-r2", "", "hall"), ("small_room-r1", "", "small_room")]
+    assert sorted(r.duration for r in rows) == [pytest.approx(0.3), pytest.approx(0.8)]
+    assert [s["item"] for s in skips(tmp_path / "out")] == ["broken"]
+    assert "cannot be decoded" in skips(tmp_path / "out")[0]["reason"]
+    # the manifest feeds augmentation directly
+    aug = WaveAugment(AugmentConfig(reverb_prob=1.0, rir_manifest=str(tmp_path / "out" / "all.jsonl")))
+    assert len(aug.rirs) == 2 and aug(np.ones(4000, np.float32), torch.Generator().manual_seed(0)).shape == (4000,)
+
+    # a table needs only its path column; without the flag, only files with a transcript import
+    (tmp_path / "noise").mkdir()
+    tone(tmp_path / "noise" / "hum.wav")
+    (tmp_path / "noise" / "noise.csv").write_text("path\nhum.wav\n")
+    assert prepare("folder", tmp_path / "noise", tmp_path / "n1", progress=False, audio_only=True)["splits"]["noise"]["utterances"] == 1
+    assert prepare("folder", tmp_path / "noise", tmp_path / "n2", progress=False)["splits"]["noise"]["utterances"] == 0
+    assert prepare("folder", tmp_path / "rirs", tmp_path / "n3", progress=False)["splits"]["all"]["utterances"] == 1
+    assert main(["prepare", "librispeech", str(tmp_path / "rirs"), "--out", str(tmp_path / "x"), "--audio-only"]) == 2
+    assert "--audio-only applies to folder only" in capsys.readouterr().err
+
+
 def test_kaldi_import_and_export_roundtrip(tmp_path):
     rec = tone(tmp_path / "audio" / "rec1.wav", 4.0)
     d = tmp_path / "data" / "train"

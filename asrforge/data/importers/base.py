@@ -43,11 +43,12 @@ class Candidate:
 class SplitListing:
     candidates: list[Candidate] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)   # found bad while listing (unparsable lines, ...)
+    audio_only: bool = False     # candidates carry no transcript (noise, impulse responses, audio to adapt to)
 
 
-def validate(c: Candidate, normalizer: Normalizer) -> Utterance | Skipped:
+def validate(c: Candidate, normalizer: Normalizer, needs_text: bool = True) -> Utterance | Skipped:
     """Header check (and a first decoded block) plus transcript and segment checks for one candidate."""
-    if not normalizer(c.text):
+    if needs_text and not normalizer(c.text):
         return Skipped(c.id, f"transcript {c.text!r} normalizes to nothing")
     path = Path(c.audio)
     if not path.is_file():
@@ -84,7 +85,7 @@ def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str
             splits[split] = json.loads(record.read_text())   # finished by an earlier run
             continue
         with ThreadPoolExecutor(workers) as pool:
-            results = list(tqdm(pool.map(lambda c: validate(c, normalizer), listing.candidates),
+            results = list(tqdm(pool.map(lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates),
                                 total=len(listing.candidates), desc=f"{corpus} {split}", unit="file",
                                 disable=not progress))
         utts = [r for r in results if isinstance(r, Utterance)]
