@@ -40,8 +40,9 @@ def test_reverberation_keeps_timing_length_and_level():
 
 
 def test_recorded_impulse_responses_come_from_a_manifest(tmp_path):
-    rir = np.zeros(2400, dtype=np.float32)
-    rir[50], rir[50 + 1600] = 1.0, 0.5                   # direct sound after 50 samples, one echo 100 ms later
+    rir = np.zeros((2400, 2), dtype=np.float32)
+    rir[50, 0], rir[50 + 1600, 0] = 1.0, 0.5             # direct sound after 50 samples, one echo 100 ms later
+    rir[90, 1] = 1.0                                     # a second microphone, further away: not mixed in
     sf.write(tmp_path / "room.wav", rir, 16000)
     (tmp_path / "rirs.jsonl").write_text(json.dumps({"audio_filepath": "room.wav", "duration": 0.15, "text": ""}) + "\n")
     aug = WaveAugment(AugmentConfig(reverb_prob=1.0, rir_manifest=str(tmp_path / "rirs.jsonl")))

@@ -142,12 +142,13 @@ def _check_range(key: str, values: list[float], what: str, example: str, positiv
                           f"{' (above 0)' if positive else ''}, e.g. {example}")
 
 
-def _load_recordings(manifest: str, key: str, what: str) -> list[np.ndarray]:
+def _load_recordings(manifest: str, key: str, what: str, channel: int | None = None) -> list[np.ndarray]:
     """Every recording a manifest lists (its ``offset``/``duration`` slice if given), for ``augment.<key>``."""
     from asrforge.data.manifest import read_manifest
 
     utts, _ = read_manifest(manifest)
-    waves = [load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None) for u in utts]
+    waves = [load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None, channel=channel)
+             for u in utts]
     if not waves:
         raise ConfigError(f"augment.{key} {manifest} lists no readable {what} file")
     return waves
@@ -159,7 +160,10 @@ class WaveAugment:
     def __init__(self, config: AugmentConfig):
         self.config = config
         self.noises = _load_recordings(config.noise_manifest, "noise_manifest", "noise") if config.noise_manifest else []
-        self.rirs = _load_recordings(config.rir_manifest, "rir_manifest", "impulse response") if config.rir_manifest else []
+        # one microphone of a multichannel impulse response: averaging an array's channels, each with its own
+        # delay, would make a comb filter no room produces
+        self.rirs = (_load_recordings(config.rir_manifest, "rir_manifest", "impulse response", channel=0)
+                     if config.rir_manifest else [])
         if not 0.0 <= config.reverb_prob <= 1.0:
             raise ConfigError(f"augment.reverb_prob: {config.reverb_prob} is not a probability between 0 and 1")
         if config.reverb_prob > 0 and not self.rirs:

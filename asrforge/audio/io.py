@@ -45,11 +45,13 @@ def load_audio(
     sample_rate: int = SAMPLE_RATE,
     offset: float = 0.0,
     duration: float | None = None,
+    channel: int | None = None,
 ) -> np.ndarray:
     """Read ``path`` (any format libsndfile knows) -> mono float32 ``(N,)`` at ``sample_rate``.
 
     ``offset``/``duration`` (seconds) read only that slice, so long recordings split into
-    segments are never decoded whole.
+    segments are never decoded whole. Channels are averaged, or with ``channel`` only that one is kept
+    (the first, for a file that has fewer).
     """
     path = Path(path)
     if not path.is_file():
@@ -70,7 +72,10 @@ def load_audio(
         raise
     except Exception as e:
         raise AudioError(f"audio file {path} cannot be decoded ({_short(e)}); re-encode it as WAV/FLAC or remove it") from None
-    wave = to_mono(np.asarray(wave, dtype=np.float32))
+    wave = np.asarray(wave, dtype=np.float32)
+    if channel is not None and wave.ndim == 2:
+        wave = wave[:, channel if channel < wave.shape[1] else 0]
+    wave = to_mono(wave)
     if wave.size == 0:
         raise AudioError(f"audio file {path} holds no samples; re-export it or remove it from the manifest")
     return np.ascontiguousarray(resample(wave, sr, sample_rate))
