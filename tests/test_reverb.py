@@ -78,3 +78,20 @@ def test_an_empty_rir_manifest_is_refused(tmp_path):
     (tmp_path / "rirs.jsonl").write_text("")
     with pytest.raises(ConfigError, match="rir_manifest .*rirs.jsonl lists no readable impulse response"):
         WaveAugment(AugmentConfig(reverb_prob=0.5, rir_manifest=str(tmp_path / "rirs.jsonl")))
+
+
+def test_unreadable_recordings_in_an_augmentation_manifest_are_skipped_and_named(tmp_path, capsys):
+    sf.write(tmp_path / "room.wav", simulated_rir(0.2, 5.0, torch.Generator().manual_seed(0)), 16000)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt nothing")
+    rows = [{"audio_filepath": name, "duration": 0.2, "text": ""} for name in ("gone.wav", "room.wav", "broken.wav")]
+    (tmp_path / "rirs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+    aug = WaveAugment(AugmentConfig(reverb_prob=1.0, rir_manifest=str(tmp_path / "rirs.jsonl"),
+                                    noise_manifest=str(tmp_path / "rirs.jsonl")))
+    assert len(aug.rirs) == 1 and len(aug.noises) == 1
+    err = capsys.readouterr().err
+    for key in ("rir_manifest", "noise_manifest"):
+        assert f"augment.{key}: skipped 3 of the 4 items of {tmp_path / 'rirs.jsonl'}, using the other 1" in err
+    (tmp_path / "none.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(ConfigError, match=r"rir_manifest .*none.jsonl lists no readable impulse response file; "
+                                          r"the first problem: audio file .*gone.wav does not exist"):
+        WaveAugment(AugmentConfig(reverb_prob=0.5, rir_manifest=str(tmp_path / "none.jsonl")))

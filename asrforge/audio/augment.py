@@ -12,6 +12,7 @@ so augmented epochs are reproducible and ``--resume`` stays exact. Never applied
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 
 from asrforge.audio.io import SAMPLE_RATE, load_audio, resample
 from asrforge.audio.reverb import reverberate, simulated_rir
-from asrforge.errors import ConfigError
+from asrforge.errors import AudioError, ConfigError
 
 
 @dataclass
@@ -143,14 +144,24 @@ def _check_range(key: str, values: list[float], what: str, example: str, positiv
 
 
 def _load_recordings(manifest: str, key: str, what: str, channel: int | None = None) -> list[np.ndarray]:
-    """Every recording a manifest lists (its ``offset``/``duration`` slice if given), for ``augment.<key>``."""
+    """Every readable recording a manifest lists (its ``offset``/``duration`` slice if given), for
+    ``augment.<key>``; unreadable ones are skipped and reported on stderr, as long as one is left."""
     from asrforge.data.manifest import read_manifest
 
-    utts, _ = read_manifest(manifest)
-    waves = [load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None, channel=channel)
-             for u in utts]
+    utts, bad_lines = read_manifest(manifest)
+    waves, bad = [], [f"{s.item}: {s.reason}" for s in bad_lines]
+    for u in utts:
+        try:
+            waves.append(load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None,
+                                    channel=channel))
+        except AudioError as e:
+            bad.append(str(e))
     if not waves:
-        raise ConfigError(f"augment.{key} {manifest} lists no readable {what} file")
+        first = f"; the first problem: {bad[0]}" if bad else ""
+        raise ConfigError(f"augment.{key} {manifest} lists no readable {what} file{first}")
+    if bad:
+        print(f"asrforge: augment.{key}: skipped {len(bad)} of the {len(utts) + len(bad_lines)} items of {manifest}, "
+              f"using the other {len(waves)}; the first: {bad[0]}", file=sys.stderr)
     return waves
 
 
