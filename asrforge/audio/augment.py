@@ -12,15 +12,15 @@ so augmented epochs are reproducible and ``--resume`` stays exact. Never applied
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from asrforge.audio.io import SAMPLE_RATE, load_audio, resample
+from asrforge.audio.io import SAMPLE_RATE, resample
+from asrforge.audio.recordings import RecordingPool
 from asrforge.audio.reverb import reverberate, simulated_rir
-from asrforge.errors import AudioError, ConfigError
+from asrforge.errors import ConfigError
 
 
 @dataclass
@@ -143,41 +143,20 @@ def _check_range(key: str, values: list[float], what: str, example: str, positiv
                           f"{' (above 0)' if positive else ''}, e.g. {example}")
 
 
-def _load_recordings(manifest: str, key: str, what: str, channel: int | None = None) -> list[np.ndarray]:
-    """Every readable recording a manifest lists (its ``offset``/``duration`` slice if given), for
-    ``augment.<key>``; unreadable ones are skipped and reported on stderr, as long as one is left."""
-    from asrforge.data.manifest import read_manifest
-
-    utts, bad_lines = read_manifest(manifest)
-    waves, bad = [], [f"{s.item}: {s.reason}" for s in bad_lines]
-    for u in utts:
-        try:
-            waves.append(load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None,
-                                    channel=channel))
-        except AudioError as e:
-            bad.append(str(e))
-    if not waves:
-        first = f"; the first problem: {bad[0]}" if bad else ""
-        raise ConfigError(f"augment.{key} {manifest} lists no readable {what} file{first}")
-    if bad:
-        print(f"asrforge: augment.{key}: skipped {len(bad)} of the {len(utts) + len(bad_lines)} items of {manifest}, "
-              f"using the other {len(waves)}; the first: {bad[0]}", file=sys.stderr)
-    return waves
-
-
 class WaveAugment:
-    """Callable ``(wave (N,), generator) -> augmented wave``. Noise files are loaded once and kept."""
+    """Callable ``(wave (N,), generator) -> augmented wave``. Noise and impulse-response files are read when
+    drawn (:class:`RecordingPool`)."""
 
     def __init__(self, config: AugmentConfig):
         self.config = config
-        self.noises = _load_recordings(config.noise_manifest, "noise_manifest", "noise") if config.noise_manifest else []
+        self.noises = RecordingPool(config.noise_manifest, "noise_manifest", "noise") if config.noise_manifest else None
         # one microphone of a multichannel impulse response: averaging an array's channels, each with its own
         # delay, would make a comb filter no room produces
-        self.rirs = (_load_recordings(config.rir_manifest, "rir_manifest", "impulse response", channel=0)
-                     if config.rir_manifest else [])
+        self.rirs = (RecordingPool(config.rir_manifest, "rir_manifest", "impulse response", channel=0)
+                     if config.rir_manifest else None)
         if not 0.0 <= config.reverb_prob <= 1.0:
             raise ConfigError(f"augment.reverb_prob: {config.reverb_prob} is not a probability between 0 and 1")
-        if config.reverb_prob > 0 and not self.rirs:
+        if config.reverb_prob > 0 and self.rirs is None:
             _check_range("rt60_s", config.rt60_s, "reverberation times in seconds", "[0.2, 0.8]", positive=True)
             _check_range("drr_db", config.drr_db, "direct-to-reverberant energy ratios in dB", "[0, 15]")
         unknown = [c for c in config.noise_colors if c not in NOISE_EXPONENTS]
@@ -186,7 +165,7 @@ class WaveAugment:
         if config.vtlp:
             _check_range("vtlp", config.vtlp, "warp factors", "[0.9, 1.1]", positive=True)
         # one pool: each recording and each colour is an equally likely source
-        self.noise_sources: list[np.ndarray | str] = [*self.noises, *config.noise_colors]
+        self.noise_count = (len(self.noises) if self.noises else 0) + len(config.noise_colors)
 
     def __call__(self, wave: np.ndarray, gen: torch.Generator) -> np.ndarray:
         c = self.config
@@ -195,7 +174,7 @@ class WaveAugment:
         if c.speed_factors:
             wave = speed_perturb(wave, c.speed_factors[int(torch.randint(0, len(c.speed_factors), (), generator=gen))])
         if c.reverb_prob > 0 and float(torch.rand((), generator=gen)) < c.reverb_prob:
-            if self.rirs:
+            if self.rirs is not None:
                 rir = self.rirs[int(torch.randint(0, len(self.rirs), (), generator=gen))]
             else:
                 rir = simulated_rir(_uniform(gen, *c.rt60_s), _uniform(gen, *c.drr_db), gen)
@@ -204,10 +183,10 @@ class WaveAugment:
             low = _uniform(gen, *c.highpass_hz) if c.highpass_hz else None
             high = _uniform(gen, *c.lowpass_hz) if c.lowpass_hz else None
             wave = band_limit(wave, low, high)
-        if self.noise_sources and float(torch.rand((), generator=gen)) < c.noise_prob:
-            noise = self.noise_sources[int(torch.randint(0, len(self.noise_sources), (), generator=gen))]
-            if isinstance(noise, str):
-                noise = colored_noise(wave.size, noise, gen)
+        if self.noise_count and float(torch.rand((), generator=gen)) < c.noise_prob:
+            source = int(torch.randint(0, self.noise_count, (), generator=gen))
+            recorded = len(self.noises) if self.noises else 0
+            noise = self.noises[source] if source < recorded else colored_noise(wave.size, c.noise_colors[source - recorded], gen)
             wave = add_noise(wave, noise, _uniform(gen, *c.snr_db), gen)
         if c.gain_db:
             wave = wave * 10 ** (_uniform(gen, *c.gain_db) / 20)

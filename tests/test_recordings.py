@@ -1,0 +1,48 @@
+"""RecordingPool: the noise / impulse-response collections augmentation draws from."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asrforge.audio import recordings
+from asrforge.audio.recordings import RecordingPool
+from asrforge.errors import AudioError
+
+
+def _collection(folder, n=4):
+    rows = []
+    for i in range(n):
+        sf.write(folder / f"r{i}.wav", np.full(800, (i + 1) / 10, np.float32), 16000)
+        rows.append({"audio_filepath": f"r{i}.wav", "duration": 0.05, "text": ""})
+    (folder / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(folder / "pool.jsonl")
+
+
+def test_samples_are_read_when_drawn_and_only_the_recent_ones_kept(tmp_path, monkeypatch):
+    reads = []
+    real = recordings.load_audio
+    monkeypatch.setattr(recordings, "load_audio", lambda path, **kw: reads.append(path) or real(path, **kw))
+    pool = RecordingPool(_collection(tmp_path), "noise_manifest", "noise", cache_size=2)
+    assert len(pool) == 4 and reads == []                              # headers only, up front
+    assert pool[2][0] == pytest.approx(0.3, abs=1e-4) and pool[2][0] == pytest.approx(0.3, abs=1e-4)
+    assert len(reads) == 1                                             # the second draw came from the cache
+    pool[0], pool[1], pool[2]                                          # 2 was evicted by 0 and 1
+    assert [p.rsplit("/", 1)[-1] for p in reads] == ["r2.wav", "r0.wav", "r1.wav", "r2.wav"]
+    copy = pickle.loads(pickle.dumps(pool))                            # what a spawned DataLoader worker gets
+    assert len(copy._cache) == 0 and len(copy) == 4 and copy[3][0] == pytest.approx(0.4, abs=1e-4)
+
+
+def test_a_file_that_stops_decoding_is_replaced_by_the_next(tmp_path, capsys):
+    pool = RecordingPool(_collection(tmp_path, n=3), "rir_manifest", "impulse response")
+    (tmp_path / "r1.wav").write_bytes(b"RIFF....WAVEfmt broken after the header check")
+    assert pool[1][0] == pytest.approx(0.3, abs=1e-4)                  # r2 stands in for r1
+    assert "augment.rir_manifest:" in capsys.readouterr().err and pool._undecodable == {1}
+    assert pool[1][0] == pytest.approx(0.3, abs=1e-4) and capsys.readouterr().err == ""     # reported once
+    for name in ("r0.wav", "r2.wav"):
+        (tmp_path / name).unlink()
+    pool._cache.clear()
+    with pytest.raises(AudioError, match="none of its 3 recordings decodes"):
+        pool[0]
