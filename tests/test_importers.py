@@ -210,3 +210,27 @@ def test_rerun_does_not_redo_finished_splits(tmp_path):
     summary = prepare("fsdd", tmp_path, tmp_path / "out", progress=False)
     assert (tmp_path / "out" / "train.jsonl").stat().st_mtime_ns == stamp
     assert summary["splits"]["train"]["utterances"] == 2
+
+
+def test_rerun_with_other_options_or_source_redoes_the_splits(tmp_path, capsys):
+    """Idempotent re-runs must not keep a split made for another held-out speaker (its test set would leak
+    into training) or from another folder."""
+    for speaker in ("ann", "bob", "cid"):
+        for index in range(12):
+            tone(tmp_path / "a" / "recordings" / f"3_{speaker}_{index}.wav", 0.3, sr=8000)
+    tone(tmp_path / "b" / "recordings" / "3_dan_10.wav", 0.3, sr=8000)
+
+    def speakers(split):
+        return {u.speaker for u in read_manifest(tmp_path / "out" / f"{split}.jsonl")[0]}
+
+    prepare("fsdd", tmp_path / "a", tmp_path / "out", progress=False, holdout_speakers=("ann",))
+    assert speakers("test") == {"ann"} and speakers("train") == {"bob", "cid"}
+    stamp = (tmp_path / "out" / "train.jsonl").stat().st_mtime_ns
+    prepare("fsdd", tmp_path / "a", tmp_path / "out", progress=True, holdout_speakers=("ann",))
+    assert (tmp_path / "out" / "train.jsonl").stat().st_mtime_ns == stamp and "redoing" not in capsys.readouterr().out
+    prepare("fsdd", tmp_path / "a", tmp_path / "out", progress=True, holdout_speakers=("bob",))
+    assert speakers("test") == {"bob"} and speakers("train") == {"ann", "cid"}
+    assert f"train: {tmp_path / 'out' / 'train.jsonl'} was prepared from another source or with other options; " \
+           "redoing it" in capsys.readouterr().out
+    prepare("fsdd", tmp_path / "b", tmp_path / "out", progress=False)
+    assert speakers("train") == {"dan"}

@@ -34,7 +34,8 @@ def prepare(corpus: str, src: str | Path, out: str | Path, workers: int | None =
     src = Path(src)
     if not src.exists():
         raise LayoutError(f"{src} does not exist; pass the folder the {corpus} corpus was extracted to")
-    return write_splits(out, IMPORTERS[corpus](src, **options), corpus, workers, progress)
+    return write_splits(out, IMPORTERS[corpus](src, **options), corpus, workers, progress,
+                        source={"src": str(src.resolve()), "options": options})
 
 
 __all__ = ["IMPORTERS", "LayoutError", "export_kaldi", "prepare", "print_summary"]

@@ -3,7 +3,8 @@
 An importer only *lists* its corpus: for each split, :class:`Candidate` rows (and items it already
 knows are bad). :func:`write_splits` then validates every candidate's audio header and duration in a
 thread pool with a progress bar, writes ``DIR/<split>.jsonl``, and keeps ``DIR/skipped.jsonl`` and
-``DIR/summary.json``. A split whose manifest already exists is not redone (idempotent re-runs).
+``DIR/summary.json``. A split whose manifest already exists is not redone (idempotent re-runs), unless it was
+prepared from another source folder or with other options (another held-out speaker, say): then it is redone.
 """
 
 from __future__ import annotations
@@ -72,18 +73,25 @@ def validate(c: Candidate, normalizer: Normalizer, needs_text: bool = True) -> U
 
 
 def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str, workers: int | None = None,
-                 progress: bool = True) -> dict:
-    """Validate and write each split; returns the summary also written to ``out/summary.json``."""
+                 progress: bool = True, source: dict | None = None) -> dict:
+    """Validate and write each split; returns the summary also written to ``out/summary.json``. ``source``
+    (JSON-able: the source folder and importer options) is recorded with each finished split; a re-run reuses
+    a split only if it was made from the same."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     normalizer = Normalizer()
     workers = workers or min(16, (os.cpu_count() or 1) * 4)   # header reads wait on disk, threads overlap them
+    source = json.loads(json.dumps({"corpus": corpus, **(source or {})}))     # tuples -> lists, as read back
     splits = {}
     for split, listing in sorted(listings.items()):
         manifest, record = out / f"{split}.jsonl", out / f".{split}.done.json"
         if manifest.is_file() and record.is_file():
-            splits[split] = json.loads(record.read_text())   # finished by an earlier run
-            continue
+            done = json.loads(record.read_text())
+            if done.pop("source", None) == source:
+                splits[split] = done                          # finished by an earlier run from the same source
+                continue
+            if progress:
+                print(f"{split}: {manifest} was prepared from another source or with other options; redoing it")
         with ThreadPoolExecutor(workers) as pool:
             results = list(tqdm(pool.map(lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates),
                                 total=len(listing.candidates), desc=f"{corpus} {split}", unit="file",
@@ -98,7 +106,7 @@ def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str
         splits[split] = {"utterances": len(utts), "hours": round(sum(u.duration for u in utts) / 3600, 4),
                          "speakers": len({u.speaker for u in utts if u.speaker}), "skipped": len(skipped),
                          "skipped_by_reason": reasons, "skipped_items": [asdict(s) for s in skipped]}
-        record.write_text(json.dumps(splits[split]))
+        record.write_text(json.dumps({**splits[split], "source": source}))
     with open(out / "skipped.jsonl", "w", encoding="utf-8") as f:
         for split, info in splits.items():
             for s in info["skipped_items"]:
