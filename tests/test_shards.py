@@ -77,3 +77,15 @@ def test_training_reads_shards(corpus, shards, tmp_path):
     summary = Trainer(recipe, tmp_path, progress=False).fit()
     assert summary["steps"] > 0 and (tmp_path / "best.pt").is_file()
     assert torch.load(tmp_path / "best.pt", weights_only=True)["tokenizer"]["kind"] == "char"
+
+
+def test_resharding_a_folder_replaces_its_shards(corpus, tmp_path):
+    """Shards from an earlier run into the same folder must not join the new ones (they would repeat data)."""
+    utts, _ = read_manifest(corpus / "train.jsonl")
+    (tmp_path / "notes.tar").write_bytes(b"not ours")                # only shard-NNNNNN.tar files are replaced
+    first = write_shards(corpus / "train.jsonl", tmp_path, shard_size=4, progress=False)
+    second = write_shards(corpus / "train.jsonl", tmp_path, shard_size=16, progress=False)
+    assert len(first["shards"]) > len(second["shards"]) == -(-len(utts) // 16)
+    assert sorted(p.name for p in tmp_path.glob("shard-*.tar")) == second["shards"]
+    keys = [name for shard in second["shards"] for name in tarfile.open(tmp_path / shard).getnames() if name.endswith(".json")]
+    assert len(keys) == len(utts) == second["utterances"] and (tmp_path / "notes.tar").read_bytes() == b"not ours"

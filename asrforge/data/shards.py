@@ -17,6 +17,7 @@ import io
 import json
 import math
 import random
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -64,6 +65,12 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
     random.Random(seed).shuffle(utts)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # shards of an earlier run into this folder would join the new ones under the same spec: remove them, and
+    # its index until the new one is written, so an interrupted run leaves no index to train from
+    (out / "index.json").unlink(missing_ok=True)
+    for stale in out.glob("shard-*.tar"):
+        if re.fullmatch(r"shard-\d{6}\.tar", stale.name):
+            stale.unlink()
     seconds, texts = 0.0, []
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
         for u in tqdm(utts, desc="sharding", unit="utt", disable=not progress):
