@@ -168,6 +168,10 @@ def _train(args) -> None:
     from asrforge.train.trainer import Trainer
 
     recipe = load_recipe(args.config, args.overrides)
+    trained = [n for n in ("best.pt", "last.pt", "whisper.pt") if (Path(args.out) / n).is_file()]
+    if trained and not (args.resume or args.overwrite):
+        raise AsrforgeError(f"{args.out} already holds a trained model ({', '.join(trained)}); continue it with --resume, "
+                            "start it again with --overwrite, or give another --out")
     if isinstance(recipe.model, WhisperModelConfig):   # fine-tuning a pretrained checkpoint: its own loop
         if args.resume:
             from asrforge.errors import ConfigError
@@ -317,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. data.train=train.jsonl train.max_minutes=5")
     t.add_argument("--out", required=True, help="experiment folder (best.pt, last.pt, train_log.jsonl)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
+    t.add_argument("--overwrite", action="store_true", help="train afresh into an OUT that already holds a model")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="WER/CER of a model on a manifest")

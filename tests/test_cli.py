@@ -32,6 +32,15 @@ def test_train_command_with_overrides(corpus, tmp_path):
     proc = cli("train", REPO / "configs" / "demo_ctc.yaml", *tiny_overrides(corpus, **{"train.epochs": 1}), "--out", tmp_path / "exp")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == 1 and (tmp_path / "exp" / "best.pt").is_file()
+    # the same command again would replace the trained model: it asks for --resume or --overwrite instead
+    stamp = (tmp_path / "exp" / "best.pt").stat().st_mtime_ns
+    again = [REPO / "configs" / "demo_ctc.yaml", *tiny_overrides(corpus, **{"train.epochs": 1}), "--out", tmp_path / "exp"]
+    proc = cli("train", *again, check=False)
+    assert proc.returncode == 2 and "already holds a trained model (best.pt, last.pt)" in proc.stderr
+    assert "--resume" in proc.stderr and "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "exp" / "best.pt").stat().st_mtime_ns == stamp
+    cli("train", *again, "--overwrite")
+    assert (tmp_path / "exp" / "best.pt").stat().st_mtime_ns != stamp
 
 
 def test_evaluate_json_and_report(trained, corpus, tmp_path):
