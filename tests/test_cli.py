@@ -65,6 +65,27 @@ def test_transcribe_txt_and_json(trained, corpus, tmp_path, capsys):
     assert (tmp_path / "o" / (utts[0].id + ".txt")).is_file()
 
 
+def test_transcribe_a_folder_mirrors_its_layout(trained, corpus, tmp_path, capsys):
+    import shutil
+
+    utts, _ = read_manifest(corpus / "test.jsonl")
+    for sub, u in zip(("a", "b", "b/deep"), utts):
+        (tmp_path / "in" / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(u.audio_filepath, tmp_path / "in" / sub / "take.wav")      # the same name in each folder
+    (tmp_path / "in" / "notes.txt").write_text("not audio")
+    assert main(["transcribe", str(tmp_path / "in"), "--model", str(trained), "--output-dir", str(tmp_path / "o")]) == 0
+    assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.txt")) == \
+        ["a/take.txt", "b/deep/take.txt", "b/take.txt"]
+    capsys.readouterr()
+    # files given one by one that would overwrite each other's results are refused before any work
+    same = [str(tmp_path / "in" / "a" / "take.wav"), str(tmp_path / "in" / "b" / "take.wav")]
+    assert main(["transcribe", *same, "--model", str(trained), "--output-dir", str(tmp_path / "p")]) == 2
+    assert "would both be written as" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["transcribe", str(tmp_path / "empty"), "--model", str(trained)]) == 2
+    assert "holds no audio files" in capsys.readouterr().err
+
+
 def test_transcribe_skips_a_bad_file_and_keeps_the_rest(trained, corpus, tmp_path):
     good = read_manifest(corpus / "test.jsonl")[0][0].audio_filepath
     proc = cli("transcribe", tmp_path / "nope.wav", good, "--model", trained)

@@ -14,6 +14,7 @@ import soxr
 from asrforge.errors import AudioError
 
 SAMPLE_RATE = 16000  # every model in asrforge consumes 16 kHz audio
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph", ".aiff", ".aif"}   # what folders are searched for
 
 
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from asrforge.audio.io import AUDIO_SUFFIXES
 from asrforge.data.dataset import BadItem, SpeechDataset
 from asrforge.data.manifest import read_manifest
 from asrforge.decoding.searches import uses_word_bonus
@@ -111,6 +112,22 @@ def evaluate_command(model: str, manifest: str, beam_size: int | None, json_path
     return summary
 
 
+def audio_inputs(paths: list[str]) -> list[tuple[str, str]]:
+    """Command-line inputs -> ``(audio file, output name)``: a file is itself, named by its stem; a folder is
+    every audio file below it, sorted, named by its path inside the folder (so results mirror its layout)."""
+    inputs = []
+    for given in paths:
+        folder = Path(given)
+        if not folder.is_dir():
+            inputs.append((given, folder.stem))
+            continue
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        if not files:
+            raise AsrforgeError(f"folder {folder} holds no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
+        inputs += [(str(p), p.relative_to(folder).with_suffix("").as_posix()) for p in files]
+    return inputs
+
+
 def transcribe_command(audio: list[str], model: str, output_format: str, output_dir: str | None, device: str = "cpu",
                        dtype: str = "float32", tokenizer: str | None = None, same_speaker: bool = False,
                        lm_options: dict | None = None, **options) -> int:
@@ -121,6 +138,13 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
     from asrforge.inference.api import AsrforgeModel, load_model
     from asrforge.inference.writers import write_result
 
+    inputs = audio_inputs(audio)
+    names: dict[str, str] = {}
+    for path, name in inputs:
+        if output_dir and names.setdefault(name, path) != path:
+            raise AsrforgeError(f"{names[name]} and {path} would both be written as {Path(output_dir) / name}.*; "
+                                "give their common folder instead (its layout is kept) or transcribe them apart")
+    audio = [path for path, _ in inputs]
     recognizer = load_model(model, device, dtype, tokenizer, lm_options)
     options = {k: v for k, v in options.items() if v is not None}
     if same_speaker:
@@ -135,7 +159,7 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
     if options.get("language") not in (None, "auto") and hasattr(recognizer, "tokenizer"):
         recognizer.tokenizer.language_code(options["language"])   # a bad code fails once, before any file
     failures = 0
-    for path in audio:
+    for path, name in inputs:
         try:
             result = recognizer.transcribe(path, progress=len(audio) == 1 and sys.stderr.isatty(), **options)
         except AsrforgeError as e:
@@ -143,7 +167,7 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
             failures += 1
             continue
         if output_dir:
-            for written in write_result(result, path, output_dir, output_format):
+            for written in write_result(result, name, output_dir, output_format):
                 print(f"wrote {written}", file=sys.stderr)
         elif output_format == "json":
             print(json.dumps({"file": path, **result}, ensure_ascii=False))

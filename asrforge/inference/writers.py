@@ -51,14 +51,14 @@ def to_json(result: dict) -> str:
 WRITERS = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv, "json": to_json}
 
 
-def write_result(result: dict, audio_path: str | Path, output_dir: str | Path, output_format: str) -> list[Path]:
-    """Write one or all (``"all"``) formats; returns the files written."""
+def write_result(result: dict, name: str, output_dir: str | Path, output_format: str) -> list[Path]:
+    """Write one or all (``"all"``) formats as ``output_dir/<name>.<format>`` (``name`` may hold subfolders);
+    returns the files written."""
     formats = FORMATS if output_format == "all" else (output_format,)
-    out_dir = Path(output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
-        path = out_dir / f"{Path(audio_path).stem}.{fmt}"
+        path = Path(output_dir) / f"{name}.{fmt}"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(WRITERS[fmt](result), encoding="utf-8")
         written.append(path)
     return written

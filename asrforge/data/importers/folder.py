@@ -12,10 +12,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from asrforge.audio.io import AUDIO_SUFFIXES
 from asrforge.data.importers.base import Candidate, LayoutError, SplitListing
 from asrforge.data.manifest import Skipped
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph", ".aiff", ".aif"}
 PATH_COLUMNS = ("audio_filepath", "path", "audio", "file", "filename", "wav")
 TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence")
 
