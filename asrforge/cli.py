@@ -21,6 +21,28 @@ def _synth(args) -> None:
     print(f"test voices (never in train/dev): {', '.join(summary['voices']['test'])}")
 
 
+def _count(text: str) -> int:
+    """argparse type for counts that must be at least 1 (beam sizes, shard sizes, workers, epochs, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    """argparse type for amounts that must be above 0 (hours, minutes, learning rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def _prepare(args) -> None:
     from asrforge.data.importers import prepare, print_summary
 
@@ -256,16 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="synthesize a speech corpus with eSpeak NG (train/dev/test manifests)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--domain", choices=["digits", "commands"], default="digits")
-    s.add_argument("--hours", type=float, default=1.0, help="hours of training audio (dev/test are added)")
+    s.add_argument("--hours", type=_positive, default=1.0, help="hours of training audio (dev/test are added)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    s.add_argument("--workers", type=_count, default=os.cpu_count() or 1)
     s.set_defaults(func=_synth)
 
     pr = sub.add_parser("prepare", help="import a corpus into JSONL manifests (one per split) with a skip report")
     pr.add_argument("corpus", choices=["librispeech", "commonvoice", "tedlium", "fsdd", "folder", "kaldi"])
     pr.add_argument("src", help="the folder the corpus was extracted to (folder: also a .csv/.tsv table)")
     pr.add_argument("--out", required=True, help="output folder for <split>.jsonl, skipped.jsonl, summary.json")
-    pr.add_argument("--workers", type=int, default=None, help="parallel header checks (default: 4 per core, at most 16)")
+    pr.add_argument("--workers", type=_count, default=None, help="parallel header checks (default: 4 per core, at most 16)")
     pr.add_argument("--holdout-speakers", default="", help="fsdd: comma-separated speakers kept out of train/dev for test")
     pr.add_argument("--include-validated", action="store_true", help="commonvoice: also import validated.tsv")
     pr.add_argument("--audio-only", action="store_true",
@@ -281,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("shard", help="write a manifest as WebDataset tar shards (FLAC + JSON per utterance)")
     sh.add_argument("manifest")
     sh.add_argument("--out", required=True)
-    sh.add_argument("--shard-size", type=int, default=1000, help="utterances per shard")
+    sh.add_argument("--shard-size", type=_count, default=1000, help="utterances per shard")
     sh.add_argument("--seed", type=int, default=0, help="shuffle before sharding, so shards mix speakers")
     sh.set_defaults(func=_shard)
 
@@ -289,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     tk_sub = tk.add_subparsers(dest="action", required=True)
     tt = tk_sub.add_parser("train", help="train a BPE or unigram model on a manifest's normalized text")
     tt.add_argument("--manifest", required=True)
-    tt.add_argument("--vocab", type=int, required=True, help="number of pieces")
+    tt.add_argument("--vocab", type=_count, required=True, help="number of pieces")
     tt.add_argument("--type", choices=["bpe", "unigram"], default="bpe")
     tt.add_argument("--out", required=True, help="where to write the .model file")
     tt.set_defaults(func=_tokenizer_train)
@@ -298,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm_sub = lm.add_subparsers(dest="action", required=True)
     lt = lm_sub.add_parser("train", help="train a Kneser-Ney n-gram on manifests' normalized text, written as ARPA")
     lt.add_argument("--manifest", required=True, nargs="+", help="one or more JSONL manifests")
-    lt.add_argument("--order", type=int, default=3)
+    lt.add_argument("--order", type=_count, default=3)
     lt.add_argument("--config", help="recipe whose text.* normalization to apply (default: lowercase, no punctuation)")
     lt.add_argument("--out", required=True, help="where to write the .arpa (or .arpa.gz) file")
     lt.set_defaults(func=_lm_train)
@@ -306,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     lu.add_argument("--model", required=True, help="asrforge checkpoint file or experiment folder")
     lu.add_argument("--manifest", required=True, help="a dev manifest (never the test set you report)")
     lu.add_argument("--lm", help="ARPA file (default: the checkpoint's own, lm.path or lm.arpa beside it)")
-    lu.add_argument("--beam-size", type=int, help="default: the recipe's decode.beam_size")
+    lu.add_argument("--beam-size", type=_count, help="default: the recipe's decode.beam_size")
     lu.add_argument("--weights", type=float, nargs="+", help="LM weights to try (default: 0.2 0.35 0.5 0.75 1)")
     lu.add_argument("--bonuses", type=float, nargs="+", help="word bonuses to try (default: 0 1 2 3 4)")
     lu.add_argument("--closed-vocabulary", action="store_true", help="default: the recipe's lm.closed_vocabulary")
@@ -327,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="WER/CER of a model on a manifest")
     e.add_argument("--model", required=True, help="checkpoint file or experiment folder, or a Whisper checkpoint")
     e.add_argument("--manifest", required=True)
-    e.add_argument("--beam-size", type=int, default=None,
+    e.add_argument("--beam-size", type=_count, default=None,
                    help="default: the recipe's decode.beam_size (with its LM); Whisper: greedy. 1 = greedy")
     e.add_argument("--json", help="write wer, cer, utts, sub, del, ins, rtf here")
     e.add_argument("--report-dir", help="write per-utterance results (utterances.txt, utterances.jsonl) here")
@@ -344,10 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--manifest", required=True, help="the new audio; its text fields are ignored (may be empty)")
     a.add_argument("--out", required=True, help="folder for adapted.pt and pseudo_labels.jsonl")
     a.add_argument("--keep", type=float, default=0.7, help="fraction of utterances trained on, most confident first")
-    a.add_argument("--epochs", type=int, default=3)
-    a.add_argument("--lr", type=float, default=1e-4)
-    a.add_argument("--batch-size", type=int, default=16)
-    a.add_argument("--beam-size", type=int, default=8, help="n-best size the confidence is computed over")
+    a.add_argument("--epochs", type=_count, default=3)
+    a.add_argument("--lr", type=_positive, default=1e-4)
+    a.add_argument("--batch-size", type=_count, default=16)
+    a.add_argument("--beam-size", type=_count, default=8, help="n-best size the confidence is computed over")
     a.add_argument("--seed", type=int, default=0)
     _add_lm_arguments(a)
     a.set_defaults(func=_adapt)
@@ -356,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("audio", nargs="+", help="audio files, or folders (every audio file below them; --output-dir keeps their layout)")
     r.add_argument("--model", required=True, help="asrforge checkpoint/experiment folder, or a Whisper checkpoint: "
                    "OpenAI .pt, Hugging Face folder or CTranslate2 (faster-whisper) folder")
-    r.add_argument("--beam-size", type=int, default=None, help="default: the recipe's decode.beam_size; Whisper: greedy")
+    r.add_argument("--beam-size", type=_count, default=None, help="default: the recipe's decode.beam_size; Whisper: greedy")
     r.add_argument("--output-format", choices=["txt", "srt", "vtt", "tsv", "json", "all"], default="txt")
     r.add_argument("--output-dir", help="write <audio stem>.<format> files here instead of printing")
     r.add_argument("--device", default="cpu")
@@ -373,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--temperature", type=float, help="first sampling temperature (default 0)")
     w.add_argument("--temperature-increment-on-fallback", type=float, default=0.2,
                    help="raise the temperature by this on a failed window, up to 1.0 (0: no fallback)")
-    w.add_argument("--best-of", type=int, help="samples per window at temperature > 0")
+    w.add_argument("--best-of", type=_count, help="samples per window at temperature > 0")
     w.add_argument("--patience", type=float)
     w.add_argument("--length-penalty", type=float)
     w.add_argument("--compression-ratio-threshold", type=float)
@@ -385,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--without-timestamps", action="store_true", default=None)
     w.add_argument("--word-timestamps", action="store_true", default=None,
                    help="align each word to the audio (cross-attention + DTW); JSON output gets segments[].words")
-    w.add_argument("--batch-size", type=int, help="batched mode: cut the audio at pauses found by Silero VAD and "
+    w.add_argument("--batch-size", type=_count, help="batched mode: cut the audio at pauses found by Silero VAD and "
                    "decode this many 30-s chunks at once (chunks are not conditioned on each other)")
     w.add_argument("--prepend-punctuations", help="with --word-timestamps: marks joined to the following word")
     w.add_argument("--append-punctuations", help="with --word-timestamps: marks joined to the preceding word")
@@ -393,8 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="synthesize a corpus, train, evaluate on unseen voices, transcribe (about 10 min on 2 cores)")
     d.add_argument("--out", default="asrforge-demo", help="working folder (corpus, experiment, reports)")
-    d.add_argument("--minutes", type=float, default=None, help="training budget (default: the recipe's train.max_minutes)")
-    d.add_argument("--hours", type=float, default=None, help="synthetic training hours (default: the demo's)")
+    d.add_argument("--minutes", type=_positive, default=None, help="training budget (default: the recipe's train.max_minutes)")
+    d.add_argument("--hours", type=_positive, default=None, help="synthetic training hours (default: the demo's)")
     d.add_argument("--config", default=None, help="recipe (default: configs/demo_ctc.yaml)")
     d.add_argument("--json", help="write wer, cer, utts, train_minutes here")
     d.set_defaults(func=_demo)

@@ -126,3 +126,18 @@ def test_prepare_and_export_kaldi_commands(tmp_path):
     assert len((tmp_path / "kaldi" / "text").read_text().splitlines()) == 5
     proc = cli("prepare", "librispeech", tmp_path / "src", "--out", tmp_path / "x", check=False)
     assert proc.returncode == 2 and "is not a LibriSpeech folder" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "--model", "m", "--manifest", "x.jsonl", "--beam-size", "0"], "--beam-size: must be at least 1, got 0"),
+    (["shard", "x.jsonl", "--out", "o", "--shard-size", "0"], "--shard-size: must be at least 1"),
+    (["shard", "x.jsonl", "--out", "o", "--shard-size", "ten"], "--shard-size: 'ten' is not a whole number"),
+    (["synth", "--out", "o", "--hours", "0"], "--hours: must be above 0, got 0"),
+    (["adapt", "--model", "m", "--manifest", "x.jsonl", "--out", "o", "--lr", "0"], "--lr: must be above 0, got 0"),
+    (["lm", "train", "--manifest", "x.jsonl", "--out", "o.arpa", "--order", "0"], "--order: must be at least 1"),
+])
+def test_counts_and_amounts_out_of_range_are_refused_by_name(args, message, capsys):
+    """Before, --beam-size 0 silently meant the recipe's beam and --shard-size 0 wrote one shard per utterance."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
