@@ -141,3 +141,16 @@ def test_counts_and_amounts_out_of_range_are_refused_by_name(args, message, caps
     with pytest.raises(SystemExit) as stop:
         main(args)
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_evaluating_audio_without_transcripts_is_an_error_not_a_zero_wer(trained, corpus, tmp_path, capsys):
+    rows = [{**json.loads(line), "text": ""} for line in open(corpus / "test.jsonl")]
+    for r in rows:
+        r["audio_filepath"] = str(corpus / r["audio_filepath"])
+    (tmp_path / "untranscribed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(trained), "--manifest", str(tmp_path / "untranscribed.jsonl"),
+                 "--json", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert f"none of the {len(rows)} items" in err and "no WER to report" in err and "transcript is empty" in err
+    assert not report.exists()
