@@ -139,7 +139,8 @@ def _lm_tune(args) -> None:
     if not utts:
         raise AsrforgeError(f"manifest {args.manifest} has no readable line ({len(bad)} bad); check its format")
     dataset = SpeechDataset(utts, transcriber.features, None, transcriber.normalizer, cache_features=True)
-    result = tune_lm(transcriber, dataset, lm, beam, args.weights or DEFAULT_WEIGHTS, args.bonuses or DEFAULT_BONUSES, closed)
+    result = tune_lm(transcriber, dataset, lm, beam, args.weights or DEFAULT_WEIGHTS, args.bonuses or DEFAULT_BONUSES, closed,
+                     source=args.manifest)
     best = result.best
     print(f"\n{args.manifest}: WER (%) of beam {beam} with {lm_file} ({lm.order}-gram"
           + (", closed vocabulary" if closed else "") + ")")

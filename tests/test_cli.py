@@ -154,3 +154,10 @@ def test_evaluating_audio_without_transcripts_is_an_error_not_a_zero_wer(trained
     err = capsys.readouterr().err
     assert f"none of the {len(rows)} items" in err and "no WER to report" in err and "transcript is empty" in err
     assert not report.exists()
+    # nor can an LM be tuned on it
+    from asrforge.decoding.kneser_ney import write_lm
+
+    write_lm(["one two", "three"], 2, tmp_path / "lm.arpa")
+    assert main(["lm", "tune", "--model", str(trained), "--manifest", str(tmp_path / "untranscribed.jsonl"),
+                 "--lm", str(tmp_path / "lm.arpa"), "--weights", "0.5", "--bonuses", "1"]) == 2
+    assert f"none of the {len(rows)} items of {tmp_path / 'untranscribed.jsonl'} could be scored" in capsys.readouterr().err

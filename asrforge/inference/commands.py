@@ -97,10 +97,7 @@ def evaluate_command(model: str, manifest: str, beam_size: int | None, json_path
                   "(--beam-size 8 to use it, --no-lm to silence this)", file=sys.stderr)
         search = search_description(transcriber, beam_size)
         ev = evaluate_manifest(transcriber, manifest, beam_size)
-    if not ev.summary()["utts"]:
-        first = f" The first: {ev.bad[0].id}: {ev.bad[0].reason}." if ev.bad else ""
-        raise AsrforgeError(f"none of the {len(ev.bad)} items of {manifest} could be scored, so there is no WER to "
-                            f"report.{first} Evaluation needs transcripts; `asrforge transcribe` reads audio without them")
+    ev.require_scored(manifest)
     print_evaluation(ev, f"{manifest} ({search})")
     summary = {**ev.summary(), "beam_size": beam_size, "model": str(model), "manifest": str(manifest)}
     if json_path:

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from asrforge.data.dataset import BadItem, SpeechDataset, collate
 from asrforge.data.sampler import DurationBatchSampler
+from asrforge.errors import AsrforgeError
 from asrforge.inference.transcriber import Transcriber
 from asrforge.metrics import ErrorReport
 
@@ -28,6 +29,14 @@ class Evaluation:
 
     def summary(self) -> dict:
         return {**self.report.summary(), "rtf": self.rtf, "audio_hours": self.audio_seconds / 3600, "skipped": len(self.bad)}
+
+    def require_scored(self, source: str) -> None:
+        """Raise unless at least one utterance was scored: a WER over nothing is not 0 %."""
+        if self.report.summary()["utts"]:
+            return
+        first = f" The first: {self.bad[0].id}: {self.bad[0].reason}." if self.bad else ""
+        raise AsrforgeError(f"none of the {len(self.bad)} items of {source} could be scored, so there is no WER to "
+                            f"report.{first} Evaluation needs transcripts; `asrforge transcribe` reads audio without them")
 
 
 def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size: int = 1,

@@ -64,10 +64,13 @@ class TuningResult:
 
 def tune_lm(transcriber: Transcriber, dataset: SpeechDataset, lm: NGramLM, beam_size: int,
             weights=DEFAULT_WEIGHTS, bonuses=DEFAULT_BONUSES, closed_vocabulary: bool = False,
-            progress: bool = True) -> TuningResult:
-    """Dev WER/CER for every (weight, bonus) pair and without the LM. Leaves ``transcriber`` without an LM."""
+            progress: bool = True, source: str = "the dev manifest") -> TuningResult:
+    """Dev WER/CER for every (weight, bonus) pair and without the LM. Leaves ``transcriber`` without an LM.
+    ``source`` names the dataset in errors."""
     transcriber.use_lm(None)
-    plain = evaluate_dataset(transcriber, dataset, beam_size, progress=False).summary()
+    without = evaluate_dataset(transcriber, dataset, beam_size, progress=False)
+    without.require_scored(source)
+    plain = without.summary()
     tunes_bonus = uses_word_bonus(transcriber.model, transcriber.search_options(beam_size))
     bonuses = list(bonuses) if tunes_bonus else [0.0]
     result = TuningResult(GridPoint(0.0, 0.0, plain["wer"], plain["cer"]), tunes_bonus=tunes_bonus)
