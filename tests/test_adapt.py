@@ -71,6 +71,14 @@ def test_adapt_trains_on_the_confident_pseudo_labels(talking_model, corpus, tmp_
     assert main(["evaluate", "--model", str(out / "adapted.pt"), "--manifest", str(corpus / "test.jsonl"),
                  "--beam-size", "4"]) == 0
 
+    # into the experiment folder itself: adapted.pt lands beside best.pt and shares its LM
+    import shutil
+
+    shutil.copytree(talking_model, tmp_path / "exp")
+    assert main(["adapt", "--model", str(tmp_path / "exp"), "--manifest", str(manifest), "--out", str(tmp_path / "exp"),
+                 "--epochs", "1", "--beam-size", "4"]) == 0
+    assert Transcriber.from_checkpoint(tmp_path / "exp" / "adapted.pt").lm is not None
+
 
 def test_adapt_stops_clearly_when_nothing_is_recognized_or_options_are_wrong(trained, corpus, tmp_path, capsys):
     manifest, _ = unlabelled(corpus, tmp_path, missing=False)

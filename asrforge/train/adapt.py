@@ -164,7 +164,8 @@ def adapt(model: str | Path, manifest: str | Path, out_dir: str | Path, config: 
                "minutes": (time.time() - started) / 60, "config": asdict(config)}
     save_checkpoint(out / ADAPTED, transcriber.recipe, transcriber.tokenizer, transcriber.model, adaptation=summary)
     lm_file = recipe_lm_file(transcriber.recipe, source)
-    if lm_file is not None and lm_file.parent == source.parent and lm_file.is_file():
+    if (lm_file is not None and lm_file.parent == source.parent and lm_file.is_file()
+            and not (out / lm_file.name).resolve() == lm_file.resolve()):    # adapted into the experiment folder itself
         shutil.copyfile(lm_file, out / lm_file.name)   # the LM training wrote beside it: decode as the source did
     with open(out / "pseudo_labels.jsonl", "w", encoding="utf-8") as f:
         for p in labels:
