@@ -161,3 +161,7 @@ def test_evaluating_audio_without_transcripts_is_an_error_not_a_zero_wer(trained
     assert main(["lm", "tune", "--model", str(trained), "--manifest", str(tmp_path / "untranscribed.jsonl"),
                  "--lm", str(tmp_path / "lm.arpa"), "--weights", "0.5", "--bonuses", "1"]) == 2
     assert f"none of the {len(rows)} items of {tmp_path / 'untranscribed.jsonl'} could be scored" in capsys.readouterr().err
+    # nor trained on
+    assert main(["train", str(REPO / "configs" / "demo_ctc.yaml"), f"data.train={tmp_path / 'untranscribed.jsonl'}",
+                 f"data.dev={corpus / 'dev.jsonl'}", "--out", str(tmp_path / "exp")]) == 2
+    assert "none of its" in capsys.readouterr().err and not (tmp_path / "exp" / "last.pt").exists()

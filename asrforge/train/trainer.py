@@ -111,6 +111,10 @@ class Trainer:
         else:
             train_utts, self.manifest_skips = _load_split(recipe.data.train, "train", recipe.data.max_duration)
             train_texts = [u.text for u in train_utts]
+        if not any(self.normalizer(t) for t in train_texts):
+            raise ConfigError(f"data.train {recipe.data.train}: none of its {len(train_texts)} utterances has a transcript "
+                              "(after normalization); training needs text. Manifests of untranscribed audio "
+                              "(`prepare folder --audio-only`) are for augment.* and `asrforge adapt`")
         dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", None)
         self.manifest_skips += dev_skips
         self.tokenizer = (tokenizer_from_state(checkpoint["tokenizer"]) if checkpoint else
