@@ -143,7 +143,7 @@ def test_counts_and_amounts_out_of_range_are_refused_by_name(args, message, caps
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_evaluating_audio_without_transcripts_is_an_error_not_a_zero_wer(trained, corpus, tmp_path, capsys):
+def test_audio_without_transcripts_is_not_evaluated_tuned_on_or_trained_on(trained, corpus, tmp_path, capsys):
     rows = [{**json.loads(line), "text": ""} for line in open(corpus / "test.jsonl")]
     for r in rows:
         r["audio_filepath"] = str(corpus / r["audio_filepath"])
