@@ -14,6 +14,7 @@ from asrforge.decoding import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
 from asrforge.decoding.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, SearchOptions, decode_batch
 from asrforge.decoding.word_lm import WordLMScorer
+from asrforge.devices import resolve_device
 from asrforge.errors import AsrforgeError, CheckpointError
 from asrforge.features import FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
@@ -50,10 +51,10 @@ class Result:
 
 class Transcriber:
     def __init__(self, model: torch.nn.Module, recipe: Recipe, tokenizer: Tokenizer, device: str | torch.device = "cpu"):
-        self.model = model.to(device).eval()
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
         self.recipe = recipe
         self.tokenizer = tokenizer
-        self.device = torch.device(device)
         self.features = FeatureExtractor(recipe.features)
         self.normalizer = Normalizer(recipe.text)
         self.lm: WordLMScorer | None = None

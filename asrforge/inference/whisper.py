@@ -24,6 +24,7 @@ from asrforge.errors import ConfigError
 from asrforge.features.whisper import (FRAME_SECONDS, INPUT_STRIDE, N_FRAMES, N_SAMPLES, SAMPLE_RATE, TIME_PRECISION,
                                       log_mel_spectrogram, pad_or_trim)
 from asrforge.inference.whisper_timing import APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS, add_word_timestamps
+from asrforge.devices import resolve_device
 from asrforge.models.whisper import Whisper, load_whisper_checkpoint
 from asrforge.nn.linear import as_plain_linears
 from asrforge.text.whisper import WhisperTokenizer
@@ -70,15 +71,16 @@ class WhisperPipeline:
 
     def __init__(self, model: Whisper, tokenizer: WhisperTokenizer, device: str | torch.device = "cpu",
                  source: str = ""):
-        self.model = model.to(device).eval()
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.device = torch.device(device)
         self.source = source
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", dtype: str = "float32",
              tokenizer_folder: str | Path | None = None) -> "WhisperPipeline":
         """``dtype``: float32, float16/bfloat16 (GPU), or int8 (dynamic quantization of linear layers, CPU)."""
+        resolve_device(device)           # a device this PyTorch cannot use fails before the weights are read
         loaded = load_whisper_checkpoint(path)
         model = loaded.build()
         tokenizer = WhisperTokenizer.from_folder(tokenizer_folder or loaded.folder, model.is_multilingual, model.dims.n_vocab)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from asrforge.devices import resolve_device
 
 
 @dataclass
@@ -25,19 +26,11 @@ class DistInfo:
         return self.world > 1
 
 
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if preference == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(preference)
-
-
 def init_distributed(device_preference: str = "auto") -> DistInfo:
     """Read torchrun's RANK/WORLD_SIZE/LOCAL_RANK; join the process group when there is more than one process."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = pick_device(device_preference, local_rank)
+    device = resolve_device(device_preference, local_rank, option="train.device")
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -30,6 +30,7 @@ from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.features import SpecAugment
 from asrforge.features.whisper import WhisperFeatures, pad_to_window
 from asrforge.inference.whisper_evaluate import evaluate_whisper, whisper_dataset
+from asrforge.devices import resolve_device
 from asrforge.models.whisper import Whisper, load_whisper_checkpoint, save_huggingface, save_openai
 from asrforge.recipe import Recipe
 from asrforge.text import Normalizer
@@ -70,8 +71,7 @@ class WhisperFineTuner:
         train = recipe.train
         torch.manual_seed(train.seed)
         torch.set_num_threads(train.threads or max(1, os.cpu_count() or 1))
-        self.device = torch.device("cuda" if train.device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if train.device == "auto" else train.device)
+        self.device = resolve_device(train.device, option="train.device")
 
         loaded = load_whisper_checkpoint(cfg.init)
         self.model: Whisper = loaded.build().to(self.device)
