@@ -50,6 +50,20 @@ def test_offset_and_duration_read_a_slice(tmp_path):
     assert part.size == 4000 and np.allclose(part, 0.5)
 
 
+def test_one_channel_or_the_average_and_a_missing_channel_is_named(tmp_path):
+    path = tmp_path / "call.wav"
+    sf.write(path, np.stack([np.full(1600, 0.2), np.full(1600, 0.6)], axis=1).astype(np.float32), 16000, subtype="FLOAT")
+    assert np.allclose(load_audio(path), 0.4) and np.allclose(load_audio(path, channel=1), 0.6)
+    assert np.allclose(load_audio(path, channel=0), 0.2)
+    with pytest.raises(AudioError, match="call.wav has 2 channel.*channel 2"):
+        load_audio(path, channel=2)
+    mono = tmp_path / "mono.wav"
+    sf.write(mono, sine(0.1), 16000)
+    assert load_audio(mono, channel=0).size == 1600
+    with pytest.raises(AudioError, match="mono.wav has 1 channel"):
+        load_audio(mono, channel=1)
+
+
 def test_bad_files_name_the_file(tmp_path):
     with pytest.raises(AudioError, match="missing.wav.*does not exist"):
         load_audio(tmp_path / "missing.wav")

@@ -155,7 +155,7 @@ def test_speech_only_statistics_do_not_move_with_the_silence_kept(tmp_path):
     for i, pad in enumerate((800, 16000)):
         wave = np.concatenate([np.zeros(pad), tone, np.zeros(pad)]) + 1e-4 * rng.standard_normal(8000 + 2 * pad)
         write_audio(tmp_path / f"u{i}.wav", wave.astype(np.float32), 16000)
-        utts.append(Utterance(str(tmp_path / f"u{i}.wav"), 1.0, "one", speaker=f"s{i}", id=f"u{i}"))
+        utts.append(Utterance(str(tmp_path / f"u{i}.wav"), wave.size / 16000, "one", speaker=f"s{i}", id=f"u{i}"))
     stats = {}
     for floor in (None, 30.0):
         fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="speaker", stats_floor_db=floor))

@@ -8,7 +8,8 @@ import soundfile as sf
 
 from asrforge.data.importers import IMPORTERS, LayoutError, export_kaldi, prepare
 from asrforge.data.importers.kaldi import list_kaldi
-from asrforge.data.manifest import read_manifest
+from asrforge.data.importers.wav_scp import UnsupportedEntry, WavSource, parse_wav_scp_entry
+from asrforge.data.manifest import load_utterance, read_manifest
 from asrforge.data.dataset import SpeechDataset
 from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.text import Normalizer
@@ -174,7 +175,7 @@ def test_kaldi_import_and_export_roundtrip(tmp_path):
     rec = tone(tmp_path / "audio" / "rec1.wav", 4.0)
     d = tmp_path / "data" / "train"
     d.mkdir(parents=True)
-    (d / "wav.scp").write_text(f"rec1 {rec}\nrec2 sox in.flac -t wav - |\n")
+    (d / "wav.scp").write_text(f"rec1 {rec}\nrec2 sox {rec} -t wav - speed 0.9 |\n")
     (d / "segments").write_text("spk-u1 rec1 0.00 1.50\nspk-u2 rec1 1.50 3.25\nspk-u3 rec2 0 1\nspk-u4 rec1 x y\n")
     (d / "text").write_text("spk-u1 hello there\nspk-u2 general kenobi\nspk-u3 piped\nspk-u4 bad segment\n")
     (d / "utt2spk").write_text("spk-u1 spk\nspk-u2 spk\nspk-u3 spk\nspk-u4 spk\n")
@@ -182,13 +183,76 @@ def test_kaldi_import_and_export_roundtrip(tmp_path):
     assert summary["splits"]["train"]["utterances"] == 2 and summary["splits"]["train"]["skipped"] == 2
     utts, _ = read_manifest(tmp_path / "out" / "train.jsonl")
     assert [(u.id, u.offset, u.duration, u.speaker) for u in utts] == [("spk-u1", 0.0, 1.5, "spk"), ("spk-u2", 1.5, 1.75, "spk")]
-    assert any("pipeline" in s["reason"] for s in skips(tmp_path / "out"))
+    assert any("sox effect 'speed' changes the audio" in s["reason"] for s in skips(tmp_path / "out"))
     export_kaldi(utts, tmp_path / "exported")
     assert (tmp_path / "exported" / "segments").read_text().splitlines()[1] == "spk-u2 rec1 1.50 3.25"
     assert (tmp_path / "exported" / "spk2utt").read_text() == "spk spk-u1 spk-u2\n"
     back = list_kaldi(tmp_path / "exported")["exported"].candidates
     assert [(c.id, c.offset, c.duration, c.text) for c in back] == [("spk-u1", 0.0, 1.5, "hello there"),
                                                                      ("spk-u2", 1.5, 1.75, "general kenobi")]
+
+
+def test_kaldi_recipes_decoding_commands_read_their_file_and_channel(tmp_path):
+    """The wav.scp of Kaldi's own recipes: flac and sph2pipe commands (one side of a two-channel call each),
+    segments from 0.00; commands that change the audio are reported, not run."""
+    call = tmp_path / "audio" / "call.sph"
+    call.parent.mkdir(parents=True)
+    sides = np.stack([np.full(32000, 0.25), np.full(32000, -0.5)], axis=1).astype(np.float32)
+    sf.write(call, sides, 16000, format="NIST", subtype="PCM_16")
+    book = tone(tmp_path / "audio" / "book.flac", 3.0)
+    d = tmp_path / "s5" / "data" / "train"
+    d.mkdir(parents=True)
+    (tmp_path / "s5" / "audio").symlink_to(tmp_path / "audio")       # a path relative to the recipe folder
+    (d / "wav.scp").write_text(f"call-A sph2pipe -f wav -p -c 1 {call} |\ncall-B sph2pipe -f wav -p -c 2 {call} |\n"
+                               f"book flac -c -d -s audio/book.flac |\nfast sox {book} -t wav - speed 1.1 |\n"
+                               f"side3 sph2pipe -f wav -p -c 2 {book} |\n")
+    (d / "segments").write_text("a1 call-A 0.00 0.50\nb1 call-B 0.25 1.00\nk1 book 0.00 1.50\nf1 fast 0 1\nx1 side3 0 1\n")
+    (d / "text").write_text("a1 hello\nb1 hi there\nk1 chapter one\nf1 faster\nx1 no such side\n")
+    summary = prepare("kaldi", d, tmp_path / "out", progress=False)
+    assert summary["splits"]["train"]["skipped_by_reason"] == {"not supported": 1, "too few channels": 1}
+    utts, _ = read_manifest(tmp_path / "out" / "train.jsonl")
+    by_id = {u.id: u for u in utts}
+    assert [(by_id[i].channel, by_id[i].offset, by_id[i].duration) for i in ("a1", "b1", "k1")] == \
+        [(0, 0.0, 0.5), (1, 0.25, 0.75), (None, 0.0, 1.5)]
+    assert by_id["k1"].audio_filepath == str(book.resolve())
+    waves = {u.id: load_utterance(u) for u in utts}
+    assert waves["a1"].shape == (8000,) and np.allclose(waves["a1"], 0.25, atol=1e-3)     # side A, half a second
+    assert waves["b1"].shape == (12000,) and np.allclose(waves["b1"], -0.5, atol=1e-3)    # side B
+    assert waves["k1"].shape == (24000,)            # a segment from 0.00 is the segment, not the whole recording
+    export_kaldi(utts, tmp_path / "exported")
+    assert "call-2 sox" in (tmp_path / "exported" / "wav.scp").read_text()
+    back = list_kaldi(tmp_path / "exported")["exported"].candidates
+    assert sorted((c.id, c.channel, c.offset, c.duration) for c in back) == \
+        [("a1", 0, 0.0, 0.5), ("b1", 1, 0.25, 0.75), ("k1", None, 0.0, 1.5)]
+
+
+@pytest.mark.parametrize("entry,path,channel", [
+    ("/a/b.flac", "/a/b.flac", None),
+    ("flac -c -d -s /a/1089-134686-0000.flac |", "/a/1089-134686-0000.flac", None),
+    ("flac -cds '/a/with space.flac' |", "/a/with space.flac", None),
+    ("/usr/bin/sph2pipe -f wav -p -c 2 /a/sw02001.sph |", "/a/sw02001.sph", 1),
+    ("sox /a/x.mp3 -t wav -r 16000 -b 16 -e signed - |", "/a/x.mp3", None),
+    ("sox -t sph /a/x.sph -t wav - remix 2 rate -v 8000 |", "/a/x.sph", 1),
+    ("ffmpeg -hide_banner -loglevel quiet -i /a/x.m4a -ar 16000 -ac 1 -f wav - |", "/a/x.m4a", None),
+    ("cat /a/x.wav |", "/a/x.wav", None),
+])
+def test_wav_scp_decoding_commands_name_their_file(entry, path, channel):
+    assert parse_wav_scp_entry(entry) == WavSource(path, channel)
+
+
+@pytest.mark.parametrize("entry,reason", [
+    ("sox /a/x.wav -t wav - | sox -t wav - -t wav - speed 0.9 |", "chain of several commands"),
+    ("sox /a/x.wav -t wav - vol 2 |", "sox effect 'vol'"),
+    ("ffmpeg -i /a/x.wav -af loudnorm -f wav - |", "ffmpeg option -af"),
+    ("flac -c /a/x.wav |", "does not decode"),
+    ("sph2pipe -f wav -c 3 /a/x.sph |", "channel 1 or 2"),
+    ("wav-reverberate --rir /a/rir.wav /a/x.wav - |", "command 'wav-reverberate' is not supported"),
+    ("/data/wav.ark:1234", "Kaldi archive"),
+    ("sox 'unterminated -t wav - |", "does not parse"),
+])
+def test_wav_scp_commands_that_change_the_audio_are_refused_with_the_reason(entry, reason):
+    with pytest.raises(UnsupportedEntry, match=reason):
+        parse_wav_scp_entry(entry)
 
 
 @pytest.mark.parametrize("corpus,expected", [("librispeech", "trans.txt"), ("commonvoice", "clips"),

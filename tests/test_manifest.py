@@ -47,3 +47,17 @@ def test_missing_manifest_error(tmp_path):
 def test_helper_writes_lines(tmp_path):
     p = write_manifest_lines(tmp_path / "x.jsonl", [{"audio_filepath": "a.wav", "duration": 1, "text": "a"}])
     assert read_manifest(p)[0][0].duration == 1.0
+
+
+def test_channel_is_kept_only_where_set_and_checked(tmp_path):
+    utts = [Utterance("/calls/sw1.sph", 1.0, "side a", 0.0, "A", "a", channel=0),
+            Utterance("/calls/book.flac", 2.0, "all channels", 0.0, None, "b")]
+    write_manifest(tmp_path / "m.jsonl", utts)
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert rows[0]["channel"] == 0 and "channel" not in rows[1]       # plain lines stay as other tools write them
+    assert [u.channel for u in read_manifest(tmp_path / "m.jsonl")[0]] == [0, None]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "x", "channel": c}) + "\n"
+                           for c in (-1, "1", 1.5, True)))
+    utts, skipped = read_manifest(bad)
+    assert utts == [] and len(skipped) == 4 and all("channel number counted from 0" in s.reason for s in skipped)

@@ -23,8 +23,8 @@ def _collection(folder, n=4):
 
 def test_samples_are_read_when_drawn_and_only_the_recent_ones_kept(tmp_path, monkeypatch):
     reads = []
-    real = recordings.load_audio
-    monkeypatch.setattr(recordings, "load_audio", lambda path, **kw: reads.append(path) or real(path, **kw))
+    real = recordings.load_utterance
+    monkeypatch.setattr(recordings, "load_utterance", lambda u: reads.append(u.audio_filepath) or real(u))
     pool = RecordingPool(_collection(tmp_path), "noise_manifest", "noise", cache_size=2)
     assert len(pool) == 4 and reads == []                              # headers only, up front
     assert pool[2][0] == pytest.approx(0.3, abs=1e-4) and pool[2][0] == pytest.approx(0.3, abs=1e-4)

@@ -51,8 +51,8 @@ def load_audio(
     """Read ``path`` (any format libsndfile knows) -> mono float32 ``(N,)`` at ``sample_rate``.
 
     ``offset``/``duration`` (seconds) read only that slice, so long recordings split into
-    segments are never decoded whole. Channels are averaged, or with ``channel`` only that one is kept
-    (the first, for a file that has fewer).
+    segments are never decoded whole. Channels are averaged, or with ``channel`` (from 0) only that one
+    is kept.
     """
     path = Path(path)
     if not path.is_file():
@@ -74,8 +74,13 @@ def load_audio(
     except Exception as e:
         raise AudioError(f"audio file {path} cannot be decoded ({_short(e)}); re-encode it as WAV/FLAC or remove it") from None
     wave = np.asarray(wave, dtype=np.float32)
-    if channel is not None and wave.ndim == 2:
-        wave = wave[:, channel if channel < wave.shape[1] else 0]
+    if channel is not None:
+        channels = wave.shape[1] if wave.ndim == 2 else 1
+        if channel >= channels:
+            raise AudioError(f"audio file {path} has {channels} channel(s); channel {channel} (counted from 0) "
+                             "was asked for: fix the manifest's channel")
+        if wave.ndim == 2:
+            wave = wave[:, channel]
     wave = to_mono(wave)
     if wave.size == 0:
         raise AudioError(f"audio file {path} holds no samples; re-export it or remove it from the manifest")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
+from dataclasses import replace
 
 import numpy as np
 
-from asrforge.audio.io import audio_info, load_audio
+from asrforge.audio.io import audio_info
+from asrforge.data.manifest import Utterance, load_utterance, read_manifest
 from asrforge.errors import AudioError, ConfigError
 
 
@@ -23,11 +25,9 @@ class RecordingPool:
     def __init__(self, manifest: str, key: str, what: str, channel: int | None = None, cache_size: int = 256):
         """``key`` names the recipe option (``augment.<key>``) and ``what`` the recordings, for messages;
         ``channel``: keep that channel of multichannel files instead of averaging them."""
-        from asrforge.data.manifest import read_manifest
-
         utts, bad_lines = read_manifest(manifest)
-        self.key, self.channel, self.cache_size = key, channel, cache_size
-        self.items: list[tuple[str, float, float | None]] = []       # (path, offset, duration or None: whole file)
+        self.key, self.cache_size = key, cache_size
+        self.items: list[Utterance] = []
         bad = [f"{s.item}: {s.reason}" for s in bad_lines]
         for u in utts:
             try:
@@ -35,7 +35,8 @@ class RecordingPool:
             except AudioError as e:
                 bad.append(str(e))
                 continue
-            self.items.append((u.audio_filepath, u.offset, u.duration if u.offset else None))
+            # a channel the manifest names wins over the pool's default
+            self.items.append(u if u.channel is not None or channel is None else replace(u, channel=channel))
         if not self.items:
             first = f"; the first problem: {bad[0]}" if bad else ""
             raise ConfigError(f"augment.{key} {manifest} lists no readable {what} file{first}")
@@ -55,9 +56,8 @@ class RecordingPool:
                 continue
             wave = self._cache.get(i)
             if wave is None:
-                path, offset, duration = self.items[i]
                 try:
-                    wave = load_audio(path, offset=offset, duration=duration, channel=self.channel)
+                    wave = load_utterance(self.items[i])
                 except AudioError as e:
                     self._undecodable.add(i)
                     print(f"asrforge: augment.{self.key}: {e}; drawing the next recording instead", file=sys.stderr)

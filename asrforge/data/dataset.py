@@ -17,8 +17,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from asrforge.audio.augment import WaveAugment
-from asrforge.audio.io import load_audio
-from asrforge.data.manifest import Utterance
+from asrforge.data.manifest import Utterance, load_utterance
 from asrforge.errors import AsrforgeError
 from asrforge.features import FeatureExtractor, SpecAugment
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
@@ -167,7 +166,7 @@ class SpeechDataset(Dataset):
 
     def _wave(self, index: int) -> np.ndarray:
         u = self.utts[index]
-        return load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None)
+        return load_utterance(u)
 
     def features_of(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Features ``(T, D)`` of utterance ``index``, waveform-augmented with ``generator`` if augmentation is on.

@@ -1,7 +1,9 @@
 """Manifests: JSONL, one utterance a line (NeMo-compatible field names).
 
 ``{"audio_filepath": "a/b.wav", "duration": 2.1, "text": "...", "offset": 0.0, "speaker": "s1", "id": "u1"}``
-Relative ``audio_filepath`` values are resolved from the manifest's own folder.
+Relative ``audio_filepath`` values are resolved from the manifest's own folder. An optional ``"channel"``
+(0-based) picks one channel of a multichannel recording, as a telephone call's two sides are two utterances;
+without it channels are averaged.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
+from asrforge.audio.io import load_audio
 from asrforge.errors import ManifestError
 
 
@@ -23,6 +28,7 @@ class Utterance:
     offset: float = 0.0
     speaker: str | None = None
     id: str | None = None
+    channel: int | None = None  # 0-based; None: the channels averaged
 
 
 @dataclass
@@ -55,13 +61,16 @@ def parse_line(line: str, base: Path, where: str) -> Utterance:
         raise ManifestError(f"{where}: duration must be a positive number of seconds, got {obj['duration']!r}")
     if not isinstance(obj["text"], str):
         raise ManifestError(f"{where}: text must be a string")
+    channel = obj.get("channel")
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
+        raise ManifestError(f"{where}: channel must be a channel number counted from 0, got {channel!r}")
     path = Path(str(obj["audio_filepath"]))
     if not path.is_absolute():
         path = base / path
     return Utterance(
         audio_filepath=str(path), duration=duration, text=obj["text"], offset=offset,
         speaker=None if obj.get("speaker") is None else str(obj["speaker"]),
-        id=str(obj["id"]) if obj.get("id") is not None else path.stem,
+        id=str(obj["id"]) if obj.get("id") is not None else path.stem, channel=channel,
     )
 
 
@@ -92,8 +101,17 @@ def write_manifest(path: str | Path, utts: list[Utterance], relative: bool = Tru
     with open(tmp, "w", encoding="utf-8") as f:
         for u in utts:
             row = asdict(u)
+            if row["channel"] is None:
+                del row["channel"]       # the usual case: keep lines as other NeMo-style tools write them
             audio = Path(u.audio_filepath)
             if relative and audio.is_absolute() and audio.resolve().is_relative_to(base):
                 row["audio_filepath"] = os.path.relpath(audio.resolve(), base)
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(path)  # atomic: a crashed writer never leaves half a manifest
+
+
+def load_utterance(u: Utterance) -> np.ndarray:
+    """The audio ``u`` names: ``duration`` seconds from ``offset``, of its channel -> ``(N,)`` float32, 16 kHz.
+
+    Always the slice, even from offset 0: a segment at the start of a long recording is still a segment."""
+    return load_audio(u.audio_filepath, offset=u.offset, duration=u.duration, channel=u.channel)

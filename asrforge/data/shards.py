@@ -26,9 +26,9 @@ import soundfile as sf
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from asrforge.audio.io import SAMPLE_RATE, load_audio
+from asrforge.audio.io import SAMPLE_RATE
 from asrforge.data.dataset import Batch, ItemMaker, collate
-from asrforge.data.manifest import Skipped, read_manifest
+from asrforge.data.manifest import Skipped, load_utterance, read_manifest
 from asrforge.data.sampler import cut_batches
 from asrforge.errors import AsrforgeError, ConfigError
 
@@ -75,7 +75,7 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
         for u in tqdm(utts, desc="sharding", unit="utt", disable=not progress):
             try:
-                wave = load_audio(u.audio_filepath, offset=u.offset, duration=u.duration if u.offset else None)
+                wave = load_utterance(u)
             except AsrforgeError as e:
                 skipped.append(Skipped(u.id, str(e)))
                 continue

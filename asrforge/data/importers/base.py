@@ -38,6 +38,7 @@ class Candidate:
     speaker: str | None = None
     offset: float = 0.0
     duration: float | None = None      # None: the whole file
+    channel: int | None = None         # 0-based; None: channels averaged
 
 
 @dataclass
@@ -57,6 +58,9 @@ def validate(c: Candidate, normalizer: Normalizer, needs_text: bool = True) -> U
     try:
         with sf.SoundFile(str(path)) as f:
             total = f.frames / f.samplerate
+            if c.channel is not None and c.channel >= f.channels:
+                return Skipped(c.id, f"audio file {path} has too few channels ({f.channels}) for "
+                                     f"channel {c.channel + 1}")
             f.seek(min(int(c.offset * f.samplerate), max(f.frames - 1, 0)))
             if f.frames == 0 or f.read(min(1024, f.frames), dtype="float32").size == 0:
                 return Skipped(c.id, f"audio file {path} holds no samples")
@@ -69,7 +73,7 @@ def validate(c: Candidate, normalizer: Normalizer, needs_text: bool = True) -> U
                              f"{c.offset:.2f}-{c.offset + duration:.2f}s")
     if duration <= 0:
         return Skipped(c.id, f"segment of {path} has no duration")
-    return Utterance(str(path.resolve()), round(duration, 4), c.text, round(c.offset, 4), c.speaker, c.id)
+    return Utterance(str(path.resolve()), round(duration, 4), c.text, round(c.offset, 4), c.speaker, c.id, c.channel)
 
 
 def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str, workers: int | None = None,
@@ -121,7 +125,7 @@ def _reason_kind(reason: str) -> str:
     """Group reasons for the summary: match on our own words, not the decoder's quoted detail in (...)."""
     core = re.sub(r"\(.*\)", "", reason)
     for kind in ("does not exist", "cannot be decoded", "normalizes to nothing", "shorter than its segment",
-                 "holds no samples", "missing column", "does not parse", "not supported"):
+                 "holds no samples", "missing column", "does not parse", "not supported", "too few channels"):
         if kind in core:
             return kind
     return core.split(";")[0][:60]

@@ -1,15 +1,18 @@
 """Kaldi data directories: ``wav.scp``, ``text``, optional ``segments`` and ``utt2spk``. Import and export.
 
 SRC is one data directory (its name becomes the split) or a folder of them (``data/train``, ``data/dev``, ...).
-``wav.scp`` entries that are shell pipelines (``sox ... |``) are reported, not run.
+``wav.scp`` entries that are decoding commands (``flac -c -d -s X.flac |``, ``sph2pipe -f wav -p -c 1 X.sph |``)
+read the file they name (wav_scp.py); a command that changes the audio is reported, never run.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from asrforge.data.importers.base import Candidate, LayoutError, SplitListing
+from asrforge.data.importers.wav_scp import UnsupportedEntry, parse_wav_scp_entry
 from asrforge.data.manifest import Skipped, Utterance
 
 
@@ -54,13 +57,24 @@ def _list_datadir(d: Path) -> SplitListing:
         if rec not in wavs:
             listing.skipped.append(Skipped(utt, f"recording {rec} has no wav.scp entry"))
             continue
-        source = wavs[rec]
-        if source.endswith("|"):
-            listing.skipped.append(Skipped(utt, "wav.scp entry is a command pipeline; not supported (convert the audio to files)"))
+        try:
+            source = parse_wav_scp_entry(wavs[rec])
+        except UnsupportedEntry as e:
+            listing.skipped.append(Skipped(utt, f"wav.scp entry of {rec} is not supported: {e}"))
             continue
-        audio = Path(source) if Path(source).is_absolute() else d / source
-        listing.candidates.append(Candidate(utt, str(audio), texts[utt], utt2spk.get(utt), offset, duration))
+        listing.candidates.append(Candidate(utt, str(_resolve(source.path, d)), texts[utt], utt2spk.get(utt),
+                                            offset, duration, source.channel))
     return listing
+
+
+def _resolve(path: str, datadir: Path) -> Path:
+    """A relative wav.scp path is relative to the recipe folder Kaldi ran in (``s5/`` for ``s5/data/train``);
+    failing that, to the data directory itself."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    recipe = datadir.parent.parent / p
+    return recipe if recipe.exists() else datadir / p
 
 
 def list_kaldi(src: Path) -> dict[str, SplitListing]:
@@ -74,16 +88,24 @@ def list_kaldi(src: Path) -> dict[str, SplitListing]:
 
 
 def export_kaldi(utts: list[Utterance], out: str | Path) -> None:
-    """Write a Kaldi data directory: wav.scp, text, utt2spk, spk2utt, and segments when any offset is set."""
+    """Write a Kaldi data directory: wav.scp, text, utt2spk, spk2utt, and segments when any offset is set.
+
+    One channel of a multichannel file is written as ``sox FILE -t wav - remix N |``, which the importer reads
+    back without running it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     utts = sorted(utts, key=lambda u: (u.speaker or u.id, u.id))   # Kaldi wants speaker-major sort order
-    # segments are needed when an utterance is a slice: it has an offset, or several share one file
-    segmented = any(u.offset for u in utts) or len({u.audio_filepath for u in utts}) < len(utts)
-    recordings: dict[str, str] = {}
+    sources = {(os.path.abspath(u.audio_filepath), u.channel) for u in utts}
+    # segments are needed when an utterance is a slice: it has an offset, or several share one recording
+    segmented = any(u.offset for u in utts) or len(sources) < len(utts)
+    recording_ids = _recording_ids(sorted(sources, key=lambda s: (s[0], -1 if s[1] is None else s[1]))) if segmented else {}
+    wav_scp: dict[str, str] = {}
     for u in utts:
-        recordings.setdefault(Path(u.audio_filepath).stem if segmented else u.id, os.path.abspath(u.audio_filepath))
-    (out / "wav.scp").write_text("".join(f"{k} {v}\n" for k, v in sorted(recordings.items())))
+        source = (os.path.abspath(u.audio_filepath), u.channel)
+        key = recording_ids[source] if segmented else u.id
+        path = shlex.quote(source[0])
+        wav_scp[key] = path if u.channel is None else f"sox {path} -t wav - remix {u.channel + 1} |"
+    (out / "wav.scp").write_text("".join(f"{k} {v}\n" for k, v in sorted(wav_scp.items())))
     (out / "text").write_text("".join(f"{u.id} {u.text}\n" for u in utts), encoding="utf-8")
     (out / "utt2spk").write_text("".join(f"{u.id} {u.speaker or u.id}\n" for u in utts))
     spk2utt: dict[str, list[str]] = {}
@@ -92,4 +114,20 @@ def export_kaldi(utts: list[Utterance], out: str | Path) -> None:
     (out / "spk2utt").write_text("".join(f"{s} {' '.join(ids)}\n" for s, ids in sorted(spk2utt.items())))
     if segmented:
         (out / "segments").write_text("".join(
-            f"{u.id} {Path(u.audio_filepath).stem} {u.offset:.2f} {u.offset + u.duration:.2f}\n" for u in utts))
+            f"{u.id} {recording_ids[(os.path.abspath(u.audio_filepath), u.channel)]} {u.offset:.2f} "
+            f"{u.offset + u.duration:.2f}\n" for u in utts))
+
+
+def _recording_ids(sources: list[tuple[str, int | None]]) -> dict[tuple[str, int | None], str]:
+    """A recording id per (file, channel): the file's stem, with ``-<channel>`` for one channel (Switchboard's
+    ``sw02001-1``), and ``-<n>`` added where two files in different folders share a stem."""
+    ids, used = {}, set()
+    for path, channel in sources:
+        base = Path(path).stem + ("" if channel is None else f"-{channel + 1}")
+        key, n = base, 1
+        while key in used:
+            n += 1
+            key = f"{base}-{n}"
+        used.add(key)
+        ids[(path, channel)] = key
+    return ids
