@@ -75,7 +75,7 @@ def _export_kaldi(args) -> None:
 def _shard(args) -> None:
     from asrforge.data.shards import write_shards
 
-    index = write_shards(args.manifest, args.out, args.shard_size, args.seed)
+    index = write_shards(args.manifest, args.out, args.shard_size, args.seed, workers=args.workers)
     print(f"{index['utterances']} utterances ({index['seconds'] / 3600:.2f} h) in {len(index['shards'])} shards; "
           f"train from them with data.train={index['spec']}" + (f"  ({len(index['skipped'])} skipped, see index.json)" if index["skipped"] else ""))
 
@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--out", required=True)
     sh.add_argument("--shard-size", type=_count, default=1000, help="utterances per shard")
     sh.add_argument("--seed", type=int, default=0, help="shuffle before sharding, so shards mix speakers")
+    sh.add_argument("--workers", type=_count, help="threads decoding and encoding audio (default: CPUs, at most 8)")
     sh.set_defaults(func=_shard)
 
     tk = sub.add_parser("tokenizer", help="train a SentencePiece tokenizer")

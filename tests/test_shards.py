@@ -1,13 +1,17 @@
 """WebDataset shards: writing, reading back, exact epoch lengths per rank, and training from them."""
 
+import io
 import json
+import random
 import tarfile
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from asrforge.data.dataset import ItemMaker
-from asrforge.data.manifest import read_manifest
+from asrforge.data.manifest import Utterance, read_manifest, write_manifest
 from asrforge.data.shards import ShardStream, read_index, write_shards
 from asrforge.errors import ConfigError
 from asrforge.features import FeatureConfig, FeatureExtractor
@@ -89,3 +93,34 @@ def test_resharding_a_folder_replaces_its_shards(corpus, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("shard-*.tar")) == second["shards"]
     keys = [name for shard in second["shards"] for name in tarfile.open(tmp_path / shard).getnames() if name.endswith(".json")]
     assert len(keys) == len(utts) == second["utterances"] and (tmp_path / "notes.tar").read_bytes() == b"not ours"
+
+
+def test_whole_16k_flac_files_are_copied_and_everything_else_is_encoded_in_manifest_order(tmp_path):
+    """A whole 16 kHz mono FLAC file goes into the shard byte for byte; a slice, another rate or format is
+    decoded and re-encoded; a file that cannot be read is reported; the shuffled order holds across threads."""
+    wave = (0.2 * np.sin(np.arange(8000) / 7)).astype(np.float32)
+    sf.write(tmp_path / "whole.flac", wave, 16000)
+    sf.write(tmp_path / "rate8k.flac", wave, 8000)
+    sf.write(tmp_path / "plain.wav", wave, 16000)
+    (tmp_path / "broken.flac").write_bytes(b"fLaC but nothing after")
+    utts = [Utterance(str(tmp_path / "whole.flac"), 0.5, "whole", id="whole"),
+            Utterance(str(tmp_path / "whole.flac"), 0.25, "slice", offset=0.25, id="slice"),
+            Utterance(str(tmp_path / "rate8k.flac"), 1.0, "eight", id="eight"),
+            Utterance(str(tmp_path / "plain.wav"), 0.5, "plain", id="plain"),
+            Utterance(str(tmp_path / "broken.flac"), 0.5, "broken", id="broken")]
+    utts += [Utterance(str(tmp_path / "plain.wav"), 0.5, f"copy {i}", id=f"copy{i}") for i in range(40)]
+    write_manifest(tmp_path / "m.jsonl", utts)
+    index = write_shards(tmp_path / "m.jsonl", tmp_path / "out", shard_size=100, progress=False, workers=3)
+    assert index["utterances"] == 44 and [s["item"] for s in index["skipped"]] == ["broken"]
+    assert "broken.flac" in index["skipped"][0]["reason"]
+    with tarfile.open(tmp_path / "out" / index["shards"][0]) as tar:
+        members = {n: tar.extractfile(n).read() for n in tar.getnames()}
+    keys = [n[:-5] for n in members if n.endswith(".json")]
+    manifest_order = [u.id for u in utts if u.id != "broken"]
+    random.Random(0).shuffle(shuffled := [u.id for u in utts])      # write_shards' seed 0
+    assert keys == [k for k in shuffled if k != "broken"] and sorted(keys) == sorted(manifest_order)
+    assert members["whole.flac"] == (tmp_path / "whole.flac").read_bytes()
+    decoded = {k: sf.read(io.BytesIO(members[f"{k}.flac"]), dtype="float32") for k in ("slice", "eight", "plain")}
+    assert all(sr == 16000 for _, sr in decoded.values())
+    assert decoded["slice"][0].size == 4000 and decoded["eight"][0].size == 16000      # 0.25 s; 1 s resampled to 16 kHz
+    assert json.loads(members["eight.json"])["duration"] == 1.0
