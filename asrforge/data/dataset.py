@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from asrforge.audio.augment import WaveAugment
 from asrforge.data.manifest import Utterance, load_utterance
 from asrforge.errors import AsrforgeError
 from asrforge.features import FeatureExtractor, SpecAugment
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
+from asrforge.progress import progress_bar
 from asrforge.text import Normalizer, Tokenizer
 
 
@@ -137,7 +137,7 @@ class SpeechDataset(Dataset):
         """speaker -> statistics over all of that speaker's readable audio."""
         acc: dict[str, CMVNAccumulator] = {}
         keep_waves = self.cache is not None and self.maker.wave_augment is not None
-        for index, u in enumerate(tqdm(self.utts, desc="speaker CMVN statistics", unit="utt", disable=not progress,
+        for index, u in enumerate(progress_bar(self.utts, desc="speaker CMVN statistics", unit="utt", disable=not progress,
                                        leave=False)):
             if u.speaker is None:
                 continue

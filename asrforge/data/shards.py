@@ -27,13 +27,13 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 from torch.utils.data import IterableDataset, get_worker_info
-from tqdm import tqdm
 
 from asrforge.audio.io import SAMPLE_RATE
 from asrforge.data.dataset import Batch, ItemMaker, collate
 from asrforge.data.manifest import Skipped, Utterance, load_utterance, read_manifest
 from asrforge.data.sampler import cut_batches
 from asrforge.errors import AsrforgeError, ConfigError
+from asrforge.progress import progress_bar
 
 FILL = 0.8   # batches are on average about this full (padding and bucket edges), for the epoch-length estimate
 
@@ -78,7 +78,7 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
     seconds, texts = 0.0, []
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink, \
             ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        for u, encoded in tqdm(zip(utts, _in_order(pool, _flac_of, utts)), total=len(utts), desc="sharding",
+        for u, encoded in progress_bar(zip(utts, _in_order(pool, _flac_of, utts)), total=len(utts), desc="sharding",
                                unit="utt", disable=not progress):
             if isinstance(encoded, Skipped):
                 skipped.append(encoded)

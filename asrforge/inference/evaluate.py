@@ -6,13 +6,13 @@ import time
 from dataclasses import dataclass, field
 
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from asrforge.data.dataset import BadItem, SpeechDataset, collate
 from asrforge.data.sampler import DurationBatchSampler
 from asrforge.errors import AsrforgeError
 from asrforge.inference.transcriber import Transcriber
 from asrforge.metrics import ErrorReport
+from asrforge.progress import progress_bar
 
 
 @dataclass
@@ -47,7 +47,7 @@ def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size
     report, bad = ErrorReport(), []
     speakers = {u.id: u.speaker for u in dataset.utts}
     audio_seconds = 0.0
-    bar = tqdm(total=len(dataset), desc="decoding", unit="utt", disable=not progress, leave=False)
+    bar = progress_bar(total=len(dataset), desc="decoding", unit="utt", disable=not progress, leave=False)
     start = time.perf_counter()
     for batch in loader:
         bad.extend(batch.bad)

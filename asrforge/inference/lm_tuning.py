@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from asrforge.data.dataset import SpeechDataset
 from asrforge.decoding.ngram import NGramLM
@@ -20,6 +19,7 @@ from asrforge.decoding.searches import uses_word_bonus
 from asrforge.errors import CheckpointError
 from asrforge.inference.evaluate import evaluate_dataset
 from asrforge.inference.transcriber import Transcriber
+from asrforge.progress import progress_bar
 from asrforge.train.checkpoint import load_checkpoint
 
 DEFAULT_WEIGHTS = (0.2, 0.35, 0.5, 0.75, 1.0)
@@ -75,7 +75,7 @@ def tune_lm(transcriber: Transcriber, dataset: SpeechDataset, lm: NGramLM, beam_
     bonuses = list(bonuses) if tunes_bonus else [0.0]
     result = TuningResult(GridPoint(0.0, 0.0, plain["wer"], plain["cer"]), tunes_bonus=tunes_bonus)
     points = [(w, b) for w in weights for b in bonuses]
-    bar = tqdm(points, desc="tuning LM", unit="setting", disable=not progress, leave=False)
+    bar = progress_bar(points, desc="tuning LM", unit="setting", disable=not progress, leave=False)
     for weight, bonus in bar:
         transcriber.use_lm(lm, weight, bonus, closed_vocabulary)
         s = evaluate_dataset(transcriber, dataset, beam_size, progress=False).summary()

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from asrforge.audio.io import load_audio
 from asrforge.decoding.whisper import DecodeResult, WhisperDecodeOptions, decode, detect_language
@@ -27,6 +26,7 @@ from asrforge.inference.whisper_timing import APPEND_PUNCTUATIONS, PREPEND_PUNCT
 from asrforge.devices import resolve_device
 from asrforge.models.whisper import Whisper, load_whisper_checkpoint
 from asrforge.nn.linear import as_plain_linears
+from asrforge.progress import progress_bar
 from asrforge.text.whisper import WhisperTokenizer
 
 
@@ -169,7 +169,7 @@ class WhisperPipeline:
         segments: list[dict] = []
         seek = 0
         last_speech_end = 0.0
-        bar = tqdm(total=content_frames, unit="frames", disable=not progress, desc="transcribing")
+        bar = progress_bar(total=content_frames, unit="frames", disable=not progress, desc="transcribing")
         while seek < content_frames:
             time_offset = seek * FRAME_SECONDS
             segment_size = min(N_FRAMES, content_frames - seek)

@@ -23,7 +23,6 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from asrforge.decoding.whisper import DecodeResult, WhisperDecodeOptions, decode, detect_language, with_options
 from asrforge.features.whisper import (FRAME_SECONDS, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram,
@@ -31,6 +30,7 @@ from asrforge.features.whisper import (FRAME_SECONDS, HOP_LENGTH, N_FRAMES, N_SA
 from asrforge.inference.vad import VadOptions, merge_spans, speech_spans
 from asrforge.inference.whisper import WhisperPipeline, WhisperTranscribeOptions, _order
 from asrforge.inference.whisper_timing import add_word_timestamps
+from asrforge.progress import progress_bar
 
 
 def chunk_windows(pipe: WhisperPipeline, wave: np.ndarray, chunks: list[tuple[int, int]]) -> torch.Tensor:
@@ -65,7 +65,7 @@ def transcribe_batched(pipe: WhisperPipeline, wave: np.ndarray, opts: WhisperTra
         suppress_tokens=opts.suppress_tokens, suppress_blank=opts.suppress_blank,
         without_timestamps=False, max_initial_timestamp=opts.max_initial_timestamp)
     last_speech_end = 0.0
-    bar = tqdm(total=len(chunks), unit="chunk", desc="transcribing", disable=not progress)
+    bar = progress_bar(total=len(chunks), unit="chunk", desc="transcribing", disable=not progress)
     while chunks:
         batch = [chunks.popleft() for _ in range(min(batch_size, len(chunks)))]
         features = pipe.encode(chunk_windows(pipe, wave, batch))

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from asrforge.data.dataset import SpeechDataset, collate
 from asrforge.data.manifest import Utterance
@@ -20,6 +19,7 @@ from asrforge.features.whisper import WhisperFeatures, pad_to_window
 from asrforge.inference.evaluate import Evaluation
 from asrforge.metrics import ErrorReport
 from asrforge.models.whisper import Whisper
+from asrforge.progress import progress_bar
 from asrforge.text import Normalizer, TextConfig
 from asrforge.text.whisper import WhisperTokenizer
 
@@ -49,7 +49,7 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
     speakers = {u.id: u.speaker for u in dataset.utts}
     report, bad, lines, audio_seconds = ErrorReport(), [], [], 0.0
     start = time.perf_counter()
-    for first in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", disable=not progress,
+    for first in progress_bar(range(0, len(dataset), batch_size), desc=desc, unit="batch", disable=not progress,
                       dynamic_ncols=True, leave=False):
         batch = collate([dataset[i] for i in range(first, min(first + batch_size, len(dataset)))])
         bad.extend(batch.bad)

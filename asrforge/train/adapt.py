@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import read_manifest
 from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.inference.transcriber import Transcriber, recipe_lm_file
 from asrforge.losses.objectives import objective_for
+from asrforge.progress import progress_bar
 from asrforge.train.checkpoint import resolve_checkpoint, save_checkpoint
 
 ADAPTED = "adapted.pt"
@@ -75,7 +75,7 @@ def pseudo_label(transcriber: Transcriber, dataset: SpeechDataset, beam_size: in
             bad.append({"id": dataset.utts[i].id or str(i), "reason": str(e)})
     readable.sort(key=lambda item: item[1].shape[0])
     labels = []
-    bar = tqdm(total=len(readable), desc="pseudo-labelling", unit="utt", disable=not progress, leave=False)
+    bar = progress_bar(total=len(readable), desc="pseudo-labelling", unit="utt", disable=not progress, leave=False)
     for b in range(0, len(readable), batch_size):
         chunk = readable[b : b + batch_size]
         feats = torch.nn.utils.rnn.pad_sequence([f for _, f in chunk], batch_first=True)
@@ -106,7 +106,7 @@ def _fine_tune(transcriber: Transcriber, dataset: SpeechDataset, kept: list[Pseu
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     losses = []
-    bar = tqdm(total=config.epochs * math.ceil(len(kept) / config.batch_size), desc="adapting", unit="batch",
+    bar = progress_bar(total=config.epochs * math.ceil(len(kept) / config.batch_size), desc="adapting", unit="batch",
                disable=not progress, leave=False)
     for _ in range(config.epochs):
         order, total = torch.randperm(len(kept), generator=gen).tolist(), 0.0

@@ -37,6 +37,7 @@ from asrforge.inference.evaluate import evaluate_dataset
 from asrforge.inference.transcriber import LM_FILE, Transcriber
 from asrforge.losses.objectives import objective_for
 from asrforge.models.build import build_model
+from asrforge.progress import progress_bar
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, build_tokenizer, tokenizer_from_state
 from asrforge.train import distributed as D
@@ -376,7 +377,7 @@ class Trainer:
         while not stop and self.state.epoch < self.state.planned_epochs:
             epoch_start = time.time()
             self.sampler.set_epoch(self.state.epoch, self.state.batch_in_epoch)
-            bar = tqdm(total=len(self.sampler), initial=self.state.batch_in_epoch,
+            bar = progress_bar(total=len(self.sampler), initial=self.state.batch_in_epoch,
                        desc=f"epoch {self.state.epoch + 1}/{self.state.planned_epochs}", unit="batch",
                        disable=not self.progress, dynamic_ncols=True)
             losses, utts, window_start = [], 0, time.time()
@@ -408,7 +409,8 @@ class Trainer:
                         record["speaker_acc"] = sum(known) / len(known)
                     self._speaker_acc = []
                     self._log(record)
-                    bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{self.scheduler.lr:.2e}", utt_s=f"{rate:.0f}")
+                    bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{self.scheduler.lr:.2e}", utt_s=f"{rate:.0f}",
+                                    refresh=False)
                     losses, utts, window_start = [], 0, now
                 if self._out_of_budget(started):
                     stop = True

@@ -32,6 +32,7 @@ from asrforge.features.whisper import WhisperFeatures, pad_to_window
 from asrforge.inference.whisper_evaluate import evaluate_whisper, whisper_dataset
 from asrforge.devices import resolve_device
 from asrforge.models.whisper import Whisper, load_whisper_checkpoint, save_huggingface, save_openai
+from asrforge.progress import progress_bar
 from asrforge.recipe import Recipe
 from asrforge.text import Normalizer
 from asrforge.text.whisper import WhisperTokenizer
@@ -145,7 +146,7 @@ class WhisperFineTuner:
         self.model.train()
         while epoch < train.epochs and not stop:
             self.sampler.set_epoch(epoch)
-            bar = tqdm(self.sampler, desc=f"epoch {epoch + 1}/{train.epochs}", unit="batch", disable=not self.progress,
+            bar = progress_bar(self.sampler, desc=f"epoch {epoch + 1}/{train.epochs}", unit="batch", disable=not self.progress,
                        dynamic_ncols=True)
             losses = []
             for i, indices in enumerate(bar):
@@ -164,7 +165,7 @@ class WhisperFineTuner:
                 step += 1
                 if losses and step % train.log_every == 0:
                     self._log({"step": step, "epoch": epoch, "loss": sum(losses) / len(losses), "lr": self.scheduler.lr})
-                    bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{self.scheduler.lr:.1e}")
+                    bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{self.scheduler.lr:.1e}", refresh=False)
                     losses = []
                 if (train.max_steps is not None and step >= train.max_steps) or (
                         train.max_minutes is not None and time.time() - started >= 60 * train.max_minutes):

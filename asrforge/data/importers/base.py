@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import soundfile as sf
-from tqdm import tqdm
 
 from asrforge.data.manifest import Skipped, Utterance, write_manifest
 from asrforge.errors import AsrforgeError
+from asrforge.progress import progress_bar
 from asrforge.text import Normalizer
 
 SEGMENT_TOLERANCE = 0.05   # seconds a segment may run past the end of its file (rounding in STM/segments files)
@@ -97,7 +97,7 @@ def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str
             if progress:
                 print(f"{split}: {manifest} was prepared from another source or with other options; redoing it")
         with ThreadPoolExecutor(workers) as pool:
-            results = list(tqdm(pool.map(lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates),
+            results = list(progress_bar(pool.map(lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates),
                                 total=len(listing.candidates), desc=f"{corpus} {split}", unit="file",
                                 disable=not progress))
         utts = [r for r in results if isinstance(r, Utterance)]

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from tqdm import tqdm
 
 from asrforge.audio.io import SAMPLE_RATE, resample, write_audio
 from asrforge.data.manifest import Utterance, write_manifest
 from asrforge.data.synth.espeak import EspeakEngine
 from asrforge.data.synth.grammar import DOMAINS
+from asrforge.progress import progress_bar
 
 ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc"]
 # Variants that still sound like speech (the robotic, whispering and croaking ones are left out).
@@ -148,7 +148,7 @@ def synthesize_corpus(out: str | Path, config: SynthConfig, workers: int = 2, pr
     results: dict[str, list[Utterance]] = {}
     with _pool(workers) as pool:
         sizes = _split_sizes(config, pool)
-        bar = tqdm(total=sum(sizes.values()), desc="synthesizing", unit="utt", disable=not progress)
+        bar = progress_bar(total=sum(sizes.values()), desc="synthesizing", unit="utt", disable=not progress)
         futures = {}
         for split in SPLITS:
             for start in range(0, sizes[split], CHUNK):
