@@ -130,13 +130,15 @@ def test_folder_tree_and_tables(tmp_path):
     assert "no transcript a2.txt" in skips(tmp_path / "out")[0]["reason"]
 
     tone(tmp_path / "tab" / "audio" / "x.wav")
-    (tmp_path / "tab" / "train.csv").write_text("path,text,speaker\naudio/x.wav,some words,s9\n,missing path,s9\n")
+    (tmp_path / "tab" / "train.csv").write_text("path,text,speaker\naudio/x.wav,some words,s9\n,missing path,s9\n"
+                                                "audio/x.wav,the same file again,s9\n")
     (tmp_path / "tab" / "bad.tsv").write_text("file\twords\naudio/x.wav\tnope\n")
     summary = prepare("folder", tmp_path / "tab", tmp_path / "out2", progress=False)
     assert summary["splits"]["train"]["utterances"] == 1 and summary["splits"]["bad"]["utterances"] == 0
     rows, _ = read_manifest(tmp_path / "out2" / "train.jsonl")
     assert (rows[0].text, rows[0].speaker) == ("some words", "s9")
     assert any("missing column" in s["reason"] for s in skips(tmp_path / "out2"))
+    assert summary["splits"]["train"]["skipped_by_reason"] == {"does not parse": 1, "duplicate id": 1}
 
 
 def test_folder_audio_only_lists_untranscribed_audio_for_augmentation_and_adaptation(tmp_path, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import webdataset as wds
 
 from asrforge.data.dataset import ItemMaker
 from asrforge.data.manifest import Utterance, read_manifest, write_manifest
@@ -109,16 +110,20 @@ def test_whole_16k_flac_files_are_copied_and_everything_else_is_encoded_in_manif
             Utterance(str(tmp_path / "plain.wav"), 0.5, "plain", id="plain"),
             Utterance(str(tmp_path / "broken.flac"), 0.5, "broken", id="broken")]
     utts += [Utterance(str(tmp_path / "plain.wav"), 0.5, f"copy {i}", id=f"copy{i}") for i in range(40)]
+    utts += [Utterance(str(tmp_path / "plain.wav"), 0.5, "twin", id="twin") for _ in range(2)]   # two imports' ids
     write_manifest(tmp_path / "m.jsonl", utts)
     index = write_shards(tmp_path / "m.jsonl", tmp_path / "out", shard_size=100, progress=False, workers=3)
-    assert index["utterances"] == 44 and [s["item"] for s in index["skipped"]] == ["broken"]
+    assert index["utterances"] == 46 and [s["item"] for s in index["skipped"]] == ["broken"]
     assert "broken.flac" in index["skipped"][0]["reason"]
     with tarfile.open(tmp_path / "out" / index["shards"][0]) as tar:
         members = {n: tar.extractfile(n).read() for n in tar.getnames()}
     keys = [n[:-5] for n in members if n.endswith(".json")]
-    manifest_order = [u.id for u in utts if u.id != "broken"]
     random.Random(0).shuffle(shuffled := [u.id for u in utts])      # write_shards' seed 0
-    assert keys == [k for k in shuffled if k != "broken"] and sorted(keys) == sorted(manifest_order)
+    twins = iter(["twin", "twin_2"])
+    expected = [next(twins) if k == "twin" else k for k in shuffled if k != "broken"]
+    assert keys == expected and sorted(keys) == sorted(expected)
+    assert json.loads(members["twin_2.json"])["id"] == "twin"
+    assert len(list(wds.WebDataset(str(tmp_path / "out" / index["shards"][0]), shardshuffle=False))) == 46
     assert members["whole.flac"] == (tmp_path / "whole.flac").read_bytes()
     decoded = {k: sf.read(io.BytesIO(members[f"{k}.flac"]), dtype="float32") for k in ("slice", "eight", "plain")}
     assert all(sr == 16000 for _, sr in decoded.values())

@@ -54,9 +54,17 @@ def expand_spec(spec: str) -> list[str]:
     return paths
 
 
-def _key(uid: str) -> str:
-    # webdataset splits a member name at its first dot into key and extension
-    return uid.replace(".", "_").replace("/", "_")
+def _unique_key(uid: str, used: set[str]) -> str:
+    """A tar member key for ``uid``, not one of ``used`` (then added to it). webdataset splits a member name at
+    its first dot into key and extension, and fails on two neighbouring members with one key: manifests
+    concatenated from several imports can repeat ids, so a repeat gets ``_2``, ``_3``, ... (the JSON keeps the id)."""
+    base = key = uid.replace(".", "_").replace("/", "_")
+    n = 1
+    while key in used:
+        n += 1
+        key = f"{base}_{n}"
+    used.add(key)
+    return key
 
 
 def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, seed: int = 0,
@@ -75,7 +83,7 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
     for stale in out.glob("shard-*.tar"):
         if re.fullmatch(r"shard-\d{6}\.tar", stale.name):
             stale.unlink()
-    seconds, texts = 0.0, []
+    seconds, texts, keys = 0.0, [], set()
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink, \
             ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
         for u, encoded in progress_bar(zip(utts, _in_order(pool, _flac_of, utts)), total=len(utts), desc="sharding",
@@ -85,7 +93,7 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
                 continue
             flac, frames = encoded
             meta = {"id": u.id, "text": u.text, "duration": round(frames / SAMPLE_RATE, 4), "speaker": u.speaker}
-            sink.write({"__key__": _key(u.id), "flac": flac, "json": json.dumps(meta).encode()})
+            sink.write({"__key__": _unique_key(u.id, keys), "flac": flac, "json": json.dumps(meta).encode()})
             seconds += meta["duration"]
             texts.append(u.text)
     shards = sorted(p.name for p in out.glob("shard-*.tar"))

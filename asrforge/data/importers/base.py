@@ -100,8 +100,15 @@ def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str
             results = list(progress_bar(pool.map(lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates),
                                 total=len(listing.candidates), desc=f"{corpus} {split}", unit="file",
                                 disable=not progress))
-        utts = [r for r in results if isinstance(r, Utterance)]
-        skipped = listing.skipped + [r for r in results if isinstance(r, Skipped)]
+        utts, skipped, ids = [], listing.skipped + [r for r in results if isinstance(r, Skipped)], set()
+        for r in results:
+            if isinstance(r, Utterance):
+                if r.id in ids:     # reports, speaker lookups and shard keys go by id
+                    skipped.append(Skipped(r.id, f"duplicate id: an earlier item of this split has id {r.id} "
+                                                 f"({r.audio_filepath}); list each recording once"))
+                    continue
+                ids.add(r.id)
+                utts.append(r)
         write_manifest(manifest, utts)
         reasons: dict[str, int] = {}
         for s in skipped:
@@ -125,7 +132,7 @@ def _reason_kind(reason: str) -> str:
     """Group reasons for the summary: match on our own words, not the decoder's quoted detail in (...)."""
     core = re.sub(r"\(.*\)", "", reason)
     for kind in ("does not exist", "cannot be decoded", "normalizes to nothing", "shorter than its segment",
-                 "holds no samples", "missing column", "does not parse", "not supported", "too few channels"):
+                 "holds no samples", "missing column", "does not parse", "not supported", "too few channels", "duplicate id"):
         if kind in core:
             return kind
     return core.split(";")[0][:60]
