@@ -137,8 +137,8 @@ class SpeechDataset(Dataset):
         """speaker -> statistics over all of that speaker's readable audio."""
         acc: dict[str, CMVNAccumulator] = {}
         keep_waves = self.cache is not None and self.maker.wave_augment is not None
-        for index, u in enumerate(progress_bar(self.utts, desc="speaker CMVN statistics", unit="utt", disable=not progress,
-                                       leave=False)):
+        for index, u in enumerate(progress_bar(self.utts, desc="speaker CMVN statistics", unit="utt",
+                                               disable=not progress, leave=False)):
             if u.speaker is None:
                 continue
             try:

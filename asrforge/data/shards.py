@@ -86,8 +86,8 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
     seconds, texts, keys = 0.0, [], set()
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink, \
             ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        for u, encoded in progress_bar(zip(utts, _in_order(pool, _flac_of, utts)), total=len(utts), desc="sharding",
-                               unit="utt", disable=not progress):
+        for u, encoded in progress_bar(zip(utts, _in_order(pool, _flac_of, utts)), total=len(utts),
+                                       desc="sharding", unit="utt", disable=not progress):
             if isinstance(encoded, Skipped):
                 skipped.append(encoded)
                 continue

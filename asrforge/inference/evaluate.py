@@ -45,7 +45,6 @@ def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size
     sampler = DurationBatchSampler(dataset.durations, max_batch_seconds, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
     report, bad = ErrorReport(), []
-    speakers = {u.id: u.speaker for u in dataset.utts}
     audio_seconds = 0.0
     bar = progress_bar(total=len(dataset), desc="decoding", unit="utt", disable=not progress, leave=False)
     start = time.perf_counter()
@@ -53,8 +52,8 @@ def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size
         bad.extend(batch.bad)
         if len(batch):
             hyps = transcriber.decode_text(batch.feats, batch.feat_lens, beam_size)
-            for uid, ref, hyp in zip(batch.ids, batch.texts, hyps):
-                report.add(uid, ref, hyp, speakers.get(uid))
+            for uid, ref, hyp, speaker in zip(batch.ids, batch.texts, hyps, batch.speakers):
+                report.add(uid, ref, hyp, speaker)
             audio_seconds += float(batch.feat_lens.sum()) * transcriber.recipe.features.hop_ms / 1000
         bar.update(len(batch) + len(batch.bad))
     decode_seconds = time.perf_counter() - start

@@ -46,11 +46,10 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
     options = WhisperDecodeOptions(task=task, language=language, beam_size=beam_size if beam_size > 1 else None,
                                    without_timestamps=True)
     score = Normalizer(TextConfig())
-    speakers = {u.id: u.speaker for u in dataset.utts}
     report, bad, lines, audio_seconds = ErrorReport(), [], [], 0.0
     start = time.perf_counter()
     for first in progress_bar(range(0, len(dataset), batch_size), desc=desc, unit="batch", disable=not progress,
-                      dynamic_ncols=True, leave=False):
+                              dynamic_ncols=True, leave=False):
         batch = collate([dataset[i] for i in range(first, min(first + batch_size, len(dataset)))])
         bad.extend(batch.bad)
         too_long = [i for i, n in enumerate(batch.feat_lens.tolist()) if n > 100 * MAX_SECONDS]
@@ -59,8 +58,9 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
         if not len(batch):
             continue
         features = model.encoder(pad_to_window(batch.feats, batch.feat_lens).to(device, dtype))
-        for uid, ref, result in zip(batch.ids, batch.texts, decode(model, tokenizer, features, options)):
-            report.add(uid, score(ref), score(result.text), speakers.get(uid))
+        results = decode(model, tokenizer, features, options)
+        for uid, ref, result, speaker in zip(batch.ids, batch.texts, results, batch.speakers):
+            report.add(uid, score(ref), score(result.text), speaker)
             lines.append(json.dumps({"id": uid, "ref": ref, "hyp": result.text}, ensure_ascii=False))
         audio_seconds += float(batch.feat_lens.sum()) / 100
     if hypotheses is not None:

@@ -107,7 +107,7 @@ def _fine_tune(transcriber: Transcriber, dataset: SpeechDataset, kept: list[Pseu
     gen = torch.Generator().manual_seed(config.seed)
     losses = []
     bar = progress_bar(total=config.epochs * math.ceil(len(kept) / config.batch_size), desc="adapting", unit="batch",
-               disable=not progress, leave=False)
+                       disable=not progress, leave=False)
     for _ in range(config.epochs):
         order, total = torch.randperm(len(kept), generator=gen).tolist(), 0.0
         for b in range(0, len(order), config.batch_size):

@@ -378,8 +378,8 @@ class Trainer:
             epoch_start = time.time()
             self.sampler.set_epoch(self.state.epoch, self.state.batch_in_epoch)
             bar = progress_bar(total=len(self.sampler), initial=self.state.batch_in_epoch,
-                       desc=f"epoch {self.state.epoch + 1}/{self.state.planned_epochs}", unit="batch",
-                       disable=not self.progress, dynamic_ncols=True)
+                               desc=f"epoch {self.state.epoch + 1}/{self.state.planned_epochs}", unit="batch",
+                               disable=not self.progress, dynamic_ncols=True)
             losses, utts, window_start = [], 0, time.time()
             for batch in self._loader():
                 micro = self.state.batch_in_epoch % cfg.accum_steps

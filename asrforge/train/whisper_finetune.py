@@ -146,8 +146,8 @@ class WhisperFineTuner:
         self.model.train()
         while epoch < train.epochs and not stop:
             self.sampler.set_epoch(epoch)
-            bar = progress_bar(self.sampler, desc=f"epoch {epoch + 1}/{train.epochs}", unit="batch", disable=not self.progress,
-                       dynamic_ncols=True)
+            bar = progress_bar(self.sampler, desc=f"epoch {epoch + 1}/{train.epochs}", unit="batch",
+                               disable=not self.progress, dynamic_ncols=True)
             losses = []
             for i, indices in enumerate(bar):
                 batch = collate([self.train_set[key] for key in indices])   # (index, epoch) pairs

@@ -97,9 +97,9 @@ def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str
             if progress:
                 print(f"{split}: {manifest} was prepared from another source or with other options; redoing it")
         with ThreadPoolExecutor(workers) as pool:
-            results = list(progress_bar(pool.map(lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates),
-                                total=len(listing.candidates), desc=f"{corpus} {split}", unit="file",
-                                disable=not progress))
+            checks = pool.map(lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates)
+            results = list(progress_bar(checks, total=len(listing.candidates), desc=f"{corpus} {split}", unit="file",
+                                        disable=not progress))
         utts, skipped, ids = [], listing.skipped + [r for r in results if isinstance(r, Skipped)], set()
         for r in results:
             if isinstance(r, Utterance):
