@@ -75,6 +75,34 @@ def test_missing_shard_is_a_clear_error(shards):
         _stream({"spec": str(out / "shard-{000000..000999}.tar")})
 
 
+def test_a_damaged_shard_or_sample_is_reported_and_the_rest_is_read(shards, tmp_path):
+    out, index = shards
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in index["shards"] + ["index.json", "transcripts.txt"]:
+        (copy / name).write_bytes((out / name).read_bytes())
+    first, second = (copy / n for n in index["shards"][:2])
+    with tarfile.open(out / first.name) as tar:                   # one sample's FLAC garbled
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    garbled = next(m.name for m, _ in members if m.name.endswith(".flac"))
+    with tarfile.open(first, "w") as tar:
+        for m, data in members:
+            data = b"not a flac file" if m.name == garbled else data
+            m.size = len(data)
+            tar.addfile(m, io.BytesIO(data))
+    second.write_bytes(second.read_bytes()[:1500])                  # a copy cut short, inside its first sample
+    spec = index["spec"].replace(str(out), str(copy))
+    batches = list(_stream({"spec": spec}))
+    reasons = {b.id: b.reason for batch in batches for b in batch.bad}
+    assert len(batches) == len(_stream({"spec": spec})) and sum(len(b) for b in batches) > 0
+    assert any(f"{second.name} is damaged" in r for r in reasons.values())
+    assert any(garbled[:-5] in k and "cannot be read" in r for k, r in reasons.items())
+    for name in index["shards"]:
+        (copy / name).write_bytes(b"")
+    with pytest.raises(ConfigError, match="hold no readable utterance"):
+        list(_stream({"spec": spec}))
+
+
 def test_training_reads_shards(corpus, shards, tmp_path):
     _, index = shards
     recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml",

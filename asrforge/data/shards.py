@@ -29,7 +29,7 @@ import soundfile as sf
 from torch.utils.data import IterableDataset, get_worker_info
 
 from asrforge.audio.io import SAMPLE_RATE
-from asrforge.data.dataset import Batch, ItemMaker, collate
+from asrforge.data.dataset import BadItem, Batch, ItemMaker, collate
 from asrforge.data.manifest import Skipped, Utterance, load_utterance, read_manifest
 from asrforge.data.sampler import cut_batches
 from asrforge.errors import AsrforgeError, ConfigError
@@ -142,6 +142,19 @@ def _in_order(pool: ThreadPoolExecutor, fn, items: list, ahead: int = 64) -> Ite
         yield pending.popleft().result()
 
 
+def _decode_sample(sample: dict) -> tuple[dict, np.ndarray] | BadItem:
+    """A shard sample -> (metadata, 16 kHz waveform), or why it cannot be used."""
+    where = f"{sample.get('__url__', 'a shard')}: {sample.get('__key__')}"
+    try:
+        meta = json.loads(sample["json"])
+        wave, _ = sf.read(io.BytesIO(sample["flac"]), dtype="float32")
+    except Exception as e:       # a member missing, or its JSON or FLAC damaged
+        detail = f"no {e.args[0]} member" if isinstance(e, KeyError) else str(e).splitlines()[0][:120]
+        return BadItem(where, f"shard sample {where} cannot be read ({detail}); write the shard again with "
+                              "`asrforge shard`")
+    return meta, np.asarray(wave, dtype=np.float32)
+
+
 def read_index(spec: str) -> dict:
     folder = Path(expand_spec(spec)[0]).parent
     path = folder / "index.json"
@@ -181,13 +194,27 @@ class ShardStream(IterableDataset):
         mine = order[slot::slots]
         return mine or [order[slot % len(order)]]     # fewer shards than readers: share (with a different order)
 
-    def _samples(self, shards: list[str], rng: random.Random) -> Iterator[dict]:
+    def _samples(self, shards: list[str], rng: random.Random, bad: list[BadItem]) -> Iterator[dict]:
+        """Samples of ``shards``, cycled. A damaged shard (a copy cut short, say) is read up to the damage and
+        reported in ``bad``; the others go on."""
         import webdataset as wds
 
+        def damaged(exn: Exception) -> bool:
+            url = next((a for a in exn.args if isinstance(a, str) and a.endswith(".tar")), "a shard")
+            bad.append(BadItem(url, f"shard {url} is damaged ({str(exn.args[0] if exn.args else exn)[:120]}); "
+                                    "the rest of it was skipped: write it again with `asrforge shard`"))
+            return True     # go on with the next shard
+
         while True:   # cycle: the epoch ends after a fixed number of batches, not when shards run out
-            dataset = wds.WebDataset(shards, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
+            dataset = wds.WebDataset(shards, shardshuffle=False, nodesplitter=None, workersplitter=None,
+                                     empty_check=False, handler=damaged)
+            count = 0
             for sample in dataset:
+                count += 1
                 yield sample
+            if not count:
+                first = f"; the first problem: {bad[0].reason}" if bad else ""
+                raise ConfigError(f"shards {', '.join(shards)} hold no readable utterance{first}")
             rng.shuffle(shards)
 
     def __iter__(self) -> Iterator[Batch]:
@@ -196,16 +223,20 @@ class ShardStream(IterableDataset):
         quota = self.batches_per_epoch // workers + (worker < self.batches_per_epoch % workers)
         skip = self.start_batch // workers + (worker < self.start_batch % workers)   # resume: batches already used
         rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}")
-        samples = self._samples(self._my_shards(worker, workers), rng)
+        bad: list[BadItem] = []           # reported with the next batch, as a manifest's bad items are
+        samples = self._samples(self._my_shards(worker, workers), rng, bad)
         produced = 0
         while produced < quota:
             pool = []
             for sample in samples:
-                meta = json.loads(sample["json"])
+                decoded = _decode_sample(sample)
+                if isinstance(decoded, BadItem):
+                    bad.append(decoded)
+                    continue
+                meta, wave = decoded
                 if self.max_duration and meta["duration"] > self.max_duration:
                     continue
-                wave, _ = sf.read(io.BytesIO(sample["flac"]), dtype="float32")
-                pool.append((meta, np.asarray(wave, dtype=np.float32)))
+                pool.append((meta, wave))
                 if len(pool) >= self.buffer:
                     break
             rng.shuffle(pool)
@@ -216,7 +247,8 @@ class ShardStream(IterableDataset):
                 if produced <= skip:
                     continue
                 items = [self.maker(m["id"], w, m["text"], self.epoch) for m, w in batch]
-                yield collate(items)
+                yield collate(items + bad)
+                bad.clear()
 
     def _batches(self, pool: list, rng: random.Random) -> list[list]:
         """Length-bucketed batches from a shuffled pool of (meta, wave), in random order."""
