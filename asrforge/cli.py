@@ -425,12 +425,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _own_message(e: AsrforgeError) -> str:
+    """The message itself. An error raised in a DataLoader worker comes back re-raised with the worker's
+    traceback folded into its text ("Caught ConfigError in DataLoader worker process 0. Original
+    Traceback ..."); its last line is the message that was raised."""
+    text = str(e)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        return last.split(": ", 1)[1] if last.startswith(f"{__package__}.") and ": " in last else last
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except AsrforgeError as e:
-        print(f"asrforge: error: {e}", file=sys.stderr)
+        print(f"asrforge: error: {_own_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("asrforge: interrupted", file=sys.stderr)

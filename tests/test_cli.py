@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 
-from asrforge.cli import main
+from asrforge.cli import _own_message, main
 from asrforge.data.manifest import read_manifest
+from asrforge.errors import ConfigError
 from conftest import REPO, tiny_overrides
 
 
@@ -165,3 +166,18 @@ def test_audio_without_transcripts_is_not_evaluated_tuned_on_or_trained_on(train
     assert main(["train", str(REPO / "configs" / "demo_ctc.yaml"), f"data.train={tmp_path / 'untranscribed.jsonl'}",
                  f"data.dev={corpus / 'dev.jsonl'}", "--out", str(tmp_path / "exp")]) == 2
     assert "none of its" in capsys.readouterr().err and not (tmp_path / "exp" / "last.pt").exists()
+
+
+class _FailingStream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        raise ConfigError("shards x.tar hold no readable utterance")
+        yield
+
+
+def test_an_error_raised_in_a_dataloader_worker_is_shown_as_its_own_message():
+    loader = torch.utils.data.DataLoader(_FailingStream(), batch_size=None, num_workers=1)
+    with pytest.raises(ConfigError) as caught:
+        list(loader)
+    assert "Original Traceback" in str(caught.value)                 # what torch hands back
+    assert _own_message(caught.value) == "shards x.tar hold no readable utterance"
+    assert _own_message(ConfigError("plain")) == "plain"
