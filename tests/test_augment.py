@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.audio.augment import (AugmentConfig, WaveAugment, add_noise, band_limit, colored_noise, recut_edges,
-                                    speech_span, speed_perturb)
+from asrforge.audio.augment import (AugmentConfig, WaveAugment, add_noise, band_limit, colored_noise, pad_with_pauses,
+                                    recut_edges, speech_span, speed_perturb)
 from asrforge.errors import ConfigError
 from asrforge.features.mel import warp_frequencies
 from asrforge.data.dataset import SpeechDataset
@@ -146,3 +146,19 @@ def test_recut_edges_measures_from_the_speech_not_the_file():
     aug = WaveAugment(AugmentConfig(crop_prob=1.0, crop_ms=[-50.0, 40.0]))
     sizes = {aug(wave, torch.Generator().manual_seed(s)).size for s in range(10)}
     assert len(sizes) > 1 and all(8000 - 2 * 640 <= n <= 8000 + 2 * 800 for n in sizes)
+
+
+def test_pauses_are_room_tone_at_the_asked_level_around_the_untouched_speech():
+    speech = sine(0.5, freq=300)
+    padded = pad_with_pauses(speech, 0.25, 0.5, -40.0, torch.Generator().manual_seed(0))
+    assert padded.size == 4000 + speech.size + 8000 and np.array_equal(padded[4000:4000 + speech.size], speech)
+    rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    pauses = np.concatenate([padded[:4000], padded[-8000:]])
+    assert 20 * np.log10(rms(pauses) / rms(speech)) == pytest.approx(-40.0, abs=0.5)
+    assert np.array_equal(pad_with_pauses(speech, 0.0, 0.0, -40.0, torch.Generator()), speech)
+    aug = WaveAugment(AugmentConfig(pad_prob=1.0, pad_s=[0.1, 0.3]))
+    sizes = [aug(speech, torch.Generator().manual_seed(s)).size - speech.size for s in range(8)]
+    assert len(set(sizes)) > 1 and all(2 * 1600 <= n <= 2 * 4800 for n in sizes)
+    for bad in ({"pad_prob": 1.5}, {"pad_prob": 0.5, "pad_s": [-0.1, 0.5]}, {"pad_prob": 0.5, "pad_floor_db": [-20, -40]}):
+        with pytest.raises(ConfigError, match="augment.pad_"):
+            WaveAugment(AugmentConfig(**bad))

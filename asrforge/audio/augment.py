@@ -1,5 +1,5 @@
-"""Waveform augmentation for training: speed perturbation, reverberation, band limiting, additive noise at a
-random SNR, gain.
+"""Waveform augmentation for training: pauses at the ends, speed perturbation, reverberation, band limiting,
+additive noise at a random SNR, gain.
 
 Noise comes from recordings (a noise manifest) or is generated with a power-law spectrum ("white", "pink",
 "brown"): recordings differ in their microphone's noise floor, and a model trained only on clean audio
@@ -53,11 +53,19 @@ class AugmentConfig:
     bandlimit_prob: float = 0.0
     lowpass_hz: list[float] = field(default_factory=lambda: [1500.0, 4000.0])
     highpass_hz: list[float] = field(default_factory=lambda: [0.0, 400.0])
+    # Pauses imitate recordings that start and end in silence, as a user's files and a voice activity detector's
+    # segments do, for corpora trimmed to the speech (synthetic speech, FSDD): with probability pad_prob, each
+    # end gets a pause drawn from pad_s seconds of room tone (pink noise) at a level drawn from pad_floor_db
+    # relative to the speech's RMS. A model that never heard silence reads it as words.
+    pad_prob: float = 0.0
+    pad_s: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    pad_floor_db: list[float] = field(default_factory=lambda: [-60.0, -30.0])
 
     @property
     def enabled(self) -> bool:
         return bool(self.speed_factors or self.noise_manifest or self.noise_colors or self.gain_db
-                    or self.bandlimit_prob > 0 or self.vtlp or self.crop_prob > 0 or self.reverb_prob > 0)
+                    or self.bandlimit_prob > 0 or self.vtlp or self.crop_prob > 0 or self.reverb_prob > 0
+                    or self.pad_prob > 0)
 
 
 # power spectral density falls as 1/f**exponent
@@ -137,6 +145,19 @@ def recut_edges(wave: np.ndarray, start_ms: float, end_ms: float, min_ms: float 
     return wave[start:end] if end - start >= min_ms * per_ms else wave
 
 
+def pad_with_pauses(wave: np.ndarray, before_s: float, after_s: float, floor_db: float,
+                    gen: torch.Generator) -> np.ndarray:
+    """``wave`` with ``before_s`` and ``after_s`` seconds of pink noise ``floor_db`` dB (relative to the wave's
+    RMS) before and after it; the wave's own samples are left untouched."""
+    before, after = int(before_s * SAMPLE_RATE), int(after_s * SAMPLE_RATE)
+    if before + after == 0 or wave.size == 0:
+        return wave
+    level = math.sqrt(float(np.mean(wave.astype(np.float64) ** 2)) + 1e-12) * 10 ** (floor_db / 20)
+    tone = colored_noise(before + after, "pink", gen)
+    tone *= level / math.sqrt(float(np.mean(tone.astype(np.float64) ** 2)) + 1e-20)   # pink noise's DC: scale by RMS
+    return np.concatenate([tone[:before], wave, tone[before:]]).astype(np.float32)
+
+
 def _check_range(key: str, values: list[float], what: str, example: str, positive: bool = False) -> None:
     if len(values) != 2 or not values[0] <= values[1] or (positive and values[0] <= 0):
         raise ConfigError(f"augment.{key}: {values} is not a range [low, high] of {what}"
@@ -164,6 +185,13 @@ class WaveAugment:
             raise ConfigError(f"augment.noise_colors: unknown {unknown}; choose from {sorted(NOISE_EXPONENTS)}")
         if config.vtlp:
             _check_range("vtlp", config.vtlp, "warp factors", "[0.9, 1.1]", positive=True)
+        if not 0.0 <= config.pad_prob <= 1.0:
+            raise ConfigError(f"augment.pad_prob: {config.pad_prob} is not a probability between 0 and 1")
+        if config.pad_prob > 0:
+            _check_range("pad_s", config.pad_s, "pause lengths in seconds", "[0, 1]")
+            if config.pad_s[0] < 0:
+                raise ConfigError(f"augment.pad_s: {config.pad_s}: a pause cannot be shorter than 0 s")
+            _check_range("pad_floor_db", config.pad_floor_db, "levels in dB relative to the speech", "[-60, -30]")
         # one pool: each recording and each colour is an equally likely source
         self.noise_count = (len(self.noises) if self.noises else 0) + len(config.noise_colors)
 
@@ -171,6 +199,10 @@ class WaveAugment:
         c = self.config
         if c.crop_prob > 0 and float(torch.rand((), generator=gen)) < c.crop_prob:
             wave = recut_edges(wave, _uniform(gen, *c.crop_ms), _uniform(gen, *c.crop_ms))
+        if c.pad_prob > 0 and float(torch.rand((), generator=gen)) < c.pad_prob:
+            # before speed, reverberation and noise, so the pauses are slowed, reverberate and get noisy too
+            wave = pad_with_pauses(wave, _uniform(gen, *c.pad_s), _uniform(gen, *c.pad_s),
+                                   _uniform(gen, *c.pad_floor_db), gen)
         if c.speed_factors:
             wave = speed_perturb(wave, c.speed_factors[int(torch.randint(0, len(c.speed_factors), (), generator=gen))])
         if c.reverb_prob > 0 and float(torch.rand((), generator=gen)) < c.reverb_prob:
