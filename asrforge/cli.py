@@ -255,7 +255,7 @@ def _transcribe(args) -> None:
         condition_on_previous_text=args.condition_on_previous_text, suppress_tokens=args.suppress_tokens,
         without_timestamps=args.without_timestamps, word_timestamps=args.word_timestamps,
         prepend_punctuations=args.prepend_punctuations, append_punctuations=args.append_punctuations,
-        batch_size=args.batch_size)
+        batch_size=args.batch_size, max_segment_s=args.max_segment_s)
 
 
 def _demo(args) -> None:
@@ -387,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--same-speaker", action="store_true",
                    help="models trained with features.cmvn=speaker: the files are one speaker, so normalize them with "
                         "statistics pooled over all of them (without it, each file is normalized on its own)")
+    r.add_argument("--max-segment-s", type=_positive, default=None,
+                   help="asrforge models: a longer file is cut at its pauses (voice activity) into stretches of speech "
+                        "of at most this many seconds, each decoded as an utterance (default: 20)")
     _add_lm_arguments(r)
     w = r.add_argument_group("Whisper options (as in openai-whisper)")
     w.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"],

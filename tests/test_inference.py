@@ -1,11 +1,15 @@
+import numpy as np
 import pytest
 import torch
 
+from asrforge.audio.io import SAMPLE_RATE
+
 from asrforge.data.dataset import BadItem, SpeechDataset
-from asrforge.data.manifest import read_manifest, write_manifest
+from asrforge.data.manifest import load_utterance, read_manifest, write_manifest
 from asrforge.features import FeatureConfig, FeatureExtractor
+from asrforge.inference.api import load_model
 from asrforge.inference.commands import evaluate_manifest
-from asrforge.inference.transcriber import Transcriber
+from asrforge.inference.transcriber import Transcriber, Word, long_form_spans
 from asrforge.text import CharTokenizer, Normalizer
 
 
@@ -56,3 +60,40 @@ def test_transcribe_accepts_arrays_and_beam(trained, corpus):
     by_array = tr.transcribe([load_audio(path)], beam_size=1)[0]
     assert by_path.text == by_array.text and by_path.duration == pytest.approx(by_array.duration)
     assert isinstance(tr.transcribe(path, beam_size=4)[0].text, str)
+
+
+def test_long_input_is_decoded_as_its_stretches_of_speech(trained, corpus):
+    """Past max_segment_s, voice activity cuts the input at its pauses; each stretch is decoded as an utterance
+    (the same text as that slice alone), with segment and word times counted from the start of the input."""
+    tr = Transcriber.from_checkpoint(trained)
+    tr.tokenizer.decode = lambda tokens: f"{len(tokens)} tokens"     # the tiny model's hypotheses may be empty
+    tr.word_times = lambda log_probs, length: [Word("w", 0.1, 0.25)]   # times within each piece
+    rng = np.random.default_rng(0)
+    parts, placed, position = [], [], 0
+    for u in read_manifest(corpus / "test.jsonl")[0][:3]:
+        pause = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
+        wave = load_utterance(u)
+        parts += [pause, wave]
+        placed.append(((position + pause.size) / SAMPLE_RATE, (position + pause.size + wave.size) / SAMPLE_RATE))
+        position += pause.size + wave.size
+    long = np.concatenate(parts + [np.zeros(SAMPLE_RATE, np.float32)])
+    long += 0.001 * rng.standard_normal(long.size).astype(np.float32)
+    result = tr.transcribe(long, beam_size=1, max_segment_s=8.0)[0]
+    spans = [(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3)) for a, b in long_form_spans(long, 8.0)]
+    assert len(spans) == 3
+    for (start, end), (speech_start, speech_end) in zip(spans, placed):      # each stretch is one utterance
+        covered = min(end, speech_end) - max(start, speech_start)
+        assert covered >= 0.8 * (speech_end - speech_start) and end - start < speech_end - speech_start + 1.0
+    assert [(s.start, s.end) for s in result.segments] == spans
+    for s in result.segments:
+        alone = tr.transcribe(long[round(s.start * SAMPLE_RATE):round(s.end * SAMPLE_RATE)], beam_size=1)[0]
+        assert s.text == alone.text
+        assert s.words == [Word("w", round(s.start + 0.1, 3), round(s.start + 0.25, 3))]   # counted from the file's start
+    assert result.text == " ".join(s.text for s in result.segments)
+    model = load_model(trained)
+    model.transcriber.tokenizer.decode, model.transcriber.word_times = tr.tokenizer.decode, tr.word_times
+    layout = model.transcribe(long, beam_size=1, max_segment_s=8.0)        # what `asrforge transcribe` writes
+    assert [(s["id"], s["start"], s["end"], s["text"], [w["start"] for w in s["words"]]) for s in layout["segments"]] == \
+        [(i, s.start, s.end, s.text, [w.start for w in s.words]) for i, s in enumerate(result.segments)]
+    short = tr.transcribe(long[:2 * SAMPLE_RATE], beam_size=1, max_segment_s=8.0)[0]   # short: one piece, as it is
+    assert len(short.segments) <= 1 and all((s.start, s.end) == (0.0, 2.0) for s in short.segments)

@@ -2,8 +2,8 @@
 
 Both kinds answer ``transcribe(audio, **options)`` with the same result layout (OpenAI's):
 ``{"text", "segments": [{"id", "start", "end", "text", ...}], "language", "duration"}``; asrforge models
-add ``words`` (times from the CTC best path or the transducer's emission frames; attention decoders have
-none) to their single segment.
+give one segment per stretch of speech (the whole input when it is short) with ``words`` (times from the CTC
+best path or the transducer's emission frames; attention decoders have none).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from asrforge.errors import CheckpointError, ConfigError
 from asrforge.features.cmvn import CMVNStats
-from asrforge.inference.transcriber import Transcriber
+from asrforge.inference.transcriber import LONG_FORM_S, Transcriber
 
 
 class AsrforgeModel:
@@ -26,17 +26,18 @@ class AsrforgeModel:
         self.source = source
 
     def transcribe(self, audio: np.ndarray | str | Path, beam_size: int | None = None, progress: bool = False,
-                   word_timestamps: bool = True, speaker_stats: CMVNStats | None = None, **options) -> dict:
+                   word_timestamps: bool = True, speaker_stats: CMVNStats | None = None,
+                   max_segment_s: float = LONG_FORM_S, **options) -> dict:
         """``word_timestamps`` is accepted for symmetry with Whisper: CTC and transducer models give word
         times at no cost, so they are always there (attention decoders have no alignment to give them).
-        ``speaker_stats``: see :meth:`Transcriber.transcribe`."""
+        ``speaker_stats`` and ``max_segment_s``: see :meth:`Transcriber.transcribe`."""
         if options:
             raise ConfigError(f"option(s) {sorted(options)} apply to Whisper checkpoints only; an asrforge model takes "
-                              f"beam_size")
-        r = self.transcriber.transcribe(audio, beam_size, speaker_stats)[0]
-        words = [{"word": w.word, "start": w.start, "end": w.end} for w in r.words]
-        segments = [{"id": 0, "seek": 0, "start": 0.0, "end": round(r.duration, 3), "text": r.text, "words": words}] \
-            if r.text else []
+                              f"beam_size and max_segment_s")
+        r = self.transcriber.transcribe(audio, beam_size, speaker_stats, max_segment_s)[0]
+        segments = [{"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text,
+                     "words": [{"word": w.word, "start": w.start, "end": w.end} for w in s.words]}
+                    for i, s in enumerate(r.segments)]
         return {"text": r.text, "segments": segments, "language": None, "duration": round(r.duration, 3)}
 
 

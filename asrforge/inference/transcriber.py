@@ -18,6 +18,7 @@ from asrforge.devices import resolve_device
 from asrforge.errors import AsrforgeError, CheckpointError
 from asrforge.features import FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
+from asrforge.inference.vad import VadOptions, speech_spans
 from asrforge.models.build import build_model
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, Tokenizer, tokenizer_from_state
@@ -42,11 +43,32 @@ class Word:
 
 
 @dataclass
+class Segment:
+    start: float        # seconds from the start of the input
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
 class Result:
     text: str
     duration: float = 0.0
     words: list[Word] = field(default_factory=list)
     source: str | None = None
+    segments: list[Segment] = field(default_factory=list)
+
+
+LONG_FORM_S = 20.0      # longer input is cut at pauses into speech segments of at most this many seconds
+SPEECH_PAD_MS = 200     # kept around each stretch of speech: enough for word edges, little silence to decode
+BATCH_SECONDS = 200.0   # padded audio seconds decoded at once
+
+
+def long_form_spans(wave: np.ndarray, max_segment_s: float = LONG_FORM_S) -> list[tuple[int, int]]:
+    """``(start, end)`` sample ranges to decode: the whole of a short input; a long one's stretches of speech."""
+    if wave.size <= max_segment_s * SAMPLE_RATE:
+        return [(0, wave.size)]
+    return speech_spans(wave, VadOptions(max_chunk_s=max_segment_s, speech_pad_ms=SPEECH_PAD_MS))
 
 
 class Transcriber:
@@ -193,24 +215,54 @@ class Transcriber:
         return acc.stats()
 
     def transcribe(self, audio: str | Path | np.ndarray | list, beam_size: int | None = None,
-                   speaker_stats: CMVNStats | None = None) -> list[Result]:
+                   speaker_stats: CMVNStats | None = None, max_segment_s: float = LONG_FORM_S) -> list[Result]:
         """Paths or 16 kHz float arrays -> one :class:`Result` each. Word times come from the CTC best path or
         the transducer's emission frames; attention decoders have no alignment, so their results carry no words.
         ``speaker_stats`` (from :meth:`pooled_speaker_stats`) normalizes models trained with speaker CMVN;
-        without it each input is normalized on its own."""
+        without it each segment is normalized on its own.
+
+        Input longer than ``max_segment_s`` (a lecture, a meeting) is cut into its stretches of speech by voice
+        activity detection, none longer than ``max_segment_s``, and each is decoded as an utterance: models are
+        trained on utterances of seconds, and over minutes a recurrent encoder drifts and self-attention's
+        memory grows with the square of the length. Silence between them is not decoded."""
         items = audio if isinstance(audio, list) else [audio]
         results = []
         for item in items:
             wave = load_audio(item) if isinstance(item, (str, Path)) else np.asarray(item, dtype=np.float32)
-            feats = self.features(wave, speaker_stats)[None]
-            decoded = self.decode(feats, torch.tensor([feats.shape[1]]), beam_size)
-            hyp = decoded.hyps[0]
-            if decoded.ctc_log_probs is not None:
-                words = self.word_times(decoded.ctc_log_probs[0], int(decoded.out_lens[0]))
-            elif hyp.frames is not None:
-                words = self.words_from_frames(hyp.tokens, hyp.frames)
-            else:
-                words = []
-            results.append(Result(self.tokenizer.decode(hyp.tokens).strip(), wave.size / SAMPLE_RATE, words,
-                                  str(item) if isinstance(item, (str, Path)) else None))
+            spans = long_form_spans(wave, max_segment_s)
+            segments = [s for s in self._decode_spans(wave, spans, beam_size, speaker_stats) if s.text]
+            results.append(Result(" ".join(s.text for s in segments), wave.size / SAMPLE_RATE,
+                                  [w for s in segments for w in s.words],
+                                  str(item) if isinstance(item, (str, Path)) else None, segments))
         return results
+
+    def _decode_spans(self, wave: np.ndarray, spans: list[tuple[int, int]], beam_size: int | None,
+                      speaker_stats: CMVNStats | None) -> list[Segment]:
+        """Each ``(start, end)`` sample range of ``wave`` decoded as one utterance, in batches of similar
+        lengths -> one :class:`Segment` per span, in the spans' order, times counted from the start of ``wave``."""
+        segments: list[Segment | None] = [None] * len(spans)
+        order = sorted(range(len(spans)), key=lambda i: spans[i][1] - spans[i][0])
+        batches, current = [], []
+        for i in order:   # sorted by length, so ``len(current) * this length`` is the padded size
+            if current and (len(current) + 1) * (spans[i][1] - spans[i][0]) > BATCH_SECONDS * SAMPLE_RATE:
+                batches.append(current)
+                current = []
+            current.append(i)
+        batches += [current] if current else []
+        for batch in batches:
+            feats = [self.features(wave[spans[i][0]:spans[i][1]], speaker_stats) for i in batch]
+            lens = torch.tensor([f.shape[0] for f in feats])
+            padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+            decoded = self.decode(padded, lens, beam_size)
+            for b, i in enumerate(batch):
+                hyp, offset = decoded.hyps[b], spans[i][0] / SAMPLE_RATE
+                if decoded.ctc_log_probs is not None:
+                    words = self.word_times(decoded.ctc_log_probs[b], int(decoded.out_lens[b]))
+                elif hyp.frames is not None:
+                    words = self.words_from_frames(hyp.tokens, hyp.frames)
+                else:
+                    words = []
+                segments[i] = Segment(round(offset, 3), round(spans[i][1] / SAMPLE_RATE, 3),
+                                      self.tokenizer.decode(hyp.tokens).strip(),
+                                      [Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3)) for w in words])
+        return segments
