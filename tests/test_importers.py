@@ -47,6 +47,8 @@ def test_librispeech(tmp_path):
     reasons = {s["item"].rsplit("/", 1)[-1]: s["reason"] for s in skips(tmp_path / "out")}
     assert "does not exist" in reasons["84-121123-0002"]
     assert "does not parse" in reasons["84-121123.trans.txt:4"]
+    one = prepare("librispeech", src / "test-other", tmp_path / "out-one", progress=False)    # one split's folder
+    assert list(one["splits"]) == ["test-other"] and one["splits"]["test-other"]["utterances"] == 1
 
 
 def test_commonvoice(tmp_path):

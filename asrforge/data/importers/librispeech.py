@@ -1,6 +1,7 @@
 """LibriSpeech: ``SRC/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt`` + ``<utterance>.flac``.
 
-Every split folder found (train-clean-100, dev-clean, test-other, ...) becomes ``<split>.jsonl``.
+Every split folder found (train-clean-100, dev-clean, test-other, ...) becomes ``<split>.jsonl``; SRC may also be
+one split's folder.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ def list_librispeech(src: Path) -> dict[str, SplitListing]:
     # SRC may be the LibriSpeech folder itself or its parent (the archives extract to LibriSpeech/)
     root = src / "LibriSpeech" if (src / "LibriSpeech").is_dir() else src
     splits: dict[str, SplitListing] = {}
-    for trans in sorted(root.glob("*/*/*/*.trans.txt")):
+    # ... or one split's folder (LibriSpeech/dev-clean): then that is the only split
+    found = sorted(root.glob("*/*/*/*.trans.txt")) or sorted(root.glob("*/*/*.trans.txt"))
+    for trans in found:
         split = trans.parents[2].name
         listing = splits.setdefault(split, SplitListing())
         speaker = trans.parents[1].name
