@@ -1,6 +1,7 @@
 """Importers on tiny copies of each corpus layout, written here with synthetic audio and broken items."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -49,6 +50,18 @@ def test_librispeech(tmp_path):
     assert "does not parse" in reasons["84-121123.trans.txt:4"]
     one = prepare("librispeech", src / "test-other", tmp_path / "out-one", progress=False)    # one split's folder
     assert list(one["splits"]) == ["test-other"] and one["splits"]["test-other"]["utterances"] == 1
+
+
+def test_commonvoice_release_folder_with_one_language_or_several(tmp_path):
+    for lang in ("cy", "eu"):
+        tone(tmp_path / "cv-corpus" / lang / "clips" / "a.mp3", 1.0, fmt="MP3")
+        (tmp_path / "cv-corpus" / lang / "train.tsv").write_text(f"client_id\tpath\tsentence\ns\ta.mp3\t{lang} text\n")
+    with pytest.raises(LayoutError, match="several Common Voice languages.*cy, eu"):
+        prepare("commonvoice", tmp_path / "cv-corpus", tmp_path / "out", progress=False)
+    shutil.rmtree(tmp_path / "cv-corpus" / "eu")
+    summary = prepare("commonvoice", tmp_path / "cv-corpus", tmp_path / "out", progress=False)
+    assert summary["splits"]["train"]["utterances"] == 1
+    assert read_manifest(tmp_path / "out" / "train.jsonl")[0][0].text == "cy text"
 
 
 def test_commonvoice(tmp_path):

@@ -12,7 +12,19 @@ from asrforge.data.manifest import Skipped
 REQUIRED = ("client_id", "path", "sentence")
 
 
+def _language_folder(src: Path) -> Path:
+    """SRC itself, or its one language folder (``cv-corpus-17.0-2024-03-15/`` holds ``en/``)."""
+    if (src / "clips").is_dir() or not src.is_dir():
+        return src
+    languages = sorted(d for d in src.iterdir() if (d / "clips").is_dir())
+    if len(languages) > 1:
+        raise LayoutError(f"{src} holds several Common Voice languages ({', '.join(d.name for d in languages)}); "
+                          f"pass one of them, e.g. {languages[0]}")
+    return languages[0] if languages else src
+
+
 def list_commonvoice(src: Path, include_validated: bool = False) -> dict[str, SplitListing]:
+    src = _language_folder(src)
     names = ["train", "dev", "test"] + (["validated"] if include_validated else [])
     tsvs = {n: src / f"{n}.tsv" for n in names if (src / f"{n}.tsv").is_file()}
     if not tsvs or not (src / "clips").is_dir():
