@@ -61,7 +61,7 @@ def test_speaker_cmvn_normalizes_each_speaker_as_a_whole(two_speakers):
         # ...but not each utterance on its own: the utterances keep what differs between them
         assert feats[f"{speaker}0"].mean(0).abs().max() > 0.1
     # an utterance with no speaker is its own speaker
-    raw = fe.unnormalized(ds._wave(5))
+    raw = fe.unnormalized(ds.wave(5))
     assert torch.allclose(feats["lone"], utterance_cmvn(raw), atol=1e-6)
     assert isinstance(ds[(6, 0)], BadItem) and "does not exist" in ds[(6, 0)].reason
 
@@ -161,6 +161,6 @@ def test_speech_only_statistics_do_not_move_with_the_silence_kept(tmp_path):
         fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="speaker", stats_floor_db=floor))
         ds = SpeechDataset(utts, fe, None, Normalizer())
         stats[floor] = [ds.speaker_stats[f"s{i}"].mean for i in range(2)]
-        assert fe.statistics_frames(ds._wave(1)).shape[0] == (51 if floor else 251)   # 0.5 s of 2.5 s, 10 ms frames
+        assert fe.statistics_frames(ds.wave(1)).shape[0] == (51 if floor else 251)   # 0.5 s of 2.5 s, 10 ms frames
     assert (stats[None][0] - stats[None][1]).abs().max() > 1.0
     assert (stats[30.0][0] - stats[30.0][1]).abs().max() < 0.2

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.audio.io import SAMPLE_RATE
+from asrforge.audio.io import SAMPLE_RATE, write_audio
 
 from asrforge.data.dataset import BadItem, SpeechDataset
 from asrforge.data.manifest import load_utterance, read_manifest, write_manifest
@@ -97,3 +97,24 @@ def test_long_input_is_decoded_as_its_stretches_of_speech(trained, corpus):
         [(i, s.start, s.end, s.text, [w.start for w in s.words]) for i, s in enumerate(result.segments)]
     short = tr.transcribe(long[:2 * SAMPLE_RATE], beam_size=1, max_segment_s=8.0)[0]   # short: one piece, as it is
     assert len(short.segments) <= 1 and all((s.start, s.end) == (0.0, 2.0) for s in short.segments)
+
+
+def test_evaluation_decodes_a_long_utterance_as_transcribe_does(trained, corpus, tmp_path):
+    """A recording of minutes with its whole transcript is scored on what `transcribe` would give: its
+    stretches of speech decoded apart, the texts joined; short utterances are batched as before."""
+    utts = read_manifest(corpus / "test.jsonl")[0][:4]
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    long = np.concatenate([x for u in utts[:3] for x in (pause, load_utterance(u))] + [pause])
+    long = np.tile(long, 3)                                             # past 20 s
+    long += 0.001 * np.random.default_rng(0).standard_normal(long.size).astype(np.float32)
+    write_audio(tmp_path / "long.wav", long, SAMPLE_RATE)
+    text = " ".join([u.text for u in utts[:3]] * 3)
+    rows = [utts[3], utts[3].__class__(str(tmp_path / "long.wav"), long.size / SAMPLE_RATE, text, id="long")]
+    write_manifest(tmp_path / "m.jsonl", rows)
+    tr = Transcriber.from_checkpoint(trained)
+    tr.tokenizer.decode = lambda tokens: f"{len(tokens)} tokens"     # the tiny model's hypotheses may be empty
+    ev = evaluate_manifest(tr, tmp_path / "m.jsonl", beam_size=1, progress=False)
+    hyps = {u.id: u.hyp for u in ev.report.utts}
+    assert ev.long_form == 1 and set(hyps) == {utts[3].id, "long"}
+    assert hyps["long"] == tr.transcribe(long, 1)[0].text and hyps["long"].count("tokens") == 9   # nine pieces
+    assert hyps[utts[3].id] == tr.transcribe(utts[3].audio_filepath, 1)[0].text

@@ -142,7 +142,7 @@ class SpeechDataset(Dataset):
             if u.speaker is None:
                 continue
             try:
-                wave = self._wave(index)
+                wave = self.wave(index)
             except AsrforgeError:
                 continue   # reported as a bad item when the utterance is used
             if keep_waves:
@@ -164,7 +164,8 @@ class SpeechDataset(Dataset):
     def durations(self) -> list[float]:
         return [u.duration for u in self.utts]
 
-    def _wave(self, index: int) -> np.ndarray:
+    def wave(self, index: int) -> np.ndarray:
+        """The utterance's audio, un-augmented: ``(N,)`` float32 at 16 kHz."""
         u = self.utts[index]
         return load_utterance(u)
 
@@ -177,10 +178,10 @@ class SpeechDataset(Dataset):
         stats = self.speaker_stats.get(self.utts[index].speaker)
         if self.maker.wave_augment is None:
             if index not in cache:
-                cache[index] = self.maker.featurize(self._wave(index), stats)
+                cache[index] = self.maker.featurize(self.wave(index), stats)
             return cache[index]
         if index not in cache:
-            cache[index] = self._wave(index)
+            cache[index] = self.wave(index)
         return self.maker.wave_features(cache[index], generator, stats)
 
     def __getitem__(self, key: tuple[int, int] | int) -> Item | BadItem:

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 from torch.utils.data import DataLoader
 
+from asrforge.audio.io import SAMPLE_RATE
 from asrforge.data.dataset import BadItem, SpeechDataset, collate
 from asrforge.data.sampler import DurationBatchSampler
 from asrforge.errors import AsrforgeError
-from asrforge.inference.transcriber import Transcriber
+from asrforge.inference.transcriber import LONG_FORM_S, Transcriber
 from asrforge.metrics import ErrorReport
 from asrforge.progress import progress_bar
 
@@ -21,6 +22,7 @@ class Evaluation:
     audio_seconds: float
     decode_seconds: float
     bad: list[BadItem] = field(default_factory=list)
+    long_form: int = 0     # utterances decoded as their stretches of speech (longer than LONG_FORM_S)
 
     @property
     def rtf(self) -> float:
@@ -41,9 +43,16 @@ class Evaluation:
 
 def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size: int = 1,
                      max_batch_seconds: float = 200.0, num_workers: int = 0, progress: bool = True) -> Evaluation:
-    """Decode every utterance of ``dataset`` (no augmentation) and compare with its normalized transcript."""
-    sampler = DurationBatchSampler(dataset.durations, max_batch_seconds, shuffle=False)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+    """Decode every utterance of ``dataset`` (no augmentation) and compare with its normalized transcript.
+
+    An utterance longer than the transcriber's long-form limit (a recording of minutes with its whole
+    transcript) is decoded as `asrforge transcribe` decodes it: cut at its pauses, the pieces' texts joined."""
+    durations = dataset.durations
+    short = [i for i, d in enumerate(durations) if d <= LONG_FORM_S]
+    long = [i for i, d in enumerate(durations) if d > LONG_FORM_S]
+    sampler = DurationBatchSampler([durations[i] for i in short], max_batch_seconds, shuffle=False)
+    batches = [[(short[i], epoch) for i, epoch in batch] for batch in sampler]     # indices into the dataset
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
     report, bad = ErrorReport(), []
     audio_seconds = 0.0
     bar = progress_bar(total=len(dataset), desc="decoding", unit="utt", disable=not progress, leave=False)
@@ -56,6 +65,17 @@ def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size
                 report.add(uid, ref, hyp, speaker)
             audio_seconds += float(batch.feat_lens.sum()) * transcriber.recipe.features.hop_ms / 1000
         bar.update(len(batch) + len(batch.bad))
+    for i in long:
+        u = dataset.utts[i]
+        try:
+            wave = dataset.wave(i)
+        except AsrforgeError as e:
+            bad.append(BadItem(u.id or str(i), str(e)))
+        else:
+            hyp = transcriber.transcribe(wave, beam_size, dataset.speaker_stats.get(u.speaker))[0].text
+            report.add(u.id or str(i), dataset.texts[i], hyp, u.speaker)
+            audio_seconds += wave.size / SAMPLE_RATE
+        bar.update(1)
     decode_seconds = time.perf_counter() - start
     bar.close()
-    return Evaluation(report, audio_seconds, decode_seconds, bad)
+    return Evaluation(report, audio_seconds, decode_seconds, bad, long_form=len(long))
