@@ -218,6 +218,7 @@ def _evaluate(args) -> None:
 
 def _adapt(args) -> None:
     from asrforge.inference.api import is_whisper_checkpoint
+    from asrforge.inference.transcriber import LONG_FORM_S
     from asrforge.train.adapt import ADAPTED, AdaptConfig, adapt
 
     if is_whisper_checkpoint(Path(args.model)):
@@ -227,7 +228,9 @@ def _adapt(args) -> None:
                          beam_size=args.beam_size, seed=args.seed)
     summary = adapt(args.model, args.manifest, args.out, config, lm_options=_lm_options(args))
     out = Path(args.out)
-    print(f"pseudo-labelled {summary['utterances']} utterances, trained on the {summary['kept']} most confident "
+    cut = (f" ({summary['long_recordings_cut']} recording(s) longer than {LONG_FORM_S:g} s cut at their pauses)"
+           if summary["long_recordings_cut"] else "")
+    print(f"pseudo-labelled {summary['utterances']} utterances{cut}, trained on the {summary['kept']} most confident "
           f"(confidence >= {summary['min_kept_confidence']:.3f}); loss per epoch "
           + " ".join(f"{x:.3f}" for x in summary["loss_per_epoch"]))
     for item in summary["bad"][:10]:

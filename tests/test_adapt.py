@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from asrforge.audio.io import SAMPLE_RATE, write_audio
 from asrforge.cli import main
+from asrforge.data.manifest import load_utterance, read_manifest
 from asrforge.decoding.kneser_ney import write_lm
 from asrforge.inference.transcriber import Transcriber
 from asrforge.train.checkpoint import load_checkpoint, save_checkpoint
@@ -140,3 +143,21 @@ def test_adapt_refuses_a_whisper_checkpoint(corpus, tmp_path, capsys):
     assert main(["adapt", "--model", str(tmp_path / "whisper" / "tiny.pt"), "--manifest", str(manifest),
                  "--out", str(tmp_path / "w")]) == 2
     assert "is a Whisper checkpoint" in capsys.readouterr().err
+
+
+def test_adapt_to_one_long_recording_uses_its_stretches_of_speech(talking_model, corpus, tmp_path, capsys):
+    """A new voice given as one long recording (minutes, no transcript) is adapted to piece by piece."""
+    utts = read_manifest(corpus / "test.jsonl")[0][:4]
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    long = np.tile(np.concatenate([x for u in utts for x in (pause, load_utterance(u))]), 3)
+    long += 0.001 * np.random.default_rng(0).standard_normal(long.size).astype(np.float32)
+    write_audio(tmp_path / "voice.wav", long, SAMPLE_RATE)
+    (tmp_path / "voice.jsonl").write_text(json.dumps({"audio_filepath": "voice.wav", "duration": long.size / SAMPLE_RATE,
+                                                      "text": "", "id": "voice"}) + "\n")
+    out = tmp_path / "adapted"
+    assert main(["adapt", "--model", str(talking_model), "--manifest", str(tmp_path / "voice.jsonl"), "--out", str(out),
+                 "--epochs", "1", "--beam-size", "4"]) == 0
+    assert "pseudo-labelled 12 utterances (1 recording(s) longer than 20 s cut at their pauses)" in capsys.readouterr().out
+    labels = [json.loads(line) for line in open(out / "pseudo_labels.jsonl")]
+    assert [p["id"] for p in labels] == [f"voice-{k:04d}" for k in range(1, 13)]
+    assert load_checkpoint(out / "adapted.pt")["adaptation"]["long_recordings_cut"] == 1

@@ -9,7 +9,7 @@ from asrforge.data.manifest import load_utterance, read_manifest, write_manifest
 from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.inference.api import load_model
 from asrforge.inference.commands import evaluate_manifest
-from asrforge.inference.transcriber import Transcriber, Word, long_form_spans
+from asrforge.inference.transcriber import Transcriber, Word, long_form_spans, speech_pieces
 from asrforge.text import CharTokenizer, Normalizer
 
 
@@ -118,3 +118,20 @@ def test_evaluation_decodes_a_long_utterance_as_transcribe_does(trained, corpus,
     assert ev.long_form == 1 and set(hyps) == {utts[3].id, "long"}
     assert hyps["long"] == tr.transcribe(long, 1)[0].text and hyps["long"].count("tokens") == 9   # nine pieces
     assert hyps[utts[3].id] == tr.transcribe(utts[3].audio_filepath, 1)[0].text
+
+
+def test_speech_pieces_cut_only_long_recordings_into_slices_of_their_file(corpus, tmp_path):
+    utts = read_manifest(corpus / "test.jsonl")[0][:3]
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    long = np.tile(np.concatenate([x for u in utts for x in (pause, load_utterance(u))]), 3)
+    long += 0.001 * np.random.default_rng(0).standard_normal(long.size).astype(np.float32)
+    write_audio(tmp_path / "long.wav", long, SAMPLE_RATE)
+    recording = utts[0].__class__(str(tmp_path / "long.wav"), long.size / SAMPLE_RATE, "", speaker="new", id="rec")
+    gone = utts[0].__class__(str(tmp_path / "gone.wav"), 60.0, "", id="gone")
+    pieces, skipped = speech_pieces([utts[0], recording, gone])
+    spans = long_form_spans(long)
+    assert pieces[0] is utts[0] and len(pieces) == 1 + len(spans) and len(spans) == 9
+    assert [s.item for s in skipped] == ["gone"] and "gone.wav" in skipped[0].reason
+    for k, (piece, (start, end)) in enumerate(zip(pieces[1:], spans), 1):
+        assert (piece.id, piece.speaker, piece.text) == (f"rec-{k:04d}", "new", "")
+        assert np.allclose(load_utterance(piece), long[start:end], atol=1e-4)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from asrforge.audio.io import SAMPLE_RATE, load_audio
+from asrforge.data.manifest import Skipped, Utterance, load_utterance
 from asrforge.decoding import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
 from asrforge.decoding.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, SearchOptions, decode_batch
@@ -69,6 +70,27 @@ def long_form_spans(wave: np.ndarray, max_segment_s: float = LONG_FORM_S) -> lis
     if wave.size <= max_segment_s * SAMPLE_RATE:
         return [(0, wave.size)]
     return speech_spans(wave, VadOptions(max_chunk_s=max_segment_s, speech_pad_ms=SPEECH_PAD_MS))
+
+
+def speech_pieces(utts: list[Utterance], max_segment_s: float = LONG_FORM_S) -> tuple[list[Utterance], list[Skipped]]:
+    """Each utterance longer than ``max_segment_s`` replaced by its stretches of speech: slices of the same file
+    (ids ``<id>-0001``, ...), for work that takes utterances of seconds, such as adapting to a long recording.
+    Their text is left empty (a whole recording's transcript cannot be split by time). A long one that cannot be
+    read is returned as skipped."""
+    pieces, skipped = [], []
+    for u in utts:
+        if u.duration <= max_segment_s:
+            pieces.append(u)
+            continue
+        try:
+            wave = load_utterance(u)
+        except AsrforgeError as e:
+            skipped.append(Skipped(u.id or u.audio_filepath, str(e)))
+            continue
+        for k, (start, end) in enumerate(long_form_spans(wave, max_segment_s), 1):
+            pieces.append(replace(u, offset=round(u.offset + start / SAMPLE_RATE, 4),
+                                  duration=round((end - start) / SAMPLE_RATE, 4), text="", id=f"{u.id}-{k:04d}"))
+    return pieces, skipped
 
 
 class Transcriber:

@@ -27,7 +27,7 @@ import torch
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import read_manifest
 from asrforge.errors import AsrforgeError, ConfigError
-from asrforge.inference.transcriber import Transcriber, recipe_lm_file
+from asrforge.inference.transcriber import LONG_FORM_S, Transcriber, recipe_lm_file, speech_pieces
 from asrforge.losses.objectives import objective_for
 from asrforge.progress import progress_bar
 from asrforge.train.checkpoint import resolve_checkpoint, save_checkpoint
@@ -141,6 +141,9 @@ def adapt(model: str | Path, manifest: str | Path, out_dir: str | Path, config: 
     utts, bad_lines = read_manifest(manifest)
     if not utts:
         raise AsrforgeError(f"manifest {manifest} has no readable line ({len(bad_lines)} bad); check its format")
+    long_recordings = sum(u.duration > LONG_FORM_S for u in utts)
+    utts, unreadable = speech_pieces(utts)       # a long recording of the new voice: its stretches of speech
+    bad_lines += unreadable
     # speaker CMVN (if the recipe uses it) pools each speaker's statistics over this manifest's audio
     dataset = SpeechDataset(utts, transcriber.features, None, transcriber.normalizer, cache_features=True,
                             progress=progress)
@@ -159,7 +162,9 @@ def adapt(model: str | Path, manifest: str | Path, out_dir: str | Path, config: 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"model": str(source), "manifest": str(manifest), "utterances": len(labels), "kept": len(kept),
+    summary = {"model": str(source), "manifest": str(manifest), "long_recordings_cut": long_recordings,
+               "utterances": len(labels),
+               "kept": len(kept),
                "min_kept_confidence": kept[-1].confidence, "loss_per_epoch": losses, "bad": bad,
                "minutes": (time.time() - started) / 60, "config": asdict(config)}
     save_checkpoint(out / ADAPTED, transcriber.recipe, transcriber.tokenizer, transcriber.model, adaptation=summary)
