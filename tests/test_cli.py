@@ -74,10 +74,13 @@ def test_transcribe_a_folder_mirrors_its_layout(trained, corpus, tmp_path, capsy
         (tmp_path / "in" / sub).mkdir(parents=True, exist_ok=True)
         shutil.copy(u.audio_filepath, tmp_path / "in" / sub / "take.wav")      # the same name in each folder
     (tmp_path / "in" / "notes.txt").write_text("not audio")
+    (tmp_path / "in" / "broken.wav").write_bytes(b"RIFF but nothing else")
     assert main(["transcribe", str(tmp_path / "in"), "--model", str(trained), "--output-dir", str(tmp_path / "o")]) == 0
     assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.txt")) == \
         ["a/take.txt", "b/deep/take.txt", "b/take.txt"]
-    capsys.readouterr()
+    err = capsys.readouterr().err      # many files: a bar and a total, not a line per file
+    assert f"wrote 3 file(s) for 3 of 4 recordings to {tmp_path / 'o'}; 1 skipped" in err
+    assert "skipped" in err and "broken.wav" in err and "wrote " + str(tmp_path / "o") not in err
     # files given one by one that would overwrite each other's results are refused before any work
     same = [str(tmp_path / "in" / "a" / "take.wav"), str(tmp_path / "in" / "b" / "take.wav")]
     assert main(["transcribe", *same, "--model", str(trained), "--output-dir", str(tmp_path / "p")]) == 2

@@ -13,6 +13,7 @@ from asrforge.decoding.searches import uses_word_bonus
 from asrforge.errors import AsrforgeError
 from asrforge.inference.evaluate import Evaluation, evaluate_dataset
 from asrforge.inference.transcriber import LONG_FORM_S, Transcriber
+from asrforge.progress import progress_bar
 
 
 def print_evaluation(ev: Evaluation, title: str) -> None:
@@ -162,17 +163,23 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
               file=sys.stderr)
     if options.get("language") not in (None, "auto") and hasattr(recognizer, "tokenizer"):
         recognizer.tokenizer.language_code(options["language"])   # a bad code fails once, before any file
-    failures = 0
+    failures, written = 0, 0
+    # many files into a folder: one bar over the files instead of a line per file written
+    many = bool(output_dir) and len(inputs) > 1
+    bar = progress_bar(total=len(inputs), desc="transcribing", unit="file", disable=not many)
     for path, name in inputs:
         try:
             result = recognizer.transcribe(path, progress=len(audio) == 1 and sys.stderr.isatty(), **options)
         except AsrforgeError as e:
-            print(f"asrforge: skipped {path}: {e}", file=sys.stderr)
+            bar.write(f"asrforge: skipped {path}: {e}", file=sys.stderr)
             failures += 1
+            bar.update()
             continue
         if output_dir:
-            for written in write_result(result, name, output_dir, output_format):
-                print(f"wrote {written}", file=sys.stderr)
+            for file in write_result(result, name, output_dir, output_format):
+                written += 1
+                if not many:
+                    print(f"wrote {file}", file=sys.stderr)
         elif output_format == "json":
             print(json.dumps({"file": path, **result}, ensure_ascii=False))
         elif output_format in ("txt", "all"):
@@ -181,6 +188,11 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
         else:
             from asrforge.inference.writers import WRITERS
             print(WRITERS[output_format](result), end="")
+        bar.update()
+    bar.close()
+    if many:
+        print(f"wrote {written} file(s) for {len(inputs) - failures} of {len(inputs)} recordings to {output_dir}"
+              + (f"; {failures} skipped (above)" if failures else ""), file=sys.stderr)
     if failures == len(audio):
         raise AsrforgeError(f"none of the {len(audio)} file(s) could be transcribed")
     return failures
