@@ -67,7 +67,7 @@ def test_long_input_is_decoded_as_its_stretches_of_speech(trained, corpus):
     (the same text as that slice alone), with segment and word times counted from the start of the input."""
     tr = Transcriber.from_checkpoint(trained)
     tr.tokenizer.decode = lambda tokens: f"{len(tokens)} tokens"     # the tiny model's hypotheses may be empty
-    tr.word_times = lambda log_probs, length: [Word("w", 0.1, 0.25)]   # times within each piece
+    tr.word_times = lambda log_probs, length, tokens=None: [Word("w", 0.1, 0.25)]   # times within each piece
     rng = np.random.default_rng(0)
     parts, placed, position = [], [], 0
     for u in read_manifest(corpus / "test.jsonl")[0][:3]:
@@ -135,3 +135,53 @@ def test_speech_pieces_cut_only_long_recordings_into_slices_of_their_file(corpus
     for k, (piece, (start, end)) in enumerate(zip(pieces[1:], spans), 1):
         assert (piece.id, piece.speaker, piece.text) == (f"rec-{k:04d}", "new", "")
         assert np.allclose(load_utterance(piece), long[start:end], atol=1e-4)
+
+
+def test_word_times_belong_to_the_words_the_search_chose(trained):
+    """Beam search with an LM may output tokens the best path does not spell; their times come from aligning
+    those tokens, so each word's time is where it is spoken, not where the best path's other word was."""
+    tr = Transcriber.from_checkpoint(trained)
+    tok, step = tr.tokenizer, tr.frame_seconds
+    o, n, space, blank = tok.encode("o")[0], tok.encode("n")[0], tok.encode(" ")[0], tok.blank_id
+    # frames: blank, o, o, blank, n, space, n, n(weak o), blank
+    path = [blank, o, o, blank, n, space, n, n, blank]
+    lp = torch.full((len(path), tok.vocab_size), -20.0)
+    lp[torch.arange(len(path)), torch.tensor(path)] = 0.0
+    lp[7, o] = -1.0                                      # "no" is the runner-up reading of frames 6-7
+    assert [w.word for w in tr.word_times(lp, len(path))] == ["on", "n"]                  # the best path
+    chosen = tr.word_times(lp, len(path), [o, n, space, n, o])                             # what an LM preferred
+    assert [w.word for w in chosen] == ["on", "no"]
+    assert (chosen[1].start, chosen[1].end) == pytest.approx((6 * step, 8 * step))
+    assert (chosen[0].start, chosen[0].end) == pytest.approx((1 * step, 5 * step))
+    too_long = [o, n] * 5                                # cannot fit 9 frames: the best path's times instead
+    assert [w.word for w in tr.word_times(lp, len(path), too_long)] == ["on", "n"]
+
+
+@pytest.mark.parametrize("tokens,frames", [([3, 3], 3), ([3, 4, 5], 3), ([2], 1), ([3, 3, 3], 5), ([3, 4, 3], 6),
+                                            ([5, 5], 2)])
+def test_ctc_alignment_is_the_most_probable_path_through_the_topology(tokens, frames):
+    """Checked against every path through blank, token 1, blank, ..., blank (equal neighbours need a blank
+    between them): the alignment found scores as the best of them, or there is none when frames are too few."""
+    import itertools
+
+    from asrforge.decoding.ctc_align import ctc_align
+
+    lp = torch.log_softmax(torch.randn(frames, 6, generator=torch.Generator().manual_seed(frames)), -1)
+    states = [0] + [x for t in tokens for x in (t, 0)]
+    best = None
+    for path in itertools.product(range(len(states)), repeat=frames):
+        steps_ok = path[0] <= 1 and path[-1] >= len(states) - 2 and all(
+            b - a in (0, 1) or (b - a == 2 and states[b] != 0 and states[b] != states[a])
+            for a, b in zip(path, path[1:]))
+        if steps_ok:
+            score = sum(float(lp[t, states[s]]) for t, s in enumerate(path))
+            best = score if best is None else max(best, score)
+    spans = ctc_align(lp, tokens, blank=0)
+    if best is None:
+        assert spans is None
+        return
+    labels = [0] * frames
+    for tok, (first, last) in zip(tokens, spans):
+        labels[first:last + 1] = [tok] * (last - first + 1)
+    assert all(a <= b for a, b in spans) and all(p[1] < c[0] for p, c in zip(spans, spans[1:]))
+    assert sum(float(lp[t, x]) for t, x in enumerate(labels)) == pytest.approx(best, abs=1e-5)

@@ -32,7 +32,7 @@ class SearchOptions:
 @dataclass
 class Decoded:
     nbest: list[list[Hypothesis]]       # each utterance's hypotheses, best first (one from greedy search)
-    ctc_log_probs: torch.Tensor | None  # (B, T', V) on CPU, for CTC models (word times follow the best path)
+    ctc_log_probs: torch.Tensor | None  # (B, T', V) on CPU, for CTC models (word times: the chosen tokens aligned to them)
     out_lens: torch.Tensor              # (B,) encoder frames
 
     @property

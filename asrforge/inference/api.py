@@ -3,7 +3,7 @@
 Both kinds answer ``transcribe(audio, **options)`` with the same result layout (OpenAI's):
 ``{"text", "segments": [{"id", "start", "end", "text", ...}], "language", "duration"}``; asrforge models
 give one segment per stretch of speech (the whole input when it is short) with ``words`` (times from the CTC
-best path or the transducer's emission frames; attention decoders have none).
+posteriors aligned to the chosen tokens, or the transducer's emission frames; attention decoders have none).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import torch
 from asrforge.audio.io import SAMPLE_RATE, load_audio
 from asrforge.data.manifest import Skipped, Utterance, load_utterance
 from asrforge.decoding import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
+from asrforge.decoding.ctc_align import ctc_align
 from asrforge.decoding.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, SearchOptions, decode_batch
 from asrforge.decoding.word_lm import WordLMScorer
@@ -177,49 +178,50 @@ class Transcriber:
         return [self.tokenizer.decode(h.tokens).strip() for h in self.decode(feats, feat_lens, beam_size).hyps]
 
     def words_from_frames(self, tokens: list[int], frames: list[int]) -> list[Word]:
-        """Word times from the frame each token was emitted on (transducers): a word spans its first
-        token's frame to one frame past its last token's."""
-        step = self.frame_seconds
-        words: list[Word] = []
-        for tok, frame in zip(tokens, frames):
-            piece = self.tokenizer.piece(tok)
-            if piece.startswith(" ") or not words:
-                if piece.strip():
-                    words.append(Word(piece.strip(), round(frame * step, 3), round((frame + 1) * step, 3)))
-                continue
-            words[-1].word += piece
-            words[-1].end = round((frame + 1) * step, 3)
-        return words
+        """Word times from the frame each token was emitted on (transducers)."""
+        return self._words(tokens, [(f, f) for f in frames])
 
-    def word_times(self, log_probs: torch.Tensor, length: int) -> list[Word]:
-        """Word start/end seconds from the best path: a word spans its first to its last token frame.
-        A token whose text starts with a space (a space character, or a BPE piece marked word-initial)
-        begins a new word; a token held over several frames extends the current one."""
-        step, blank = self.frame_seconds, self.tokenizer.blank_id
-        words: list[Word] = []
-        text, start, end = "", 0, 0
-
-        def flush():
-            if text:
-                words.append(Word(text, round(start * step, 3), round((end + 1) * step, 3)))
-
+    def word_times(self, log_probs: torch.Tensor, length: int, tokens: list[int] | None = None) -> list[Word]:
+        """CTC word times. With ``tokens`` (the transcript a beam search chose), each token's frames come from
+        aligning those tokens to ``log_probs`` (:func:`ctc_align`), so the times belong to the words shown;
+        without, or when they cannot be aligned, from the best path: a token held over several frames spans them."""
+        if tokens is not None:
+            spans = ctc_align(log_probs[:length], tokens, self.tokenizer.blank_id)
+            if spans is not None:
+                return self._words(tokens, spans)
+        blank = self.tokenizer.blank_id
+        path_tokens: list[int] = []
+        spans: list[tuple[int, int]] = []
         prev = blank
         for t, tok in enumerate(log_probs[:length].argmax(-1).tolist()):
             if tok != blank and tok == prev:
-                end = t if text else end          # held over several frames
+                spans[-1] = (spans[-1][0], t)
             elif tok != blank:
-                piece = self.tokenizer.piece(tok)
-                if piece.startswith(" "):
-                    flush()
-                    text = ""
-                    piece = piece.lstrip()
-                if piece:
-                    if not text:
-                        start = t
-                    text += piece
-                    end = t
+                path_tokens.append(tok)
+                spans.append((t, t))
             prev = tok
-        flush()
+        return self._words(path_tokens, spans)
+
+    def _words(self, tokens: list[int], spans: list[tuple[int, int]]) -> list[Word]:
+        """Tokens and each one's (first, last) frame -> words. A token whose text starts with a space (a space
+        character, or a BPE piece marked word-initial) begins a new word; a word spans its first token's first
+        frame to one frame past its last token's last frame."""
+        step = self.frame_seconds
+        words: list[Word] = []
+        open_word = False
+        for tok, (first, last) in zip(tokens, spans):
+            piece = self.tokenizer.piece(tok)
+            if piece.startswith(" "):
+                open_word = False
+                piece = piece.lstrip()
+            if not piece:
+                continue
+            if open_word:
+                words[-1].word += piece
+                words[-1].end = round((last + 1) * step, 3)
+            else:
+                words.append(Word(piece, round(first * step, 3), round((last + 1) * step, 3)))
+                open_word = True
         return words
 
     def pooled_speaker_stats(self, audio: list[str | Path | np.ndarray]) -> CMVNStats:
@@ -238,8 +240,9 @@ class Transcriber:
 
     def transcribe(self, audio: str | Path | np.ndarray | list, beam_size: int | None = None,
                    speaker_stats: CMVNStats | None = None, max_segment_s: float = LONG_FORM_S) -> list[Result]:
-        """Paths or 16 kHz float arrays -> one :class:`Result` each. Word times come from the CTC best path or
-        the transducer's emission frames; attention decoders have no alignment, so their results carry no words.
+        """Paths or 16 kHz float arrays -> one :class:`Result` each. Word times come from the CTC posteriors aligned
+        to the chosen tokens or the transducer's emission frames; attention decoders have no alignment, so their
+        results carry no words.
         ``speaker_stats`` (from :meth:`pooled_speaker_stats`) normalizes models trained with speaker CMVN;
         without it each segment is normalized on its own.
 
@@ -279,7 +282,7 @@ class Transcriber:
             for b, i in enumerate(batch):
                 hyp, offset = decoded.hyps[b], spans[i][0] / SAMPLE_RATE
                 if decoded.ctc_log_probs is not None:
-                    words = self.word_times(decoded.ctc_log_probs[b], int(decoded.out_lens[b]))
+                    words = self.word_times(decoded.ctc_log_probs[b], int(decoded.out_lens[b]), list(hyp.tokens))
                 elif hyp.frames is not None:
                     words = self.words_from_frames(hyp.tokens, hyp.frames)
                 else:
