@@ -7,6 +7,7 @@ import torch
 
 from asrforge.config import to_dict
 from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search, attention_greedy, attention_rescore
+from asrforge.decoding.ctc_align import ctc_align
 from asrforge.decoding.ctc_prefix_score import CTCPrefixScorer, pad_with_certain_blank
 from asrforge.decoding.searches import SearchOptions, decode_batch
 from asrforge.decoding.transducer import TransducerOptions, transducer_beam_search, transducer_greedy
@@ -79,8 +80,16 @@ def test_each_family_overfits_a_tiny_batch(name):
                 break
     model.eval()
     for beam in (1, 4):
-        got = [h.tokens for h in decode_batch(model, x, lens, SearchOptions(beam_size=beam)).hyps]
+        decoded = decode_batch(model, x, lens, SearchOptions(beam_size=beam))
+        got = [h.tokens for h in decoded.hyps]
         assert got == want, f"{name} beam {beam}: {got} != {want} (loss {float(loss):.3f} after {step + 1} steps)"
+        # word times: CTC posteriors, where the model has them (a joint model's CTC head times its decoder's words)
+        has_ctc = model.objective == "ctc" or getattr(model, "ctc_head", None) is not None
+        assert (decoded.ctc_log_probs is not None) == has_ctc
+        if has_ctc:
+            for b, tokens in enumerate(got):
+                spans = ctc_align(decoded.ctc_log_probs[b, : int(decoded.out_lens[b])], tokens, blank=0)
+                assert spans is not None and all(p[1] < c[0] for p, c in zip(spans, spans[1:]))
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

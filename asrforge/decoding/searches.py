@@ -32,7 +32,8 @@ class SearchOptions:
 @dataclass
 class Decoded:
     nbest: list[list[Hypothesis]]       # each utterance's hypotheses, best first (one from greedy search)
-    ctc_log_probs: torch.Tensor | None  # (B, T', V) on CPU, for CTC models (word times: the chosen tokens aligned to them)
+    ctc_log_probs: torch.Tensor | None  # (B, T', V) on CPU, for CTC models and attention models with a CTC head
+                                        # (word times: the chosen tokens aligned to them)
     out_lens: torch.Tensor              # (B,) encoder frames
 
     @property
@@ -75,7 +76,9 @@ def _attention(model, feats, lens, opts: SearchOptions) -> Decoded:
         nbest = attention_rescore(model, h, h_lens, beam, lm=opts.lm)
     else:
         nbest = attention_beam_search(model, h, h_lens, beam, lm=opts.lm)
-    return Decoded(nbest, None, h_lens.cpu())
+    # a joint model's CTC head times the words its decoder chose (the decoder itself has no alignment)
+    ctc = model.ctc_log_probs(h)
+    return Decoded(nbest, None if ctc is None else ctc.float().cpu(), h_lens.cpu())
 
 
 def _transducer(model, feats, lens, opts: SearchOptions) -> Decoded:

@@ -3,7 +3,8 @@
 Both kinds answer ``transcribe(audio, **options)`` with the same result layout (OpenAI's):
 ``{"text", "segments": [{"id", "start", "end", "text", ...}], "language", "duration"}``; asrforge models
 give one segment per stretch of speech (the whole input when it is short) with ``words`` (times from the CTC
-posteriors aligned to the chosen tokens, or the transducer's emission frames; attention decoders have none).
+posteriors aligned to the chosen tokens (joint CTC/attention models too), or the transducer's emission frames;
+LAS and Transformer models have none).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class AsrforgeModel:
                    word_timestamps: bool = True, speaker_stats: CMVNStats | None = None,
                    max_segment_s: float = LONG_FORM_S, **options) -> dict:
         """``word_timestamps`` is accepted for symmetry with Whisper: CTC and transducer models give word
-        times at no cost, so they are always there (attention decoders have no alignment to give them).
+        times at no cost, so they are always there (LAS and Transformer decoders have no alignment to give them).
         ``speaker_stats`` and ``max_segment_s``: see :meth:`Transcriber.transcribe`."""
         if options:
             raise ConfigError(f"option(s) {sorted(options)} apply to Whisper checkpoints only; an asrforge model takes "

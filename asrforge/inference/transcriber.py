@@ -241,8 +241,8 @@ class Transcriber:
     def transcribe(self, audio: str | Path | np.ndarray | list, beam_size: int | None = None,
                    speaker_stats: CMVNStats | None = None, max_segment_s: float = LONG_FORM_S) -> list[Result]:
         """Paths or 16 kHz float arrays -> one :class:`Result` each. Word times come from the CTC posteriors aligned
-        to the chosen tokens or the transducer's emission frames; attention decoders have no alignment, so their
-        results carry no words.
+        to the chosen tokens (CTC and joint CTC/attention models) or the transducer's emission frames; LAS and
+        Transformer decoders have no alignment, so their results carry no words.
         ``speaker_stats`` (from :meth:`pooled_speaker_stats`) normalizes models trained with speaker CMVN;
         without it each segment is normalized on its own.
 
