@@ -300,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=_prepare)
 
     k = sub.add_parser("export-kaldi", help="write a manifest as a Kaldi data directory")
-    k.add_argument("manifest")
-    k.add_argument("--out", required=True)
+    k.add_argument("manifest", help="JSONL manifest")
+    k.add_argument("--out", required=True, help="data directory to write: wav.scp (non-WAV audio through flac, "
+                   "sph2pipe or ffmpeg commands, as Kaldi recipes write them), text, utt2spk, spk2utt, segments")
     k.set_defaults(func=_export_kaldi)
 
     sh = sub.add_parser("shard", help="write a manifest as WebDataset tar shards (FLAC + JSON per utterance)")

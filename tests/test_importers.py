@@ -10,7 +10,7 @@ import soundfile as sf
 from asrforge.data.importers import IMPORTERS, LayoutError, export_kaldi, prepare
 from asrforge.data.importers.kaldi import list_kaldi
 from asrforge.data.importers.wav_scp import UnsupportedEntry, WavSource, parse_wav_scp_entry
-from asrforge.data.manifest import load_utterance, read_manifest
+from asrforge.data.manifest import Utterance, load_utterance, read_manifest
 from asrforge.data.dataset import SpeechDataset
 from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.text import Normalizer
@@ -237,10 +237,33 @@ def test_kaldi_recipes_decoding_commands_read_their_file_and_channel(tmp_path):
     assert waves["b1"].shape == (12000,) and np.allclose(waves["b1"], -0.5, atol=1e-3)    # side B
     assert waves["k1"].shape == (24000,)            # a segment from 0.00 is the segment, not the whole recording
     export_kaldi(utts, tmp_path / "exported")
-    assert "call-2 sox" in (tmp_path / "exported" / "wav.scp").read_text()
+    scp = (tmp_path / "exported" / "wav.scp").read_text()
+    assert f"call-2 sph2pipe -f wav -p -c 2 {call}" in scp and f"book flac -c -d -s {book.resolve()} |" in scp
     back = list_kaldi(tmp_path / "exported")["exported"].candidates
     assert sorted((c.id, c.channel, c.offset, c.duration) for c in back) == \
         [("a1", 0, 0.0, 0.5), ("b1", 1, 0.25, 0.75), ("k1", None, 0.0, 1.5)]
+
+
+def test_kaldi_export_writes_what_kaldi_can_read_and_reads_it_back(tmp_path):
+    """Kaldi reads only RIFF WAV itself: other formats go through the decoders its recipes use. Whole files need
+    no segments file; an utterance that ends before its file does."""
+    files = {name: tone(tmp_path / name, 1.0, fmt=fmt) for name, fmt in
+             (("a.wav", None), ("b.flac", None), ("c.mp3", "MP3"), ("d.ogg", "OGG"))}
+    stereo = tmp_path / "e.wav"
+    sf.write(stereo, np.zeros((16000, 2), np.float32), 16000)
+    utts = [Utterance(str(p), 1.0, f"words {n}", speaker="s", id=n.split(".")[0]) for n, p in files.items()]
+    utts.append(Utterance(str(stereo), 1.0, "right side", speaker="s", id="e", channel=1))
+    export_kaldi(utts, tmp_path / "whole")
+    scp = dict(line.split(" ", 1) for line in (tmp_path / "whole" / "wav.scp").read_text().splitlines())
+    assert scp == {"a": str(files["a.wav"]), "b": f"flac -c -d -s {files['b.flac']} |",
+                   "c": f"ffmpeg -nostdin -loglevel quiet -i {files['c.mp3']} -f wav -ar 16000 -ac 1 - |",
+                   "d": f"ffmpeg -nostdin -loglevel quiet -i {files['d.ogg']} -f wav -ar 16000 -ac 1 - |",
+                   "e": f"sox {stereo} -t wav - remix 2 |"}
+    assert not (tmp_path / "whole" / "segments").exists()
+    back = {c.id: (c.audio, c.channel) for c in list_kaldi(tmp_path / "whole")["whole"].candidates}
+    assert back == {u.id: (u.audio_filepath, u.channel) for u in utts}
+    export_kaldi([Utterance(str(files["a.wav"]), 0.5, "first half", id="a")], tmp_path / "part")
+    assert (tmp_path / "part" / "segments").read_text() == "a a 0.00 0.50\n"
 
 
 @pytest.mark.parametrize("entry,path,channel", [

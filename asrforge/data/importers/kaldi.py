@@ -11,9 +11,11 @@ import os
 import shlex
 from pathlib import Path
 
+from asrforge.audio.io import audio_info
 from asrforge.data.importers.base import Candidate, LayoutError, SplitListing
 from asrforge.data.importers.wav_scp import UnsupportedEntry, parse_wav_scp_entry
 from asrforge.data.manifest import Skipped, Utterance
+from asrforge.errors import AsrforgeError
 
 
 def _table(path: Path) -> tuple[dict[str, str], list[Skipped]]:
@@ -90,21 +92,21 @@ def list_kaldi(src: Path) -> dict[str, SplitListing]:
 def export_kaldi(utts: list[Utterance], out: str | Path) -> None:
     """Write a Kaldi data directory: wav.scp, text, utt2spk, spk2utt, and segments when any offset is set.
 
-    One channel of a multichannel file is written as ``sox FILE -t wav - remix N |``, which the importer reads
-    back without running it."""
+    Kaldi reads only RIFF WAV itself, so other formats are written as the decoding commands its own recipes use
+    (:func:`wav_scp_entry`), which the importer reads back without running them."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     utts = sorted(utts, key=lambda u: (u.speaker or u.id, u.id))   # Kaldi wants speaker-major sort order
     sources = {(os.path.abspath(u.audio_filepath), u.channel) for u in utts}
-    # segments are needed when an utterance is a slice: it has an offset, or several share one recording
-    segmented = any(u.offset for u in utts) or len(sources) < len(utts)
+    # segments are needed when an utterance is a slice: it has an offset, several share one recording, or it
+    # ends before its file does
+    segmented = any(u.offset for u in utts) or len(sources) < len(utts) or not all(map(_whole_file, utts))
     recording_ids = _recording_ids(sorted(sources, key=lambda s: (s[0], -1 if s[1] is None else s[1]))) if segmented else {}
     wav_scp: dict[str, str] = {}
     for u in utts:
         source = (os.path.abspath(u.audio_filepath), u.channel)
         key = recording_ids[source] if segmented else u.id
-        path = shlex.quote(source[0])
-        wav_scp[key] = path if u.channel is None else f"sox {path} -t wav - remix {u.channel + 1} |"
+        wav_scp[key] = wav_scp_entry(*source)
     (out / "wav.scp").write_text("".join(f"{k} {v}\n" for k, v in sorted(wav_scp.items())))
     (out / "text").write_text("".join(f"{u.id} {u.text}\n" for u in utts), encoding="utf-8")
     (out / "utt2spk").write_text("".join(f"{u.id} {u.speaker or u.id}\n" for u in utts))
@@ -116,6 +118,30 @@ def export_kaldi(utts: list[Utterance], out: str | Path) -> None:
         (out / "segments").write_text("".join(
             f"{u.id} {recording_ids[(os.path.abspath(u.audio_filepath), u.channel)]} {u.offset:.2f} "
             f"{u.offset + u.duration:.2f}\n" for u in utts))
+
+
+def wav_scp_entry(path: str, channel: int | None = None) -> str:
+    """How Kaldi reads ``path`` (and one channel of it): a WAV file as it is; FLAC through ``flac``, SPHERE through
+    ``sph2pipe``, anything else (mp3, ogg, opus) through ``ffmpeg``; a channel of a non-SPHERE file through sox."""
+    quoted, suffix = shlex.quote(path), Path(path).suffix.lower()
+    if suffix == ".sph":
+        return f"sph2pipe -f wav -p{'' if channel is None else f' -c {channel + 1}'} {quoted} |"
+    if channel is not None:
+        return f"sox {quoted} -t wav - remix {channel + 1} |"
+    if suffix == ".wav":
+        return quoted
+    if suffix == ".flac":
+        return f"flac -c -d -s {quoted} |"
+    return f"ffmpeg -nostdin -loglevel quiet -i {quoted} -f wav -ar 16000 -ac 1 - |"
+
+
+def _whole_file(u: Utterance) -> bool:
+    """Whether ``u`` is all of its file (so wav.scp alone describes it); unreadable files count as slices."""
+    try:
+        rate, frames = audio_info(u.audio_filepath)
+    except AsrforgeError:
+        return False
+    return not u.offset and abs(frames / rate - u.duration) < 0.01
 
 
 def _recording_ids(sources: list[tuple[str, int | None]]) -> dict[tuple[str, int | None], str]:
