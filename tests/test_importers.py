@@ -156,6 +156,25 @@ def test_folder_tree_and_tables(tmp_path):
     assert summary["splits"]["train"]["skipped_by_reason"] == {"does not parse": 1, "duplicate id": 1}
 
 
+def test_folder_table_with_segment_times(tmp_path):
+    tone(tmp_path / "talk.wav", 6.0)
+    (tmp_path / "segments.tsv").write_text(
+        "path\tstart\tend\ttext\tspeaker\n"
+        "talk.wav\t0\t2.5\tfirst part\tann\n"
+        "talk.wav\t2.5\t5.75\tsecond part\tann\n"
+        "talk.wav\t5.0\t9.0\tpast the end\tann\n"
+        "talk.wav\tsoon\t3\tnot a time\tann\n"
+        "talk.wav\t3\t2\tbackwards\tann\n")
+    summary = prepare("folder", tmp_path / "segments.tsv", tmp_path / "out", progress=False)
+    utts, _ = read_manifest(tmp_path / "out" / "segments.jsonl")
+    assert [(u.id, u.offset, u.duration, u.speaker) for u in utts] == [("talk-0000000", 0.0, 2.5, "ann"),
+                                                                      ("talk-0000250", 2.5, 3.25, "ann")]
+    assert summary["splits"]["segments"]["skipped_by_reason"] == {"shorter than its segment": 1, "does not parse": 2}
+    reasons = " ".join(s["reason"] for s in skips(tmp_path / "out"))
+    assert "start 'soon' is not a number of seconds" in reasons and "empty or negative" in reasons
+    assert load_utterance(utts[1]).size == 52000
+
+
 def test_folder_audio_only_lists_untranscribed_audio_for_augmentation_and_adaptation(tmp_path, capsys):
     import torch
 

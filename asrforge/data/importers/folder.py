@@ -4,7 +4,8 @@ room-impulse-response collections for ``augment.*``, or untranscribed audio for 
 
 Tree: top-level ``train/``, ``dev/``, ``test/`` folders become those splits; otherwise everything is ``all``.
 The speaker is the audio file's parent folder. CSV/TSV: paths are relative to the table's folder;
-the split is the table's file name (``train.csv`` -> ``train.jsonl``).
+the split is the table's file name (``train.csv`` -> ``train.jsonl``); optional ``speaker``, and ``start``/``offset``
+with ``end``/``duration`` columns (seconds) for segments of longer recordings.
 """
 
 from __future__ import annotations
@@ -56,9 +57,37 @@ def _from_table(table: Path, audio_only: bool) -> SplitListing:
                 continue
             audio = Path(path) if Path(path).is_absolute() else table.parent / path
             speaker = row.get(original["speaker"]) if "speaker" in original else None
-            listing.candidates.append(Candidate(Path(path).with_suffix("").as_posix().replace("/", "-"), str(audio),
-                                                text, speaker))
+            try:
+                offset, duration = _times(row, original)
+            except ValueError as e:
+                listing.skipped.append(Skipped(f"{table}:{n}", f"row does not parse ({e})"))
+                continue
+            uid = Path(path).with_suffix("").as_posix().replace("/", "-")
+            if offset or duration is not None:      # several segments of one recording: tell them apart
+                uid = f"{uid}-{int(round(offset * 100)):07d}"
+            listing.candidates.append(Candidate(uid, str(audio), text, speaker, offset, duration))
     return listing
+
+
+def _times(row: dict, columns: dict[str, str]) -> tuple[float, float | None]:
+    """A segment's (offset, duration) in seconds from optional ``start``/``offset`` and ``end``/``duration``
+    columns; (0, None), the whole file, without them."""
+    def value(*names: str) -> float | None:
+        name = next((n for n in names if n in columns and (row.get(columns[n]) or "").strip()), None)
+        if name is None:
+            return None
+        try:
+            return float(row[columns[name]])
+        except ValueError:
+            raise ValueError(f"{name} {row[columns[name]]!r} is not a number of seconds") from None
+
+    start = value("start", "offset") or 0.0
+    end, duration = value("end"), value("duration")
+    if end is not None:
+        duration = end - start
+    if start < 0 or (duration is not None and duration <= 0):
+        raise ValueError(f"segment {start:g}-{start + (duration or 0):g} s is empty or negative")
+    return start, duration
 
 
 def list_folder(src: Path, audio_only: bool = False) -> dict[str, SplitListing]:
