@@ -9,6 +9,7 @@ from asrforge.data.manifest import load_utterance, read_manifest, write_manifest
 from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.inference.api import load_model
 from asrforge.inference.commands import evaluate_manifest
+from asrforge.inference.evaluate import RECORDING_S
 from asrforge.inference.transcriber import Transcriber, Word, long_form_spans, speech_pieces
 from asrforge.text import CharTokenizer, Normalizer
 
@@ -101,22 +102,27 @@ def test_long_input_is_decoded_as_its_stretches_of_speech(trained, corpus):
 
 def test_evaluation_decodes_a_long_utterance_as_transcribe_does(trained, corpus, tmp_path):
     """A recording of minutes with its whole transcript is scored on what `transcribe` would give: its
-    stretches of speech decoded apart, the texts joined; short utterances are batched as before."""
+    stretches of speech decoded apart, the texts joined; utterances are batched and decoded whole as before."""
     utts = read_manifest(corpus / "test.jsonl")[0][:4]
     pause = np.zeros(SAMPLE_RATE, np.float32)
     long = np.concatenate([x for u in utts[:3] for x in (pause, load_utterance(u))] + [pause])
-    long = np.tile(long, 3)                                             # past 20 s
+    long = np.tile(long, 7)                                             # past RECORDING_S
     long += 0.001 * np.random.default_rng(0).standard_normal(long.size).astype(np.float32)
     write_audio(tmp_path / "long.wav", long, SAMPLE_RATE)
-    text = " ".join([u.text for u in utts[:3]] * 3)
-    rows = [utts[3], utts[3].__class__(str(tmp_path / "long.wav"), long.size / SAMPLE_RATE, text, id="long")]
+    mid = long[: int(40 * SAMPLE_RATE)]                                  # longer than any piece, but an utterance
+    write_audio(tmp_path / "mid.wav", mid, SAMPLE_RATE)
+    text = " ".join([u.text for u in utts[:3]] * 7)
+    rows = [utts[3], utts[3].__class__(str(tmp_path / "long.wav"), long.size / SAMPLE_RATE, text, id="long"),
+            utts[3].__class__(str(tmp_path / "mid.wav"), 40.0, text, id="mid")]
+    assert long.size > RECORDING_S * SAMPLE_RATE
     write_manifest(tmp_path / "m.jsonl", rows)
     tr = Transcriber.from_checkpoint(trained)
     tr.tokenizer.decode = lambda tokens: f"{len(tokens)} tokens"     # the tiny model's hypotheses may be empty
     ev = evaluate_manifest(tr, tmp_path / "m.jsonl", beam_size=1, progress=False)
     hyps = {u.id: u.hyp for u in ev.report.utts}
-    assert ev.long_form == 1 and set(hyps) == {utts[3].id, "long"}
-    assert hyps["long"] == tr.transcribe(long, 1)[0].text and hyps["long"].count("tokens") == 9   # nine pieces
+    assert ev.long_form == 1 and set(hyps) == {utts[3].id, "long", "mid"}
+    assert hyps["mid"].count("tokens") == 1                             # decoded whole, as corpora's own are
+    assert hyps["long"] == tr.transcribe(long, 1)[0].text and hyps["long"].count("tokens") == 21   # its 21 utterances
     assert hyps[utts[3].id] == tr.transcribe(utts[3].audio_filepath, 1)[0].text
 
 

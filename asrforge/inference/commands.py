@@ -11,8 +11,8 @@ from asrforge.data.dataset import BadItem, SpeechDataset
 from asrforge.data.manifest import read_manifest
 from asrforge.decoding.searches import uses_word_bonus
 from asrforge.errors import AsrforgeError
-from asrforge.inference.evaluate import Evaluation, evaluate_dataset
-from asrforge.inference.transcriber import LONG_FORM_S, Transcriber
+from asrforge.inference.evaluate import RECORDING_S, Evaluation, evaluate_dataset
+from asrforge.inference.transcriber import Transcriber
 from asrforge.progress import progress_bar
 
 
@@ -23,8 +23,8 @@ def print_evaluation(ev: Evaluation, title: str) -> None:
     print(f"WER {100 * s['wer']:.2f}%  (S={s['sub']} D={s['del']} I={s['ins']} over {s['words']} words)   "
           f"CER {100 * s['cer']:.2f}%   utterances {s['utts']}   RTF {s['rtf']:.4f}")
     if ev.long_form:
-        print(f"  {ev.long_form} utterance(s) longer than {LONG_FORM_S:g} s were decoded as `asrforge transcribe` does: "
-              "cut at their pauses, the pieces' texts joined")
+        print(f"  {ev.long_form} recording(s) longer than {RECORDING_S:g} s were decoded as `asrforge transcribe` "
+              "decodes them: cut at their pauses, the pieces' texts joined")
     conf = ev.report.confusions(5)
     for kind in ("substitutions", "deletions", "insertions"):
         if conf[kind]:

@@ -11,9 +11,14 @@ from asrforge.audio.io import SAMPLE_RATE
 from asrforge.data.dataset import BadItem, SpeechDataset, collate
 from asrforge.data.sampler import DurationBatchSampler
 from asrforge.errors import AsrforgeError
-from asrforge.inference.transcriber import LONG_FORM_S, Transcriber
+from asrforge.inference.transcriber import Transcriber
 from asrforge.metrics import ErrorReport
 from asrforge.progress import progress_bar
+
+
+# Corpora's own utterances (LibriSpeech's and TED-LIUM's reach about 35 s) are decoded whole, as their evaluation
+# protocols do; an entry longer than this is a recording, and is cut at its pauses as `transcribe` cuts it.
+RECORDING_S = 60.0
 
 
 @dataclass
@@ -22,7 +27,7 @@ class Evaluation:
     audio_seconds: float
     decode_seconds: float
     bad: list[BadItem] = field(default_factory=list)
-    long_form: int = 0     # utterances decoded as their stretches of speech (longer than LONG_FORM_S)
+    long_form: int = 0     # entries decoded as their stretches of speech (longer than RECORDING_S)
 
     @property
     def rtf(self) -> float:
@@ -45,11 +50,11 @@ def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size
                      max_batch_seconds: float = 200.0, num_workers: int = 0, progress: bool = True) -> Evaluation:
     """Decode every utterance of ``dataset`` (no augmentation) and compare with its normalized transcript.
 
-    An utterance longer than the transcriber's long-form limit (a recording of minutes with its whole
-    transcript) is decoded as `asrforge transcribe` decodes it: cut at its pauses, the pieces' texts joined."""
+    An entry longer than ``RECORDING_S`` (a recording of minutes with its whole transcript) is decoded as
+    `asrforge transcribe` decodes it: cut at its pauses, the pieces' texts joined."""
     durations = dataset.durations
-    short = [i for i, d in enumerate(durations) if d <= LONG_FORM_S]
-    long = [i for i, d in enumerate(durations) if d > LONG_FORM_S]
+    short = [i for i, d in enumerate(durations) if d <= RECORDING_S]
+    long = [i for i, d in enumerate(durations) if d > RECORDING_S]
     sampler = DurationBatchSampler([durations[i] for i in short], max_batch_seconds, shuffle=False)
     batches = [[(short[i], epoch) for i, epoch in batch] for batch in sampler]     # indices into the dataset
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
