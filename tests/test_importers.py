@@ -294,6 +294,8 @@ def test_kaldi_export_writes_what_kaldi_can_read_and_reads_it_back(tmp_path):
     ("sox -t sph /a/x.sph -t wav - remix 2 rate -v 8000 |", "/a/x.sph", 1),
     ("ffmpeg -hide_banner -loglevel quiet -i /a/x.m4a -ar 16000 -ac 1 -f wav - |", "/a/x.m4a", None),
     ("cat /a/x.wav |", "/a/x.wav", None),
+    ("ffmpeg -i /a/x.mp3 -f wav -ar 16000 -ab 16 -ac 1 - |", "/a/x.mp3", None),
+    ("sox /a/x.mp3 -t wav -r 16k -b 16 -e signed - |", "/a/x.mp3", None),
 ])
 def test_wav_scp_decoding_commands_name_their_file(entry, path, channel):
     assert parse_wav_scp_entry(entry) == WavSource(path, channel)

@@ -139,7 +139,7 @@ def _sox_effects(effects: list[str], files: list[str]) -> WavSource:
 
 
 _FFMPEG_WITH_VALUE = {"-loglevel", "-v", "-f", "-ar", "-ac", "-acodec", "-c:a", "-codec:a", "-sample_fmt",
-                      "-threads"}
+                      "-threads", "-ab", "-b:a"}      # bit rates: ESPnet's recipes pass "-ab 16" for PCM output
 _FFMPEG_FLAGS = {"-hide_banner", "-nostdin", "-y", "-nostats", "-vn"}
 
 
