@@ -381,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=_adapt)
 
     r = sub.add_parser("transcribe", help="transcribe audio files (asrforge or Whisper checkpoints)")
-    r.add_argument("audio", nargs="+", help="audio files, or folders (every audio file below them; --output-dir keeps their layout)")
+    r.add_argument("audio", nargs="+", help="audio files, or folders (every audio file below them; --output-dir keeps "
+                   "their layout), or - for a WAV/FLAC stream on standard input (ffmpeg -i talk.mp4 -f wav - | ...)")
     r.add_argument("--model", required=True, help="asrforge checkpoint/experiment folder, or a Whisper checkpoint: "
                    "OpenAI .pt, Hugging Face folder or CTranslate2 (faster-whisper) folder")
     r.add_argument("--beam-size", type=_count, default=None, help="default: the recipe's decode.beam_size; Whisper: greedy")

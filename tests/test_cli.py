@@ -184,3 +184,23 @@ def test_an_error_raised_in_a_dataloader_worker_is_shown_as_its_own_message():
     assert "Original Traceback" in str(caught.value)                 # what torch hands back
     assert _own_message(caught.value) == "shards x.tar hold no readable utterance"
     assert _own_message(ConfigError("plain")) == "plain"
+
+
+def test_transcribe_reads_a_stream_on_standard_input(trained, corpus, tmp_path):
+    """`ffmpeg -i talk.mp4 -f wav - | asrforge transcribe -`: a WAV stream whose header gives no length."""
+    import struct
+
+    good = read_manifest(corpus / "test.jsonl")[0][0].audio_filepath
+    stream = bytearray(open(good, "rb").read())
+    stream[4:8] = struct.pack("<I", 0xFFFFFFFF)                  # what a pipe gets: sizes unknown when written
+    data = stream.find(b"data")
+    stream[data + 4:data + 8] = struct.pack("<I", 0xFFFFFFFF)
+    run = [sys.executable, "-m", "asrforge.cli", "transcribe", "-", "--model", str(trained), "--output-format", "json"]
+    piped = subprocess.run(run, input=bytes(stream), capture_output=True, cwd=REPO, timeout=300)
+    assert piped.returncode == 0, piped.stderr.decode()
+    by_file = json.loads(cli("transcribe", good, "--model", trained, "--output-format", "json").stdout)
+    assert json.loads(piped.stdout)["text"] == by_file["text"] and json.loads(piped.stdout)["file"] == "-"
+    junk = subprocess.run(run, input=b"not audio at all", capture_output=True, cwd=REPO, timeout=300)
+    assert junk.returncode == 2 and b"standard input cannot be decoded" in junk.stderr and b"ffmpeg" in junk.stderr
+    twice = subprocess.run(run[:5] + ["-"] + run[5:], input=b"", capture_output=True, cwd=REPO, timeout=300)
+    assert twice.returncode == 2 and b"can be given once" in twice.stderr

@@ -5,6 +5,7 @@ soundfile (libsndfile) decodes wav, flac, ogg/vorbis/opus, mp3 and NIST SPHERE; 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,22 @@ def load_audio(
     wave = to_mono(wave)
     if wave.size == 0:
         raise AudioError(f"audio file {path} holds no samples; re-export it or remove it from the manifest")
+    return np.ascontiguousarray(resample(wave, sr, sample_rate))
+
+
+def decode_audio_bytes(data: bytes, what: str = "standard input", sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole audio file held in memory (WAV, FLAC, OGG, ... as ``ffmpeg -f wav -`` pipes it) -> mono float32
+    ``(N,)`` at ``sample_rate``; ``what`` names the source in errors."""
+    if not data:
+        raise AudioError(f"{what} holds no audio; pipe a WAV or FLAC stream into it")
+    try:
+        wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    except Exception as e:
+        raise AudioError(f"{what} cannot be decoded ({_short(e)}); pipe WAV or FLAC, e.g. "
+                         "ffmpeg -i talk.mp4 -f wav - | asrforge transcribe - --model ...") from None
+    wave = to_mono(np.asarray(wave, dtype=np.float32))
+    if wave.size == 0:
+        raise AudioError(f"{what} holds no samples")
     return np.ascontiguousarray(resample(wave, sr, sample_rate))
 
 

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from asrforge.audio.io import AUDIO_SUFFIXES
+from asrforge.audio.io import AUDIO_SUFFIXES, decode_audio_bytes
 from asrforge.data.dataset import BadItem, SpeechDataset
 from asrforge.data.manifest import read_manifest
 from asrforge.decoding.searches import uses_word_bonus
@@ -117,11 +117,20 @@ def evaluate_command(model: str, manifest: str, beam_size: int | None, json_path
     return summary
 
 
+STDIN = "-"
+
+
 def audio_inputs(paths: list[str]) -> list[tuple[str, str]]:
     """Command-line inputs -> ``(audio file, output name)``: a file is itself, named by its stem; a folder is
-    every audio file below it, sorted, named by its path inside the folder (so results mirror its layout)."""
+    every audio file below it, sorted, named by its path inside the folder (so results mirror its layout);
+    ``-`` is an audio stream on standard input, named ``stdin``."""
+    if paths.count(STDIN) > 1:
+        raise AsrforgeError("- (standard input) can be given once")
     inputs = []
     for given in paths:
+        if given == STDIN:
+            inputs.append((STDIN, "stdin"))
+            continue
         folder = Path(given)
         if not folder.is_dir():
             inputs.append((given, folder.stem))
@@ -169,7 +178,8 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
     bar = progress_bar(total=len(inputs), desc="transcribing", unit="file", disable=not many)
     for path, name in inputs:
         try:
-            result = recognizer.transcribe(path, progress=len(audio) == 1 and sys.stderr.isatty(), **options)
+            source = decode_audio_bytes(sys.stdin.buffer.read()) if path == STDIN else path
+            result = recognizer.transcribe(source, progress=len(audio) == 1 and sys.stderr.isatty(), **options)
         except AsrforgeError as e:
             bar.write(f"asrforge: skipped {path}: {e}", file=sys.stderr)
             failures += 1
