@@ -76,7 +76,9 @@ def _shard(args) -> None:
     from asrforge.data.shards import write_shards
 
     index = write_shards(args.manifest, args.out, args.shard_size, args.seed, workers=args.workers)
-    print(f"{index['utterances']} utterances ({index['seconds'] / 3600:.2f} h) in {len(index['shards'])} shards; "
+    speakers = len(index['speakers'])
+    print(f"{index['utterances']} utterances ({index['seconds'] / 3600:.2f} h, {speakers} speaker{'s' * (speakers != 1)}) "
+          f"in {len(index['shards'])} shards; "
           f"train from them with data.train={index['spec']}" + (f"  ({len(index['skipped'])} skipped, see index.json)" if index["skipped"] else ""))
 
 

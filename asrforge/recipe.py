@@ -13,6 +13,7 @@ import asrforge.models.build  # noqa: F401  (registers the ctc, las, transformer
 import asrforge.models.whisper.config  # noqa: F401  (registers the "whisper" family)
 from asrforge.audio.augment import AugmentConfig
 from asrforge.config import apply_overrides, from_dict, load_yaml
+from asrforge.errors import ConfigError
 from asrforge.features import FeatureConfig, SpecAugmentConfig
 from asrforge.registry import MODELS
 from asrforge.text import TextConfig
@@ -113,5 +114,23 @@ def load_recipe(path: str | None = None, overrides: list[str] | tuple[str, ...] 
     return from_dict(Recipe, apply_overrides(tree, list(overrides)))
 
 
+# Settings a checkpoint may hold that later versions dropped: section -> key -> the value that is the same as
+# leaving it out (such a checkpoint loads as it is; any other value needs the version that had the setting).
+RETIRED_SETTINGS = {
+    # replaced by features.stats_trim_db, which drops only the silence before and after the speech
+    "features": {"stats_floor_db": None},
+}
+
+
 def recipe_from_dict(tree: dict) -> Recipe:
+    """The recipe saved in a checkpoint (its ``"recipe"`` entry)."""
+    tree = {section: dict(values) if isinstance(values, dict) else values for section, values in tree.items()}
+    for section, retired in RETIRED_SETTINGS.items():
+        for key, neutral in retired.items():
+            if section in tree and key in tree[section]:
+                value = tree[section].pop(key)
+                if value != neutral:
+                    raise ConfigError(f"this checkpoint was trained with {section}.{key}={value}, a setting this "
+                                      f"version of asrforge no longer has; retrain it, or use the asrforge version "
+                                      f"that trained it")
     return from_dict(Recipe, tree)

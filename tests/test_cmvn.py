@@ -6,7 +6,7 @@ import torch
 
 from asrforge.audio.io import load_audio, write_audio
 from asrforge.data.dataset import BadItem, SpeechDataset
-from asrforge.data.manifest import Utterance
+from asrforge.data.manifest import Utterance, load_utterance, read_manifest
 from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, utterance_cmvn
@@ -133,34 +133,70 @@ def test_same_speaker_is_refused_for_utterance_cmvn_models(trained, corpus):
         transcribe_command([path], str(trained), "txt", None, same_speaker=True)
 
 
-def test_speaker_cmvn_cannot_stream_shards(corpus, tmp_path):
+def test_speaker_cmvn_from_shards_uses_the_statistics_the_manifest_gives(corpus, tmp_path):
+    """Training from shards pools each speaker's statistics from the shards' audio (the same as from the
+    manifest, up to the shards' 16-bit FLAC), normalizes every streamed utterance by its speaker's, and trains."""
     from asrforge.data.shards import write_shards
     from asrforge.recipe import load_recipe
     from asrforge.train.trainer import Trainer
 
-    write_shards(corpus / "train.jsonl", tmp_path / "shards", shard_size=50, progress=False)
-    spec = str(tmp_path / "shards" / "shard-000000.tar")
-    recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml",
-                         tiny_overrides(corpus, **{"features.cmvn": "speaker", "data.train": spec}))
-    with pytest.raises(ConfigError, match="shard"):
-        Trainer(recipe, tmp_path / "exp", progress=False)
+    spec = write_shards(corpus / "train.jsonl", tmp_path / "shards", shard_size=15, progress=False)["spec"]
+    overrides = {"features.cmvn": "speaker", "specaugment.enabled": "false",
+                 "train.max_steps": 2}
+    recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml", tiny_overrides(corpus, **overrides, **{"data.train": spec}))
+    trainer = Trainer(recipe, tmp_path / "exp", progress=False)
+    utts, _ = read_manifest(corpus / "train.jsonl")
+    features = FeatureExtractor(recipe.features)
+    expected = SpeechDataset(utts, features, None, Normalizer()).speaker_stats
+    streamed = trainer.sampler.speaker_stats
+    assert set(streamed) == set(expected) and len(expected) > 1
+    for speaker in expected:
+        assert torch.allclose(streamed[speaker].mean, expected[speaker].mean, atol=1e-2)
+        assert torch.allclose(streamed[speaker].std, expected[speaker].std, atol=1e-2)
+    batch = next(iter(trainer.sampler))
+    by_id = {u.id: u for u in utts}
+    for uid, speaker, feats, n in zip(batch.ids, batch.speakers, batch.feats, batch.feat_lens):
+        assert speaker == by_id[uid].speaker
+        direct = features(load_utterance(by_id[uid]), expected[speaker])   # speaker, not utterance, CMVN
+        assert torch.allclose(feats[:n], direct, atol=0.05)
+    assert trainer.fit()["steps"] == 2
 
 
-def test_speech_only_statistics_do_not_move_with_the_silence_kept(tmp_path):
-    """The same tone recorded with little or much silence around it: with stats_floor_db the speaker statistics
-    are the same either way; over every frame, the silence drags the mean down."""
+def test_speaker_statistics_leave_out_the_silence_around_the_speech_but_not_inside_it(tmp_path):
+    """The same tone recorded with little or much silence around it: with stats_trim_db the speaker statistics
+    are the same either way; over every frame, the silence drags the mean down. A pause between two bursts of
+    speech stays in the statistics (the model hears it)."""
     rng = np.random.default_rng(2)
     tone = 0.3 * np.sin(2 * np.pi * 300 * np.arange(8000) / 16000)
+    hiss = lambda n: 1e-4 * rng.standard_normal(n)
     utts = []
-    for i, pad in enumerate((800, 16000)):
-        wave = np.concatenate([np.zeros(pad), tone, np.zeros(pad)]) + 1e-4 * rng.standard_normal(8000 + 2 * pad)
-        write_audio(tmp_path / f"u{i}.wav", wave.astype(np.float32), 16000)
+    waves = [np.concatenate([np.zeros(800), tone, np.zeros(800)]),
+             np.concatenate([np.zeros(16000), tone, np.zeros(16000)]),
+             np.concatenate([np.zeros(16000), tone, np.zeros(8000), tone, np.zeros(16000)])]
+    for i, wave in enumerate(waves):
+        write_audio(tmp_path / f"u{i}.wav", (wave + hiss(wave.size)).astype(np.float32), 16000)
         utts.append(Utterance(str(tmp_path / f"u{i}.wav"), wave.size / 16000, "one", speaker=f"s{i}", id=f"u{i}"))
     stats = {}
-    for floor in (None, 30.0):
-        fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="speaker", stats_floor_db=floor))
+    for trim in (None, 30.0):
+        fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="speaker", stats_trim_db=trim))
         ds = SpeechDataset(utts, fe, None, Normalizer())
-        stats[floor] = [ds.speaker_stats[f"s{i}"].mean for i in range(2)]
-        assert fe.statistics_frames(ds.wave(1)).shape[0] == (51 if floor else 251)   # 0.5 s of 2.5 s, 10 ms frames
+        stats[trim] = [ds.speaker_stats[f"s{i}"].mean for i in range(2)]
+        # 10-ms frames: 2.5 s in all, or the 0.5-s tone (a frame either side, where the window reaches into it)
+        assert abs(fe.statistics_frames(ds.wave(1)).shape[0] - (51 if trim else 251)) <= 2
+        # two 0.5-s tones 0.5 s apart: 1.5 s from the first tone's start to the second one's end
+        assert abs(fe.statistics_frames(ds.wave(2)).shape[0] - (151 if trim else 351)) <= 2
     assert (stats[None][0] - stats[None][1]).abs().max() > 1.0
     assert (stats[30.0][0] - stats[30.0][1]).abs().max() < 0.2
+
+
+def test_accumulators_merged_from_shares_give_the_statistics_of_the_whole():
+    """Ranks pool their own shares of a speaker's frames; merged, they are the statistics of all of them."""
+    frames = torch.randn(300, 5) * 3 + 7
+    whole, parts = CMVNAccumulator(), [CMVNAccumulator() for _ in range(3)]
+    whole.add(frames)
+    parts[0].add(frames[:40])
+    parts[1].add(frames[40:])       # parts[2] saw none of this speaker
+    merged = CMVNAccumulator().merge(parts[2]).merge(parts[0]).merge(parts[1])
+    assert merged.frames == 300
+    assert torch.allclose(merged.stats().mean, whole.stats().mean) and torch.allclose(merged.stats().std, whole.stats().std)
+    assert parts[0].frames == 40    # merging into a new accumulator leaves the shares as they were

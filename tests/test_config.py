@@ -2,7 +2,8 @@ import pytest
 
 from asrforge.config import apply_overrides
 from asrforge.errors import ConfigError
-from asrforge.recipe import load_recipe
+from asrforge.config import to_dict
+from asrforge.recipe import load_recipe, recipe_from_dict
 from asrforge.registry import MODELS
 from conftest import REPO
 
@@ -59,3 +60,18 @@ def test_every_shipped_recipe_loads(recipe):
                     "demo_las.yaml": ("las", "pyramid"), "demo_transformer.yaml": ("transformer", "transformer"),
                     "demo_joint.yaml": ("joint", "conformer"), "demo_rnnt.yaml": ("rnnt", "rnn")}[recipe]
         assert (r.model.family, r.model.encoder.kind) == expected
+
+
+def test_checkpoints_saved_with_a_retired_setting_load_when_it_was_off():
+    """Checkpoints saved before features.stats_floor_db was replaced hold it as null: they load. One trained with it
+    set cannot be normalized as it was trained, and says so instead of loading with other statistics."""
+    saved = to_dict(load_recipe(REPO / "configs" / "fsdd_ctc.yaml"))
+    saved["features"]["stats_floor_db"] = None
+    assert recipe_from_dict(saved).features.cmvn == "speaker"
+    saved["features"]["stats_floor_db"] = 30.0
+    with pytest.raises(ConfigError, match=r"features.stats_floor_db=30.0.*retrain"):
+        recipe_from_dict(saved)
+    del saved["features"]["stats_floor_db"]
+    saved["features"]["stats_floor"] = 1.0   # any other unknown key is still refused
+    with pytest.raises(ConfigError, match="unknown key"):
+        recipe_from_dict(saved)

@@ -21,8 +21,9 @@ def test_two_process_ddp(corpus, tmp_path, source, recipe):
     extra = {"train.trace": "true", "data.max_batch_seconds": 6}
     if source == "speaker_adversarial":   # its classifier sits outside DDP and averages its own gradients
         extra["train.speaker_adversarial"] = 0.5
-    if source == "shards":
+    if source == "shards":   # with speaker CMVN: each rank pools its share of the shards, and they share them
         extra["data.train"] = write_shards(corpus / "train.jsonl", tmp_path / "shards", shard_size=6, progress=False)["spec"]
+        extra["features.cmvn"] = "speaker"
     overrides = tiny_overrides(corpus, **extra)
     if recipe in TINY_RECIPE:   # other families: their own shrinking keys instead of the BiLSTM-CTC ones
         overrides = [o for o in overrides if not o.startswith("model.")] + TINY_RECIPE[recipe]
@@ -41,6 +42,8 @@ def test_two_process_ddp(corpus, tmp_path, source, recipe):
     w1 = torch.load(tmp_path / "trace" / "rank1_weights.pt")
     assert w0.keys() == w1.keys()
     assert any(k.startswith("adversary.") for k in w0) == (source == "speaker_adversarial")
+    speakers = {u["speaker"] for u in map(json.loads, (corpus / "train.jsonl").read_text().splitlines())}
+    assert {k.split(".")[1] for k in w0 if k.startswith("speaker_stats.")} == (speakers if source == "shards" else set())
     for k in w0:
         assert torch.equal(w0[k], w1[k]), k                            # gradients were all-reduced
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "train_log.jsonl").is_file()

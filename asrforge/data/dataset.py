@@ -103,7 +103,8 @@ class ItemMaker:
             feats = self.specaugment(feats, gen)
         return Item(uid, feats, tokens, text, speaker)
 
-    def __call__(self, uid: str, wave: np.ndarray, raw_text: str, epoch: int) -> Item | BadItem:
+    def __call__(self, uid: str, wave: np.ndarray, raw_text: str, epoch: int, speaker: str | None = None,
+                 speaker_stats: CMVNStats | None = None) -> Item | BadItem:
         """The whole path for one streamed utterance."""
         text = self.normalizer(raw_text)
         gen = self.generator(epoch, uid)
@@ -111,7 +112,7 @@ class ItemMaker:
             tokens = self.tokens(text)
         except AsrforgeError as e:
             return BadItem(uid, str(e))
-        return self.finish(uid, self.wave_features(wave, gen), tokens, text, gen)
+        return self.finish(uid, self.wave_features(wave, gen, speaker_stats), tokens, text, gen, speaker)
 
 
 class SpeechDataset(Dataset):

@@ -2,8 +2,8 @@
 
 ``write_shards`` turns a manifest into ``DIR/shard-000000.tar, ...``: each utterance is ``<key>.flac``
 (16 kHz mono, the manifest's slice only) and ``<key>.json`` (text, duration, speaker, id), the layout
-the ``webdataset`` library reads. ``DIR/index.json`` holds counts and seconds; ``DIR/transcripts.txt``
-the texts (a character or BPE vocabulary is built from them without reading any audio).
+the ``webdataset`` library reads. ``DIR/index.json`` holds counts, seconds and utterances per speaker;
+``DIR/transcripts.txt`` the texts (a character or BPE vocabulary is built from them without reading any audio).
 
 :class:`ShardStream` reads them for training: every epoch, each (rank, worker) takes its own share of
 the shards in an order fixed by (seed, epoch), shuffles utterances in a buffer, builds duration-bucketed
@@ -19,7 +19,7 @@ import math
 import os
 import random
 import re
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +31,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from asrforge.audio.io import SAMPLE_RATE
 from asrforge.data.dataset import BadItem, Batch, ItemMaker, collate
 from asrforge.data.manifest import Skipped, Utterance, load_utterance, read_manifest
+from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.data.sampler import cut_batches
 from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.progress import progress_bar
@@ -83,7 +84,7 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
     for stale in out.glob("shard-*.tar"):
         if re.fullmatch(r"shard-\d{6}\.tar", stale.name):
             stale.unlink()
-    seconds, texts, keys = 0.0, [], set()
+    seconds, texts, keys, speakers = 0.0, [], set(), Counter()
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink, \
             ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
         for u, encoded in progress_bar(zip(utts, _in_order(pool, _flac_of, utts)), total=len(utts),
@@ -96,9 +97,12 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
             sink.write({"__key__": _unique_key(u.id, keys), "flac": flac, "json": json.dumps(meta).encode()})
             seconds += meta["duration"]
             texts.append(u.text)
+            if u.speaker is not None:
+                speakers[u.speaker] += 1
     shards = sorted(p.name for p in out.glob("shard-*.tar"))
     index = {"shards": shards, "utterances": len(texts), "seconds": round(seconds, 2),
              "spec": str(out / f"shard-{{000000..{len(shards) - 1:06d}}}.tar"),
+             "speakers": dict(sorted(speakers.items())),
              "skipped": [{"item": s.item, "reason": s.reason} for s in skipped]}
     (out / "index.json").write_text(json.dumps(index, indent=1))
     (out / "transcripts.txt").write_text("".join(t.replace("\n", " ") + "\n" for t in texts), encoding="utf-8")
@@ -165,12 +169,49 @@ def read_index(spec: str) -> dict:
     return index
 
 
+def shard_speakers(spec: str) -> dict[str, int]:
+    """speaker -> utterances in the shards, from their index.json."""
+    index = read_index(spec)
+    if "speakers" not in index:
+        raise ConfigError(f"the index of {spec} lists no speakers (shards written by an earlier asrforge); "
+                          "write them again with `asrforge shard`")
+    return index["speakers"]
+
+
+def pool_speaker_statistics(spec: str, statistics_frames, rank: int = 0, world: int = 1,
+                            progress: bool = False) -> dict[str, CMVNAccumulator]:
+    """speaker -> CMVN accumulator over this rank's share of the shards (every ``world``-th from ``rank``), one
+    pass over their un-augmented audio; ``statistics_frames`` maps a wave ``(N,)`` to the frames ``(T, D)`` to
+    pool (:meth:`FeatureExtractor.statistics_frames`). Merge the ranks' accumulators for the whole corpus.
+    Unreadable samples are left out here; training reports them when it reaches them."""
+    import webdataset as wds
+
+    mine = expand_spec(spec)[rank::world]
+    acc: dict[str, CMVNAccumulator] = {}
+    if not mine:
+        return acc
+    samples = wds.WebDataset(mine, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False,
+                             handler=lambda exn: True)
+    for sample in progress_bar(samples, desc="speaker CMVN statistics", unit="utt", disable=not progress,
+                               leave=False):
+        decoded = _decode_sample(sample)
+        if isinstance(decoded, BadItem) or decoded[0].get("speaker") is None:
+            continue
+        meta, wave = decoded
+        acc.setdefault(meta["speaker"], CMVNAccumulator()).add(statistics_frames(wave))
+    return acc
+
+
 class ShardStream(IterableDataset):
-    """Yields collated :class:`Batch` es from shards (use with ``DataLoader(batch_size=None)``)."""
+    """Yields collated :class:`Batch` es from shards (use with ``DataLoader(batch_size=None)``). With
+    ``speaker_stats`` (speaker -> statistics, :func:`pool_speaker_statistics`), each utterance of a listed speaker
+    is normalized by its speaker's statistics."""
 
     def __init__(self, spec: str, maker: ItemMaker, max_batch_seconds: float, seed: int = 0, rank: int = 0,
-                 world: int = 1, buffer: int = 512, max_batch_size: int = 512, max_duration: float | None = None):
+                 world: int = 1, buffer: int = 512, max_batch_size: int = 512, max_duration: float | None = None,
+                 speaker_stats: dict[str, CMVNStats] | None = None):
         self.shards = expand_spec(spec)
+        self.speaker_stats = speaker_stats or {}
         index = read_index(spec)
         self.maker = maker
         self.max_batch_seconds = max_batch_seconds
@@ -246,7 +287,8 @@ class ShardStream(IterableDataset):
                 produced += 1
                 if produced <= skip:
                     continue
-                items = [self.maker(m["id"], w, m["text"], self.epoch) for m, w in batch]
+                items = [self.maker(m["id"], w, m["text"], self.epoch, m.get("speaker"),
+                                    self.speaker_stats.get(m.get("speaker"))) for m, w in batch]
                 yield collate(items + bad)
                 bad.clear()
 

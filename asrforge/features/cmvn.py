@@ -53,6 +53,17 @@ class CMVNAccumulator:
             self.sum_sq += (f * f).sum(0)
         self.frames += f.shape[0]
 
+    def merge(self, other: "CMVNAccumulator") -> "CMVNAccumulator":
+        """Add ``other``'s frames (another worker's or rank's share of the same speaker) into this one."""
+        if other.frames:
+            if self.sum is None:
+                self.sum, self.sum_sq = other.sum.clone(), other.sum_sq.clone()
+            else:
+                self.sum += other.sum
+                self.sum_sq += other.sum_sq
+            self.frames += other.frames
+        return self
+
     def stats(self) -> CMVNStats:
         if not self.frames:
             raise ValueError("no frames accumulated")

@@ -31,10 +31,11 @@ class FeatureConfig:
     # "speaker": statistics pooled over all of a speaker's utterances (the manifest's speaker field), computed
     # by the dataset; an utterance with no speaker, or a lone file at transcription, is its own speaker.
     cmvn: Literal["utterance", "speaker", "none"] = "utterance"
-    # Speaker statistics from speech frames only: frames more than this many dB below the utterance's loudest
-    # are left out (None: every frame). Recordings of one corpus differ in how much silence they keep, and
-    # a mean over silence and speech moves with that share.
-    stats_floor_db: float | None = None
+    # Speaker statistics from each recording's speech only: the frames from the first to the last that come within
+    # this many dB of the recording's loudest (None: every frame). Recordings differ in how much silence they keep
+    # before and after the speech (FSDD's are cut to the word, people's are not), and a mean over silence and
+    # speech moves with that share; pauses inside the speech still count, as the model hears them too.
+    stats_trim_db: float | None = None
 
     @property
     def win_length(self) -> int:
@@ -99,10 +100,11 @@ class FeatureExtractor:
         """``(N,)`` -> the un-normalized frames ``(T', D)`` that speaker statistics are pooled from."""
         wave = torch.as_tensor(wave, dtype=torch.float32)
         feats = self.unnormalized(wave)
-        if self.config.stats_floor_db is None:
+        if self.config.stats_trim_db is None:
             return feats
         energy_db = 10 * torch.log10(self.power_spectrogram(wave).sum(1) + LOG_FLOOR)
-        return feats[energy_db >= energy_db.max() - self.config.stats_floor_db]
+        loud = torch.nonzero(energy_db >= energy_db.max() - self.config.stats_trim_db).squeeze(1)
+        return feats[int(loud[0]) : int(loud[-1]) + 1]
 
     def __call__(self, wave: np.ndarray | torch.Tensor, speaker_stats: CMVNStats | None = None,
                  warp: float = 1.0) -> torch.Tensor:

@@ -47,6 +47,15 @@ def broadcast_value(value: float, info: DistInfo) -> float:
     return float(t.item())
 
 
+def gather_objects(value, info: DistInfo) -> list:
+    """Every rank's ``value`` (picklable), in rank order, on every rank; ``[value]`` when not distributed."""
+    if not info.enabled:
+        return [value]
+    gathered = [None] * info.world
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -29,10 +29,11 @@ from asrforge.config import to_dict
 from asrforge.data.dataset import ItemMaker, SpeechDataset, collate
 from asrforge.data.manifest import Skipped, Utterance, read_manifest
 from asrforge.data.sampler import DurationBatchSampler
-from asrforge.data.shards import ShardStream, is_shard_spec, read_index
+from asrforge.data.shards import ShardStream, is_shard_spec, pool_speaker_statistics, read_index, shard_speakers
 from asrforge.decoding.kneser_ney import write_lm
 from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureExtractor, SpecAugment
+from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.inference.evaluate import evaluate_dataset
 from asrforge.inference.transcriber import LM_FILE, Transcriber
 from asrforge.losses.objectives import objective_for
@@ -128,16 +129,15 @@ class Trainer:
                                      cache_features=recipe.data.cache_features, progress=self.progress)
         # the same utterances and feature cache with token ids, for the dev loss (WER keeps every utterance)
         self.dev_targets = self.dev_set.with_tokenizer(self.tokenizer)
-        if shards and recipe.features.cmvn == "speaker":
-            raise ConfigError("features.cmvn=speaker pools each speaker's audio before training, which a shard stream "
-                              "cannot do; train from manifests, or use features.cmvn=utterance with shards")
         if shards:
             # a stream of ready batches; it stands where the batch sampler stands for manifests
             maker = ItemMaker(features, self.tokenizer, self.normalizer, specaug, augment, cfg.seed)
             self.train_set = None
             self.sampler = ShardStream(recipe.data.train, maker, recipe.data.max_batch_seconds, cfg.seed,
                                        self.dist.rank, world, max_batch_size=recipe.data.max_batch_size,
-                                       max_duration=recipe.data.max_duration)
+                                       max_duration=recipe.data.max_duration,
+                                       speaker_stats=(self._shard_speaker_stats(features)
+                                                      if recipe.features.cmvn == "speaker" else None))
         else:
             self.train_set = SpeechDataset(train_utts, features, self.tokenizer, self.normalizer, specaug, cfg.seed,
                                            cache_features=recipe.data.cache_features, wave_augment=augment,
@@ -179,14 +179,24 @@ class Trainer:
         saved.data = given.data
         return saved
 
+    def _shard_speaker_stats(self, features: FeatureExtractor) -> dict[str, CMVNStats]:
+        """Speaker CMVN statistics of the training shards: each rank pools its share of them, and every rank
+        merges all shares, so all ranks normalize a speaker alike."""
+        mine = pool_speaker_statistics(self.recipe.data.train, features.statistics_frames, self.dist.rank,
+                                       self.dist.world, self.progress)
+        merged: dict[str, CMVNAccumulator] = {}
+        for share in D.gather_objects(mine, self.dist):
+            for speaker, acc in share.items():
+                merged.setdefault(speaker, CMVNAccumulator()).merge(acc)
+        return {speaker: acc.stats() for speaker, acc in merged.items()}
+
     def _build_adversary(self, train_utts: list[Utterance] | None) -> tuple[SpeakerAdversary | None, dict[str, int]]:
-        """The speaker classifier of train.speaker_adversarial, fed by a hook on the model's encoder."""
+        """The speaker classifier of train.speaker_adversarial, fed by a hook on the model's encoder (speakers from
+        the manifests, or from the shards' index when ``train_utts`` is None)."""
         if not self.recipe.train.speaker_adversarial:
             return None, {}
-        if train_utts is None:
-            raise ConfigError("train.speaker_adversarial needs each utterance's speaker, which shards do not carry; "
-                              "train from manifests, or set train.speaker_adversarial=0")
-        speakers = speaker_index([u.speaker for u in train_utts])
+        speakers = speaker_index(list(shard_speakers(self.recipe.data.train)) if train_utts is None
+                                 else [u.speaker for u in train_utts])
         if len(speakers) < 2:
             raise ConfigError(f"train.speaker_adversarial needs at least two speakers in data.train (the manifests' "
                               f"'speaker' field); found {len(speakers)}. Add speakers to the manifests, or set "
@@ -427,6 +437,10 @@ class Trainer:
             weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             if self.adversary is not None:
                 weights.update({f"adversary.{k}": v.detach().cpu() for k, v in self.adversary.state_dict().items()})
+            # what each rank normalized its training audio with (speaker CMVN): it must agree across ranks too
+            speaker_stats = self.train_set.speaker_stats if self.train_set is not None else self.sampler.speaker_stats
+            for speaker, stats in speaker_stats.items():
+                weights.update({f"speaker_stats.{speaker}.mean": stats.mean, f"speaker_stats.{speaker}.std": stats.std})
             torch.save(weights, self.out / "trace" / f"rank{self.dist.rank}_weights.pt")
         summary = {"epochs": self.state.epoch, "steps": self.state.step, "train_minutes": self.state.elapsed / 60,
                    "best_dev_wer": self.state.best_wer, "skipped": len(self.state.skipped) + len(self.manifest_skips)}
