@@ -1,7 +1,8 @@
 """FSDD held-out-speaker WER: for each speaker, train on the other three and evaluate on the held-out one.
 Reads ../shared/data/fsdd by default (not part of a user's clone: pass --fsdd).
 
-    python benchmarks/fsdd_heldout.py [--fsdd PATH] [--speakers george jackson] [--epochs 60] [--out DIR] [--adapt] [-- overrides ...]
+    python benchmarks/fsdd_heldout.py [--fsdd PATH] [--speakers george jackson] [--epochs 60] [--out DIR] [--adapt]
+        [--pauses 0.5] [-- overrides ...]
     python benchmarks/fsdd_heldout.py --eval-only --stats-utts 1 5 20 [--out DIR]   # score trained models again
     python benchmarks/fsdd_heldout.py --whisper PATH/TO/whisper [--train-utts 300] [--dev-utts 60] [--epochs 2]
 
@@ -11,7 +12,9 @@ test recordings by self-training (`_adapted`, asrforge adapt: transductive, it s
 --eval-only builds that LM for models trained before the recipe had one. Its speaker CMVN pools the held-out speaker's statistics
 over all 500 of their (unlabeled) test recordings; --stats-utts K also scores each recording with statistics
 from only K recordings of the speaker (itself and K-1 others at random), as a user with a few recordings of a
-new voice would have. The second fine-tunes a local Whisper checkpoint with
+new voice would have. FSDD's recordings are cut to the word; --pauses S also scores best.pt on the
+held-out speaker's recordings with S seconds of noise 40 dB under the speech before and after each
+(`_paused`), as people's recordings have. The second fine-tunes a local Whisper checkpoint with
 configs/fsdd_whisper.yaml on a random subset of the three speakers' recordings and also scores the
 checkpoint as it was, before fine-tuning. Prints one JSON line with each speaker's WER/CER and the mean.
 """
@@ -27,11 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from asrforge.audio.io import load_audio  # noqa: E402
+from asrforge.audio.io import SAMPLE_RATE, write_audio  # noqa: E402
 from asrforge.data.importers import prepare  # noqa: E402
-from asrforge.data.manifest import read_manifest  # noqa: E402
+from asrforge.data.manifest import Utterance, load_utterance, read_manifest, write_manifest  # noqa: E402
 from asrforge.features.cmvn import CMVNAccumulator  # noqa: E402
 from asrforge.inference.commands import evaluate_manifest, evaluate_whisper_manifest  # noqa: E402
 from asrforge.decoding.kneser_ney import write_lm  # noqa: E402
@@ -57,6 +61,8 @@ def main() -> None:
                     help="speaker CMVN: also score with statistics pooled over only this many of the speaker's recordings")
     ap.add_argument("--adapt", action="store_true",
                     help="also adapt best.pt to each held-out speaker's untranscribed test audio (asrforge adapt) and score it")
+    ap.add_argument("--pauses", type=float, default=0.0,
+                    help="also score best.pt on the test recordings with this many seconds of quiet noise around each")
     ap.add_argument("--whisper", help="fine-tune this Whisper checkpoint (configs/fsdd_whisper.yaml) instead")
     ap.add_argument("--train-utts", type=int, default=0, help="with --whisper: train on this many random recordings (0: all)")
     ap.add_argument("--dev-utts", type=int, default=0, help="with --whisper: pick the best epoch on this many (0: all)")
@@ -91,6 +97,11 @@ def main() -> None:
             for suffix, use_lm in (("", lm or False), ("_nolm", False)) if lm else (("", False),):
                 t = Transcriber.from_checkpoint(checkpoint, lm=use_lm, closed_vocabulary=bool(use_lm) and recipe.lm.closed_vocabulary)
                 scores[name + suffix] = evaluate_manifest(t, data / "test.jsonl", recipe.decode.beam_size, progress=False).summary()
+        if args.pauses:
+            t = Transcriber.from_checkpoint(exp / "best.pt", lm=lm or False,
+                                            closed_vocabulary=bool(lm) and recipe.lm.closed_vocabulary)
+            paused = with_pauses(data / "test.jsonl", args.pauses, data / "paused")
+            scores["_paused"] = evaluate_manifest(t, paused, recipe.decode.beam_size, progress=False).summary()
         s = scores[""]
         results[speaker] = {"wer": s["wer"], "cer": s["cer"], "utts": s["utts"], "epochs": recipe.train.epochs, "train_minutes": minutes,
                             **{f"wer{k}": v["wer"] for k, v in scores.items() if k}}
@@ -111,11 +122,11 @@ def main() -> None:
     mean = sum(r["wer"] for r in results.values()) / len(results)
     means = {f"mean_wer_stats_from_{k}": sum(r[f"wer_stats_from_{k}"] for r in results.values()) / len(results)
              for k in args.stats_utts}
-    for key in ("wer_last", "wer_nolm", "wer_last_nolm", "wer_adapted"):
+    for key in ("wer_last", "wer_nolm", "wer_last_nolm", "wer_adapted", "wer_paused"):
         if all(key in r for r in results.values()):
             means[f"mean_{key}"] = sum(r[key] for r in results.values()) / len(results)
     print(json.dumps({"name": "fsdd_heldout", "whisper": args.whisper, "train_utts": args.train_utts,
-                      "epochs": args.epochs, "extra_train": args.extra_train,
+                      "epochs": args.epochs, "extra_train": args.extra_train, "pauses_s": args.pauses,
                       "overrides": args.overrides, "speakers": results,
                       "mean_wer": mean, **means, "machine": machine()}))
 
@@ -124,7 +135,7 @@ def wer_with_few_recordings(transcriber: Transcriber, manifest: Path, k: int, be
     """WER when each recording is normalized with statistics pooled over itself and k-1 other recordings of its
     speaker, drawn at random (k=1: the recording alone, i.e. per-utterance CMVN)."""
     utts, _ = read_manifest(manifest)
-    waves = [load_audio(u.audio_filepath) for u in utts]
+    waves = [load_utterance(u) for u in utts]
     raw = [transcriber.features.unnormalized(w) for w in waves]
     raw_stats = [transcriber.features.statistics_frames(w) for w in waves]
     by_speaker: dict[str | None, list[int]] = {}
@@ -140,6 +151,22 @@ def wer_with_few_recordings(transcriber: Transcriber, manifest: Path, k: int, be
         hyp = transcriber.decode_text(feats, torch.tensor([feats.shape[1]]), beam_size)[0]
         report.add(u.id, transcriber.normalizer(u.text), hyp, u.speaker)
     return report.summary()["wer"]
+
+
+def with_pauses(manifest: Path, seconds: float, out: Path, below_db: float = 40.0, seed: int = 0) -> Path:
+    """A copy of ``manifest`` whose recordings have ``seconds`` of white noise ``below_db`` dB under their RMS
+    before and after them (WAV files in ``out``); the transcripts are the same."""
+    rng, rows = np.random.default_rng(seed), []
+    out.mkdir(parents=True, exist_ok=True)
+    for u in read_manifest(manifest)[0]:
+        wave = load_utterance(u)
+        level = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) * 10 ** (-below_db / 20)
+        pause = lambda: (level * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+        padded = np.concatenate([pause(), wave, pause()])
+        write_audio(out / f"{u.id}.wav", padded)
+        rows.append(Utterance(str(out / f"{u.id}.wav"), padded.size / SAMPLE_RATE, u.text, speaker=u.speaker, id=u.id))
+    write_manifest(out / "test.jsonl", rows)
+    return out / "test.jsonl"
 
 
 def subset(manifest: Path, n: int, out: Path) -> Path:
