@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrforge.data.importers import IMPORTERS, LayoutError, export_kaldi, prepare
+from asrforge.data.importers import IMPORTERS, LayoutError, export_kaldi, prepare, print_summary
 from asrforge.data.importers.kaldi import list_kaldi
 from asrforge.data.importers.wav_scp import UnsupportedEntry, WavSource, parse_wav_scp_entry
 from asrforge.data.manifest import Utterance, load_utterance, read_manifest
@@ -64,7 +64,7 @@ def test_commonvoice_release_folder_with_one_language_or_several(tmp_path):
     assert read_manifest(tmp_path / "out" / "train.jsonl")[0][0].text == "cy text"
 
 
-def test_commonvoice(tmp_path):
+def test_commonvoice(tmp_path, capsys):
     tone(tmp_path / "clips" / "a.mp3", 1.0, fmt="MP3")
     tone(tmp_path / "clips" / "c.mp3", 1.0, fmt="MP3")
     (tmp_path / "clips" / "b.mp3").write_bytes(b"ID3" + bytes(200))          # an mp3 that will not decode
@@ -84,7 +84,13 @@ def test_commonvoice(tmp_path):
     assert "normalizes to nothing" in reasons["c"]
     assert summary["splits"]["train"]["skipped_by_reason"] == {"cannot be decoded": 1}
     again = prepare("commonvoice", tmp_path, tmp_path / "out2", progress=False, include_validated=True)
-    assert again["splits"]["validated"]["utterances"] == 1
+    assert again["splits"]["validated"]["utterances"] == 1 and "stale_splits" not in again
+    # a re-run without validated.tsv leaves the earlier validated.jsonl, and says so
+    without = prepare("commonvoice", tmp_path, tmp_path / "out2", progress=False)
+    assert "validated" not in without["splits"] and without["stale_splits"] == ["validated"]
+    assert json.loads((tmp_path / "out2" / "summary.json").read_text())["stale_splits"] == ["validated"]
+    print_summary(without, tmp_path / "out2")
+    assert f"note: {tmp_path / 'out2' / 'validated.jsonl'} is left from an earlier run" in capsys.readouterr().out
 
 
 def test_tedlium_segments_offsets_and_bad_lines(tmp_path):

@@ -5,6 +5,8 @@ knows are bad). :func:`write_splits` then validates every candidate's audio head
 thread pool with a progress bar, writes ``DIR/<split>.jsonl``, and keeps ``DIR/skipped.jsonl`` and
 ``DIR/summary.json``. A split whose manifest already exists is not redone (idempotent re-runs), unless it was
 prepared from another source folder or with other options (another held-out speaker, say): then it is redone.
+A split an earlier run wrote into DIR that this run does not list (``validated`` after a Common Voice run without
+``--include-validated``) is left in place, but named in the summary as stale so that nobody trains on it unawares.
 """
 
 from __future__ import annotations
@@ -124,6 +126,10 @@ def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str
                 f.write(json.dumps({"split": split, **s}, ensure_ascii=False) + "\n")
     summary = {"corpus": corpus, "splits": {k: {kk: vv for kk, vv in v.items() if kk != "skipped_items"}
                                             for k, v in splits.items()}}
+    stale = sorted(split for split in (r.name[1:-len(".done.json")] for r in out.glob(".*.done.json"))
+                   if split not in splits and (out / f"{split}.jsonl").is_file())
+    if stale:
+        summary["stale_splits"] = stale
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -146,3 +152,7 @@ def print_summary(summary: dict, out: Path) -> None:
               f"skipped {s['skipped']}{extra}")
     if any(s["skipped"] for s in summary["splits"].values()):
         print(f"  skipped items and reasons: {out / 'skipped.jsonl'}")
+    for split in summary.get("stale_splits", []):
+        print(f"  note: {out / (split + '.jsonl')} is left from an earlier run with other options or another "
+              f"source, and this run did not prepare it; delete it (and {out / ('.' + split + '.done.json')}) "
+              f"unless you still want it")
