@@ -300,7 +300,7 @@ def test_writers_match_openai_whisper_layouts():
     assert to_tsv(RESULT) == "start\tend\ttext\n0\t1500\tHello there.\n3661250\t3662004\tGeneral --> Kenobi\n"
 
 
-def test_load_model_serves_both_kinds(saved, trained, tmp_path):
+def test_load_model_serves_both_kinds(saved, trained, tmp_path, capsys):
     audio = np.random.default_rng(1).normal(0, 0.05, 16000 * 2).astype(np.float32)
     whisper = load_model(saved["ct2-float32"])
     own = load_model(trained)
@@ -309,6 +309,11 @@ def test_load_model_serves_both_kinds(saved, trained, tmp_path):
         assert isinstance(result["text"], str) and isinstance(result["segments"], list)
     with pytest.raises(ConfigError, match="Whisper checkpoints only"):
         own.transcribe(audio, language="en")
+    wav = tmp_path / "a.wav"
+    sf.write(wav, audio, 16000)
+    assert main(["transcribe", str(wav), str(wav), "--model", str(trained), "--temperature", "0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "['temperature'] apply to Whisper checkpoints only" in err and "skipped" not in err
 
 def test_int8_quantizes_every_linear_layer_and_stays_close(tiny, saved):
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
@@ -354,6 +359,11 @@ def test_cli_transcribe_writes_every_format(saved, tmp_path, capsys):
     assert main(["transcribe", str(wav), "--model", str(saved["hf"]), "--language", "klingon"]) == 2
     assert "unknown language 'klingon'" in capsys.readouterr().err
     assert main(["transcribe", str(wav), "--model", str(tmp_path)]) == 2
+    # an option of asrforge's own models is refused once, up front, not as a skip per file
+    capsys.readouterr()
+    assert main(["transcribe", str(wav), str(wav), "--model", str(saved["hf"]), "--max-segment-s", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "max_segment_s is for asrforge models" in err and "skipped" not in err
 
 
 @pytest.mark.skipif(not os.environ.get("ASRFORGE_WHISPER_MODEL"), reason="set ASRFORGE_WHISPER_MODEL to a real Whisper checkpoint")

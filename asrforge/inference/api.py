@@ -19,6 +19,9 @@ from asrforge.features.cmvn import CMVNStats
 from asrforge.inference.transcriber import LONG_FORM_S, Transcriber
 
 
+ASRFORGE_OPTIONS = {"beam_size", "progress", "word_timestamps", "speaker_stats", "max_segment_s"}
+
+
 class AsrforgeModel:
     """An asrforge checkpoint behind the common ``transcribe`` interface."""
 
@@ -26,15 +29,21 @@ class AsrforgeModel:
         self.transcriber = transcriber
         self.source = source
 
+    @staticmethod
+    def check_options(options: dict) -> None:
+        """Refuse options meant for Whisper (``language``, ``temperature``, ...) before any audio is read."""
+        unknown = sorted(set(options) - ASRFORGE_OPTIONS)
+        if unknown:
+            raise ConfigError(f"option(s) {unknown} apply to Whisper checkpoints only; an asrforge model takes "
+                              f"beam_size and max_segment_s")
+
     def transcribe(self, audio: np.ndarray | str | Path, beam_size: int | None = None, progress: bool = False,
                    word_timestamps: bool = True, speaker_stats: CMVNStats | None = None,
                    max_segment_s: float = LONG_FORM_S, **options) -> dict:
         """``word_timestamps`` is accepted for symmetry with Whisper: CTC and transducer models give word
         times at no cost, so they are always there (LAS and Transformer decoders have no alignment to give them).
         ``speaker_stats`` and ``max_segment_s``: see :meth:`Transcriber.transcribe`."""
-        if options:
-            raise ConfigError(f"option(s) {sorted(options)} apply to Whisper checkpoints only; an asrforge model takes "
-                              f"beam_size and max_segment_s")
+        self.check_options(options)
         r = self.transcriber.transcribe(audio, beam_size, speaker_stats, max_segment_s)[0]
         segments = [{"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text,
                      "words": [{"word": w.word, "start": w.start, "end": w.end} for w in s.words]}

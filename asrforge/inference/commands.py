@@ -161,6 +161,7 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
     audio = [path for path, _ in inputs]
     recognizer = load_model(model, device, dtype, tokenizer, lm_options)
     options = {k: v for k, v in options.items() if v is not None}
+    recognizer.check_options(options)       # a wrong option fails once, before any file
     if same_speaker:
         if not (isinstance(recognizer, AsrforgeModel) and recognizer.transcriber.recipe.features.cmvn == "speaker"):
             raise AsrforgeError(f"--same-speaker applies to models trained with features.cmvn=speaker; {model} "
@@ -170,8 +171,6 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
         print(f"asrforge: {model} was trained with speaker CMVN; each file is normalized on its own, which costs "
               "accuracy (on FSDD, 17 % WER became 56 %). Give 20 or more files of one speaker with --same-speaker.",
               file=sys.stderr)
-    if options.get("language") not in (None, "auto") and hasattr(recognizer, "tokenizer"):
-        recognizer.tokenizer.language_code(options["language"])   # a bad code fails once, before any file
     failures, written = 0, 0
     # many files into a folder: one bar over the files instead of a line per file written
     many = bool(output_dir) and len(inputs) > 1

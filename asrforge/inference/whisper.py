@@ -30,6 +30,11 @@ from asrforge.progress import progress_bar
 from asrforge.text.whisper import WhisperTokenizer
 
 
+# options of asrforge's own models, named when given to a Whisper checkpoint
+ASRFORGE_ONLY = {"max_segment_s": " (Whisper reads long audio in 30-second windows of its own)",
+                 "speaker_stats": " trained with speaker CMVN"}
+
+
 @dataclass(frozen=True)
 class WhisperTranscribeOptions:
     task: str = "transcribe"
@@ -58,7 +63,8 @@ class WhisperTranscribeOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise ConfigError(f"unknown Whisper option(s) {unknown}; known: {sorted(known)}")
+            hint = "".join(f"; {name} is for asrforge models{why}" for name, why in ASRFORGE_ONLY.items() if name in unknown)
+            raise ConfigError(f"unknown Whisper option(s) {unknown}{hint}; known: {sorted(known)}")
         if isinstance(kwargs.get("temperature"), (int, float)):
             kwargs["temperature"] = (float(kwargs["temperature"]),)
         if kwargs.get("language") in ("auto", ""):
@@ -136,15 +142,22 @@ class WhisperPipeline:
             attempts.append((not too_repetitive, result.avg_logprob, result))
         return max(attempts, key=lambda a: a[:2])[2]
 
-    def transcribe(self, audio: np.ndarray | str | Path, progress: bool = False, **options) -> dict:
-        """One file or 16 kHz float array -> OpenAI-layout result dict (see the module docstring)."""
+    def check_options(self, options: dict) -> WhisperTranscribeOptions:
+        """Refuse unknown options and ones this checkpoint cannot honour, before any audio is read."""
         opts = WhisperTranscribeOptions.from_kwargs(**options)
         if opts.task == "translate" and not self.tokenizer.multilingual:
             raise ConfigError("this is an English-only model (.en); it cannot translate: use a multilingual checkpoint")
+        if opts.batch_size is not None and opts.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {opts.batch_size}")
+        if opts.language is not None:
+            self.tokenizer.language_code(opts.language)     # an unknown code names the known ones
+        return opts
+
+    def transcribe(self, audio: np.ndarray | str | Path, progress: bool = False, **options) -> dict:
+        """One file or 16 kHz float array -> OpenAI-layout result dict (see the module docstring)."""
+        opts = self.check_options(options)
         wave = _as_wave(audio)
         if opts.batch_size:
-            if opts.batch_size < 1:
-                raise ConfigError(f"batch_size must be at least 1, got {opts.batch_size}")
             from asrforge.inference.whisper_batched import transcribe_batched
 
             return transcribe_batched(self, wave, opts, opts.batch_size, progress)
