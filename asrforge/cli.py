@@ -226,6 +226,9 @@ def _adapt(args) -> None:
     if is_whisper_checkpoint(Path(args.model)):
         raise AsrforgeError(f"{args.model} is a Whisper checkpoint; asrforge adapt self-trains asrforge models. "
                             "Fine-tune Whisper on transcribed audio with configs/whisper_finetune.yaml instead")
+    if (Path(args.out) / ADAPTED).is_file() and not args.overwrite:
+        raise AsrforgeError(f"{Path(args.out) / ADAPTED} already exists; adapt again over it with --overwrite, "
+                            "or give another --out")
     config = AdaptConfig(keep=args.keep, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                          beam_size=args.beam_size, seed=args.seed)
     summary = adapt(args.model, args.manifest, args.out, config, lm_options=_lm_options(args))
@@ -379,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch-size", type=_count, default=16)
     a.add_argument("--beam-size", type=_count, default=8, help="n-best size the confidence is computed over")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--overwrite", action="store_true", help="replace an adapted.pt already in --out")
     _add_lm_arguments(a)
     a.set_defaults(func=_adapt)
 

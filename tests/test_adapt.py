@@ -81,6 +81,15 @@ def test_adapt_trains_on_the_confident_pseudo_labels(talking_model, corpus, tmp_
     assert main(["adapt", "--model", str(tmp_path / "exp"), "--manifest", str(manifest), "--out", str(tmp_path / "exp"),
                  "--epochs", "1", "--beam-size", "4"]) == 0
     assert Transcriber.from_checkpoint(tmp_path / "exp" / "adapted.pt").lm is not None
+    # an earlier adapted.pt is not replaced unless asked
+    stamp = (out / "adapted.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["adapt", "--model", str(talking_model), "--manifest", str(manifest), "--out", str(out)]) == 2
+    assert f"{out / 'adapted.pt'} already exists; adapt again over it with --overwrite" in capsys.readouterr().err
+    assert (out / "adapted.pt").stat().st_mtime_ns == stamp
+    assert main(["adapt", "--model", str(talking_model), "--manifest", str(manifest), "--out", str(out),
+                 "--epochs", "1", "--beam-size", "4", "--overwrite"]) == 0
+    assert (out / "adapted.pt").stat().st_mtime_ns != stamp
 
 
 def test_adapt_stops_clearly_when_nothing_is_recognized_or_options_are_wrong(trained, corpus, tmp_path, capsys):
