@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -450,6 +451,28 @@ def _own_message(e: AsrforgeError) -> str:
     return text
 
 
+# what to do about a file-system error on a path the user gave (an output folder that does not exist, a full disk)
+FILESYSTEM_FIXES = {
+    errno.ENOENT: "no such file or folder; check the path (an output file's folder must exist)",
+    errno.EACCES: "permission denied; give a path you can read and write",
+    errno.EPERM: "operation not permitted; give a path you can read and write",
+    errno.EROFS: "the file system is read-only; write somewhere else",
+    errno.ENOSPC: "the disk is full; free some space or write somewhere else",
+    errno.EDQUOT: "the disk quota is used up; free some space or write somewhere else",
+    errno.EISDIR: "it is a folder; give a file path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "a file of that name is where a folder is needed; remove it or give another path",
+}
+
+
+def _filesystem_message(e: OSError) -> str | None:
+    """One line naming the path and the fix, for the file-system errors a user causes and can fix; None for others."""
+    fix = FILESYSTEM_FIXES.get(e.errno)
+    if fix is None or (e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT)):
+        return None
+    return f"{e.filename}: {fix}" if e.filename is not None else fix
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -463,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: one line for the user, the traceback on request
         if os.environ.get("ASRFORGE_DEBUG"):
             raise
+        if isinstance(e, OSError) and (message := _filesystem_message(e)):
+            print(f"asrforge: error: {message}", file=sys.stderr)
+            return 2
         print(f"asrforge: internal error: {type(e).__name__}: {e}\n"
               "This is a bug in asrforge; rerun with ASRFORGE_DEBUG=1 for the traceback and report it.", file=sys.stderr)
         return 1

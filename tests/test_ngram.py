@@ -340,7 +340,7 @@ def test_training_writes_the_lm_and_decoding_uses_it(corpus, tmp_path, capsys):
 def test_lm_train_command(corpus, tmp_path, capsys):
     from asrforge.cli import main
 
-    out = tmp_path / "words.arpa.gz"
+    out = tmp_path / "lms" / "words.arpa.gz"      # its folder is made
     assert main(["lm", "train", "--manifest", str(corpus / "train.jsonl"), str(corpus / "dev.jsonl"), "--order", "3",
                  "--out", str(out)]) == 0
     assert "Kneser-Ney 3-gram" in capsys.readouterr().out

@@ -56,10 +56,18 @@ def test_training_with_bpe_stores_it_in_the_checkpoint(corpus, tmp_path):
     assert words[0].start == pytest.approx(first * tr.frame_seconds)
 
 
-def test_tokenizer_cli(corpus, tmp_path):
+def test_tokenizer_cli(corpus, tmp_path, capsys):
     from asrforge.cli import main
-    out = tmp_path / "t.model"
+    out = tmp_path / "tokenizers" / "t.model"      # its folder is made
     assert main(["tokenizer", "train", "--manifest", str(corpus / "train.jsonl"), "--vocab", "20", "--type", "unigram",
                  "--out", str(out)]) == 0
     tok = SentencePieceTokenizer.from_file(out)
     assert tok.decode(tok.encode("one two three")) == "one two three"
+    # a path it cannot write: the path and the fix, not an internal error
+    (tmp_path / "taken").write_text("a file, not a folder")
+    capsys.readouterr()
+    assert main(["tokenizer", "train", "--manifest", str(corpus / "train.jsonl"), "--vocab", "20",
+                 "--out", str(tmp_path / "taken" / "t.model")]) == 2
+    err = capsys.readouterr().err
+    assert f"asrforge: error: {tmp_path / 'taken'}: a file of that name is where a folder is needed" in err
+    assert "internal error" not in err

@@ -96,6 +96,7 @@ def write_lm(texts: Iterable[str], order: int, path: str | Path) -> NGramLM:
     """Normalized transcripts -> a Kneser-Ney ``order``-gram saved as ARPA at ``path`` (written atomically)."""
     lm = train_kneser_ney((t.split() for t in texts), order)
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp" + "".join(path.suffixes[-1:]))
     lm.save(tmp)
     os.replace(tmp, path)

@@ -75,4 +75,5 @@ class SentencePieceTokenizer:
         return {"kind": self.kind, "model": self.model}
 
     def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(self.model)
