@@ -62,6 +62,12 @@ def _prepare(args) -> None:
         options["audio_only"] = True
     summary = prepare(args.corpus, args.src, args.out, workers=args.workers, **options)
     print_summary(summary, Path(args.out))
+    if not any(s["utterances"] for s in summary["splits"].values()):
+        report = Path(args.out) / "skipped.jsonl"
+        lines = report.read_text(encoding="utf-8").splitlines() if report.is_file() else []
+        first = f" (the first: {json.loads(lines[0])['reason']})" if lines else ""
+        raise AsrforgeError(f"nothing was prepared from {args.src}: every item was skipped{first}; "
+                            f"all reasons are in {report}")
 
 
 def _export_kaldi(args) -> None:
@@ -81,6 +87,8 @@ def _shard(args) -> None:
     print(f"{index['utterances']} utterances ({index['seconds'] / 3600:.2f} h, {speakers} speaker{'s' * (speakers != 1)}) "
           f"in {len(index['shards'])} shards; "
           f"train from them with data.train={index['spec']}" + (f"  ({len(index['skipped'])} skipped, see index.json)" if index["skipped"] else ""))
+    for item in index["skipped"][:3]:
+        print(f"  skipped {item['item']}: {item['reason']}", file=sys.stderr)
 
 
 def _tokenizer_train(args) -> None:

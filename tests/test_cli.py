@@ -130,6 +130,12 @@ def test_prepare_and_export_kaldi_commands(tmp_path):
     assert len((tmp_path / "kaldi" / "text").read_text().splitlines()) == 5
     proc = cli("prepare", "librispeech", tmp_path / "src", "--out", tmp_path / "x", check=False)
     assert proc.returncode == 2 and "is not a LibriSpeech folder" in proc.stderr
+    # a table whose every row is skipped: the summary, then an error naming the first reason
+    (tmp_path / "t.csv").write_text("path,words\nsrc/recordings/5_eve_0.wav,five\n")
+    proc = cli("prepare", "folder", tmp_path / "t.csv", "--out", tmp_path / "t", check=False)
+    assert proc.returncode == 2 and "0 utts" in proc.stdout
+    assert (f"nothing was prepared from {tmp_path / 't.csv'}: every item was skipped (the first: missing column"
+            in proc.stderr) and str(tmp_path / "t" / "skipped.jsonl") in proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [

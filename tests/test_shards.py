@@ -124,6 +124,20 @@ def test_resharding_a_folder_replaces_its_shards(corpus, tmp_path):
     assert len(keys) == len(utts) == second["utterances"] and (tmp_path / "notes.tar").read_bytes() == b"not ours"
 
 
+def test_a_manifest_with_nothing_readable_writes_no_shards(tmp_path, capsys):
+    from asrforge.cli import main
+
+    write_manifest(tmp_path / "gone.jsonl", [Utterance(str(tmp_path / f"gone{i}.wav"), 1.0, "gone", id=f"g{i}")
+                                             for i in range(3)])
+    assert main(["shard", str(tmp_path / "gone.jsonl"), "--out", str(tmp_path / "sh")]) == 2
+    err = capsys.readouterr().err
+    assert f"none of the 3 item(s) of {tmp_path / 'gone.jsonl'} could be read (the first: audio file" in err
+    assert "does not exist" in err and not list((tmp_path / "sh").glob("*"))
+    (tmp_path / "empty.jsonl").write_text("")
+    assert main(["shard", str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "sh")]) == 2
+    assert "lists no utterances" in capsys.readouterr().err
+
+
 def test_whole_16k_flac_files_are_copied_and_everything_else_is_encoded_in_manifest_order(tmp_path):
     """A whole 16 kHz mono FLAC file goes into the shard byte for byte; a slice, another rate or format is
     decoded and re-encoded; a file that cannot be read is reported; the shuffled order holds across threads."""

@@ -33,7 +33,7 @@ from asrforge.data.dataset import BadItem, Batch, ItemMaker, collate
 from asrforge.data.manifest import Skipped, Utterance, load_utterance, read_manifest
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.data.sampler import cut_batches
-from asrforge.errors import AsrforgeError, ConfigError
+from asrforge.errors import AsrforgeError, ConfigError, ManifestError
 from asrforge.progress import progress_bar
 
 FILL = 0.8   # batches are on average about this full (padding and bucket edges), for the epoch-length estimate
@@ -100,6 +100,13 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
             if u.speaker is not None:
                 speakers[u.speaker] += 1
     shards = sorted(p.name for p in out.glob("shard-*.tar"))
+    if not texts:     # shards of nothing would only fail later, at training, far from the cause
+        for shard in shards:
+            (out / shard).unlink()
+        if not skipped:
+            raise ManifestError(f"{manifest} lists no utterances; no shards were written")
+        raise ManifestError(f"none of the {len(skipped)} item(s) of {manifest} could be read (the first: "
+                            f"{skipped[0].reason}); no shards were written: fix the manifest's paths or audio")
     index = {"shards": shards, "utterances": len(texts), "seconds": round(seconds, 2),
              "spec": str(out / f"shard-{{000000..{len(shards) - 1:06d}}}.tar"),
              "speakers": dict(sorted(speakers.items())),
