@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="experiment folder (best.pt, last.pt, train_log.jsonl)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
     t.add_argument("--overwrite", action="store_true", help="train afresh into an OUT that already holds a model")
-    t.set_defaults(func=_train)
+    t.set_defaults(func=_train, parser=t, trailing="overrides")
 
     e = sub.add_parser("evaluate", help="WER/CER of a model on a manifest")
     e.add_argument("--model", required=True, help="checkpoint file or experiment folder, or a Whisper checkpoint")
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "decode this many 30-s chunks at once (chunks are not conditioned on each other)")
     w.add_argument("--prepend-punctuations", help="with --word-timestamps: marks joined to the following word")
     w.add_argument("--append-punctuations", help="with --word-timestamps: marks joined to the preceding word")
-    r.set_defaults(func=_transcribe)
+    r.set_defaults(func=_transcribe, parser=r, trailing="audio")
 
     d = sub.add_parser("demo", help="synthesize a corpus, train, evaluate on unseen voices, transcribe (about 10 min on 2 cores)")
     d.add_argument("--out", default="asrforge-demo", help="working folder (corpus, experiment, reports)")
@@ -481,8 +481,22 @@ def _filesystem_message(e: OSError) -> str | None:
     return f"{e.filename}: {fix}" if e.filename is not None else fix
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Like ``parse_args``, but the list a command ends with (train's overrides, transcribe's files) may also
+    come after its options: ``train cfg.yaml --out exp data.train=t.jsonl`` (argparse alone takes the list only
+    in one piece)."""
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:
+        stray = [a for a in extra if a.startswith("-") and a != "-"]
+        parser = getattr(args, "parser", None)
+        if stray or parser is None:
+            (parser or build_parser()).error(f"unrecognized arguments: {' '.join(stray or extra)}")
+        getattr(args, args.trailing).extend(extra)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         args.func(args)
     except AsrforgeError as e:

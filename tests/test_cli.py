@@ -210,3 +210,22 @@ def test_transcribe_reads_a_stream_on_standard_input(trained, corpus, tmp_path):
     assert junk.returncode == 2 and b"standard input cannot be decoded" in junk.stderr and b"ffmpeg" in junk.stderr
     twice = subprocess.run(run[:5] + ["-"] + run[5:], input=b"", capture_output=True, cwd=REPO, timeout=300)
     assert twice.returncode == 2 and b"can be given once" in twice.stderr
+
+
+def test_a_command_s_trailing_list_may_also_follow_its_options(capsys):
+    """`train cfg --out exp key=value` and `transcribe a.wav --model m b.wav` were refused as unrecognized
+    arguments: argparse takes a positional list only in one piece."""
+    from asrforge.cli import parse
+
+    args = parse(["train", "cfg.yaml", "data.train=t.jsonl", "--out", "exp", "train.epochs=2", "--resume", "x.y=1"])
+    assert args.config == "cfg.yaml" and args.out == "exp" and args.resume
+    assert args.overrides == ["data.train=t.jsonl", "train.epochs=2", "x.y=1"]
+    assert parse(["transcribe", "a.wav", "--model", "m", "b.wav", "-"]).audio == ["a.wav", "b.wav", "-"]
+    with pytest.raises(SystemExit) as stop:
+        parse(["train", "cfg.yaml", "--out", "exp", "train.epochs=2", "--bogus"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "asrforge train: error: unrecognized arguments: --bogus" in err
+    assert "train.epochs=2" not in err.splitlines()[-1]
+    with pytest.raises(SystemExit):
+        parse(["synth", "--out", "o", "stray"])           # no list to join: still refused
+    assert "unrecognized arguments: stray" in capsys.readouterr().err
