@@ -80,8 +80,14 @@ def test_bad_items_are_skipped_counted_and_named(corpus, tmp_path):
 def test_empty_manifest_is_a_clear_error(corpus, tmp_path):
     from asrforge.errors import AsrforgeError
     (tmp_path / "empty.jsonl").write_text("")
-    with pytest.raises(AsrforgeError, match="no usable utterance"):
+    with pytest.raises(AsrforgeError, match="empty.jsonl. lists no utterances"):
         run(corpus, tmp_path / "x", **{"data.train": tmp_path / "empty.jsonl"})
+    # nothing usable: the first item and its reason, since no skip report is written before training starts
+    (tmp_path / "gone.jsonl").write_text(json.dumps({"audio_filepath": "gone.wav", "duration": 1.0, "text": "one",
+                                                    "id": "g1"}) + "\n")
+    with pytest.raises(AsrforgeError, match=r"no usable utterance: all 1 skipped, the first \(g1\) because: audio "
+                                            r"file .*gone.wav does not exist"):
+        run(corpus, tmp_path / "x", **{"data.train": tmp_path / "gone.jsonl"})
 
 
 def test_resume_without_checkpoint_is_a_clear_error(corpus, tmp_path):

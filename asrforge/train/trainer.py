@@ -78,7 +78,10 @@ def _load_split(paths: str | list[str] | None, name: str, max_duration: float | 
             skipped.append(Skipped(u.id, f"audio file {u.audio_filepath} does not exist"))
     utts = present
     if not utts:
-        raise AsrforgeError(f"data.{name} ({paths}) has no usable utterance ({len(skipped)} skipped); see the skip report")
+        if not skipped:
+            raise AsrforgeError(f"data.{name} ({paths}) lists no utterances")
+        raise AsrforgeError(f"data.{name} ({paths}) has no usable utterance: all {len(skipped)} skipped, the first "
+                            f"({skipped[0].item}) because: {skipped[0].reason}")
     return utts, skipped
 
 
