@@ -45,6 +45,20 @@ def test_resume_continues_exactly(corpus, tmp_path):
     assert a["scheduler"] == b["scheduler"]
 
 
+def test_resume_refuses_a_changed_setting_by_name_and_takes_where_and_how_long_from_the_command(corpus, tmp_path):
+    """A changed train.epochs or lr was silently replaced by the checkpoint's: the run did something other
+    than asked (train.epochs=2 on a 1-epoch checkpoint trained nothing more)."""
+    run(corpus, tmp_path / "a", **{"train.max_steps": 1})
+    with pytest.raises(ConfigError, match=r"train.epochs=3 \(the checkpoint's: 2\), train.lr=0.0005 \(the checkpoint's: "
+                                          r"0.002\) differ from how it was started.*--overwrite"):
+        run(corpus, tmp_path / "a", resume=True, **{"train.epochs": 3, "train.lr": 5e-4})
+    with pytest.raises(ConfigError, match=r"model.encoder.hidden=48 \(the checkpoint's: 32\)"):
+        run(corpus, tmp_path / "a", resume=True, **{"model.encoder.hidden": 48})
+    summary = run(corpus, tmp_path / "a", resume=True, **{"train.max_steps": 2, "train.log_every": 7})
+    assert summary["steps"] == 2
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["recipe"]["train"]["log_every"] == 7
+
+
 def test_time_budget_stops_and_saves(corpus, tmp_path):
     summary = run(corpus, tmp_path / "c", **{"train.max_minutes": 0.0001, "train.epochs": 50})
     assert summary["epochs"] == 0 and summary["steps"] >= 1

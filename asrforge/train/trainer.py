@@ -85,6 +85,22 @@ def _load_split(paths: str | list[str] | None, name: str, max_duration: float | 
     return utts, skipped
 
 
+# where, and for how long, a run goes: a resumed run may change these (and data.*) and still continue exactly
+RESUME_MAY_CHANGE = ("train.max_minutes", "train.max_steps", "train.device", "train.threads", "train.amp",
+                     "train.log_every", "train.trace")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}``."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 class Trainer:
     def __init__(self, recipe: Recipe, out_dir: str | Path, resume: bool = False, progress: bool = True):
         self.out = Path(out_dir)
@@ -174,11 +190,22 @@ class Trainer:
     # ---- setup helpers -------------------------------------------------------------------------
     @staticmethod
     def _resumed_recipe(given: Recipe, saved: Recipe) -> Recipe:
-        """On resume the saved recipe is authoritative; only the budget, the step limit and data paths may change."""
-        if to_dict(given.model) != to_dict(saved.model) or to_dict(given.features) != to_dict(saved.features):
-            raise ConfigError("--resume: the recipe's model or features differ from the checkpoint's; "
-                              "resume with the same recipe (only train.max_minutes, train.max_steps and data.* may change)")
-        saved.train.max_minutes, saved.train.max_steps = given.train.max_minutes, given.train.max_steps
+        """A resumed run trains what the checkpoint was training: every setting must be the checkpoint's, except
+        the data paths and the settings of :data:`RESUME_MAY_CHANGE` (where, and for how long, it runs), which are
+        taken from ``given``. Any other difference is refused by name rather than silently dropped."""
+        mine, theirs = _flat(to_dict(given)), _flat(to_dict(saved))
+        changed = [key for key in sorted(mine.keys() | theirs.keys())
+                   if mine.get(key) != theirs.get(key) and key.split(".")[0] != "data"
+                   and key not in RESUME_MAY_CHANGE]
+        if changed:
+            shown = ", ".join(f"{key}={mine.get(key)!r} (the checkpoint's: {theirs.get(key)!r})" for key in changed[:6])
+            more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+            verb = "differs" if len(changed) == 1 else "differ"
+            raise ConfigError(f"--resume continues the checkpoint's training exactly, but {shown}{more} {verb} from "
+                              f"how it was started; give the recipe and overrides it was started with (only data.* and "
+                              f"{', '.join(sorted(RESUME_MAY_CHANGE))} may change), or start again with --overwrite")
+        for key in RESUME_MAY_CHANGE:
+            setattr(saved.train, key.split(".")[1], getattr(given.train, key.split(".")[1]))
         saved.data = given.data
         return saved
 
@@ -222,17 +249,11 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def _restore(self, ckpt: dict) -> None:
-        if self.ema is not None:
-            if "ema_steps" not in ckpt:
-                raise ConfigError("--resume: train.ema_decay is set but the checkpoint was trained without it; "
-                                  "resume with the same recipe")
+        if self.ema is not None:      # the recipe is the checkpoint's (_resumed_recipe), so the average is there
             self.ema.module.load_state_dict(ckpt["model"])
             self.ema.n_averaged.fill_(ckpt["ema_steps"])
         self.model.load_state_dict(ckpt.get("training_model", ckpt["model"]))
         if self.adversary is not None:
-            if "adversary" not in ckpt:
-                raise ConfigError("--resume: train.speaker_adversarial is set but the checkpoint was trained without it; "
-                                  "resume with the same recipe")
             self.adversary.load_state_dict(ckpt["adversary"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
