@@ -30,11 +30,15 @@ def to_mono(wave: np.ndarray) -> np.ndarray:
     return wave.mean(axis=1) if wave.ndim == 2 else wave
 
 
+def _missing(path: Path) -> str:
+    return f"audio file {path} does not exist; check the path (a manifest's relative paths are resolved from its folder)"
+
+
 def audio_info(path: str | Path) -> tuple[int, int]:
     """Return ``(sample_rate, frames)`` from the file header, or raise :class:`AudioError`."""
     path = Path(path)
     if not path.is_file():
-        raise AudioError(f"audio file {path} does not exist; check the path (relative paths are resolved from the manifest's folder)")
+        raise AudioError(_missing(path))
     try:
         info = sf.info(str(path))
     except Exception as e:  # libsndfile raises several types for bad headers
@@ -57,7 +61,7 @@ def load_audio(
     """
     path = Path(path)
     if not path.is_file():
-        raise AudioError(f"audio file {path} does not exist; check the path (relative paths are resolved from the manifest's folder)")
+        raise AudioError(_missing(path))
     if path.stat().st_size == 0:
         raise AudioError(f"audio file {path} is empty (0 bytes); re-export it or remove it from the manifest")
     try:
