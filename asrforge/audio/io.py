@@ -6,6 +6,7 @@ soundfile (libsndfile) decodes wav, flac, ogg/vorbis/opus, mp3 and NIST SPHERE; 
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def audio_info(path: str | Path) -> tuple[int, int]:
     try:
         info = sf.info(str(path))
     except Exception as e:  # libsndfile raises several types for bad headers
-        raise AudioError(f"audio file {path} cannot be read ({_short(e)}); re-encode it as WAV/FLAC or remove it") from None
+        raise AudioError(f"audio file {path} cannot be read ({decoder_message(e)}); re-encode it as WAV/FLAC or remove it") from None
     return int(info.samplerate), int(info.frames)
 
 
@@ -77,7 +78,7 @@ def load_audio(
     except AudioError:
         raise
     except Exception as e:
-        raise AudioError(f"audio file {path} cannot be decoded ({_short(e)}); re-encode it as WAV/FLAC or remove it") from None
+        raise AudioError(f"audio file {path} cannot be decoded ({decoder_message(e)}); re-encode it as WAV/FLAC or remove it") from None
     wave = np.asarray(wave, dtype=np.float32)
     if channel is not None:
         channels = wave.shape[1] if wave.ndim == 2 else 1
@@ -100,7 +101,7 @@ def decode_audio_bytes(data: bytes, what: str = "standard input", sample_rate: i
     try:
         wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     except Exception as e:
-        raise AudioError(f"{what} cannot be decoded ({_short(e)}); pipe WAV or FLAC, e.g. "
+        raise AudioError(f"{what} cannot be decoded ({decoder_message(e)}); pipe WAV or FLAC, e.g. "
                          "ffmpeg -i talk.mp4 -f wav - | asrforge transcribe - --model ...") from None
     wave = to_mono(np.asarray(wave, dtype=np.float32))
     if wave.size == 0:
@@ -116,5 +117,10 @@ def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RA
     sf.write(str(path), np.clip(wave, -1.0, 1.0), sample_rate, subtype=subtype)
 
 
-def _short(e: Exception) -> str:
-    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+def decoder_message(e: Exception) -> str:
+    """The decoder's reason in one short line, without libsndfile's "Error opening <source>: " (our message names
+    the file already; for in-memory audio the source is an object's repr)."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    return re.sub(r"^Error opening .*?: (?=\S)", "", text.splitlines()[0])[:200]

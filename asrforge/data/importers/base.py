@@ -20,6 +20,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from asrforge.audio.io import decoder_message
 from asrforge.data.manifest import Skipped, Utterance, write_manifest
 from asrforge.errors import AsrforgeError
 from asrforge.progress import progress_bar
@@ -67,8 +68,7 @@ def validate(c: Candidate, normalizer: Normalizer, needs_text: bool = True) -> U
             if f.frames == 0 or f.read(min(1024, f.frames), dtype="float32").size == 0:
                 return Skipped(c.id, f"audio file {path} holds no samples")
     except Exception as e:  # libsndfile: unknown format, compressed SPHERE, truncated mp3, ...
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        return Skipped(c.id, f"audio file {path} cannot be decoded ({reason})")
+        return Skipped(c.id, f"audio file {path} cannot be decoded ({decoder_message(e)})")
     duration = total - c.offset if c.duration is None else c.duration
     if c.offset + duration > total + SEGMENT_TOLERANCE:
         return Skipped(c.id, f"audio file {path} is {total:.2f}s long, shorter than its segment "
