@@ -184,6 +184,56 @@ def test_attention_and_transducer_searches_fuse_the_lm():
     assert {k: tok.decode(v) for k, v in closed.items()} == {"attention": "one", "transducer": "one"}
 
 
+# An ARPA LM whose <s> backoff weight exceeds 1 (log10 1.0): an unknown first word, spelt at the <unk> cost,
+# gains 2.3 when it completes, so the attention search's fused scores can rise as tokens are added.
+RISING_ARPA = """\\data\\
+ngram 1=4
+ngram 2=2
+
+\\1-grams:
+-1.5\t</s>
+-99\t<s>\t1.0
+-2.5\t<unk>
+-0.3\ta\t0.8
+
+\\2-grams:
+-0.2\t<s> a
+-0.1\ta </s>
+
+\\end\\
+"""
+
+
+def test_attention_search_does_not_stop_before_an_lm_that_can_raise_scores_has_had_its_say(tmp_path):
+    """With a beam wide enough to keep every hypothesis, the search must find the best per-token score of all
+    spellings. Its stopping rule assumed scores only fall; with this LM it ended one script in 300 too soon."""
+    import itertools
+
+    from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search
+
+    (tmp_path / "rising.arpa").write_text(RISING_ARPA)
+    tok = CharTokenizer.build(["ab ba"])
+    pieces = ["" if i == tok.blank_id else tok.piece(i) for i in range(tok.vocab_size)]
+    scorer = WordLMScorer(NGramLM.load(tmp_path / "rising.arpa"), pieces, 1.0, 0.0)
+    assert scorer.max_gain > 2.3
+    spoken = [tok.index[" "], tok.index["a"], tok.index["b"]]
+    T, g = 4, torch.Generator().manual_seed(0)
+    options = AttentionBeamOptions(beam_size=32, max_len_ratio=1.0, min_len=T)   # at most 3 tokens and <eos>
+    for _ in range(300):
+        script = torch.full((T, tok.vocab_size), -30.0)
+        script[:, [0] + spoken] = (2 * torch.randn(T, 4, generator=g)).log_softmax(-1)    # token 0: <eos>
+        found = attention_beam_search(ScriptedAttentionModel(), script[None], torch.tensor([T]), options, scorer)[0][0]
+        best = -math.inf
+        for n in range(T):
+            for spelling in itertools.product(spoken, repeat=n):
+                state, total = scorer.initial(), float(script[n, 0])
+                for i, token in enumerate(spelling):
+                    total += float(script[i, token])
+                    state = scorer.extend(state, token)
+                best = max(best, (total + scorer.finish(state)) / (n + 1))
+        assert found.score == pytest.approx(best, abs=1e-4)
+
+
 def _random_lm_states(scorer: WordLMScorer, n: int, vocab: int, g: torch.Generator) -> list:
     """``n`` LM states after random spellings of 0-5 tokens: words, parts of words and misspellings."""
     states = []

@@ -13,7 +13,8 @@ when no live hypothesis can still reach a better per-token score than its best f
 A word n-gram LM (``lm``) fuses into the beam search and the rescoring. The beam search adds
 ``weight * ln p(word | history)`` as each word completes, but no word bonus: its ranking by score per token
 already removes the pull toward short outputs that the bonus offsets in CTC search, and a bonus, by raising
-scores, would void the stopping rule above, which relies on scores only falling. Rescoring an n-best list
+every word's score, would loosen the stopping rule above to near uselessness. (An ARPA file whose backoff weights
+exceed 1 can still raise a score when an unknown word completes; the rule allows for that much.) Rescoring an n-best list
 is not length-normalized, so there the LM score includes the bonus, as in CTC search.
 """
 
@@ -109,6 +110,18 @@ def _fuse_word_lm(step: torch.Tensor, scores: torch.Tensor, lm: WordLMScorer, st
     return out, following
 
 
+def _best_reachable(score: torch.Tensor, length: int, limit: torch.Tensor, gain: float) -> torch.Tensor:
+    """The best score per token a live hypothesis with total ``score`` after ``length`` tokens (with ``<sos>``)
+    can still end with, by ``limit`` tokens (with ``<eos>``) at most. Each further token adds a log-probability
+    (at most 0) and an LM change of at most ``gain`` (0 but for an ARPA file whose backoff weights exceed 1:
+    see :attr:`WordLMScorer.max_gain`), so ending after ``m`` tokens gives at most ``(score + gain (m - length)) /
+    m``. That is monotone in ``m``: the best is at the soonest end or the latest."""
+    latest = (score + gain * (limit - length)) / limit
+    if gain == 0.0:
+        return latest
+    return torch.maximum((score + gain) / (length + 1), latest)
+
+
 @torch.inference_mode()
 def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
                           options: AttentionBeamOptions = AttentionBeamOptions(),
@@ -135,9 +148,11 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
         if ctc is None:
             raise ValueError("decode.ctc_weight > 0 needs a model with a CTC head (family joint, or model.ctc_weight > 0)")
         scorer = CTCPrefixScorer(pad_with_certain_blank(ctc, h_lens).repeat_interleave(K, dim=0))
+    gain = 0.0                                              # the most one more token can raise a score
     if lm is not None:
         lm = lm.with_word_bonus(0.0)
         lm_states = [lm.initial()] * N
+        gain = lm.max_gain
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     best_finished = torch.full((B,), NEG_INF, device=dev)    # best per-token score among finished hypotheses
     limit_per_utt = limit[::K].float()
@@ -174,13 +189,9 @@ def attention_beam_search(model, h: torch.Tensor, h_lens: torch.Tensor,
                 finished[b].append(Hypothesis(toks, float(top[n]) / lengths))
                 best_finished[b] = max(best_finished[b], float(top[n]) / lengths)
         top = torch.where(tokens == EOS, NEG_INF, top)
-        # An utterance is done when no live hypothesis can still beat its best finished one. Scores only fall
-        # as tokens are added, so a live hypothesis ends at best with score_now / (longest allowed length).
-        # The LM's changes fall too (no word bonus here), except with an ARPA file whose backoff weights exceed
-        # 1 (asrforge's Kneser-Ney files never do): completing an unknown word may then gain up to
-        # lm.max_gain, which this bound ignores.
+        # An utterance is done when no live hypothesis can still beat its best finished one.
         live_best = top.reshape(B, K).max(dim=-1).values
-        done |= (live_best == NEG_INF) | (best_finished >= live_best / limit_per_utt)
+        done |= (live_best == NEG_INF) | (best_finished >= _best_reachable(live_best, lengths, limit_per_utt, gain))
         if bool(done.all()):
             break
         top = top.reshape(B, K).masked_fill(done[:, None], NEG_INF)
