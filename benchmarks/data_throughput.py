@@ -1,10 +1,12 @@
 """Is data loading the bottleneck? Utterances/s the DataLoader delivers (audio decoding, augmentation,
 features, SpecAugment, collation) next to utterances/s one training step consumes, in the same run.
 
-    python benchmarks/data_throughput.py [--workers 0 2] [--recipe configs/fsdd_ctc.yaml] [--train M] [-- overrides ...]
+    python benchmarks/data_throughput.py [--workers 0 2] [--recipe configs/fsdd_ctc.yaml] [--train M] [--device cuda]
+        [-- overrides ...]
 
-``--train`` may be a manifest or a shard spec (DIR/shard-{000000..000009}.tar). Prints one JSON line;
-loader/step > 1 means the loader keeps up.
+``--train`` may be a manifest or a shard spec (DIR/shard-{000000..000009}.tar). ``--device`` is where the
+training step runs (the loader always runs on the CPU, as in training). Prints one JSON line; loader/step > 1
+means the loader keeps up.
 """
 
 from __future__ import annotations
@@ -45,18 +47,21 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--batches", type=int, default=60)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--device", default="cpu", help="where the training step runs: cpu, cuda, cuda:N")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = bench_corpus(Path(tmp) / "corpus")
         base = [f"data.train={args.train or corpus / 'train.jsonl'}", f"data.dev={corpus / 'dev.jsonl'}",
-                "data.cache_features=false", "train.device=cpu", *args.overrides]
-        loaders = {w: loader_rate(load_recipe(args.recipe, base + [f"data.num_workers={w}"]), Path(tmp) / f"l{w}", args.batches)
+                "data.cache_features=false", *args.overrides]
+        loaders = {w: loader_rate(load_recipe(args.recipe, base + ["train.device=cpu", f"data.num_workers={w}"]),
+                                  Path(tmp) / f"l{w}", args.batches)
                    for w in args.workers}
-        step = measure_steps(load_recipe(args.recipe, base), Path(tmp) / "steps", args.steps)
+        step = measure_steps(load_recipe(args.recipe, base + [f"train.device={args.device}"]), Path(tmp) / "steps",
+                             args.steps)
     print(json.dumps({"name": "data_throughput", "recipe": args.recipe, "train": args.train or "synthetic digits",
                       "loader_utts_per_s": {str(w): r["utts_per_s"] for w, r in loaders.items()},
-                      "step_utts_per_s": step["utts_per_s"],
+                      "step_utts_per_s": step["utts_per_s"], "step_device": args.device, "step_amp": step["amp"],
                       "loader_over_step": {str(w): r["utts_per_s"] / step["utts_per_s"] for w, r in loaders.items()},
                       "machine": machine()}))
 
