@@ -18,7 +18,9 @@ def resolve_device(preference: str | torch.device, local_rank: int = 0, option: 
     if isinstance(preference, torch.device):
         preference = str(preference)
     if preference == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        preference = "cuda"
     try:
         device = torch.device(f"cuda:{local_rank}" if preference == "cuda" else preference)
     except RuntimeError:
@@ -28,9 +30,13 @@ def resolve_device(preference: str | torch.device, local_rank: int = 0, option: 
             build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
             raise ConfigError(f"{option} {preference}: this PyTorch ({torch.__version__}, {build}) sees no CUDA GPU; "
                               "use cpu (or auto), or install a CUDA build of torch on a machine with a GPU")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"{option} {preference}: there are only {torch.cuda.device_count()} GPU(s), "
-                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count and preference == "cuda":
+            raise ConfigError(f"this is process {local_rank} on this machine (torchrun's LOCAL_RANK), and each takes "
+                              f"its own GPU, but there are only {count}: start at most {count} per machine "
+                              f"(--nproc_per_node {count}), or set {option}=cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{option} {preference}: there are only {count} GPU(s), cuda:0 to cuda:{count - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"{option} {preference}: Apple's Metal (mps) is not available here; use cpu or auto")
     return device

@@ -28,6 +28,11 @@ def test_gpu_choice_follows_the_local_rank_and_the_gpu_count(monkeypatch):
     assert resolve_device("cuda", local_rank=1) == torch.device("cuda:1") and resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(ConfigError, match="there are only 2 GPU"):
         resolve_device("cuda:2")
+    # torchrun starting more processes than there are GPUs: say so, instead of CUDA's invalid device ordinal
+    for asked in ("auto", "cuda"):
+        with pytest.raises(ConfigError, match=r"process 2 on this machine .* only 2: start at most 2 per machine "
+                                              r"\(--nproc_per_node 2\), or set train.device=cpu"):
+            resolve_device(asked, local_rank=2, option="train.device")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU gives")
