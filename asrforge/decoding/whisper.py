@@ -158,10 +158,11 @@ class GreedyDecoder:
             nxt = torch.distributions.Categorical(logits=logits / self.temperature).sample()
         logprobs = F.log_softmax(logits.float(), dim=-1)
         current = logprobs[torch.arange(len(nxt)), nxt]
-        ended = tokens[:, -1] == self.eot
+        # logits and sums are on the CPU (see decode), tokens where the model is
+        ended = (tokens[:, -1] == self.eot).to(logits.device)
         sum_logprobs += current * ~ended
         nxt[ended] = self.eot
-        tokens = torch.cat([tokens, nxt[:, None]], dim=-1)
+        tokens = torch.cat([tokens, nxt.to(tokens.device)[:, None]], dim=-1)
         return tokens, bool((tokens[:, -1] == self.eot).all())
 
     def finalize(self, tokens: torch.Tensor, sum_logprobs: torch.Tensor, n_group: int):
