@@ -45,6 +45,40 @@ def test_resume_continues_exactly(corpus, tmp_path):
     assert a["scheduler"] == b["scheduler"]
 
 
+def test_ctrl_c_saves_where_training_stopped_and_resume_continues_exactly(corpus, tmp_path, capsys):
+    """Ctrl-C used to end training at once, losing everything since the last epoch's save. Now the step in
+    hand finishes, last.pt is saved mid-epoch, and --resume ends where an uninterrupted run ends."""
+    import os
+    import signal
+
+    straight = run(corpus, tmp_path / "a")
+    trainer = Trainer(load_recipe(DEMO, tiny_overrides(corpus, **{"data.num_workers": 1})), tmp_path / "b", progress=False)
+    step = trainer._optimizer_step
+
+    def interrupted_after_the_third_step():
+        norm = step()
+        if trainer.state.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)          # as Ctrl-C in the terminal
+        return norm
+
+    trainer._optimizer_step = interrupted_after_the_third_step
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert f"stopped at step 3 (epoch 1, batch 3); saved {tmp_path / 'b' / 'last.pt'}: continue with --resume" \
+        in capsys.readouterr().err
+    saved = load_checkpoint(tmp_path / "b" / "last.pt")["train_state"]
+    assert (saved["step"], saved["epoch"], saved["batch_in_epoch"]) == (3, 0, 3)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler        # the handler is put back
+    resumed = run(corpus, tmp_path / "b", resume=True)
+    assert resumed["steps"] == straight["steps"]
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    capsys.readouterr()
+    assert run(corpus, tmp_path / "b", resume=True)["steps"] == straight["steps"]      # finished: nothing more
+    assert "has finished its 2 epochs; nothing is left to train" in capsys.readouterr().err
+
+
 def test_resume_refuses_a_changed_setting_by_name_and_takes_where_and_how_long_from_the_command(corpus, tmp_path):
     """A changed train.epochs or lr was silently replaced by the checkpoint's: the run did something other
     than asked (train.epochs=2 on a 1-epoch checkpoint trained nothing more)."""

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -101,6 +104,34 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+class StopOnInterrupt:
+    """Ctrl-C while training: the step in hand finishes, ``last.pt`` is saved where training stopped (resumable
+    exactly, like a time-budget stop), and then the run ends with KeyboardInterrupt. A second Ctrl-C stops at
+    once. Outside the main thread (where signals cannot be caught) it does nothing."""
+
+    def __init__(self):
+        self.asked = False
+        self._previous = None
+
+    def __enter__(self) -> "StopOnInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def _ask(self, signum, frame) -> None:
+        self.asked = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the training process, which stops cleanly; killed, they would break it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Trainer:
     def __init__(self, recipe: Recipe, out_dir: str | Path, resume: bool = False, progress: bool = True):
         self.out = Path(out_dir)
@@ -112,6 +143,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
 
         self.state = TrainState()
+        self._interrupt = StopOnInterrupt()
         self._speaker_acc: list[float] = []   # the adversary's accuracy per batch since the last log line
         checkpoint = None
         if resume:
@@ -286,16 +318,18 @@ class Trainer:
     def _loader(self) -> DataLoader:
         gen = torch.Generator().manual_seed(self.recipe.train.seed * 1000 + self.state.epoch)
         nw = self.recipe.data.num_workers
+        workers = {"num_workers": nw, "generator": gen, "prefetch_factor": 4 if nw else None,
+                   "worker_init_fn": _ignore_interrupts if nw else None}
         if self.train_set is None:   # shards: the stream already yields collated batches
-            return DataLoader(self.sampler, batch_size=None, num_workers=nw, generator=gen,
-                              prefetch_factor=4 if nw else None)
-        return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate, num_workers=nw,
-                          generator=gen, persistent_workers=False, prefetch_factor=4 if nw else None)
+            return DataLoader(self.sampler, batch_size=None, **workers)
+        return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate, persistent_workers=False,
+                          **workers)
 
     def _out_of_budget(self, started: float) -> bool:
         cfg = self.recipe.train
         over = (cfg.max_steps is not None and self.state.step >= cfg.max_steps) or (
-            cfg.max_minutes is not None and self.state.elapsed + time.time() - started >= cfg.max_minutes * 60)
+            cfg.max_minutes is not None and self.state.elapsed + time.time() - started >= cfg.max_minutes * 60) or (
+            self._interrupt.asked)
         return bool(D.broadcast_value(float(over), self.dist))
 
     def _train_step(self, batch) -> float | None:
@@ -406,6 +440,20 @@ class Trainer:
             (self.out / "trace").mkdir(exist_ok=True)
             trace = open(self.out / "trace" / f"rank{self.dist.rank}.jsonl", "a")
         self.model.train()
+        if self.state.epoch >= self.state.planned_epochs and self.dist.is_main:   # --resume of a finished run
+            print(f"{self.out} has finished its {self.state.planned_epochs} epochs; nothing is left to train (to train "
+                  "longer, start again with --overwrite and more train.epochs)", file=sys.stderr)
+        with self._interrupt:
+            summary = self._fit(trace)
+        if self._interrupt.asked:
+            if self.dist.is_main:
+                print(f"stopped at step {self.state.step} (epoch {self.state.epoch + 1}, batch {self.state.batch_in_epoch}); "
+                      f"saved {self.out / 'last.pt'}: continue with --resume", file=sys.stderr)
+            raise KeyboardInterrupt
+        return summary
+
+    def _fit(self, trace) -> dict:
+        cfg = self.recipe.train
         started = time.time()
         stop = self._out_of_budget(started)
         while not stop and self.state.epoch < self.state.planned_epochs:
