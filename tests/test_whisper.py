@@ -314,6 +314,14 @@ def test_load_model_serves_both_kinds(saved, trained, tmp_path, capsys):
     assert main(["transcribe", str(wav), str(wav), "--model", str(trained), "--temperature", "0.2"]) == 2
     err = capsys.readouterr().err
     assert "['temperature'] apply to Whisper checkpoints only" in err and "skipped" not in err
+    # subtitles of several recordings printed one after another could not be told apart
+    sf.write(tmp_path / "b.wav", audio, 16000)
+    assert main(["transcribe", str(wav), str(tmp_path / "b.wav"), "--model", str(trained), "--output-format", "srt"]) == 2
+    assert "--output-format srt prints one document per recording; for 2 recordings give --output-dir" \
+        in capsys.readouterr().err
+    assert main(["transcribe", str(wav), str(tmp_path / "b.wav"), "--model", str(trained), "--output-format", "srt",
+                 "--output-dir", str(tmp_path / "subs")]) == 0
+    assert sorted(p.name for p in (tmp_path / "subs").iterdir()) == ["a.srt", "b.srt"]
 
 def test_int8_quantizes_every_linear_layer_and_stays_close(tiny, saved):
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear

@@ -158,6 +158,11 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
         if output_dir and names.setdefault(name, path) != path:
             raise AsrforgeError(f"{names[name]} and {path} would both be written as {Path(output_dir) / name}.*; "
                                 "give their common folder instead (its layout is kept) or transcribe them apart")
+    if not output_dir and len(inputs) > 1 and output_format in ("srt", "vtt", "tsv"):
+        # printed one after another, the documents could not be told apart (each starts again at cue 1)
+        raise AsrforgeError(f"--output-format {output_format} prints one document per recording; for "
+                            f"{len(inputs)} recordings give --output-dir (one .{output_format} file each), or use "
+                            "txt or json, which name each file")
     audio = [path for path, _ in inputs]
     recognizer = load_model(model, device, dtype, tokenizer, lm_options)
     options = {k: v for k, v in options.items() if v is not None}
