@@ -322,6 +322,8 @@ def test_load_model_serves_both_kinds(saved, trained, tmp_path, capsys):
     assert main(["transcribe", str(wav), str(tmp_path / "b.wav"), "--model", str(trained), "--output-format", "srt",
                  "--output-dir", str(tmp_path / "subs")]) == 0
     assert sorted(p.name for p in (tmp_path / "subs").iterdir()) == ["a.srt", "b.srt"]
+    assert main(["transcribe", str(wav), "--model", str(trained), "--output-format", "all"]) == 2   # printed only txt
+    assert "--output-format all writes five files per recording" in capsys.readouterr().err
 
 def test_int8_quantizes_every_linear_layer_and_stays_close(tiny, saved):
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear

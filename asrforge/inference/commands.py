@@ -158,6 +158,9 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
         if output_dir and names.setdefault(name, path) != path:
             raise AsrforgeError(f"{names[name]} and {path} would both be written as {Path(output_dir) / name}.*; "
                                 "give their common folder instead (its layout is kept) or transcribe them apart")
+    if not output_dir and output_format == "all":
+        raise AsrforgeError("--output-format all writes five files per recording (txt, srt, vtt, tsv, json); "
+                            "give --output-dir, or choose one format to print")
     if not output_dir and len(inputs) > 1 and output_format in ("srt", "vtt", "tsv"):
         # printed one after another, the documents could not be told apart (each starts again at cue 1)
         raise AsrforgeError(f"--output-format {output_format} prints one document per recording; for "
@@ -196,7 +199,7 @@ def transcribe_command(audio: list[str], model: str, output_format: str, output_
                     print(f"wrote {file}", file=sys.stderr)
         elif output_format == "json":
             print(json.dumps({"file": path, **result}, ensure_ascii=False))
-        elif output_format in ("txt", "all"):
+        elif output_format == "txt":
             text = result["text"].strip()
             print(f"{path}\t{text}" if len(audio) > 1 else text)
         else:
