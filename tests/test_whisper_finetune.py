@@ -58,6 +58,11 @@ def test_finetuning_learns_the_transcripts(finetuned):
     assert results["dev_wer_after"] == 0.0            # four utterances, memorized
     log = [json.loads(line) for line in (finetuned / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["epoch"] == 0 and "dev_wer" in log[0]   # the "before" figure is logged first
+    # once dev WER reaches 0 it stays there; the kept epoch is the one with the lowest dev loss, not the first
+    scored = [r for r in log if "dev_wer" in r]
+    assert results["best_epoch"] == min(scored, key=lambda r: (r["dev_wer"], r["dev_loss"]))["epoch"]
+    perfect = [r["epoch"] for r in scored if r["dev_wer"] == 0.0]
+    assert len(perfect) > 1 and results["best_epoch"] != perfect[0]
 
 
 def test_frozen_encoder_is_unchanged_and_saved_files_load(setup, finetuned):

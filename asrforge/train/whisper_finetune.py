@@ -5,10 +5,10 @@ SpecAugment, the skip report); what differs is Whisper's own front end, its toke
 the decoder is teacher-forced on ``<|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|> text
 <|endoftext|>`` and learns the text and the end token (the task prefix is given, not learned).
 
-WER on ``data.dev`` is measured before the first step and after every epoch; the best weights are
-written as an OpenAI ``.pt`` (``EXP/whisper.pt``, tokenizer beside it) and a Hugging Face folder
-(``EXP/hf``); ``EXP/results.json`` holds the figures, ``EXP/dev_before.jsonl`` and ``dev_after.jsonl``
-each utterance's hypothesis. Single process (no DDP).
+WER on ``data.dev`` is measured before the first step and after every epoch; the best weights (lowest dev WER,
+ties broken by the lower dev loss) are written as an OpenAI ``.pt`` (``EXP/whisper.pt``, tokenizer beside it)
+and a Hugging Face folder (``EXP/hf``); ``EXP/results.json`` holds the figures and the best epoch,
+``EXP/dev_before.jsonl`` and ``dev_after.jsonl`` each utterance's hypothesis. Single process (no DDP).
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ class WhisperFineTuner:
         self.train_set = SpeechDataset(train_utts, features, targets, self.train_text, specaug, train.seed,
                                        cache_features=recipe.data.cache_features, wave_augment=augment)
         self.dev_set = whisper_dataset(dev_utts, self.model, self.train_text, recipe.data.cache_features)
+        # the same utterances with their targets, for the dev loss that breaks ties of dev WER
+        self.dev_targets = SpeechDataset(dev_utts, features, targets, self.train_text, None, train.seed,
+                                         cache_features=recipe.data.cache_features)
         self.sampler = DurationBatchSampler(self.train_set.durations, recipe.data.max_batch_seconds, shuffle=True,
                                             seed=train.seed, max_batch_size=recipe.data.max_batch_size)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -127,20 +130,40 @@ class WhisperFineTuner:
                                label_smoothing=self.recipe.model.label_smoothing)
 
     def evaluate(self, desc: str, hypotheses: Path) -> dict:
+        """Dev WER/CER of the current weights, and their dev loss (``loss``)."""
         ev = evaluate_whisper(self.model, self.tokenizer, self.dev_set, self.language, self.recipe.model.task,
-                              self.recipe.decode.beam_size, max(1, min(self.recipe.data.max_batch_size, 16)),
-                              self.progress, hypotheses, desc)
+                              self.recipe.decode.beam_size, self.eval_batch_size, self.progress, hypotheses, desc)
         self.skipped += ev.bad
-        return ev.summary()
+        return {**ev.summary(), "loss": self.dev_loss()}
+
+    @property
+    def eval_batch_size(self) -> int:
+        return max(1, min(self.recipe.data.max_batch_size, 16))
+
+    @torch.no_grad()
+    def dev_loss(self) -> float:
+        """Teacher-forced loss on the dev transcripts, per utterance (those whose text cannot be a target are
+        left out). Once dev WER stops moving (often at 0 % on a small dev set), it tells the epochs apart."""
+        was_training = self.model.training
+        self.model.eval()
+        total, counted = 0.0, 0
+        for first in range(0, len(self.dev_targets), self.eval_batch_size):
+            batch = collate([self.dev_targets[i] for i in range(first, min(first + self.eval_batch_size,
+                                                                           len(self.dev_targets)))])
+            if len(batch):
+                total += float(self.loss(batch)) * len(batch)
+                counted += len(batch)
+        self.model.train(was_training)
+        return total / counted if counted else math.inf
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
         train = self.recipe.train
         before = self.evaluate("dev WER before", self.out / "dev_before.jsonl")
-        self._log({"epoch": 0, "step": 0, "dev_wer": before["wer"], "dev_cer": before["cer"]})
+        self._log({"epoch": 0, "step": 0, "dev_wer": before["wer"], "dev_cer": before["cer"], "dev_loss": before["loss"]})
         if self.progress:
             tqdm.write(f"before fine-tuning: dev WER {100 * before['wer']:.2f}%  CER {100 * before['cer']:.2f}%")
-        best = before
+        best, best_epoch = before, 0
         self._save()               # the starting point is the best until an epoch beats it
         step, epoch, started, stop = 0, 0, time.time(), False
         self.model.train()
@@ -175,15 +198,15 @@ class WhisperFineTuner:
             epoch += 1
             metrics = self.evaluate("dev WER", self.out / "dev_last.jsonl")
             self._log({"epoch": epoch, "step": step, "dev_wer": metrics["wer"], "dev_cer": metrics["cer"],
-                       "elapsed_min": (time.time() - started) / 60})
+                       "dev_loss": metrics["loss"], "elapsed_min": (time.time() - started) / 60})
             if self.progress:
                 tqdm.write(f"epoch {epoch}: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%")
-            if metrics["wer"] < best["wer"]:
-                best = metrics
+            if (metrics["wer"], metrics["loss"]) < (best["wer"], best["loss"]):   # a WER tie goes to the lower loss
+                best, best_epoch = metrics, epoch
                 self._save()
                 (self.out / "dev_after.jsonl").write_bytes((self.out / "dev_last.jsonl").read_bytes())
         summary = {"dev_wer_before": before["wer"], "dev_wer_after": best["wer"], "dev_cer_before": before["cer"],
-                   "dev_cer_after": best["cer"], "epochs": epoch, "steps": step,
+                   "dev_cer_after": best["cer"], "best_epoch": best_epoch, "epochs": epoch, "steps": step,
                    "train_minutes": (time.time() - started) / 60, "skipped": len(self.skipped),
                    "openai_checkpoint": str(self.out / "whisper.pt"), "huggingface_folder": str(self.out / "hf")}
         (self.out / "results.json").write_text(json.dumps(summary, indent=2))
