@@ -19,7 +19,7 @@ import math
 import os
 import random
 import re
-from collections import Counter, deque
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +34,7 @@ from asrforge.data.manifest import Skipped, Utterance, load_utterance, read_mani
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.data.sampler import cut_batches
 from asrforge.errors import AsrforgeError, ConfigError, ManifestError
+from asrforge.parallel import ordered_map
 from asrforge.progress import progress_bar
 
 FILL = 0.8   # batches are on average about this full (padding and bucket edges), for the epoch-length estimate
@@ -87,7 +88,7 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
     seconds, texts, keys, speakers = 0.0, [], set(), Counter()
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink, \
             ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        for u, encoded in progress_bar(zip(utts, _in_order(pool, _flac_of, utts)), total=len(utts),
+        for u, encoded in progress_bar(zip(utts, ordered_map(pool, _flac_of, utts)), total=len(utts),
                                        desc="sharding", unit="utt", disable=not progress):
             if isinstance(encoded, Skipped):
                 skipped.append(encoded)
@@ -139,18 +140,6 @@ def _header(path: Path):
         return sf.info(str(path))
     except Exception:       # libsndfile's several error types; load_utterance then says what is wrong
         return None
-
-
-def _in_order(pool: ThreadPoolExecutor, fn, items: list, ahead: int = 64) -> Iterator:
-    """``fn`` over ``items`` on the pool's threads (decoding and encoding release the GIL), results in order,
-    at most ``ahead`` in flight so a large corpus is never held in memory."""
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def _decode_sample(sample: dict) -> tuple[dict, np.ndarray] | BadItem:

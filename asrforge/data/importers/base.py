@@ -23,6 +23,7 @@ import soundfile as sf
 from asrforge.audio.io import decoder_message
 from asrforge.data.manifest import Skipped, Utterance, write_manifest
 from asrforge.errors import AsrforgeError
+from asrforge.parallel import ordered_map
 from asrforge.progress import progress_bar
 from asrforge.text import Normalizer
 
@@ -99,7 +100,8 @@ def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str
             if progress:
                 print(f"{split}: {manifest} was prepared from another source or with other options; redoing it")
         with ThreadPoolExecutor(workers) as pool:
-            checks = pool.map(lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates)
+            checks = ordered_map(pool, lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates,
+                                 ahead=workers * 16)
             results = list(progress_bar(checks, total=len(listing.candidates), desc=f"{corpus} {split}", unit="file",
                                         disable=not progress))
         utts, skipped, ids = [], listing.skipped + [r for r in results if isinstance(r, Skipped)], set()
