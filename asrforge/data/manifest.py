@@ -41,36 +41,36 @@ class Skipped:
 REQUIRED = ("audio_filepath", "duration", "text")
 
 
-def parse_line(line: str, base: Path, where: str) -> Utterance:
-    """One JSONL line -> :class:`Utterance`, or :class:`ManifestError` saying what is wrong."""
+def parse_line(line: str, base: str) -> Utterance:
+    """One JSONL line -> :class:`Utterance`, or :class:`ManifestError` saying what is wrong with it (the caller
+    adds where). Plain string paths, not ``Path``: a million-line manifest is read on every rank and worker."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
-        raise ManifestError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+        raise ManifestError(f"not valid JSON ({e.msg}); each line must be one JSON object") from None
     if not isinstance(obj, dict):
-        raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        raise ManifestError(f"expected a JSON object, got {type(obj).__name__}")
     missing = [k for k in REQUIRED if k not in obj]
     if missing:
-        raise ManifestError(f"{where}: missing field(s) {', '.join(missing)}; required: {', '.join(REQUIRED)}")
+        raise ManifestError(f"missing field(s) {', '.join(missing)}; required: {', '.join(REQUIRED)}")
     try:
         duration = float(obj["duration"])
         offset = float(obj.get("offset") or 0.0)
     except (TypeError, ValueError):
-        raise ManifestError(f"{where}: duration/offset must be numbers") from None
+        raise ManifestError("duration/offset must be numbers") from None
     if not math.isfinite(duration) or duration <= 0:
-        raise ManifestError(f"{where}: duration must be a positive number of seconds, got {obj['duration']!r}")
+        raise ManifestError(f"duration must be a positive number of seconds, got {obj['duration']!r}")
     if not isinstance(obj["text"], str):
-        raise ManifestError(f"{where}: text must be a string")
+        raise ManifestError("text must be a string")
     channel = obj.get("channel")
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
-        raise ManifestError(f"{where}: channel must be a channel number counted from 0, got {channel!r}")
-    path = Path(str(obj["audio_filepath"]))
-    if not path.is_absolute():
-        path = base / path
+        raise ManifestError(f"channel must be a channel number counted from 0, got {channel!r}")
+    path = os.path.join(base, str(obj["audio_filepath"]))    # an absolute path stays as it is
+    speaker, uid = obj.get("speaker"), obj.get("id")
     return Utterance(
-        audio_filepath=str(path), duration=duration, text=obj["text"], offset=offset,
-        speaker=None if obj.get("speaker") is None else str(obj["speaker"]),
-        id=str(obj["id"]) if obj.get("id") is not None else path.stem, channel=channel,
+        audio_filepath=path, duration=duration, text=obj["text"], offset=offset,
+        speaker=None if speaker is None else str(speaker),
+        id=str(uid) if uid is not None else os.path.splitext(os.path.basename(path))[0], channel=channel,
     )
 
 
@@ -79,16 +79,16 @@ def read_manifest(path: str | Path) -> tuple[list[Utterance], list[Skipped]]:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist; create one with `asrforge synth` or an importer")
-    base = path.parent.resolve()
+    base = str(path.parent.resolve())
     utts, skipped = [], []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                utts.append(parse_line(line, base, f"{path}:{n}"))
+                utts.append(parse_line(line, base))
             except ManifestError as e:
-                skipped.append(Skipped(f"{path}:{n}", str(e).split(": ", 1)[-1]))
+                skipped.append(Skipped(f"{path}:{n}", str(e)))
     return utts, skipped
 
 
