@@ -96,6 +96,8 @@ def test_resume_refuses_a_changed_setting_by_name_and_takes_where_and_how_long_f
 def test_time_budget_stops_and_saves(corpus, tmp_path):
     summary = run(corpus, tmp_path / "c", **{"train.max_minutes": 0.0001, "train.epochs": 50})
     assert summary["epochs"] == 0 and summary["steps"] >= 1
+    # no epoch was validated: null (Infinity is not JSON that jq or a browser reads)
+    assert summary["best_dev_wer"] is None and "Infinity" not in json.dumps(summary)
     assert load_checkpoint(tmp_path / "c" / "last.pt")["train_state"]["step"] == summary["steps"]
 
 

@@ -515,7 +515,8 @@ class Trainer:
                 weights.update({f"speaker_stats.{speaker}.mean": stats.mean, f"speaker_stats.{speaker}.std": stats.std})
             torch.save(weights, self.out / "trace" / f"rank{self.dist.rank}_weights.pt")
         summary = {"epochs": self.state.epoch, "steps": self.state.step, "train_minutes": self.state.elapsed / 60,
-                   "best_dev_wer": self.state.best_wer, "skipped": len(self.state.skipped) + len(self.manifest_skips)}
+                   # null, not Infinity (which JSON readers such as jq refuse), when no epoch was validated yet
+                   "best_dev_wer": self.state.best_wer if math.isfinite(self.state.best_wer) else None, "skipped": len(self.state.skipped) + len(self.manifest_skips)}
         if self.dist.is_main:
             self._write_skip_report()
         D.barrier(self.dist)
