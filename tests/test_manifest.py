@@ -1,6 +1,7 @@
 import json
+import os
 
-from asrforge.data.manifest import Utterance, read_manifest, write_manifest
+from asrforge.data.manifest import Utterance, missing_audio, read_manifest, write_manifest
 from conftest import write_manifest_lines
 
 
@@ -61,3 +62,17 @@ def test_channel_is_kept_only_where_set_and_checked(tmp_path):
                            for c in (-1, "1", 1.5, True)))
     utts, skipped = read_manifest(bad)
     assert utts == [] and len(skipped) == 4 and all("channel number counted from 0" in s.reason for s in skipped)
+
+
+def test_missing_audio_is_found_by_folder_listing_and_checked_by_name(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    for name in ("x.wav", "y.wav"):
+        (tmp_path / "a" / name).write_bytes(b"")
+    (tmp_path / "a" / "sub").mkdir()
+    paths = [tmp_path / "a" / "x.wav", tmp_path / "a" / "y.wav", tmp_path / "a" / "z.wav",
+             tmp_path / "nowhere" / "x.wav", tmp_path / "a" / "sub" / "..." / "x.wav"]
+    utts = [Utterance(str(p), 1.0, "t") for p in paths]
+    assert missing_audio(utts) == {str(p) for p in paths[2:]}
+    # what a listing lacks but opens by name (a case-insensitive filesystem) is not missing
+    monkeypatch.setattr(os, "listdir", lambda folder: [])
+    assert missing_audio(utts) == {str(p) for p in paths[2:]}

@@ -110,6 +110,26 @@ def write_manifest(path: str | Path, utts: list[Utterance], relative: bool = Tru
     tmp.replace(path)  # atomic: a crashed writer never leaves half a manifest
 
 
+def missing_audio(utts: list[Utterance]) -> set[str]:
+    """The ``audio_filepath`` values of ``utts`` that do not exist, found with one listing per folder: a
+    ``stat`` per file is a network round trip on the shared filesystems large corpora live on (a million
+    Common Voice clips sit in one folder)."""
+    by_folder: dict[str, set[str]] = {}
+    for u in utts:
+        folder, name = os.path.split(u.audio_filepath)
+        by_folder.setdefault(folder, set()).add(name)
+    missing = set()
+    for folder, names in by_folder.items():
+        try:
+            present = set(os.listdir(folder or "."))
+        except OSError:           # no such folder, or not one
+            present = set()
+        # what the listing lacks is checked once more by name: a case-insensitive filesystem opens "A.wav" as "a.wav"
+        missing.update(path for path in (os.path.join(folder, name) for name in names - present)
+                       if not os.path.isfile(path))
+    return missing
+
+
 def load_utterance(u: Utterance) -> np.ndarray:
     """The audio ``u`` names: ``duration`` seconds from ``offset``, of its channel -> ``(N,)`` float32, 16 kHz.
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from asrforge.audio.augment import WaveAugment
 from asrforge.config import to_dict
 from asrforge.data.dataset import ItemMaker, SpeechDataset, collate
-from asrforge.data.manifest import Skipped, Utterance, read_manifest
+from asrforge.data.manifest import Skipped, Utterance, missing_audio, read_manifest
 from asrforge.data.sampler import DurationBatchSampler
 from asrforge.data.shards import ShardStream, is_shard_spec, pool_speaker_statistics, read_index, shard_speakers
 from asrforge.decoding.kneser_ney import write_lm
@@ -73,13 +73,9 @@ def _load_split(paths: str | list[str] | None, name: str, max_duration: float | 
     if max_duration:
         skipped += [Skipped(u.id, f"longer than data.max_duration={max_duration}s") for u in utts if u.duration > max_duration]
         utts = [u for u in utts if u.duration <= max_duration]
-    present = []
-    for u in utts:   # a missing file is cheap to find now; unreadable ones are caught when loaded
-        if os.path.isfile(u.audio_filepath):
-            present.append(u)
-        else:
-            skipped.append(Skipped(u.id, f"audio file {u.audio_filepath} does not exist"))
-    utts = present
+    missing = missing_audio(utts)    # unreadable files are caught when loaded
+    skipped += [Skipped(u.id, f"audio file {u.audio_filepath} does not exist") for u in utts if u.audio_filepath in missing]
+    utts = [u for u in utts if u.audio_filepath not in missing]
     if not utts:
         if not skipped:
             raise AsrforgeError(f"data.{name} ({paths}) lists no utterances")
@@ -159,19 +155,20 @@ class Trainer:
         shards = is_shard_spec(recipe.data.train)
         if shards:
             index = read_index(recipe.data.train)
-            train_texts = index["transcripts"]
+            raw_texts = index["transcripts"]
             self.manifest_skips = [Skipped(s["item"], s["reason"]) for s in index["skipped"]]
         else:
             train_utts, self.manifest_skips = _load_split(recipe.data.train, "train", recipe.data.max_duration)
-            train_texts = [u.text for u in train_utts]
-        if not any(self.normalizer(t) for t in train_texts):
+            raw_texts = [u.text for u in train_utts]
+        train_texts = [self.normalizer(t) for t in raw_texts]      # once: the tokenizer and the LM learn from them
+        if not any(train_texts):
             raise ConfigError(f"data.train {recipe.data.train}: none of its {len(train_texts)} utterances has a transcript "
                               "(after normalization); training needs text. Manifests of untranscribed audio "
                               "(`prepare folder --audio-only`) are for augment.* and `asrforge adapt`")
         dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", None)
         self.manifest_skips += dev_skips
         self.tokenizer = (tokenizer_from_state(checkpoint["tokenizer"]) if checkpoint else
-                          build_tokenizer(recipe.text, [self.normalizer(t) for t in train_texts]))
+                          build_tokenizer(recipe.text, train_texts))
 
         features = FeatureExtractor(recipe.features)
         specaug = SpecAugment(recipe.specaugment) if recipe.specaugment.enabled else None
@@ -201,7 +198,7 @@ class Trainer:
         self.objective = objective_for(self.model)
         if recipe.lm.order > 0 and not recipe.lm.path and self.dist.is_main:
             # built first, so an interrupted run still has the LM its checkpoints decode with
-            write_lm([self.normalizer(t) for t in train_texts], recipe.lm.order, self.out / LM_FILE)
+            write_lm(train_texts, recipe.lm.order, self.out / LM_FILE)
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None)
                     if self.dist.enabled else self.model)
         self.adversary, self.speakers = self._build_adversary(None if shards else train_utts)
