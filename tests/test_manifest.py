@@ -76,3 +76,26 @@ def test_missing_audio_is_found_by_folder_listing_and_checked_by_name(tmp_path, 
     # what a listing lacks but opens by name (a case-insensitive filesystem) is not missing
     monkeypatch.setattr(os, "listdir", lambda folder: [])
     assert missing_audio(utts) == {str(p) for p in paths[2:]}
+
+
+def test_packed_list_gives_back_each_item_and_holds_no_object_per_item():
+    import multiprocessing
+    import pytest
+    from asrforge.data.packed import PackedList
+
+    utts = [Utterance(f"/a/{i}.wav", 1.0 + i, "é" * (i % 7), speaker=None if i % 3 else f"s{i}", id=f"u{i}")
+            for i in range(5000)]
+    packed = PackedList(utts)
+    assert len(packed) == 5000 and list(packed) == utts and packed[-1] == utts[-1]
+    with pytest.raises(IndexError):
+        packed[5000]
+    # the whole list is two numpy buffers: nothing per item for a forked worker's reads to copy
+    assert [type(v).__name__ for v in vars(packed).values()] == ["ndarray", "ndarray"]
+    # and it travels to a worker process whole (a spawned worker gets the dataset pickled)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        assert pool.apply(_read_every_other, (packed,)) == [u.id for u in utts[::2]]
+
+
+def _read_every_other(packed):
+    return [packed[i].id for i in range(0, len(packed), 2)]

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from asrforge.audio.augment import WaveAugment
 from asrforge.data.manifest import Utterance, load_utterance
+from asrforge.data.packed import PackedList
 from asrforge.errors import AsrforgeError
 from asrforge.features import FeatureExtractor, SpecAugment
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
@@ -125,11 +126,12 @@ class SpeechDataset(Dataset):
     def __init__(self, utts: list[Utterance], features: FeatureExtractor, tokenizer: Tokenizer | None,
                  normalizer: Normalizer, specaugment: SpecAugment | None = None, seed: int = 0,
                  cache_features: bool = False, wave_augment: WaveAugment | None = None, progress: bool = False):
-        self.utts = utts
+        self.utts = PackedList(utts)       # shared by forked loader workers, not copied into each
+        self._durations = np.array([u.duration for u in utts], dtype=np.float64)
         self.maker = ItemMaker(features, tokenizer, normalizer, specaugment, wave_augment, seed)
         # With waveform augmentation the features differ every epoch, so the cache keeps waveforms instead.
         self.cache: dict[int, torch.Tensor | np.ndarray] | None = {} if cache_features else None
-        self.texts = [normalizer(u.text) for u in utts]
+        self.texts = PackedList(normalizer(u.text) for u in utts)
         self.speaker_stats: dict[str, CMVNStats] = (self._pool_speaker_stats(progress)
                                                     if isinstance(features, FeatureExtractor)
                                                     and features.config.cmvn == "speaker" else {})
@@ -163,7 +165,7 @@ class SpeechDataset(Dataset):
 
     @property
     def durations(self) -> list[float]:
-        return [u.duration for u in self.utts]
+        return self._durations.tolist()
 
     def wave(self, index: int) -> np.ndarray:
         """The utterance's audio, un-augmented: ``(N,)`` float32 at 16 kHz."""
@@ -187,14 +189,15 @@ class SpeechDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int] | int) -> Item | BadItem:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        uid = self.utts[index].id or str(index)
+        u, text = self.utts[index], self.texts[index]
+        uid = u.id or str(index)
         gen = self.maker.generator(epoch, index)
         try:
-            tokens = self.maker.tokens(self.texts[index])
+            tokens = self.maker.tokens(text)
             feats = self.features_of(index, gen)
         except AsrforgeError as e:
             return BadItem(uid, str(e))
-        return self.maker.finish(uid, feats, tokens, self.texts[index], gen, self.utts[index].speaker)
+        return self.maker.finish(uid, feats, tokens, text, gen, u.speaker)
 
 
 def collate(items: list[Item | BadItem]) -> Batch:
