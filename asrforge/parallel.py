@@ -15,9 +15,13 @@ def ordered_map(pool: Executor, fn: Callable[[T], R], items: Iterable[T], ahead:
     taken. ``Executor.map`` submits every item at once: a million-file corpus then holds a million futures
     (about 2 KB each) before the first result is used."""
     pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= ahead:
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    finally:    # stopped early (Ctrl-C, an error, the consumer done): what has not started never runs
+        for future in pending:
+            future.cancel()
