@@ -97,14 +97,10 @@ def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
     return resample(wave, int(round(SAMPLE_RATE * factor)), SAMPLE_RATE)
 
 
-def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float, gen: torch.Generator) -> np.ndarray:
-    """Mix a random stretch of ``noise`` (tiled if short) into ``wave`` at ``snr_db``."""
-    if noise.size < wave.size:
-        noise = np.tile(noise, math.ceil(wave.size / noise.size))
-    start = int(torch.randint(0, noise.size - wave.size + 1, (), generator=gen))
-    part = noise[start : start + wave.size]
-    p_speech, p_noise = float(np.mean(wave**2)) + 1e-10, float(np.mean(part**2)) + 1e-10
-    return wave + part * math.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))
+def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``wave + noise`` (both ``(N,)``), the noise scaled to ``snr_db`` below the wave."""
+    p_speech, p_noise = float(np.mean(wave**2)) + 1e-10, float(np.mean(noise**2)) + 1e-10
+    return wave + noise * math.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))
 
 
 def band_limit(wave: np.ndarray, low_hz: float | None, high_hz: float | None, order: int = 4) -> np.ndarray:
@@ -218,8 +214,9 @@ class WaveAugment:
         if self.noise_count and float(torch.rand((), generator=gen)) < c.noise_prob:
             source = int(torch.randint(0, self.noise_count, (), generator=gen))
             recorded = len(self.noises) if self.noises else 0
-            noise = self.noises[source] if source < recorded else colored_noise(wave.size, c.noise_colors[source - recorded], gen)
-            wave = add_noise(wave, noise, _uniform(gen, *c.snr_db), gen)
+            noise = (self.noises.stretch(source, wave.size, gen) if source < recorded
+                     else colored_noise(wave.size, c.noise_colors[source - recorded], gen))
+            wave = add_noise(wave, noise, _uniform(gen, *c.snr_db))
         if c.gain_db:
             wave = wave * 10 ** (_uniform(gen, *c.gain_db) / 20)
         return wave.astype(np.float32, copy=False)
