@@ -95,6 +95,18 @@ def test_augmented_dataset_differs_per_epoch_not_per_call(corpus):
     assert isinstance(ds.cache[0], np.ndarray)            # waveforms are cached, not features
 
 
+def test_dataset_takes_the_callers_normalized_texts_instead_of_normalizing_again(corpus):
+    utts, _ = read_manifest(corpus / "train.jsonl")
+    normalize = Normalizer()
+    tok = CharTokenizer.build(normalize(u.text) for u in utts)
+    given = [normalize(u.text)[::-1] for u in utts[:2]]      # not what the normalizer would make: proves which is used
+    ds = SpeechDataset(utts[:2], FeatureExtractor(FeatureConfig()), tok, normalize, texts=given)
+    assert [ds[(i, 0)].text for i in range(2)] == given
+    assert SpeechDataset(utts[:2], FeatureExtractor(FeatureConfig()), tok, normalize)[(0, 0)].text == normalize(utts[0].text)
+    with pytest.raises(ValueError, match="1 normalized texts for 2 utterances"):
+        SpeechDataset(utts[:2], FeatureExtractor(FeatureConfig()), tok, normalize, texts=given[:1])
+
+
 def test_vtlp_warp_keeps_the_band_edge_and_is_continuous():
     freqs = torch.linspace(0, 4000, 401, dtype=torch.float64)
     for factor in (0.85, 1.0, 1.15):

@@ -125,13 +125,17 @@ class SpeechDataset(Dataset):
 
     def __init__(self, utts: list[Utterance], features: FeatureExtractor, tokenizer: Tokenizer | None,
                  normalizer: Normalizer, specaugment: SpecAugment | None = None, seed: int = 0,
-                 cache_features: bool = False, wave_augment: WaveAugment | None = None, progress: bool = False):
+                 cache_features: bool = False, wave_augment: WaveAugment | None = None, progress: bool = False,
+                 texts: list[str] | None = None):
+        if texts is not None and len(texts) != len(utts):
+            raise ValueError(f"{len(texts)} normalized texts for {len(utts)} utterances")
         self.utts = PackedList(utts)       # shared by forked loader workers, not copied into each
         self._durations = np.array([u.duration for u in utts], dtype=np.float64)
         self.maker = ItemMaker(features, tokenizer, normalizer, specaugment, wave_augment, seed)
         # With waveform augmentation the features differ every epoch, so the cache keeps waveforms instead.
         self.cache: dict[int, torch.Tensor | np.ndarray] | None = {} if cache_features else None
-        self.texts = PackedList(normalizer(u.text) for u in utts)
+        # ``texts``: the transcripts already normalized by the caller (the trainer does it once for the tokenizer too)
+        self.texts = PackedList(texts if texts is not None else (normalizer(u.text) for u in utts))
         self.speaker_stats: dict[str, CMVNStats] = (self._pool_speaker_stats(progress)
                                                     if isinstance(features, FeatureExtractor)
                                                     and features.config.cmvn == "speaker" else {})

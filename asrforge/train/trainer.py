@@ -189,7 +189,7 @@ class Trainer:
         else:
             self.train_set = SpeechDataset(train_utts, features, self.tokenizer, self.normalizer, specaug, cfg.seed,
                                            cache_features=recipe.data.cache_features, wave_augment=augment,
-                                           progress=self.progress)
+                                           progress=self.progress, texts=train_texts)
             self.sampler = DurationBatchSampler(self.train_set.durations, recipe.data.max_batch_seconds, shuffle=True,
                                                 seed=cfg.seed, rank=self.dist.rank, world=world,
                                                 max_batch_size=recipe.data.max_batch_size)
