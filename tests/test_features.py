@@ -67,3 +67,44 @@ def test_specaugment_is_deterministic_per_generator_and_masks():
     zero_rows = (a == 0).all(1).sum()
     assert 0 < zero_cols <= 20 and zero_rows <= 40
     assert torch.equal(feats[a != 0], a[a != 0])        # unmasked cells untouched
+
+
+def _tone_in_silence(before_s: float, after_s: float, seed: int = 0) -> np.ndarray:
+    """A 0.5-s 300 Hz tone with ``before_s``/``after_s`` of hiss 70 dB under it on either side."""
+    rng = np.random.default_rng(seed)
+    tone = 0.3 * np.sin(2 * np.pi * 300 * np.arange(8000) / 16000)
+    wave = np.concatenate([np.zeros(int(before_s * 16000)), tone, np.zeros(int(after_s * 16000))])
+    return (wave + 1e-4 * rng.standard_normal(wave.size)).astype(np.float32)
+
+
+def test_trim_cuts_the_silence_around_the_speech_to_the_margin_alike_however_much_there_was():
+    fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="none", trim_db=30, trim_margin_ms=50))
+    tight, padded = _tone_in_silence(0.02, 0.02), _tone_in_silence(1.0, 2.0)
+    kept = fe.kept_frames(padded)
+    assert abs(kept.start - 95) <= 2 and abs(kept.stop - kept.start - 61) <= 3     # tone 100-150, 5 frames either side
+    a, b = fe(tight), fe(padded)
+    assert a.shape[0] == fe.config.num_frames(tight.size) and b.shape[0] == kept.stop - kept.start   # nothing to cut
+    # the kept frames are the ones the untrimmed features have there: the trim only cuts, it changes nothing
+    whole = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="none"))(padded)
+    assert whole.shape[0] == 351 and torch.equal(b, whole[kept])
+    # speaker statistics come from the kept frames too, then stats_trim_db narrows them to the speech
+    both = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="speaker", trim_db=30, stats_trim_db=30))
+    assert abs(both.statistics_frames(padded).shape[0] - 51) <= 2
+
+
+def test_trim_keeps_pauses_inside_the_speech_and_the_margin_stops_at_the_ends():
+    fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="none", trim_db=30, trim_margin_ms=200))
+    burst = _tone_in_silence(0.0, 0.6)
+    two = np.concatenate([burst, _tone_in_silence(0.0, 0.05, seed=1)])     # tone, 0.6 s pause, tone, 50 ms
+    kept = fe.kept_frames(two)
+    assert kept.start == 0 and kept.stop == fe.config.num_frames(two.size)
+    off = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="none"))
+    assert fe.kept_frames(two) == off.kept_frames(two)
+
+
+@pytest.mark.parametrize("setting", ["trim_db=0", "trim_db=-3", "stats_trim_db=0", "trim_margin_ms=-1"])
+def test_trim_settings_are_checked(setting):
+    from asrforge.errors import ConfigError
+    key, value = setting.split("=")
+    with pytest.raises(ConfigError, match=f"features.{key}"):
+        FeatureExtractor(FeatureConfig(**{key: float(value)}))

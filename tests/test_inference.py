@@ -100,6 +100,28 @@ def test_long_input_is_decoded_as_its_stretches_of_speech(trained, corpus):
     assert len(short.segments) <= 1 and all((s.start, s.end) == (0.0, 2.0) for s in short.segments)
 
 
+def test_a_model_that_trims_silence_reads_a_padded_recording_as_the_tight_one_with_word_times_in_the_file(
+        trained, corpus):
+    """features.trim_db: the silence around the speech is cut before the model hears it, so the same words
+    come out with or without it, and word times still count from the start of the file, not of the kept frames."""
+    tr = Transcriber.from_checkpoint(trained)
+    tr.recipe.features.trim_db = 30.0           # the transcriber's feature extractor holds this same config
+    tr.tokenizer.decode = lambda tokens: f"{len(tokens)} tokens"     # the tiny model's hypotheses may be empty
+    tr.word_times = lambda log_probs, length, tokens=None: [Word("w", 0.1, 0.25)]   # times within the input
+    speech = load_utterance(read_manifest(corpus / "test.jsonl")[0][0])
+    rng = np.random.default_rng(0)
+    hiss = lambda seconds: 1e-4 * rng.standard_normal(int(seconds * SAMPLE_RATE)).astype(np.float32)
+    tight, padded = speech + hiss(speech.size / SAMPLE_RATE), np.concatenate([hiss(1.5), speech, hiss(1.0)])
+    first = tr.features.kept_frames(padded).start * 0.01
+    assert 1.5 - 0.06 <= first <= 1.5 + speech.size / SAMPLE_RATE / 2      # the trim starts near the speech
+    heard, decode = [], tr.decode
+    tr.decode = lambda feats, lens, beam_size=None: heard.extend(lens.tolist()) or decode(feats, lens, beam_size)
+    a, b = tr.transcribe([tight, padded], beam_size=1)
+    assert a.text == b.text and abs(heard[1] - heard[0]) <= 2 * 5 + 2      # at most the 50-ms margins more
+    assert b.words == [Word("w", round(first + 0.1, 3), round(first + 0.25, 3))]
+    assert (b.segments[0].start, b.segments[0].end) == (0.0, round(padded.size / SAMPLE_RATE, 3))
+
+
 def test_evaluation_decodes_a_long_utterance_as_transcribe_does(trained, corpus, tmp_path):
     """A recording of minutes with its whole transcript is scored on what `transcribe` would give: its
     stretches of speech decoded apart, the texts joined; utterances are batched and decoded whole as before."""

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from asrforge.audio.io import SAMPLE_RATE
+from asrforge.errors import ConfigError
 from asrforge.features.cmvn import CMVNStats, utterance_cmvn
 from asrforge.features.mel import dct_matrix, deltas, mel_filterbank
 
@@ -36,6 +37,12 @@ class FeatureConfig:
     # before and after the speech (FSDD's are cut to the word, people's are not), and a mean over silence and
     # speech moves with that share; pauses inside the speech still count, as the model hears them too.
     stats_trim_db: float | None = None
+    # Cut the silence before and after the speech from every recording, in training, evaluation and transcription
+    # alike: frames outside the first to the last that come within this many dB of the recording's loudest are
+    # dropped, but for trim_margin_ms beside the speech (None: keep every frame). For models trained on corpora cut
+    # to the word (FSDD, synthetic speech): they read the silence people leave around a word as more words.
+    trim_db: float | None = None
+    trim_margin_ms: float = 50.0
 
     @property
     def win_length(self) -> int:
@@ -61,6 +68,13 @@ class FeatureExtractor:
     def __init__(self, config: FeatureConfig):
         if config.win_length > config.n_fft:
             raise ValueError(f"features.win_ms={config.win_ms} gives {config.win_length} samples, more than n_fft={config.n_fft}")
+        for name in ("stats_trim_db", "trim_db"):
+            value = getattr(config, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"features.{name}={value}: give a positive number of dB under the loudest frame, "
+                                  "or null for every frame")
+        if config.trim_margin_ms < 0:
+            raise ConfigError(f"features.trim_margin_ms={config.trim_margin_ms} must be 0 or more")
         self.config = config
         self.window = torch.hann_window(config.win_length, periodic=True)
         self.mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin,
@@ -81,14 +95,9 @@ class FeatureExtractor:
         c = self.config
         return mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax, htk=c.htk_mel, warp=warp).float()
 
-    def log_mel(self, wave: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
-        """``(N,)`` -> natural-log mel energies ``(T, n_mels)``."""
-        return torch.log(self.power_spectrogram(wave) @ self.filterbank(warp).T + LOG_FLOOR)
-
-    def unnormalized(self, wave: np.ndarray | torch.Tensor, warp: float = 1.0) -> torch.Tensor:
-        """``(N,)`` -> ``(T, D)`` features before CMVN (what speaker statistics are accumulated from)."""
-        wave = torch.as_tensor(wave, dtype=torch.float32)
-        feats = self.log_mel(wave, warp)
+    def _features(self, power: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
+        """Power spectrum ``(T, F)`` -> every frame's features ``(T, D)``, before CMVN."""
+        feats = torch.log(power @ self.filterbank(warp).T + LOG_FLOOR)
         if self.dct is not None:
             feats = feats @ self.dct
         if self.config.deltas:
@@ -96,23 +105,50 @@ class FeatureExtractor:
             feats = torch.cat([feats, d1, deltas(d1)], dim=1)
         return feats
 
+    def _kept(self, power: torch.Tensor) -> slice:
+        """The frames ``features.trim_db`` keeps of a power spectrum ``(T, F)``: all of them when it is unset."""
+        if self.config.trim_db is None:
+            return slice(0, power.shape[0])
+        first, end = _loud_span(power, self.config.trim_db)
+        margin = int(round(self.config.trim_margin_ms / self.config.hop_ms))
+        return slice(max(0, first - margin), min(power.shape[0], end + margin))
+
+    def kept_frames(self, wave: np.ndarray | torch.Tensor) -> slice:
+        """``(N,)`` -> the frames of it that the features keep (``features.trim_db``); frame ``k`` is centred on
+        sample ``k * hop_length``, so ``kept.start * hop_ms`` is where the first kept frame lies in ``wave``."""
+        return self._kept(self.power_spectrogram(torch.as_tensor(wave, dtype=torch.float32)))
+
+    def unnormalized(self, wave: np.ndarray | torch.Tensor, warp: float = 1.0) -> torch.Tensor:
+        """``(N,)`` -> ``(T, D)`` features before CMVN (what speaker statistics are accumulated from), of the
+        frames ``features.trim_db`` keeps."""
+        power = self.power_spectrogram(torch.as_tensor(wave, dtype=torch.float32))
+        return self._features(power, warp)[self._kept(power)]
+
     def statistics_frames(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``(N,)`` -> the un-normalized frames ``(T', D)`` that speaker statistics are pooled from."""
-        wave = torch.as_tensor(wave, dtype=torch.float32)
-        feats = self.unnormalized(wave)
+        power = self.power_spectrogram(torch.as_tensor(wave, dtype=torch.float32))
+        kept = self._kept(power)
+        feats, power = self._features(power)[kept], power[kept]
         if self.config.stats_trim_db is None:
             return feats
-        energy_db = 10 * torch.log10(self.power_spectrogram(wave).sum(1) + LOG_FLOOR)
-        loud = torch.nonzero(energy_db >= energy_db.max() - self.config.stats_trim_db).squeeze(1)
-        return feats[int(loud[0]) : int(loud[-1]) + 1]
+        first, end = _loud_span(power, self.config.stats_trim_db)
+        return feats[first:end]
 
     def __call__(self, wave: np.ndarray | torch.Tensor, speaker_stats: CMVNStats | None = None,
                  warp: float = 1.0) -> torch.Tensor:
-        """``(N,)`` -> normalized ``(T, D)``; ``speaker_stats`` is used when ``cmvn`` is "speaker"; ``warp``
-        is a VTLP factor (training only)."""
+        """``(N,)`` -> normalized ``(T, D)`` (fewer frames with ``features.trim_db``); ``speaker_stats`` is used
+        when ``cmvn`` is "speaker"; ``warp`` is a VTLP factor (training only)."""
         feats = self.unnormalized(wave, warp)
         if self.config.cmvn == "speaker" and speaker_stats is not None:
             feats = speaker_stats.apply(feats)
         elif self.config.cmvn != "none":
             feats = utterance_cmvn(feats)
         return feats.contiguous()
+
+
+def _loud_span(power: torch.Tensor, below_db: float) -> tuple[int, int]:
+    """Power spectrum ``(T, F)`` -> ``(first, last + 1)``: the frames from the first to the last whose energy
+    comes within ``below_db`` of the loudest frame's."""
+    energy_db = 10 * torch.log10(power.sum(1) + LOG_FLOOR)
+    loud = torch.nonzero(energy_db >= energy_db.max() - below_db).squeeze(1)
+    return int(loud[0]), int(loud[-1]) + 1

@@ -281,13 +281,16 @@ class Transcriber:
             decoded = self.decode(padded, lens, beam_size)
             for b, i in enumerate(batch):
                 hyp, offset = decoded.hyps[b], spans[i][0] / SAMPLE_RATE
+                if self.recipe.features.trim_db is not None:     # frame 0 is the first one the trim kept
+                    first = self.features.kept_frames(wave[spans[i][0]:spans[i][1]]).start
+                    offset += first * self.recipe.features.hop_ms / 1000
                 if decoded.ctc_log_probs is not None:
                     words = self.word_times(decoded.ctc_log_probs[b], int(decoded.out_lens[b]), list(hyp.tokens))
                 elif hyp.frames is not None:
                     words = self.words_from_frames(hyp.tokens, hyp.frames)
                 else:
                     words = []
-                segments[i] = Segment(round(offset, 3), round(spans[i][1] / SAMPLE_RATE, 3),
+                segments[i] = Segment(round(spans[i][0] / SAMPLE_RATE, 3), round(spans[i][1] / SAMPLE_RATE, 3),
                                       self.tokenizer.decode(hyp.tokens).strip(),
                                       [Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3)) for w in words])
         return segments
