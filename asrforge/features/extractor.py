@@ -42,7 +42,7 @@ class FeatureConfig:
     # dropped, but for trim_margin_ms beside the speech (None: keep every frame). For models trained on corpora cut
     # to the word (FSDD, synthetic speech): they read the silence people leave around a word as more words.
     trim_db: float | None = None
-    trim_margin_ms: float = 50.0
+    trim_margin_ms: float = 100.0   # a weak consonant at a word's edge can lie 30 dB or more under its vowel
 
     @property
     def win_length(self) -> int:
