@@ -130,7 +130,7 @@ def _lm_tune(args) -> None:
     from asrforge.inference.api import is_whisper_checkpoint
     from asrforge.inference.lm_tuning import DEFAULT_BONUSES, DEFAULT_WEIGHTS, save_lm_settings, tune_lm
     from asrforge.inference.transcriber import Transcriber, recipe_lm_file
-    from asrforge.train.checkpoint import resolve_checkpoint
+    from asrforge.checkpoint import resolve_checkpoint
 
     if is_whisper_checkpoint(Path(args.model)):
         raise AsrforgeError(f"{args.model} is a Whisper checkpoint; n-gram LM fusion is for asrforge models")

@@ -11,10 +11,10 @@ from typing import Literal
 
 import asrforge.models.build  # noqa: F401  (registers the ctc, las, transformer, joint and rnnt families)
 import asrforge.models.whisper.config  # noqa: F401  (registers the "whisper" family)
-from asrforge.audio.augment import AugmentConfig
+from asrforge.data.augment import AugmentConfig, SpecAugmentConfig
 from asrforge.config import apply_overrides, from_dict, load_yaml
 from asrforge.errors import ConfigError
-from asrforge.features import FeatureConfig, SpecAugmentConfig
+from asrforge.features import FeatureConfig
 from asrforge.registry import MODELS
 from asrforge.text import TextConfig
 

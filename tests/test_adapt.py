@@ -13,7 +13,7 @@ from asrforge.cli import main
 from asrforge.data.manifest import load_utterance, read_manifest
 from asrforge.decoding.kneser_ney import write_lm
 from asrforge.inference.transcriber import Transcriber
-from asrforge.train.checkpoint import load_checkpoint, save_checkpoint
+from asrforge.checkpoint import load_checkpoint, save_checkpoint
 from asrforge.recipe import recipe_from_dict
 from asrforge.text import tokenizer_from_state
 

@@ -8,7 +8,7 @@ from asrforge.data.manifest import read_manifest, write_manifest
 from asrforge.errors import ConfigError
 from asrforge.recipe import load_recipe
 from asrforge.train.adversary import NO_SPEAKER, SpeakerAdversary, reversal_scale, reverse_gradient, speaker_index
-from asrforge.train.checkpoint import load_checkpoint
+from asrforge.checkpoint import load_checkpoint
 from asrforge.train.trainer import Trainer
 from conftest import REPO, tiny_overrides
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.audio.augment import (AugmentConfig, WaveAugment, add_noise, band_limit, colored_noise, pad_with_pauses,
+from asrforge.data.augment.waveform import (AugmentConfig, WaveAugment, add_noise, band_limit, colored_noise, pad_with_pauses,
                                     recut_edges, speech_span, speed_perturb)
 from asrforge.errors import ConfigError
 from asrforge.features.mel import warp_frequencies

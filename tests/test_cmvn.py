@@ -74,7 +74,7 @@ def test_speaker_cmvn_without_stats_is_utterance_cmvn():
 
 
 def test_speaker_cmvn_with_waveform_augmentation_caches_waves(two_speakers):
-    from asrforge.audio.augment import AugmentConfig, WaveAugment
+    from asrforge.data.augment.waveform import AugmentConfig, WaveAugment
 
     fe = FeatureExtractor(FeatureConfig(n_mels=40, cmvn="speaker"))
     ds = SpeechDataset(two_speakers[:5], fe, None, Normalizer(), cache_features=True,

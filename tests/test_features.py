@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.features import FeatureConfig, FeatureExtractor, SpecAugment, SpecAugmentConfig
+from asrforge.data.augment import SpecAugment, SpecAugmentConfig
+from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.features.mel import deltas, mel_filterbank
 
 

@@ -184,7 +184,7 @@ def test_folder_table_with_segment_times(tmp_path):
 def test_folder_audio_only_lists_untranscribed_audio_for_augmentation_and_adaptation(tmp_path, capsys):
     import torch
 
-    from asrforge.audio.augment import AugmentConfig, WaveAugment
+    from asrforge.data.augment.waveform import AugmentConfig, WaveAugment
     from asrforge.cli import main
 
     tone(tmp_path / "rirs" / "small_room" / "r1.wav", 0.3)

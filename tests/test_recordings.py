@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asrforge.audio import recordings
-from asrforge.audio.recordings import RecordingPool
+from asrforge.data.augment import recordings
+from asrforge.data.augment.recordings import RecordingPool
 from asrforge.errors import AudioError
 
 

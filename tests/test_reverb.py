@@ -5,8 +5,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asrforge.audio.augment import AugmentConfig, WaveAugment
-from asrforge.audio.reverb import reverberate, simulated_rir
+from asrforge.data.augment.waveform import AugmentConfig, WaveAugment
+from asrforge.data.augment.reverb import reverberate, simulated_rir
 from asrforge.errors import ConfigError
 from conftest import sine
 

@@ -8,7 +8,7 @@ from asrforge.inference.transcriber import Transcriber
 from asrforge.recipe import load_recipe
 from asrforge.text import tokenizer_from_state
 from asrforge.text.sentencepiece import SentencePieceTokenizer
-from asrforge.train.checkpoint import load_checkpoint
+from asrforge.checkpoint import load_checkpoint
 from asrforge.train.trainer import Trainer
 from conftest import REPO, tiny_overrides
 

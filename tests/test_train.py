@@ -7,7 +7,7 @@ import torch
 from asrforge.data.manifest import read_manifest, write_manifest
 from asrforge.errors import ConfigError
 from asrforge.recipe import load_recipe
-from asrforge.train.checkpoint import load_checkpoint
+from asrforge.checkpoint import load_checkpoint
 from asrforge.train.trainer import Trainer
 from conftest import REPO, TINY_RECIPE, sine, tiny_overrides
 

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from asrforge.audio.augment import WaveAugment
+from asrforge.data.augment import SpecAugment, WaveAugment
 from asrforge.data.manifest import Utterance, load_utterance
 from asrforge.data.packed import PackedList
 from asrforge.errors import AsrforgeError
-from asrforge.features import FeatureExtractor, SpecAugment
+from asrforge.features import FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.progress import progress_bar
 from asrforge.text import Normalizer, Tokenizer

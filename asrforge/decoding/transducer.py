@@ -20,7 +20,7 @@ import torch
 
 from asrforge.decoding.hypothesis import Hypothesis
 from asrforge.decoding.word_lm import WordLMScorer, WordLMState, fuse_best_first
-from asrforge.models.transducer import BLANK
+from asrforge.text.special import BLANK_ID
 
 NEG_INF = float("-inf")
 
@@ -47,7 +47,7 @@ def transducer_greedy(model, enc: torch.Tensor, lens: torch.Tensor,
     B = enc.shape[0]
     dev = enc.device
     state = model.predictor.initial_state(B, dev)
-    pred, state = model.predict_step(torch.full((B,), BLANK, dtype=torch.long, device=dev), state)
+    pred, state = model.predict_step(torch.full((B,), BLANK_ID, dtype=torch.long, device=dev), state)
     tokens: list[list[int]] = [[] for _ in range(B)]
     frames: list[list[int]] = [[] for _ in range(B)]
     scores = torch.zeros(B, device=dev)
@@ -57,7 +57,7 @@ def transducer_greedy(model, enc: torch.Tensor, lens: torch.Tensor,
             logp = torch.log_softmax(model.joint(enc[:, t], pred).float(), dim=-1)
             best = logp.argmax(-1)
             scores += torch.where(active, logp.gather(1, best[:, None])[:, 0], 0.0)
-            emit = active & (best != BLANK)
+            emit = active & (best != BLANK_ID)
             if not bool(emit.any()):
                 break
             for b in emit.nonzero()[:, 0].tolist():
@@ -93,8 +93,8 @@ def _fuse_word_lm(block: torch.Tensor, hyps: list[_Hyp], lm: WordLMScorer, beam:
     """
     H, V = block.shape
     tokens_only = block.clone()
-    tokens_only[:, BLANK] = NEG_INF
-    tokens = torch.cat([torch.full((H, 1), BLANK), tokens_only.topk(width, dim=-1).indices], dim=1)
+    tokens_only[:, BLANK_ID] = NEG_INF
+    tokens = torch.cat([torch.full((H, 1), BLANK_ID), tokens_only.topk(width, dim=-1).indices], dim=1)
     lm_scores = torch.tensor([h.lm.score for h in hyps])
     totals = (block.gather(1, tokens) + lm_scores[:, None]).reshape(-1).tolist()
     tokens = tokens.reshape(-1).tolist()
@@ -102,7 +102,7 @@ def _fuse_word_lm(block: torch.Tensor, hyps: list[_Hyp], lm: WordLMScorer, beam:
 
     def change(j: int) -> float:
         i, token = j // (width + 1), tokens[j]
-        if token == BLANK:
+        if token == BLANK_ID:
             return 0.0
         following[i, token] = nxt = lm.extend(hyps[i].lm, token)
         return nxt.score - hyps[i].lm.score
@@ -120,7 +120,7 @@ def transducer_beam_search(model, enc: torch.Tensor, lens: torch.Tensor, options
     B, K = enc.shape[0], options.beam_size
     dev = enc.device
     state = model.predictor.initial_state(1, dev)
-    pred, state = model.predict_step(torch.full((1,), BLANK, dtype=torch.long, device=dev), state)
+    pred, state = model.predict_step(torch.full((1,), BLANK_ID, dtype=torch.long, device=dev), state)
     pred, state = pred.expand(B, -1), {k: v.expand(B, *v.shape[1:]) for k, v in state.items()}
     beams = [[_Hyp((), 0.0, (), b, lm.initial() if lm is not None else None)] for b in range(B)]
     for t in range(int(lens.max())):
@@ -150,7 +150,7 @@ def transducer_beam_search(model, enc: torch.Tensor, lens: torch.Tensor, options
                     continue            # a word the closed vocabulary does not have
                 h, tok = hyps[f // V], f % V
                 a = float(acoustic[f // V, tok])
-                if tok == BLANK:
+                if tok == BLANK_ID:
                     cand = _Hyp(h.tokens, a, h.frames, h.row, h.lm)
                 else:
                     cand = _Hyp(h.tokens + (tok,), a, h.frames + (t,), -1 - len(extend), following.get((f // V, tok)))

@@ -1,6 +1,5 @@
-"""Acoustic features: log-mel filterbank, MFCC, per-utterance CMVN, SpecAugment."""
+"""Acoustic features: log-mel filterbank, MFCC, per-utterance and speaker CMVN, Whisper's log-mel."""
 
 from asrforge.features.extractor import FeatureConfig, FeatureExtractor
-from asrforge.features.specaugment import SpecAugment, SpecAugmentConfig
 
-__all__ = ["FeatureConfig", "FeatureExtractor", "SpecAugment", "SpecAugmentConfig"]
+__all__ = ["FeatureConfig", "FeatureExtractor"]

@@ -20,7 +20,7 @@ from asrforge.errors import CheckpointError
 from asrforge.inference.evaluate import evaluate_dataset
 from asrforge.inference.transcriber import Transcriber
 from asrforge.progress import progress_bar
-from asrforge.train.checkpoint import load_checkpoint
+from asrforge.checkpoint import load_checkpoint
 
 DEFAULT_WEIGHTS = (0.2, 0.35, 0.5, 0.75, 1.0)
 DEFAULT_BONUSES = (0.0, 1.0, 2.0, 3.0, 4.0)

@@ -24,7 +24,7 @@ from asrforge.inference.vad import VadOptions, speech_spans
 from asrforge.models.build import build_model
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, Tokenizer, tokenizer_from_state
-from asrforge.train.checkpoint import load_checkpoint
+from asrforge.checkpoint import load_checkpoint
 
 
 LM_FILE = "lm.arpa"     # the n-gram `asrforge train` builds (lm.order > 0), beside the checkpoints

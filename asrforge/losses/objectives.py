@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from asrforge.losses.ctc import ctc_loss
 from asrforge.losses.transducer import transducer_loss
 from asrforge.nn.masks import valid_mask
+from asrforge.text.special import EOS_ID
 
 
 @dataclass
@@ -42,10 +43,8 @@ def attention_cross_entropy(logits: torch.Tensor, tokens: torch.Tensor, token_le
 
 
 def _attention(model, outputs, tokens, token_lens) -> LossOutput:
-    from asrforge.models.attention import EOS
-
     cfg = model.config
-    loss = attention_cross_entropy(outputs.logits, tokens, token_lens, EOS, cfg.label_smoothing)
+    loss = attention_cross_entropy(outputs.logits, tokens, token_lens, EOS_ID, cfg.label_smoothing)
     if outputs.ctc_log_probs is not None:
         # joint training: L = (1 - w) L_att + w L_ctc; utterances too short for CTC keep their attention loss
         ctc = ctc_loss(outputs.ctc_log_probs, outputs.enc_lens, tokens, token_lens)

@@ -21,8 +21,7 @@ from asrforge.models.decoders import DecoderMemory, build_decoder, decoder_field
 from asrforge.models.encoders import build_encoder, encoder_field
 from asrforge.nn.linear import Linear
 from asrforge.registry import DECODERS, MODELS
-
-SOS = EOS = 0
+from asrforge.text.special import SOS_ID
 
 
 @dataclass
@@ -108,7 +107,7 @@ class EncoderDecoderModel(nn.Module):
                 token_lens: torch.Tensor) -> AttentionOutput:
         """Teacher-forced: ``tokens (B, L)`` -> decoder logits over ``<sos> y1 .. yL`` predicting ``y1 .. yL <eos>``."""
         h, h_lens = self.encode(x, x_lens)
-        tokens_in = nn.functional.pad(tokens, (1, 0), value=SOS)
+        tokens_in = nn.functional.pad(tokens, (1, 0), value=SOS_ID)
         logits = self.decoder(self.prepare(h, h_lens), tokens_in, self.sampling_prob())
         if self.training:
             self.batches_seen += 1

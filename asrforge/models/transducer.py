@@ -16,8 +16,7 @@ from asrforge.config import fill_registry_defaults
 from asrforge.models.encoders import build_encoder, encoder_field
 from asrforge.nn.linear import Linear
 from asrforge.registry import ENCODERS, MODELS
-
-BLANK = 0
+from asrforge.text.special import BLANK_ID
 
 
 @dataclass
@@ -84,11 +83,11 @@ class StatelessPredictor(nn.Module):
         return self.drop(torch.relu(self.mix(e.flatten(-2))))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        padded = nn.functional.pad(tokens, (self.context_size - 1, 0), value=BLANK)
+        padded = nn.functional.pad(tokens, (self.context_size - 1, 0), value=BLANK_ID)
         return self._mix(padded.unfold(1, self.context_size, 1))
 
     def initial_state(self, n: int, device: torch.device) -> dict[str, torch.Tensor]:
-        return {"context": torch.full((n, self.context_size), BLANK, dtype=torch.long, device=device)}
+        return {"context": torch.full((n, self.context_size), BLANK_ID, dtype=torch.long, device=device)}
 
     def step(self, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         context = torch.cat([state["context"][:, 1:], tokens[:, None]], dim=1)
@@ -130,5 +129,5 @@ class TransducerModel(nn.Module):
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor, tokens: torch.Tensor,
                 token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         enc, h_lens = self.encode(x, x_lens)
-        pred = self.pred_proj(self.predictor(nn.functional.pad(tokens, (1, 0), value=BLANK)))
+        pred = self.pred_proj(self.predictor(nn.functional.pad(tokens, (1, 0), value=BLANK_ID)))
         return self.joint(enc[:, :, None], pred[:, None]), h_lens

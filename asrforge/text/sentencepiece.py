@@ -12,13 +12,14 @@ from typing import Iterable, Literal
 import sentencepiece as spm
 
 from asrforge.errors import AsrforgeError, CheckpointError, TextError
+from asrforge.text.special import BLANK_ID
 
 WORD_START = "\u2581"   # SentencePiece's word-boundary mark
 
 
 class SentencePieceTokenizer:
     kind = "sentencepiece"
-    blank_id = 0
+    blank_id = BLANK_ID
 
     def __init__(self, model: bytes):
         self.model = bytes(model)

@@ -19,7 +19,7 @@ import importlib.util
 from pathlib import Path
 
 from asrforge.errors import CheckpointError
-from asrforge.text.whisper import LANGUAGE_NAMES
+from asrforge.text.whisper_languages import LANGUAGE_NAMES
 
 N_TIMESTAMPS = 1501
 _TASK_TOKENS = ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Iterable, Protocol
 
 from asrforge.errors import CheckpointError, TextError
+from asrforge.text.special import BLANK_ID
 
 BLANK = "<blank>"
 UNK = "<unk>"
@@ -30,7 +31,7 @@ class CharTokenizer:
     """Characters of normalized text. Index 0 is the CTC blank, then space, apostrophe, ``<unk>``."""
 
     kind = "char"
-    blank_id = 0
+    blank_id = BLANK_ID
 
     def __init__(self, symbols: list[str]):
         if symbols[:4] != [BLANK, " ", "'", UNK]:

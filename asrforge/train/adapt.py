@@ -30,7 +30,7 @@ from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.inference.transcriber import LONG_FORM_S, Transcriber, recipe_lm_file, speech_pieces
 from asrforge.losses.objectives import objective_for
 from asrforge.progress import progress_bar
-from asrforge.train.checkpoint import resolve_checkpoint, save_checkpoint
+from asrforge.checkpoint import resolve_checkpoint, save_checkpoint
 
 ADAPTED = "adapted.pt"
 

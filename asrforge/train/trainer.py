@@ -27,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asrforge.audio.augment import WaveAugment
+from asrforge.data.augment import SpecAugment, WaveAugment
 from asrforge.config import to_dict
 from asrforge.data.dataset import ItemMaker, SpeechDataset, collate
 from asrforge.data.manifest import Skipped, Utterance, missing_audio, read_manifest
@@ -35,7 +35,7 @@ from asrforge.data.sampler import DurationBatchSampler
 from asrforge.data.shards import ShardStream, is_shard_spec, pool_speaker_statistics, read_index, shard_speakers
 from asrforge.decoding.kneser_ney import write_lm
 from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
-from asrforge.features import FeatureExtractor, SpecAugment
+from asrforge.features import FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.inference.evaluate import evaluate_dataset
 from asrforge.inference.transcriber import LM_FILE, Transcriber
@@ -44,9 +44,9 @@ from asrforge.models.build import build_model
 from asrforge.progress import progress_bar
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, build_tokenizer, tokenizer_from_state
-from asrforge.train import distributed as D
+from asrforge import distributed as D
 from asrforge.train.adversary import NO_SPEAKER, SpeakerAdversary, reversal_scale, speaker_index
-from asrforge.train.checkpoint import load_checkpoint, save_checkpoint
+from asrforge.checkpoint import load_checkpoint, save_checkpoint
 from asrforge.train.schedule import WarmupCosine
 
 

@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from asrforge.audio.augment import WaveAugment
+from asrforge.data.augment import SpecAugment, WaveAugment
 from asrforge.data.dataset import Batch, SpeechDataset, collate
 from asrforge.data.sampler import DurationBatchSampler
 from asrforge.errors import AsrforgeError, ConfigError
-from asrforge.features import SpecAugment
 from asrforge.features.whisper import WhisperFeatures, pad_to_window
 from asrforge.inference.whisper_evaluate import evaluate_whisper, whisper_dataset
 from asrforge.devices import resolve_device

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from asrforge.audio.io import SAMPLE_RATE, resample
-from asrforge.audio.recordings import RecordingPool
-from asrforge.audio.reverb import reverberate, simulated_rir
+from asrforge.data.augment.recordings import RecordingPool
+from asrforge.data.augment.reverb import reverberate, simulated_rir
 from asrforge.errors import ConfigError
 
 

@@ -1,4 +1,5 @@
-"""DistributedDataParallel plumbing for runs under ``torchrun`` (gloo on CPU, NCCL on GPU)."""
+"""Process-group plumbing for runs under ``torchrun`` (gloo on CPU, NCCL on GPU): training with
+DistributedDataParallel, and bulk transcription that splits a manifest between processes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
 from asrforge.devices import resolve_device
 
 
@@ -26,11 +28,12 @@ class DistInfo:
         return self.world > 1
 
 
-def init_distributed(device_preference: str = "auto") -> DistInfo:
-    """Read torchrun's RANK/WORLD_SIZE/LOCAL_RANK; join the process group when there is more than one process."""
+def init_distributed(device_preference: str = "auto", option: str = "train.device") -> DistInfo:
+    """Read torchrun's RANK/WORLD_SIZE/LOCAL_RANK; join the process group when there is more than one process.
+    ``option`` names the setting ``device_preference`` came from, in errors."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = resolve_device(device_preference, local_rank, option="train.device")
+    device = resolve_device(device_preference, local_rank, option=option)
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
