@@ -3,8 +3,8 @@
 __version__ = "0.1.0"
 
 
-def load_model(path, device: str = "cpu", dtype: str = "float32", tokenizer=None):
-    """Load a local asrforge or Whisper checkpoint; see :func:`asrforge.inference.api.load_model`."""
-    from asrforge.inference.api import load_model as _load
+def load_model(path, device: str = "cpu", dtype: str = "float32", tokenizer=None, lm_options=None):
+    """Load a local asrforge or Whisper checkpoint as a Recognizer; see :func:`asrforge.inference.recognizer.load_model`."""
+    from asrforge.inference.recognizer import load_model as _load
 
-    return _load(path, device, dtype, tokenizer)
+    return _load(path, device, dtype, tokenizer, lm_options)

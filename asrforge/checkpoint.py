@@ -1,4 +1,5 @@
-"""Self-describing checkpoints: recipe, tokenizer and weights in one file (plus training state in last.pt).
+"""Self-describing checkpoints: recipe, tokenizer and weights in one file (plus training state in last.pt), and
+telling them from Whisper checkpoints.
 
 A checkpoint is all ``asrforge transcribe --model X`` needs. It holds only tensors and plain
 Python values, so it loads with ``torch.load(weights_only=True)``: opening a checkpoint never runs code.
@@ -7,12 +8,15 @@ Python values, so it loads with ``torch.load(weights_only=True)``: opening a che
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from asrforge.config import to_dict
 from asrforge.errors import CheckpointError
+from asrforge.models.whisper.checkpoints import is_whisper_folder
 
 FORMAT = "asrforge-checkpoint"
 VERSION = 1
@@ -40,13 +44,22 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = resolve_checkpoint(path)
+def _read(path: Path, mmap: bool = False) -> object:
+    """A torch file's contents (tensors and plain values only: ``weights_only``), or :class:`CheckpointError`.
+    ``mmap``: tensors stay in the file's pages until used (inference reads each weight once, into the model)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except RuntimeError as e:
+        if mmap and "mmap" in str(e):    # a file in the legacy (pre-zip) format cannot be memory-mapped
+            return _read(path)
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({str(e).splitlines()[0][:160]}); "
+                              "use best.pt/last.pt written by `asrforge train`") from None
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({str(e).splitlines()[0][:160]}); "
                               "use best.pt/last.pt written by `asrforge train`") from None
+
+
+def _validated(path: Path, state: object) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an asrforge checkpoint (no '{FORMAT}' marker); "
                               "train one with `asrforge train`, or give a Whisper checkpoint (OpenAI .pt, Hugging Face or CTranslate2 folder)")
@@ -57,3 +70,33 @@ def load_checkpoint(path: str | Path) -> dict:
             raise CheckpointError(f"checkpoint {path} lacks its {key!r} entry; it is incomplete — use another checkpoint")
     state["path"] = str(path)
     return state
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """An asrforge checkpoint (a file, or an experiment folder's ``best.pt``) as a dict with its ``path``."""
+    path = resolve_checkpoint(path)
+    return _validated(path, _read(path))
+
+
+@dataclass
+class OpenedCheckpoint:
+    """What a model path holds, decided once: its kind, and a ``.pt`` file's contents, read once."""
+    kind: Literal["asrforge", "whisper"]
+    path: Path                  # the checkpoint file, or a Whisper folder
+    contents: dict | None       # the file's contents (memory-mapped tensors); None for a folder
+
+
+def open_checkpoint(path: str | Path) -> OpenedCheckpoint:
+    """Tell an asrforge checkpoint (a ``.pt`` file or an experiment folder) from a Whisper one (an OpenAI ``.pt``,
+    a Hugging Face or a CTranslate2 folder), reading a file only once."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model {path} does not exist; give a local checkpoint path (nothing is downloaded)")
+    if path.is_dir():
+        if is_whisper_folder(path):
+            return OpenedCheckpoint("whisper", path, None)
+        path = resolve_checkpoint(path)
+    contents = _read(path, mmap=True)
+    if isinstance(contents, dict) and "dims" in contents and "model_state_dict" in contents:
+        return OpenedCheckpoint("whisper", path, contents)
+    return OpenedCheckpoint("asrforge", path, _validated(path, contents))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -118,14 +117,27 @@ def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
     return obj
 
 
+def _registry_entry(f: dataclasses.Field, name: Any):
+    """The entry ``name`` in the field's registry, or in the first of its registries that has it (a recipe's
+    ``model`` section names a family trained from scratch or a pretrained one)."""
+    registries = f.metadata["registry"]
+    registries = registries if isinstance(registries, tuple) else (registries,)
+    for registry in registries:
+        if name in registry:
+            return registry.get(name)
+    if len(registries) == 1:
+        return registries[0].get(name)    # its own message lists the choices
+    allowed = ", ".join(sorted(n for r in registries for n in r.names()))
+    raise ConfigError(f"unknown {registries[0].kind} {name!r}; choose one of: {allowed}")
+
+
 def _from_registry(f: dataclasses.Field, value: Any, where: str) -> Any:
-    registry, key = f.metadata["registry"], f.metadata["key"]
+    key = f.metadata["key"]
     if value is not None and not isinstance(value, dict):
         raise ConfigError(f"{where.rstrip('.')} must be a section (mapping), got {value!r}")
     value = dict(value or {})
     name = value.get(key, f.metadata.get("default"))
-    entry = registry.get(name)
-    return from_dict(entry.config, value, where)
+    return from_dict(_registry_entry(f, name).config, value, where)
 
 
 def fill_registry_defaults(obj: Any) -> None:
@@ -133,7 +145,7 @@ def fill_registry_defaults(obj: Any) -> None:
     in Python rather than from a recipe, where :func:`from_dict` already does this)."""
     for f in dataclasses.fields(obj):
         if "registry" in f.metadata and getattr(obj, f.name) is None:
-            setattr(obj, f.name, f.metadata["registry"].get(f.metadata["default"]).config())
+            setattr(obj, f.name, _registry_entry(f, f.metadata["default"]).config())
 
 
 def to_dict(obj: Any) -> Any:
@@ -145,14 +157,12 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe {path} does not exist; pass the path of a YAML file such as configs/demo_ctc.yaml")
+def parse_yaml(text: str, source: str) -> dict:
+    """A recipe's YAML text -> its tree of sections; ``source`` names it in errors."""
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"recipe {source} is not valid YAML: {e}") from None
     if not isinstance(tree, dict):
-        raise ConfigError(f"recipe {path} must be a mapping of sections (data:, model:, train:, ...)")
+        raise ConfigError(f"recipe {source} must be a mapping of sections (data:, model:, train:, ...)")
     return tree

@@ -1,21 +1,24 @@
-"""A training recipe: the typed sections a YAML file under configs/ fills.
+"""A training recipe: the typed sections a YAML file fills (asrforge/recipes/ holds the shipped ones).
 
 ``data`` / ``features`` / ``augment`` / ``specaugment`` / ``text`` / ``model`` / ``train`` / ``decode`` / ``lm``.
-``model.family`` picks the model's config class from the registry.
+``model.family`` picks the model's config class from the registry of families trained from scratch or
+that of pretrained ones (``whisper``, fine-tuned from ``model.init``).
 """
 
 from __future__ import annotations
 
+import importlib.resources
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
 
 import asrforge.models.build  # noqa: F401  (registers the ctc, las, transformer, joint and rnnt families)
-import asrforge.models.whisper.config  # noqa: F401  (registers the "whisper" family)
+import asrforge.models.whisper.config  # noqa: F401  (registers the pretrained "whisper" family)
 from asrforge.data.augment import AugmentConfig, SpecAugmentConfig
-from asrforge.config import apply_overrides, from_dict, load_yaml
+from asrforge.config import apply_overrides, from_dict, parse_yaml
+from asrforge.decoding.config import DecodeConfig
 from asrforge.errors import ConfigError
 from asrforge.features import FeatureConfig
-from asrforge.registry import MODELS
+from asrforge.registry import MODELS, PRETRAINED_MODELS
 from asrforge.text import TextConfig
 
 
@@ -62,21 +65,6 @@ class TrainConfig:
 
 
 @dataclass
-class DecodeConfig:
-    beam_size: int = 8                  # 1 = greedy search
-    ctc_weight: float = 0.3             # joint CTC/attention models: weight of CTC prefix scores in beam search
-    joint_search: Literal["one_pass", "rescore"] = "one_pass"   # rescore: decoder rescores the CTC n-best instead
-    max_symbols_per_frame: int = 3      # transducer greedy search: tokens emitted per frame at most
-    max_len_ratio: float = 2.0          # attention searches: output tokens allowed per encoder frame
-
-    def __post_init__(self):
-        if self.beam_size < 1 or self.max_symbols_per_frame < 1 or self.max_len_ratio <= 0:
-            raise ValueError("decode.beam_size and decode.max_symbols_per_frame must be >= 1, decode.max_len_ratio > 0")
-        if not 0.0 <= self.ctc_weight <= 1.0:
-            raise ValueError("decode.ctc_weight must be in [0, 1]")
-
-
-@dataclass
 class LMConfig:
     """Word n-gram LM fused into every family's beam search (``decode.beam_size`` > 1)."""
     order: int = 0                      # > 0: `asrforge train` builds an n-gram of this order from the training
@@ -103,14 +91,44 @@ class Recipe:
     augment: AugmentConfig = field(default_factory=AugmentConfig)        # waveform augmentation (training only)
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    model: object = field(default=None, metadata={"registry": MODELS, "key": "family", "default": "ctc"})
+    model: object = field(default=None, metadata={"registry": (MODELS, PRETRAINED_MODELS), "key": "family",
+                                                  "default": "ctc"})
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     lm: LMConfig = field(default_factory=LMConfig)
 
 
-def load_recipe(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    tree = load_yaml(path) if path else {}
+SHIPPED = importlib.resources.files("asrforge") / "recipes"     # the recipes the package ships
+
+
+def shipped_recipes() -> dict[str, str]:
+    """Name -> what the recipe is (its first comment line), for every recipe shipped with asrforge."""
+    found = {}
+    for item in sorted(SHIPPED.iterdir(), key=lambda i: i.name):
+        if item.name.endswith(".yaml"):
+            first = item.read_text(encoding="utf-8").splitlines()[0]
+            found[item.name[:-len(".yaml")]] = first.lstrip("# ").split(". ")[0].rstrip(":.")
+    return found
+
+
+def recipe_source(path_or_name: str | Path) -> tuple[str, str]:
+    """A recipe's YAML text and where it came from: a YAML file, or the name of a shipped recipe (``demo_ctc``,
+    with or without ``.yaml``); a file of that name wins over a shipped recipe."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path.read_text(encoding="utf-8"), str(path)
+    name = path.name[:-len(".yaml")] if path.name.endswith(".yaml") else path.name
+    shipped = SHIPPED / f"{name}.yaml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped.read_text(encoding="utf-8"), f"asrforge recipe {name}"
+    raise ConfigError(f"recipe {path_or_name} is neither a YAML file nor a shipped recipe; shipped: "
+                      f"{', '.join(shipped_recipes())} (`asrforge recipes` lists them, `asrforge recipes show NAME` "
+                      "prints one to start your own)")
+
+
+def load_recipe(path_or_name: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """A recipe file or shipped recipe's name (None: every default), with ``section.key=value`` overrides."""
+    tree = parse_yaml(*recipe_source(path_or_name)) if path_or_name else {}
     return from_dict(Recipe, apply_overrides(tree, list(overrides)))
 
 

@@ -20,18 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 
 from asrforge.data.synth import synthesize_corpus  # noqa: E402
-from asrforge.demo import DEMO_CORPUS  # noqa: E402
-from asrforge.inference.commands import evaluate_manifest  # noqa: E402
+from asrforge.cli.demo import DEMO_HOURS  # noqa: E402
+from asrforge.data.synth import SynthConfig  # noqa: E402
 from asrforge.inference.transcriber import Transcriber  # noqa: E402
 from asrforge.recipe import load_recipe  # noqa: E402
 from asrforge.train.trainer import Trainer  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 RECIPES = ["demo_ctc", "demo_conformer_ctc", "demo_las", "demo_transformer", "demo_joint", "demo_rnnt"]
 
 
 def run_one(name: str, corpus: Path, out: Path, minutes: float, eval_only: bool = False) -> dict:
-    recipe = load_recipe(REPO / "configs" / f"{name}.yaml",
+    recipe = load_recipe(name,
                          [f"data.train={corpus / 'train.jsonl'}", f"data.dev={corpus / 'dev.jsonl'}",
                           f"train.max_minutes={minutes}"])
     exp = out / name
@@ -48,7 +47,7 @@ def run_one(name: str, corpus: Path, out: Path, minutes: float, eval_only: bool 
            "params_m": sum(p.numel() for p in transcriber.model.parameters()) / 1e6,
            "train_minutes": trained["train_minutes"], "epochs": trained["epochs"], "beam_size": recipe.decode.beam_size}
     for label, beam in (("greedy", 1), ("beam", recipe.decode.beam_size)):
-        s = evaluate_manifest(transcriber, corpus / "test.jsonl", beam, progress=False).summary()
+        s = transcriber.evaluate(corpus / "test.jsonl", beam_size=beam, progress=False).summary()
         row.update({f"{label}_wer": s["wer"], f"{label}_cer": s["cer"], f"{label}_rtf": s["rtf"], "utts": s["utts"]})
     print(json.dumps(row), flush=True)
     return row
@@ -64,7 +63,7 @@ def main() -> None:
     out = Path(args.out)
     corpus = out / "corpus"
     t0 = time.time()
-    summary = synthesize_corpus(corpus, DEMO_CORPUS)
+    summary = synthesize_corpus(corpus, SynthConfig(domain="digits", hours=DEMO_HOURS, seed=0))   # the demo's corpus
     print(f"corpus: {summary['train']['utts']} train utts, {summary['test']['utts']} test utts from "
           f"{summary['test']['speakers']} held-out voices ({time.time() - t0:.0f} s)", flush=True)
     rows = [run_one(name, corpus, out, args.minutes, args.eval_only) for name in args.recipes]

@@ -6,7 +6,7 @@ Reads ../shared/data/fsdd by default (not part of a user's clone: pass --fsdd).
     python benchmarks/fsdd_heldout.py --eval-only --stats-utts 1 5 20 [--out DIR]   # score trained models again
     python benchmarks/fsdd_heldout.py --whisper PATH/TO/whisper [--train-utts 300] [--dev-utts 60] [--epochs 2]
 
-The first trains configs/fsdd_ctc.yaml from scratch and scores best.pt and last.pt, with the recipe's word
+The first trains the fsdd_ctc recipe from scratch and scores best.pt and last.pt, with the recipe's word
 n-gram LM and without it (`_nolm`), and with --adapt also best.pt adapted to the held-out speaker's untranscribed
 test recordings by self-training (`_adapted`, asrforge adapt: transductive, it sees the test audio but no text);
 --eval-only builds that LM for models trained before the recipe had one. Its speaker CMVN pools the held-out speaker's statistics
@@ -15,7 +15,7 @@ from only K recordings of the speaker (itself and K-1 others at random), as a us
 new voice would have. FSDD's recordings are cut to the word; --pauses S also scores best.pt on the
 held-out speaker's recordings with S seconds of noise 40 dB under the speech before and after each
 (`_paused`), as people's recordings have. The second fine-tunes a local Whisper checkpoint with
-configs/fsdd_whisper.yaml on a random subset of the three speakers' recordings and also scores the
+the fsdd_whisper recipe on a random subset of the three speakers' recordings and also scores the
 checkpoint as it was, before fine-tuning. Prints one JSON line with each speaker's WER/CER and the mean.
 """
 
@@ -37,8 +37,8 @@ from asrforge.audio.io import SAMPLE_RATE, write_audio  # noqa: E402
 from asrforge.data.importers import prepare  # noqa: E402
 from asrforge.data.manifest import Utterance, load_utterance, read_manifest, write_manifest  # noqa: E402
 from asrforge.features.cmvn import CMVNAccumulator  # noqa: E402
-from asrforge.inference.commands import evaluate_manifest, evaluate_whisper_manifest  # noqa: E402
 from asrforge.decoding.kneser_ney import write_lm  # noqa: E402
+from asrforge.inference import load_model  # noqa: E402
 from asrforge.inference.transcriber import Transcriber, recipe_lm_file  # noqa: E402
 from asrforge.metrics import ErrorReport  # noqa: E402
 from asrforge.recipe import load_recipe  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
                     help="also adapt best.pt to each held-out speaker's untranscribed test audio (asrforge adapt) and score it")
     ap.add_argument("--pauses", type=float, default=0.0,
                     help="also score best.pt on the test recordings with this many seconds of quiet noise around each")
-    ap.add_argument("--whisper", help="fine-tune this Whisper checkpoint (configs/fsdd_whisper.yaml) instead")
+    ap.add_argument("--whisper", help="fine-tune this Whisper checkpoint (the fsdd_whisper recipe) instead")
     ap.add_argument("--train-utts", type=int, default=0, help="with --whisper: train on this many random recordings (0: all)")
     ap.add_argument("--dev-utts", type=int, default=0, help="with --whisper: pick the best epoch on this many (0: all)")
     ap.add_argument("--skip-before", action="store_true", help="with --whisper: do not score the checkpoint before fine-tuning")
@@ -82,7 +82,7 @@ def main() -> None:
         if args.whisper:
             results[speaker] = finetune_whisper(args, data, exp)
             continue
-        recipe = load_recipe(REPO / "configs" / "fsdd_ctc.yaml",
+        recipe = load_recipe("fsdd_ctc",
                              [f"data.train=[{','.join([str(data / 'train.jsonl'), *args.extra_train])}]", f"data.dev={data / 'dev.jsonl'}",
                               "train.max_minutes=null", *([f"train.epochs={args.epochs}"] if args.epochs else []), *args.overrides])
         minutes = None if args.eval_only else Trainer(recipe, exp).fit()["train_minutes"]
@@ -96,21 +96,22 @@ def main() -> None:
         for name, checkpoint in (("", exp / "best.pt"), ("_last", exp / "last.pt")):
             for suffix, use_lm in (("", lm or False), ("_nolm", False)) if lm else (("", False),):
                 t = Transcriber.from_checkpoint(checkpoint, lm=use_lm, closed_vocabulary=bool(use_lm) and recipe.lm.closed_vocabulary)
-                scores[name + suffix] = evaluate_manifest(t, data / "test.jsonl", recipe.decode.beam_size, progress=False).summary()
+                scores[name + suffix] = t.evaluate(data / "test.jsonl", progress=False).summary()
         if args.pauses:
             t = Transcriber.from_checkpoint(exp / "best.pt", lm=lm or False,
                                             closed_vocabulary=bool(lm) and recipe.lm.closed_vocabulary)
             paused = with_pauses(data / "test.jsonl", args.pauses, data / "paused")
-            scores["_paused"] = evaluate_manifest(t, paused, recipe.decode.beam_size, progress=False).summary()
+            scores["_paused"] = t.evaluate(paused, progress=False).summary()
         s = scores[""]
         results[speaker] = {"wer": s["wer"], "cer": s["cer"], "utts": s["utts"], "epochs": recipe.train.epochs, "train_minutes": minutes,
                             **{f"wer{k}": v["wer"] for k, v in scores.items() if k}}
         if args.adapt:
             # self-training on the held-out speaker's test audio, transcripts unseen (asrforge adapt)
             lm_options = {"lm": lm or False, "closed_vocabulary": bool(lm) and recipe.lm.closed_vocabulary}
-            adapted = adapt(exp / "best.pt", data / "test.jsonl", exp / "adapted", AdaptConfig(), lm_options, progress=False)
+            adapted = adapt(Transcriber.from_checkpoint(exp / "best.pt", **lm_options), data / "test.jsonl", exp / "adapted",
+                            AdaptConfig(), progress=False)
             t = Transcriber.from_checkpoint(exp / "adapted" / ADAPTED, **lm_options)
-            scores["_adapted"] = evaluate_manifest(t, data / "test.jsonl", recipe.decode.beam_size, progress=False).summary()
+            scores["_adapted"] = t.evaluate(data / "test.jsonl", progress=False).summary()
             results[speaker]["wer_adapted"] = scores["_adapted"]["wer"]
             results[speaker]["adapt_minutes"] = adapted["minutes"]
         print(f"held out {speaker}: " + "  ".join(f"WER{k} {100 * v['wer']:.2f}%" for k, v in scores.items()), file=sys.stderr)
@@ -148,7 +149,7 @@ def wer_with_few_recordings(transcriber: Transcriber, manifest: Path, k: int, be
         for j in [i, *rng.sample(others, min(k - 1, len(others)))]:
             acc.add(raw_stats[j])
         feats = acc.stats().apply(raw[i])[None]
-        hyp = transcriber.decode_text(feats, torch.tensor([feats.shape[1]]), beam_size)[0]
+        hyp = transcriber.decode_text(feats, torch.tensor([feats.shape[1]]), transcriber.decode_config(beam_size))[0]
         report.add(u.id, transcriber.normalizer(u.text), hyp, u.speaker)
     return report.summary()["wer"]
 
@@ -181,13 +182,13 @@ def subset(manifest: Path, n: int, out: Path) -> Path:
 def finetune_whisper(args, data: Path, exp: Path) -> dict:
     from asrforge.train.whisper_finetune import WhisperFineTuner
 
-    before = {"wer": None} if args.skip_before else evaluate_whisper_manifest(args.whisper, data / "test.jsonl", 1).summary()
-    recipe = load_recipe(REPO / "configs" / "fsdd_whisper.yaml",
+    before = {"wer": None} if args.skip_before else load_model(args.whisper).evaluate(data / "test.jsonl", beam_size=1).summary()
+    recipe = load_recipe("fsdd_whisper",
                          [f"model.init={args.whisper}", *([f"train.epochs={args.epochs}"] if args.epochs else []),
                           f"data.train={subset(data / 'train.jsonl', args.train_utts, data / 'train-subset.jsonl')}",
                           f"data.dev={subset(data / 'dev.jsonl', args.dev_utts, data / 'dev-subset.jsonl')}", *args.overrides])
     trained = WhisperFineTuner(recipe, exp, progress=False).fit()
-    after = evaluate_whisper_manifest(str(exp / "whisper.pt"), data / "test.jsonl", recipe.decode.beam_size).summary()
+    after = load_model(exp / "whisper.pt").evaluate(data / "test.jsonl", beam_size=recipe.decode.beam_size).summary()
     was = "" if before["wer"] is None else f"{100 * before['wer']:.2f}% before fine-tuning, "
     print(f"held out {data.name}: WER {was}{100 * after['wer']:.2f}% after", file=sys.stderr)
     return {"wer": after["wer"], "cer": after["cer"], "utts": after["utts"], "wer_before": before["wer"],

@@ -25,7 +25,9 @@ from _common import machine  # noqa: E402
 from asrforge.data.dataset import SpeechDataset, collate  # noqa: E402
 from asrforge.data.manifest import read_manifest  # noqa: E402
 from asrforge.data.sampler import DurationBatchSampler  # noqa: E402
+from asrforge.decoding.ctc import ctc_greedy, ctc_prefix_beam_search  # noqa: E402
 from asrforge.decoding.ngram import NGramLM  # noqa: E402
+from asrforge.decoding.searches import ctc_beam_options  # noqa: E402
 from asrforge.inference.transcriber import Transcriber  # noqa: E402
 from asrforge.metrics import wer  # noqa: E402
 
@@ -64,17 +66,23 @@ def main() -> None:
     audio = sum(float(b.feat_lens.sum()) for b in batches) * tr.recipe.features.hop_ms / 1000
     refs = [t for b in batches for t in b.texts]
 
+    # the network's output, by the general decoding path (greedy: its search is an argmax, next to nothing)
     start = time.perf_counter()
     outputs = []
     for b in batches:
-        lp, lens = tr.forward(b.feats, b.feat_lens)
-        outputs += [(lp[i], int(lens[i])) for i in range(len(lens))]
+        decoded = tr.decode(b.feats, b.feat_lens, tr.decode_config(beam_size=1))
+        outputs += [(decoded.ctc_log_probs[i], int(decoded.out_lens[i])) for i in range(len(decoded.out_lens))]
     forward_s = time.perf_counter() - start
 
     def run(beam):
+        """The searches alone, on those outputs: what the decoding path runs after the network."""
+        options = ctc_beam_options(tr.decode_config(beam_size=beam))
         t = time.perf_counter()
-        hyps = [tr.tokenizer.decode(tr.search(lp[None], torch.tensor([n]), beam)[0]).strip() for lp, n in outputs]
-        return hyps, time.perf_counter() - t
+        if beam <= 1:
+            tokens = [ctc_greedy(lp[None], torch.tensor([n]))[0] for lp, n in outputs]
+        else:
+            tokens = [ctc_prefix_beam_search(lp, n, options, lm=tr.lm)[0].tokens for lp, n in outputs]
+        return [tr.tokenizer.decode(x).strip() for x in tokens], time.perf_counter() - t
 
     greedy, greedy_s = run(1)
     beam, beam_s = run(args.beam_size)

@@ -56,11 +56,11 @@ def main() -> None:
 
     figures = {}
     start = time.perf_counter()
-    alone = " ".join(r.text for r in tr.transcribe(waves))
+    alone = " ".join(r.text for r in tr.transcribe_batch(waves))
     figures["utterances_alone"] = {**wer(ref, alone), "seconds": time.perf_counter() - start}
     for name, limit in (("one_piece", long.size / SAMPLE_RATE + 1), ("cut_at_pauses", LONG_FORM_S)):
         start = time.perf_counter()
-        result = tr.transcribe(long, max_segment_s=limit)[0]
+        result = tr.transcribe(long, max_segment_s=limit)
         figures[name] = {**wer(ref, result.text), "segments": len(result.segments),
                          "seconds": time.perf_counter() - start}
     print(json.dumps({"name": "long_form", "model": args.model, "utterances": len(utts),

@@ -41,10 +41,10 @@ def worker(engine: str, model: str, compute: str, beam: int, threads: int, files
         import torch
 
         torch.set_num_threads(threads)
-        from asrforge.inference.whisper import WhisperPipeline
+        import asrforge
 
-        pipe = WhisperPipeline.load(model, dtype=compute)
-        run = lambda f: pipe.transcribe(f, beam_size=beam, language="en", batch_size=batch or None)["text"]  # noqa: E731
+        recognizer = asrforge.load_model(model, dtype=compute)
+        run = lambda f: recognizer.transcribe(f, beam_size=beam, language="en", batch_size=batch or None).text  # noqa: E731
     else:
         from faster_whisper import WhisperModel
 

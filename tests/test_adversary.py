@@ -75,7 +75,7 @@ def test_adversarial_training_logs_accuracy_keeps_checkpoints_plain_and_resumes_
     log = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
     accuracies = [r["speaker_acc"] for r in log if "speaker_acc" in r]
     assert accuracies and all(0.0 <= a <= 1.0 for a in accuracies)
-    plain = run(corpus, tmp_path / "plain")
+    run(corpus, tmp_path / "plain")
     a, p = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "plain" / "last.pt")
     # the classifier is training-only: the model evaluated and shipped has exactly the plain model's tensors
     assert set(a["model"]) == set(p["model"]) and "adversary" in a and "adversary" not in p

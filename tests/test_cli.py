@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from asrforge.cli import _own_message, main
+from asrforge.cli import main, own_message
 from asrforge.data.manifest import read_manifest
 from asrforge.errors import ConfigError
 from conftest import REPO, tiny_overrides
@@ -183,13 +183,13 @@ class _FailingStream(torch.utils.data.IterableDataset):
         yield
 
 
-def test_an_error_raised_in_a_dataloader_worker_is_shown_as_its_own_message():
+def test_an_error_raised_in_a_dataloader_worker_is_shown_as_itsown_message():
     loader = torch.utils.data.DataLoader(_FailingStream(), batch_size=None, num_workers=1)
     with pytest.raises(ConfigError) as caught:
         list(loader)
     assert "Original Traceback" in str(caught.value)                 # what torch hands back
-    assert _own_message(caught.value) == "shards x.tar hold no readable utterance"
-    assert _own_message(ConfigError("plain")) == "plain"
+    assert own_message(caught.value) == "shards x.tar hold no readable utterance"
+    assert own_message(ConfigError("plain")) == "plain"
 
 
 def test_transcribe_reads_a_stream_on_standard_input(trained, corpus, tmp_path):

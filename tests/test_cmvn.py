@@ -7,7 +7,6 @@ import torch
 from asrforge.audio.io import load_audio, write_audio
 from asrforge.data.dataset import BadItem, SpeechDataset
 from asrforge.data.manifest import Utterance, load_utterance, read_manifest
-from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, utterance_cmvn
 from asrforge.text import Normalizer
@@ -93,7 +92,7 @@ def _speaker_recipe(corpus):
 
 def test_training_and_transcription_with_speaker_cmvn(corpus, tmp_path, capsys):
     from asrforge.data.manifest import read_manifest
-    from asrforge.inference.commands import evaluate_manifest, transcribe_command
+    from asrforge.cli import main
     from asrforge.inference.transcriber import Transcriber
     from asrforge.train.trainer import Trainer
 
@@ -103,7 +102,7 @@ def test_training_and_transcription_with_speaker_cmvn(corpus, tmp_path, capsys):
     trainer.fit()
     tr = Transcriber.from_checkpoint(exp)
     assert tr.recipe.features.cmvn == "speaker"
-    ev = evaluate_manifest(tr, corpus / "test.jsonl", beam_size=1, progress=False)
+    ev = tr.evaluate(corpus / "test.jsonl", beam_size=1, progress=False)
     assert ev.summary()["utts"] > 0
 
     # --same-speaker pools the files' statistics: the same as a manifest whose lines share one speaker
@@ -115,22 +114,22 @@ def test_training_and_transcription_with_speaker_cmvn(corpus, tmp_path, capsys):
     assert torch.allclose(stats.mean, acc.stats().mean) and torch.allclose(stats.std, acc.stats().std)
     wave = load_audio(paths[0])
     assert not torch.allclose(tr.features(wave, stats), tr.features(wave))   # pooled, not per file
-    pooled = [r.text for r in tr.transcribe(paths, 1, stats)]
-    transcribe_command(paths, str(exp), "txt", None, same_speaker=True, beam_size=1)
+    pooled = [r.text for r in tr.transcribe_batch(paths, beam_size=1, speaker_stats=stats)]
+    assert main(["transcribe", *paths, "--model", str(exp), "--same-speaker", "--beam-size", "1"]) == 0
     printed = capsys.readouterr()
     assert [line.split("\t", 1)[1] for line in printed.out.splitlines()] == pooled
     assert "speaker CMVN" not in printed.err
-    transcribe_command(paths[:1], str(exp), "txt", None, beam_size=1)   # one file on its own: warned
+    assert main(["transcribe", paths[0], "--model", str(exp), "--beam-size", "1"]) == 0   # one file on its own: warned
     assert "--same-speaker" in capsys.readouterr().err
 
 
-def test_same_speaker_is_refused_for_utterance_cmvn_models(trained, corpus):
+def test_same_speaker_is_refused_for_utterance_cmvn_models(trained, corpus, capsys):
+    from asrforge.cli import main
     from asrforge.data.manifest import read_manifest
-    from asrforge.inference.commands import transcribe_command
 
     path = read_manifest(corpus / "test.jsonl")[0][0].audio_filepath
-    with pytest.raises(AsrforgeError, match="features.cmvn=speaker"):
-        transcribe_command([path], str(trained), "txt", None, same_speaker=True)
+    assert main(["transcribe", path, "--model", str(trained), "--same-speaker"]) == 2
+    assert "--same-speaker applies to models trained with features.cmvn=speaker" in capsys.readouterr().err
 
 
 def test_speaker_cmvn_from_shards_uses_the_statistics_the_manifest_gives(corpus, tmp_path):

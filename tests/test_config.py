@@ -4,7 +4,7 @@ from asrforge.config import apply_overrides
 from asrforge.errors import ConfigError
 from asrforge.config import to_dict
 from asrforge.recipe import load_recipe, recipe_from_dict
-from asrforge.registry import MODELS
+from asrforge.registry import MODELS, PRETRAINED_MODELS
 from conftest import REPO
 
 DEMO = REPO / "configs" / "demo_ctc.yaml"
@@ -33,8 +33,10 @@ def test_bad_recipes_fail_with_allowed_values(override, message):
 
 
 def test_missing_recipe_file(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="neither a YAML file nor a shipped recipe; shipped: demo_conformer_ctc, demo_ctc"):
         load_recipe(tmp_path / "none.yaml")
+    with pytest.raises(ConfigError, match="is neither"):
+        load_recipe("demo_cct")
 
 
 def test_override_parsing():
@@ -54,7 +56,8 @@ def test_a_section_given_a_scalar_is_named(tmp_path):
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_every_shipped_recipe_loads(recipe):
     r = load_recipe(REPO / "configs" / recipe)
-    assert r.model.family in MODELS.names()
+    assert r.model.family in MODELS.names() + PRETRAINED_MODELS.names()
+    assert load_recipe(recipe.removesuffix(".yaml")) == r == load_recipe(recipe)    # by name, as shipped
     if recipe.startswith("demo_"):   # every demo recipe names the family its file promises
         expected = {"demo_conformer_ctc.yaml": ("ctc", "conformer"), "demo_ctc.yaml": ("ctc", "rnn"),
                     "demo_las.yaml": ("las", "pyramid"), "demo_transformer.yaml": ("transformer", "transformer"),

@@ -9,7 +9,8 @@ from asrforge.config import to_dict
 from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search, attention_greedy, attention_rescore
 from asrforge.decoding.ctc_align import ctc_align
 from asrforge.decoding.ctc_prefix_score import CTCPrefixScorer, pad_with_certain_blank
-from asrforge.decoding.searches import SearchOptions, decode_batch
+from asrforge.decoding.config import DecodeConfig
+from asrforge.decoding.searches import decode_batch
 from asrforge.decoding.transducer import TransducerOptions, transducer_beam_search, transducer_greedy
 from asrforge.errors import ConfigError
 from asrforge.losses.objectives import objective_for
@@ -76,11 +77,11 @@ def test_each_family_overfits_a_tiny_batch(name):
         opt.step()
         if step % 25 == 24:
             model.eval()
-            if [h.tokens for h in decode_batch(model, x, lens, SearchOptions(beam_size=1)).hyps] == want:
+            if [h.tokens for h in decode_batch(model, x, lens, DecodeConfig(beam_size=1)).hyps] == want:
                 break
     model.eval()
     for beam in (1, 4):
-        decoded = decode_batch(model, x, lens, SearchOptions(beam_size=beam))
+        decoded = decode_batch(model, x, lens, DecodeConfig(beam_size=beam))
         got = [h.tokens for h in decoded.hyps]
         assert got == want, f"{name} beam {beam}: {got} != {want} (loss {float(loss):.3f} after {step + 1} steps)"
         # word times: CTC posteriors, where the model has them (a joint model's CTC head times its decoder's words)
@@ -98,14 +99,14 @@ def test_padding_changes_no_output(name):
     x, lens, tokens, token_lens = tiny_batch(seed=1)
     with torch.inference_mode():
         h, h_lens = model.encode(x, lens)
-        batched = {beam: decode_batch(model, x, lens, SearchOptions(beam_size=beam)).hyps for beam in (1, 3)}
+        batched = {beam: decode_batch(model, x, lens, DecodeConfig(beam_size=beam)).hyps for beam in (1, 3)}
         for b in range(3):
             n = int(lens[b])
             h1, h1_lens = model.encode(x[b:b + 1, :n], lens[b:b + 1])
             assert int(h1_lens[0]) == int(h_lens[b])
             torch.testing.assert_close(h[b, : int(h_lens[b])], h1[0], atol=2e-5, rtol=1e-4)
             for beam in (1, 3):
-                alone = decode_batch(model, x[b:b + 1, :n], lens[b:b + 1], SearchOptions(beam_size=beam)).hyps[0]
+                alone = decode_batch(model, x[b:b + 1, :n], lens[b:b + 1], DecodeConfig(beam_size=beam)).hyps[0]
                 assert alone.tokens == batched[beam][b].tokens
                 assert alone.score == pytest.approx(batched[beam][b].score, abs=1e-3)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.inference.api import load_model
+from asrforge.inference import load_model
 from whisper_fixtures import tiny_whisper
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -31,12 +31,12 @@ def test_whisper_transcribes_on_the_gpu_as_on_the_cpu(whisper_folder):
                     {"language": "en", "batch_size": 2}, {}):
         options["temperature"] = 0.0
         on_cpu, on_gpu = cpu.transcribe(audio, **options), gpu.transcribe(audio, **options)
-        assert on_gpu["text"] == on_cpu["text"], options
-        assert on_gpu["language"] == on_cpu["language"]
+        assert on_gpu.text == on_cpu.text, options
+        assert on_gpu.language == on_cpu.language
     # sampling with temperature fallback runs there too
     sampled = gpu.transcribe(audio, language="en", temperature=(0.0, 0.5, 1.0), best_of=2,
                              compression_ratio_threshold=0.1)
-    assert isinstance(sampled["text"], str)
+    assert isinstance(sampled.text, str)
 
 
 def test_asrforge_models_decode_on_the_gpu_as_on_the_cpu(trained, corpus):
@@ -47,6 +47,6 @@ def test_asrforge_models_decode_on_the_gpu_as_on_the_cpu(trained, corpus):
     cpu, gpu = Transcriber.from_checkpoint(trained), Transcriber.from_checkpoint(trained, device="cuda")
     for u in utts[:4]:
         for beam in (1, 4):
-            a = cpu.transcribe(u.audio_filepath, beam_size=beam)[0]
-            b = gpu.transcribe(u.audio_filepath, beam_size=beam)[0]
+            a = cpu.transcribe(u.audio_filepath, beam_size=beam)
+            b = gpu.transcribe(u.audio_filepath, beam_size=beam)
             assert a.text == b.text and len(a.segments) == len(b.segments)

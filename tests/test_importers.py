@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrforge.data.importers import IMPORTERS, LayoutError, export_kaldi, prepare, print_summary
+from asrforge.cli.data import print_summary
+from asrforge.data.importers import IMPORTERS, LayoutError, export_kaldi, prepare
 from asrforge.data.importers.kaldi import list_kaldi
 from asrforge.data.importers.wav_scp import UnsupportedEntry, WavSource, parse_wav_scp_entry
 from asrforge.data.manifest import Utterance, load_utterance, read_manifest
@@ -343,7 +344,7 @@ def test_rerun_does_not_redo_finished_splits(tmp_path):
     assert summary["splits"]["train"]["utterances"] == 2
 
 
-def test_rerun_with_other_options_or_source_redoes_the_splits(tmp_path, capsys):
+def test_rerun_with_other_options_or_source_redoes_the_splits(tmp_path, caplog):
     """Idempotent re-runs must not keep a split made for another held-out speaker (its test set would leak
     into training) or from another folder."""
     for speaker in ("ann", "bob", "cid"):
@@ -357,11 +358,12 @@ def test_rerun_with_other_options_or_source_redoes_the_splits(tmp_path, capsys):
     prepare("fsdd", tmp_path / "a", tmp_path / "out", progress=False, holdout_speakers=("ann",))
     assert speakers("test") == {"ann"} and speakers("train") == {"bob", "cid"}
     stamp = (tmp_path / "out" / "train.jsonl").stat().st_mtime_ns
+    caplog.set_level("INFO", logger="asrforge")
     prepare("fsdd", tmp_path / "a", tmp_path / "out", progress=True, holdout_speakers=("ann",))
-    assert (tmp_path / "out" / "train.jsonl").stat().st_mtime_ns == stamp and "redoing" not in capsys.readouterr().out
+    assert (tmp_path / "out" / "train.jsonl").stat().st_mtime_ns == stamp and "redoing" not in caplog.text
     prepare("fsdd", tmp_path / "a", tmp_path / "out", progress=True, holdout_speakers=("bob",))
     assert speakers("test") == {"bob"} and speakers("train") == {"ann", "cid"}
     assert f"train: {tmp_path / 'out' / 'train.jsonl'} was prepared from another source or with other options; " \
-           "redoing it" in capsys.readouterr().out
+           "redoing it" in caplog.text
     prepare("fsdd", tmp_path / "b", tmp_path / "out", progress=False)
     assert speakers("train") == {"dan"}

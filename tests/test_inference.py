@@ -7,10 +7,9 @@ from asrforge.audio.io import SAMPLE_RATE, write_audio
 from asrforge.data.dataset import BadItem, SpeechDataset
 from asrforge.data.manifest import load_utterance, read_manifest, write_manifest
 from asrforge.features import FeatureConfig, FeatureExtractor
-from asrforge.inference.api import load_model
-from asrforge.inference.commands import evaluate_manifest
+from asrforge.inference import Word, load_model
 from asrforge.inference.evaluate import RECORDING_S
-from asrforge.inference.transcriber import Transcriber, Word, long_form_spans, speech_pieces
+from asrforge.inference.transcriber import Transcriber, long_form_spans, speech_pieces
 from asrforge.text import CharTokenizer, Normalizer
 
 
@@ -46,7 +45,7 @@ def test_evaluation_skips_and_reports_missing_audio(trained, corpus, tmp_path):
     write_manifest(tmp_path / "m.jsonl", utts + [broken])
     with open(tmp_path / "m.jsonl", "a") as f:
         f.write("not json\n")
-    ev = evaluate_manifest(Transcriber.from_checkpoint(trained), tmp_path / "m.jsonl", beam_size=1, progress=False)
+    ev = Transcriber.from_checkpoint(trained).evaluate(tmp_path / "m.jsonl", beam_size=1, progress=False)
     assert ev.summary()["utts"] == len(utts)
     reasons = {b.id: b.reason for b in ev.bad}
     assert "gone" in reasons and "does not exist" in reasons["gone"]
@@ -57,10 +56,11 @@ def test_transcribe_accepts_arrays_and_beam(trained, corpus):
     from asrforge.audio.io import load_audio
     tr = Transcriber.from_checkpoint(trained)
     path = read_manifest(corpus / "test.jsonl")[0][0].audio_filepath
-    by_path = tr.transcribe(path, beam_size=1)[0]
-    by_array = tr.transcribe([load_audio(path)], beam_size=1)[0]
+    by_path = tr.transcribe(path, beam_size=1)
+    by_array = tr.transcribe(load_audio(path), beam_size=1)
     assert by_path.text == by_array.text and by_path.duration == pytest.approx(by_array.duration)
-    assert isinstance(tr.transcribe(path, beam_size=4)[0].text, str)
+    assert isinstance(tr.transcribe(path, beam_size=4).text, str)
+    assert by_path.source == path and by_array.source is None
 
 
 def test_long_input_is_decoded_as_its_stretches_of_speech(trained, corpus):
@@ -79,7 +79,7 @@ def test_long_input_is_decoded_as_its_stretches_of_speech(trained, corpus):
         position += pause.size + wave.size
     long = np.concatenate(parts + [np.zeros(SAMPLE_RATE, np.float32)])
     long += 0.001 * rng.standard_normal(long.size).astype(np.float32)
-    result = tr.transcribe(long, beam_size=1, max_segment_s=8.0)[0]
+    result = tr.transcribe(long, beam_size=1, max_segment_s=8.0)
     spans = [(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3)) for a, b in long_form_spans(long, 8.0)]
     assert len(spans) == 3
     for (start, end), (speech_start, speech_end) in zip(spans, placed):      # each stretch is one utterance
@@ -87,16 +87,16 @@ def test_long_input_is_decoded_as_its_stretches_of_speech(trained, corpus):
         assert covered >= 0.8 * (speech_end - speech_start) and end - start < speech_end - speech_start + 1.0
     assert [(s.start, s.end) for s in result.segments] == spans
     for s in result.segments:
-        alone = tr.transcribe(long[round(s.start * SAMPLE_RATE):round(s.end * SAMPLE_RATE)], beam_size=1)[0]
+        alone = tr.transcribe(long[round(s.start * SAMPLE_RATE):round(s.end * SAMPLE_RATE)], beam_size=1)
         assert s.text == alone.text
         assert s.words == [Word("w", round(s.start + 0.1, 3), round(s.start + 0.25, 3))]   # counted from the file's start
     assert result.text == " ".join(s.text for s in result.segments)
     model = load_model(trained)
-    model.transcriber.tokenizer.decode, model.transcriber.word_times = tr.tokenizer.decode, tr.word_times
-    layout = model.transcribe(long, beam_size=1, max_segment_s=8.0)        # what `asrforge transcribe` writes
+    model.tokenizer.decode, model.word_times = tr.tokenizer.decode, tr.word_times
+    layout = model.transcribe(long, beam_size=1, max_segment_s=8.0).to_dict()   # what `asrforge transcribe` writes
     assert [(s["id"], s["start"], s["end"], s["text"], [w["start"] for w in s["words"]]) for s in layout["segments"]] == \
         [(i, s.start, s.end, s.text, [w.start for w in s.words]) for i, s in enumerate(result.segments)]
-    short = tr.transcribe(long[:2 * SAMPLE_RATE], beam_size=1, max_segment_s=8.0)[0]   # short: one piece, as it is
+    short = tr.transcribe(long[:2 * SAMPLE_RATE], beam_size=1, max_segment_s=8.0)   # short: one piece, as it is
     assert len(short.segments) <= 1 and all((s.start, s.end) == (0.0, 2.0) for s in short.segments)
 
 
@@ -115,8 +115,8 @@ def test_a_model_that_trims_silence_reads_a_padded_recording_as_the_tight_one_wi
     first, margin_s = tr.features.kept_frames(padded).start * 0.01, tr.recipe.features.trim_margin_ms / 1000
     assert 1.5 - margin_s - 0.01 <= first <= 1.5 + speech.size / SAMPLE_RATE / 2      # the trim starts near the speech
     heard, decode = [], tr.decode
-    tr.decode = lambda feats, lens, beam_size=None: heard.extend(lens.tolist()) or decode(feats, lens, beam_size)
-    a, b = tr.transcribe([tight, padded], beam_size=1)
+    tr.decode = lambda feats, lens, config=None: heard.extend(lens.tolist()) or decode(feats, lens, config)
+    a, b = tr.transcribe_batch([tight, padded], beam_size=1)
     margin = round(tr.recipe.features.trim_margin_ms / tr.recipe.features.hop_ms)
     assert a.text == b.text and abs(heard[1] - heard[0]) <= 2 * margin + 2      # at most the margins more
     assert b.words == [Word("w", round(first + 0.1, 3), round(first + 0.25, 3))]
@@ -141,12 +141,12 @@ def test_evaluation_decodes_a_long_utterance_as_transcribe_does(trained, corpus,
     write_manifest(tmp_path / "m.jsonl", rows)
     tr = Transcriber.from_checkpoint(trained)
     tr.tokenizer.decode = lambda tokens: f"{len(tokens)} tokens"     # the tiny model's hypotheses may be empty
-    ev = evaluate_manifest(tr, tmp_path / "m.jsonl", beam_size=1, progress=False)
+    ev = tr.evaluate(tmp_path / "m.jsonl", beam_size=1, progress=False)
     hyps = {u.id: u.hyp for u in ev.report.utts}
     assert ev.long_form == 1 and set(hyps) == {utts[3].id, "long", "mid"}
     assert hyps["mid"].count("tokens") == 1                             # decoded whole, as corpora's own are
-    assert hyps["long"] == tr.transcribe(long, 1)[0].text and hyps["long"].count("tokens") == 21   # its 21 utterances
-    assert hyps[utts[3].id] == tr.transcribe(utts[3].audio_filepath, 1)[0].text
+    assert hyps["long"] == tr.transcribe(long, beam_size=1).text and hyps["long"].count("tokens") == 21   # its 21 utterances
+    assert hyps[utts[3].id] == tr.transcribe(utts[3].audio_filepath, beam_size=1).text
 
 
 def test_speech_pieces_cut_only_long_recordings_into_slices_of_their_file(corpus, tmp_path):

@@ -14,7 +14,7 @@ from asrforge.decoding.kneser_ney import train_kneser_ney, write_lm
 from asrforge.decoding.ngram import BOS, EOS, LMError, NGramLM
 from asrforge.decoding.word_lm import WordLMScorer
 from asrforge.text.tokenizer import CharTokenizer
-from conftest import REPO, TINY_RECIPE, tiny_overrides
+from conftest import REPO, tiny_overrides
 
 CORPUS = ["one two three", "one two", "two three one", "three", "one one two three", "two two"]
 
@@ -308,7 +308,8 @@ def test_transducer_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
 
 def test_a_zero_weight_lm_changes_no_search():
     """Weight 0, bonus 0: every family's fused search returns what its plain search does, scores included."""
-    from asrforge.decoding.searches import SearchOptions, decode_batch
+    from asrforge.decoding.config import DecodeConfig
+    from asrforge.decoding.searches import decode_batch
     from test_families import VOCAB, make_model, tiny_batch
 
     pieces = ["", " ", "o", "n", "e", "t", "w", "h"][:VOCAB]
@@ -316,8 +317,8 @@ def test_a_zero_weight_lm_changes_no_search():
     x, lens, _, _ = tiny_batch(seed=7)
     for name, search in [("las", {}), ("joint", {}), ("joint", {"joint_search": "rescore"}), ("rnnt", {})]:
         model = make_model(name, seed=7).eval()
-        plain = decode_batch(model, x, lens, SearchOptions(beam_size=3, **search)).hyps
-        fused = decode_batch(model, x, lens, SearchOptions(beam_size=3, lm=zero, **search)).hyps
+        plain = decode_batch(model, x, lens, DecodeConfig(beam_size=3, **search)).hyps
+        fused = decode_batch(model, x, lens, DecodeConfig(beam_size=3, **search), lm=zero).hyps
         assert [h.tokens for h in fused] == [h.tokens for h in plain], (name, search)
         assert [h.score for h in fused] == pytest.approx([h.score for h in plain], abs=1e-5), (name, search)
 

@@ -11,7 +11,7 @@ import torch
 from whisper_fixtures import TEXTS, write_tokenizer
 
 from asrforge.errors import CheckpointError
-from asrforge.inference.api import load_model
+from asrforge.inference import load_model
 from asrforge.models.whisper import Whisper, WhisperDims, save_openai
 from asrforge.text import tiktoken_files
 from asrforge.text.tiktoken_files import _byte_to_char, tokenizer_from_tiktoken
@@ -121,5 +121,5 @@ def test_openai_checkpoint_reads_tiktoken_beside_it_or_from_openai_whisper(refer
     model = load_model(openai_pt)
     assert model.tokenizer.eot == n and model.tokenizer.sot == n + 1
     result = model.transcribe(torch.zeros(16000).numpy() + 0.01, language="en", beam_size=1)
-    assert isinstance(result["text"], str)
-    assert json.dumps(result)   # the result is plain data
+    assert isinstance(result.text, str)
+    assert json.dumps(result.to_dict())   # the result is plain data

@@ -19,11 +19,13 @@ from asrforge.decoding.whisper import (BeamSearchDecoder, DecodeResult, Timestam
                                        compression_ratio, decode)
 from asrforge.errors import CheckpointError, ConfigError
 from asrforge.features.whisper import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
+from asrforge.inference import Result, Segment, load_model
 from asrforge.inference import whisper as whisper_inference
-from asrforge.inference.api import load_model
-from asrforge.inference.whisper import WhisperPipeline
+from asrforge.inference import whisper_windows
+from asrforge.inference.whisper import WhisperTranscriber
 from asrforge.inference.writers import to_srt, to_tsv, to_txt, to_vtt
 from asrforge.models.whisper import DecoderCache, load_whisper_checkpoint, save_ctranslate2, save_huggingface, save_openai
+from asrforge.text.whisper import WhisperTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -194,9 +196,15 @@ def fake_result(tokens, temperature=0.0, avg_logprob=-0.2, no_speech=0.01, ratio
                         sum_logprob=0.0, no_speech_prob=no_speech, temperature=temperature, compression_ratio=ratio)
 
 
+def patch_decode(monkeypatch, fake):
+    """Replace window decoding everywhere the sequential mode calls it: the first windows' batch and the fallback."""
+    monkeypatch.setattr(whisper_inference, "decode", fake)
+    monkeypatch.setattr(whisper_windows, "decode", fake)
+
+
 def test_windows_seek_by_timestamps_and_fall_back_on_loops(tiny, monkeypatch):
     model, tok, _ = tiny
-    pipe = WhisperPipeline(model, tok)
+    pipe = WhisperTranscriber(model, tok)
     tb = tok.timestamp_begin
     word = tok.encode(" fox")
     calls = []
@@ -211,15 +219,15 @@ def test_windows_seek_by_timestamps_and_fall_back_on_loops(tiny, monkeypatch):
             return [fake_result([tb + 0, *word, tb + 250, tb + 250, *word, tb + 500, tb + 500, *word], options.temperature)]
         return [fake_result([tb + 0, *word, tb + 100], options.temperature)]
 
-    monkeypatch.setattr(whisper_inference, "decode", fake_decode)
+    patch_decode(monkeypatch, fake_decode)
     audio = np.zeros(16000 * 40, dtype=np.float32)
     result = pipe.transcribe(audio, language="en")
     assert calls[:2] == [0.0, 0.2]
-    starts = [(s["start"], s["end"], s["seek"]) for s in result["segments"]]
+    starts = [(s.start, s.end, s.seek) for s in result.segments]
     assert starts[0] == (0.0, 5.0, 0) and starts[1] == (5.0, 10.0, 0)
     assert starts[2] == (10.0, 12.0, 1000)           # the second window began where the last closed segment ended
-    assert result["segments"][0]["temperature"] == 0.2
-    assert result["text"] == " fox fox fox"           # the unfinished third segment of window 1 was dropped
+    assert result.segments[0].temperature == 0.2
+    assert result.text == " fox fox fox"              # the unfinished third segment of window 1 was dropped
 
 
 def test_when_every_temperature_fails_the_likeliest_non_looping_attempt_is_kept(tiny, monkeypatch):
@@ -233,32 +241,31 @@ def test_when_every_temperature_fails_the_likeliest_non_looping_attempt_is_kept(
         ratio, lp = scores[options.temperature]
         return [fake_result([tb, *tok.encode(" fox"), tb + 50], options.temperature, avg_logprob=lp, ratio=ratio)]
 
-    monkeypatch.setattr(whisper_inference, "decode", fake_decode)
-    result = WhisperPipeline(model, tok).transcribe(np.zeros(16000 * 5, dtype=np.float32), language="en")
+    patch_decode(monkeypatch, fake_decode)
+    result = WhisperTranscriber(model, tok).transcribe(np.zeros(16000 * 5, dtype=np.float32), language="en")
     assert seen == list(scores)                       # every temperature was tried
-    assert result["segments"][0]["temperature"] == 0.2
+    assert result.segments[0].temperature == 0.2
 
 
 def test_silent_windows_give_an_empty_result(tiny, monkeypatch):
     model, tok, _ = tiny
-    monkeypatch.setattr(whisper_inference, "decode",
-                        lambda *a, **k: [fake_result([tok.timestamp_begin, *tok.encode(" you"), tok.timestamp_begin + 50],
-                                                     avg_logprob=-1.5, no_speech=0.9)])
-    result = WhisperPipeline(model, tok).transcribe(np.zeros(16000 * 45, dtype=np.float32), language="en")
-    assert result["text"] == "" and result["segments"] == []
+    patch_decode(monkeypatch, lambda *a, **k: [fake_result([tok.timestamp_begin, *tok.encode(" you"), tok.timestamp_begin + 50],
+                                                            avg_logprob=-1.5, no_speech=0.9)])
+    result = WhisperTranscriber(model, tok).transcribe(np.zeros(16000 * 45, dtype=np.float32), language="en")
+    assert result.text == "" and result.segments == []
 
 
 def test_real_decoding_on_tiny_model_runs_end_to_end(tiny):
     model, tok, _ = tiny
-    pipe = WhisperPipeline(model, tok)
+    pipe = WhisperTranscriber(model, tok)
     audio = np.random.default_rng(0).normal(0, 0.05, 16000 * 3).astype(np.float32)
     for options in ({}, {"beam_size": 3}, {"temperature": 0.5, "best_of": 2}, {"language": "de", "task": "translate"},
                     {"initial_prompt": "a fox", "without_timestamps": True}):
         result = pipe.transcribe(audio, **options)
-        assert set(result) >= {"text", "segments", "language"}
-        for s in result["segments"]:
-            assert 0 <= s["start"] < s["end"] and s["tokens"]
-    assert pipe.transcribe(audio, language="de")["language"] == "de"
+        assert set(result.to_dict()) >= {"text", "segments", "language", "duration"}
+        for s in result.segments:
+            assert 0 <= s.start < s.end and s.tokens
+    assert pipe.transcribe(audio, language="de").language == "de"
     lang, probs = pipe.detect_language(audio)
     assert lang in ("en", "de", "fr") and math.isclose(sum(probs.values()), 1.0, rel_tol=1e-5)
     with pytest.raises(ConfigError, match="unknown language 'xx'"):
@@ -287,8 +294,8 @@ def test_log_mel_matches_the_reference_definition():
 
 # ------------------------------------------------------------ writers, API, CLI
 
-RESULT = {"text": " Hello there. General --> Kenobi", "segments": [
-    {"start": 0.0, "end": 1.5, "text": " Hello there."}, {"start": 3661.25, "end": 3662.004, "text": " General --> Kenobi"}]}
+RESULT = Result(" Hello there. General --> Kenobi", [Segment(0.0, 1.5, " Hello there."),
+                                                     Segment(3661.25, 3662.004, " General --> Kenobi")])
 
 
 def test_writers_match_openai_whisper_layouts():
@@ -306,14 +313,27 @@ def test_load_model_serves_both_kinds(saved, trained, tmp_path, capsys):
     own = load_model(trained)
     for m in (whisper, own):
         result = m.transcribe(audio)
-        assert isinstance(result["text"], str) and isinstance(result["segments"], list)
-    with pytest.raises(ConfigError, match="Whisper checkpoints only"):
+        assert isinstance(result.text, str) and isinstance(result.segments, list) and result.duration == 2.0
+    # the tiny checkpoint's vocabulary is English-only-sized; with a multilingual tokenizer it offers more
+    assert (whisper.tasks, whisper.languages, own.tasks, own.languages) == (("transcribe",), ("en",), ("transcribe",), ())
+    multilingual = WhisperTranscriber(whisper.model, WhisperTokenizer.from_folder(saved["hf"], multilingual=True))
+    assert multilingual.tasks == ("transcribe", "translate") and multilingual.languages == ("en", "de", "fr")
+    with pytest.raises(ConfigError, match="cannot translate"):
+        whisper.check_options(task="translate")
+    assert whisper.word_timestamps and own.word_timestamps and not (whisper.streaming or own.streaming)
+    assert whisper.sample_rate == own.sample_rate == 16000
+    with pytest.raises(ConfigError, match="takes no language option"):
         own.transcribe(audio, language="en")
+    with pytest.raises(ConfigError, match="translation needs a multilingual Whisper"):
+        own.check_options(task="translate")
+    own.check_options(language="auto", task="transcribe", temperature=0.0)     # what it can honour passes
+    with pytest.raises(ConfigError, match="apply to Whisper checkpoints only"):
+        own.check_options(best_of=3)
     wav = tmp_path / "a.wav"
     sf.write(wav, audio, 16000)
     assert main(["transcribe", str(wav), str(wav), "--model", str(trained), "--temperature", "0.2"]) == 2
     err = capsys.readouterr().err
-    assert "['temperature'] apply to Whisper checkpoints only" in err and "skipped" not in err
+    assert "temperature: an asrforge model decodes by search, not by sampling" in err and "skipped" not in err
     # subtitles of several recordings printed one after another could not be told apart
     sf.write(tmp_path / "b.wav", audio, 16000)
     assert main(["transcribe", str(wav), str(tmp_path / "b.wav"), "--model", str(trained), "--output-format", "srt"]) == 2
@@ -354,7 +374,7 @@ def test_half_precision_runs_and_stays_close(tiny, saved, dtype, tol):
     assert (got - ref).abs().max() < tol * ref.abs().max()
     result = half.transcribe(np.random.default_rng(3).normal(0, 0.05, 16000).astype(np.float32), language="en",
                              beam_size=2)
-    assert isinstance(result["text"], str) and all(s["end"] >= s["start"] for s in result["segments"])
+    assert isinstance(result.text, str) and all(s.end >= s.start for s in result.segments)
 
 
 def test_cli_transcribe_writes_every_format(saved, tmp_path, capsys):
@@ -380,9 +400,9 @@ def test_cli_transcribe_writes_every_format(saved, tmp_path, capsys):
 def test_real_checkpoint_transcribes_speech_and_ignores_silence():
     """Real weights (any of the three formats): speech gives words, silence and noise give nothing."""
     pipe = load_model(os.environ["ASRFORGE_WHISPER_MODEL"])
-    assert pipe.transcribe(np.zeros(16000 * 20, dtype=np.float32))["text"] == ""
+    assert pipe.transcribe(np.zeros(16000 * 20, dtype=np.float32)).text == ""
     noise = np.random.default_rng(0).normal(0, 0.01, 16000 * 20).astype(np.float32)
-    assert pipe.transcribe(noise)["text"].strip() == ""
+    assert pipe.transcribe(noise).text.strip() == ""
     sample = Path(__file__).resolve().parents[2] / "shared" / "data" / "english" / "jfk.flac"
     if sample.is_file():
-        assert "fellow Americans" in pipe.transcribe(str(sample))["text"]
+        assert "fellow Americans" in pipe.transcribe(str(sample)).text

@@ -11,7 +11,7 @@ from whisper_fixtures import tiny_whisper
 from asrforge.decoding.whisper import DecodeResult
 from asrforge.inference import whisper_batched
 from asrforge.inference.vad import merge_spans, speech_spans
-from asrforge.inference.whisper import WhisperPipeline
+from asrforge.inference.whisper import WhisperTranscriber
 
 SR = 16000
 
@@ -78,7 +78,7 @@ def test_chunks_are_decoded_in_batches_and_placed_at_their_offsets(tiny, monkeyp
         return [fake_result([tok.timestamp_begin, *fox, *dog, tok.timestamp_begin + 1500]) for _ in range(features.shape[0])]
 
     monkeypatch.setattr(whisper_batched, "decode", fake_decode)
-    result = WhisperPipeline(model, tok).transcribe(np.zeros(90 * SR, dtype=np.float32), language="en", batch_size=2)
+    result = WhisperTranscriber(model, tok).transcribe(np.zeros(90 * SR, dtype=np.float32), language="en", batch_size=2).to_dict()
     assert batches == [2, 1]
     got = [(s["start"], s["end"], s["text"]) for s in result["segments"]]
     assert got == [(1.0, 4.0, " fox dog"), (40.0, 45.0, " fox dog"), (80.0, 82.0, " fox dog")]
@@ -100,7 +100,7 @@ def test_a_chunk_the_model_ends_early_gets_a_second_pass(tiny, monkeypatch):
         return [fake_result([tok.timestamp_begin, *dog, tok.timestamp_begin + 1500])]
 
     monkeypatch.setattr(whisper_batched, "decode", fake_decode)
-    result = WhisperPipeline(model, tok).transcribe(np.zeros(25 * SR, dtype=np.float32), language="en", batch_size=4)
+    result = WhisperTranscriber(model, tok).transcribe(np.zeros(25 * SR, dtype=np.float32), language="en", batch_size=4).to_dict()
     assert calls == [1, 1]
     assert [(s["start"], s["end"], s["text"]) for s in result["segments"]] == [(0.0, 5.0, " fox"), (5.0, 20.0, " dog")]
 
@@ -117,13 +117,13 @@ def test_what_counts_as_untranscribed_speech():
 def test_silent_audio_gives_nothing_and_vad_speech_is_kept(tiny, monkeypatch):
     model, tok = tiny
     monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: [])
-    result = WhisperPipeline(model, tok).transcribe(np.zeros(20 * SR, dtype=np.float32), language="en", batch_size=4)
+    result = WhisperTranscriber(model, tok).transcribe(np.zeros(20 * SR, dtype=np.float32), language="en", batch_size=4).to_dict()
     assert result["text"] == "" and result["segments"] == []
     # VAD found speech, so a high no-speech probability does not drop the chunk (short words would be lost)
     monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: [(0, 2 * SR)])
     monkeypatch.setattr(whisper_batched, "decode", lambda *a, **k: [
         fake_result([tok.timestamp_begin, *tok.encode(" two"), tok.timestamp_begin + 100], avg_logprob=-1.5, no_speech=0.9)])
-    segments = WhisperPipeline(model, tok).transcribe(np.zeros(20 * SR, dtype=np.float32), batch_size=4)["segments"]
+    segments = WhisperTranscriber(model, tok).transcribe(np.zeros(20 * SR, dtype=np.float32), batch_size=4).to_dict()["segments"]
     assert [(s["start"], s["end"], s["text"]) for s in segments] == [(0.0, 2.0, " two")]
 
 
@@ -131,7 +131,7 @@ def test_batched_mode_runs_end_to_end_on_speech(tiny):
     model, tok = tiny
     phrase = spoken("ask not what your country can do for you")
     wave = np.concatenate([np.zeros(SR, dtype=np.float32), phrase, np.zeros(2 * SR, dtype=np.float32), phrase])
-    result = WhisperPipeline(model, tok).transcribe(wave, language="en", batch_size=2, word_timestamps=True)
+    result = WhisperTranscriber(model, tok).transcribe(wave, language="en", batch_size=2, word_timestamps=True).to_dict()
     assert set(result) >= {"text", "segments", "language"}
     for s in result["segments"]:
         assert 0.0 <= s["start"] < s["end"] <= len(wave) / SR + 0.01
@@ -145,8 +145,8 @@ def test_only_a_looping_chunk_is_decoded_again(tiny, monkeypatch, compression, a
     result = fake_result([tok.timestamp_begin, *tok.encode(" two"), tok.timestamp_begin + 100], avg_logprob=avg_logprob)
     result.compression_ratio = compression
     monkeypatch.setattr(whisper_batched, "decode", lambda *a, **k: [result])
-    pipe = WhisperPipeline(model, tok)
+    pipe = WhisperTranscriber(model, tok)
     again = []
     monkeypatch.setattr(pipe, "decode_with_fallback", lambda *a, **k: again.append(1) or result)
-    segments = pipe.transcribe(np.zeros(5 * SR, dtype=np.float32), language="en", batch_size=2)["segments"]
+    segments = pipe.transcribe(np.zeros(5 * SR, dtype=np.float32), language="en", batch_size=2).to_dict()["segments"]
     assert bool(again) == fallback and [s["text"] for s in segments] == [" two"]

@@ -13,7 +13,7 @@ from whisper_fixtures import tiny_whisper
 
 from asrforge.cli import main
 from asrforge.inference import whisper_timing
-from asrforge.inference.whisper import WhisperPipeline
+from asrforge.inference.whisper import WhisperTranscriber
 from asrforge.inference.whisper_timing import WordTiming, dtw, find_alignment, median_filter, merge_punctuations
 from asrforge.models.whisper import save_huggingface
 
@@ -113,7 +113,7 @@ def test_cross_attention_on_a_diagonal_gives_each_word_its_frames(tiny, monkeypa
 def test_transcribe_with_word_timestamps_covers_every_segment(tiny):
     model, tok, _ = tiny
     audio = np.random.default_rng(0).normal(0, 0.05, 16000 * 4).astype(np.float32)
-    result = WhisperPipeline(model, tok).transcribe(audio, language="en", word_timestamps=True)
+    result = WhisperTranscriber(model, tok).transcribe(audio, language="en", word_timestamps=True).to_dict()
     assert result["segments"], "the random model should say something"
     for s in result["segments"]:
         ws = s["words"]

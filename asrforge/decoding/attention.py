@@ -21,7 +21,7 @@ is not length-normalized, so there the LM score includes the bonus, as in CTC se
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -230,17 +230,17 @@ def sequence_log_probs(model, h: torch.Tensor, h_lens: torch.Tensor, sequences: 
 @torch.inference_mode()
 def attention_rescore(model, h: torch.Tensor, h_lens: torch.Tensor,
                       options: AttentionBeamOptions = AttentionBeamOptions(),
-                      lm: WordLMScorer | None = None) -> list[list[Hypothesis]]:
-    """CTC prefix beam search gives an n-best list; the decoder rescores it in one teacher-forced pass.
+                      lm: WordLMScorer | None = None, ctc_options: CTCBeamOptions | None = None) -> list[list[Hypothesis]]:
+    """CTC prefix beam search (``ctc_options``' pruning; its beam and list size are ``options.beam_size``) gives an
+    n-best list; the decoder rescores it in one teacher-forced pass.
     Final score: ``w log P_ctc + (1 - w) log P_att (+ the LM's fused score)`` (``w = ctc_weight``), the LM
     also guiding the CTC search. Cheaper than the one-pass joint search: the decoder runs once per hypothesis
     instead of once per output step."""
     ctc = model.ctc_log_probs(h)
     if ctc is None:
         raise ValueError("attention rescoring needs a model with a CTC head (family joint, or model.ctc_weight > 0)")
-    nbests = [ctc_prefix_beam_search(ctc[b], int(h_lens[b]), CTCBeamOptions(beam_size=options.beam_size,
-                                                                            nbest=options.beam_size), lm=lm)
-              for b in range(h.shape[0])]
+    search = replace(ctc_options or CTCBeamOptions(), beam_size=options.beam_size, nbest=options.beam_size)
+    nbests = [ctc_prefix_beam_search(ctc[b], int(h_lens[b]), search, lm=lm) for b in range(h.shape[0])]
     flat = [(b, hyp) for b, hyps in enumerate(nbests) for hyp in hyps]
     att = sequence_log_probs(model, h, h_lens, [hyp.tokens for _, hyp in flat], [b for b, _ in flat]).tolist()
     w = options.ctc_weight

@@ -1,5 +1,7 @@
-"""Run a trained model: transcribe files or arrays, evaluate manifests."""
+"""Run a trained model: one :class:`Recognizer` for Whisper and asrforge checkpoints, transcribing files or arrays
+into :class:`Result` s and scoring manifests."""
 
-from asrforge.inference.transcriber import Result, Transcriber
+from asrforge.inference.recognizer import Recognizer, load_model
+from asrforge.inference.result import Result, Segment, Word
 
-__all__ = ["Result", "Transcriber"]
+__all__ = ["Recognizer", "Result", "Segment", "Word", "load_model"]

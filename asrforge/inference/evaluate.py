@@ -1,19 +1,25 @@
-"""Decode a dataset and score it: the one evaluation loop, used by `asrforge evaluate` and by validation."""
+"""Decode a dataset and score it: the one evaluation loop, used by ``Recognizer.evaluate`` and by validation."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch.utils.data import DataLoader
 
 from asrforge.audio.io import SAMPLE_RATE
 from asrforge.data.dataset import BadItem, SpeechDataset, collate
+from asrforge.data.manifest import Utterance, read_manifest
 from asrforge.data.sampler import DurationBatchSampler
+from asrforge.decoding.config import DecodeConfig
 from asrforge.errors import AsrforgeError
-from asrforge.inference.transcriber import Transcriber
 from asrforge.metrics import ErrorReport
 from asrforge.progress import progress_bar
+
+if TYPE_CHECKING:
+    from asrforge.inference.transcriber import Transcriber
 
 
 # Corpora's own utterances (LibriSpeech's and TED-LIUM's reach about 35 s) are decoded whole, as their evaluation
@@ -28,6 +34,9 @@ class Evaluation:
     decode_seconds: float
     bad: list[BadItem] = field(default_factory=list)
     long_form: int = 0     # entries decoded as their stretches of speech (longer than RECORDING_S)
+    search: str = ""       # how it was decoded, for people: "greedy", "beam 8, 2-gram LM weight 0.5 bonus 1", ...
+    beam_size: int = 1
+    notes: list[str] = field(default_factory=list)   # what a person should know about the run (an LM greedy ignores, ...)
 
     @property
     def rtf(self) -> float:
@@ -35,7 +44,8 @@ class Evaluation:
         return self.decode_seconds / max(self.audio_seconds, 1e-9)
 
     def summary(self) -> dict:
-        return {**self.report.summary(), "rtf": self.rtf, "audio_hours": self.audio_seconds / 3600, "skipped": len(self.bad)}
+        return {**self.report.summary(), "rtf": self.rtf, "audio_hours": self.audio_seconds / 3600, "skipped": len(self.bad),
+                "search": self.search, "beam_size": self.beam_size}
 
     def require_scored(self, source: str) -> None:
         """Raise unless at least one utterance was scored: a WER over nothing is not 0 %."""
@@ -46,9 +56,18 @@ class Evaluation:
                             f"report.{first} Evaluation needs transcripts; `asrforge transcribe` reads audio without them")
 
 
-def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size: int = 1,
+def read_scored_manifest(manifest: str | Path) -> tuple[list[Utterance], list[BadItem]]:
+    """A manifest's utterances and its unreadable lines (as bad items); a manifest with none readable is an error."""
+    utts, bad_lines = read_manifest(manifest)
+    if not utts:
+        raise AsrforgeError(f"manifest {manifest} has no readable line ({len(bad_lines)} bad); check its format")
+    return utts, [BadItem(s.item, s.reason) for s in bad_lines]
+
+
+def evaluate_dataset(transcriber: "Transcriber", dataset: SpeechDataset, config: DecodeConfig,
                      max_batch_seconds: float = 200.0, num_workers: int = 0, progress: bool = True) -> Evaluation:
-    """Decode every utterance of ``dataset`` (no augmentation) and compare with its normalized transcript.
+    """Decode every utterance of ``dataset`` (no augmentation) as ``config`` says and compare with its
+    normalized transcript.
 
     An entry longer than ``RECORDING_S`` (a recording of minutes with its whole transcript) is decoded as
     `asrforge transcribe` decodes it: cut at its pauses, the pieces' texts joined."""
@@ -65,7 +84,7 @@ def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size
     for batch in loader:
         bad.extend(batch.bad)
         if len(batch):
-            hyps = transcriber.decode_text(batch.feats, batch.feat_lens, beam_size)
+            hyps = transcriber.decode_text(batch.feats, batch.feat_lens, config)
             for uid, ref, hyp, speaker in zip(batch.ids, batch.texts, hyps, batch.speakers):
                 report.add(uid, ref, hyp, speaker)
             audio_seconds += float(batch.feat_lens.sum()) * transcriber.recipe.features.hop_ms / 1000
@@ -77,7 +96,7 @@ def evaluate_dataset(transcriber: Transcriber, dataset: SpeechDataset, beam_size
         except AsrforgeError as e:
             bad.append(BadItem(u.id or str(i), str(e)))
         else:
-            hyp = transcriber.transcribe(wave, beam_size, dataset.speaker_stats.get(u.speaker))[0].text
+            hyp = transcriber.transcribe_waves([wave], config, [dataset.speaker_stats.get(u.speaker)])[0].text
             report.add(u.id or str(i), dataset.texts[i], hyp, u.speaker)
             audio_seconds += wave.size / SAMPLE_RATE
         bar.update(1)

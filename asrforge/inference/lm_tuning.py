@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from asrforge.data.dataset import SpeechDataset
+from asrforge.decoding.config import DecodeConfig
 from asrforge.decoding.ngram import NGramLM
 from asrforge.decoding.searches import uses_word_bonus
 from asrforge.errors import CheckpointError
@@ -62,23 +63,23 @@ class TuningResult:
         return "\n".join(lines)
 
 
-def tune_lm(transcriber: Transcriber, dataset: SpeechDataset, lm: NGramLM, beam_size: int,
+def tune_lm(transcriber: Transcriber, dataset: SpeechDataset, lm: NGramLM, config: DecodeConfig,
             weights=DEFAULT_WEIGHTS, bonuses=DEFAULT_BONUSES, closed_vocabulary: bool = False,
             progress: bool = True, source: str = "the dev manifest") -> TuningResult:
-    """Dev WER/CER for every (weight, bonus) pair and without the LM. Leaves ``transcriber`` without an LM.
-    ``source`` names the dataset in errors."""
+    """Dev WER/CER for every (weight, bonus) pair and without the LM, decoding as ``config`` says (a beam search).
+    Leaves ``transcriber`` without an LM. ``source`` names the dataset in errors."""
     transcriber.use_lm(None)
-    without = evaluate_dataset(transcriber, dataset, beam_size, progress=False)
+    without = evaluate_dataset(transcriber, dataset, config, progress=False)
     without.require_scored(source)
     plain = without.summary()
-    tunes_bonus = uses_word_bonus(transcriber.model, transcriber.search_options(beam_size))
+    tunes_bonus = uses_word_bonus(transcriber.model, config)
     bonuses = list(bonuses) if tunes_bonus else [0.0]
     result = TuningResult(GridPoint(0.0, 0.0, plain["wer"], plain["cer"]), tunes_bonus=tunes_bonus)
     points = [(w, b) for w in weights for b in bonuses]
     bar = progress_bar(points, desc="tuning LM", unit="setting", disable=not progress, leave=False)
     for weight, bonus in bar:
         transcriber.use_lm(lm, weight, bonus, closed_vocabulary)
-        s = evaluate_dataset(transcriber, dataset, beam_size, progress=False).summary()
+        s = evaluate_dataset(transcriber, dataset, config, progress=False).summary()
         result.grid.append(GridPoint(weight, bonus, s["wer"], s["cer"]))
         bar.set_postfix(best_wer=f"{100 * result.best.wer:.2f}%")
     transcriber.use_lm(None)

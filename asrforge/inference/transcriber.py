@@ -1,30 +1,36 @@
-"""Transcriber: audio (paths or arrays) -> text, with the model, features, tokenizer and search it needs."""
+"""An asrforge checkpoint as a :class:`~asrforge.inference.recognizer.Recognizer`: audio (paths or arrays) -> text,
+with the model, features, tokenizer, search and n-gram LM it needs."""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from asrforge.audio.io import SAMPLE_RATE, load_audio
+from asrforge.checkpoint import load_checkpoint
+from asrforge.config import from_dict, to_dict
+from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import Skipped, Utterance, load_utterance
-from asrforge.decoding import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
+from asrforge.decoding.config import DecodeConfig
 from asrforge.decoding.ctc_align import ctc_align
 from asrforge.decoding.ngram import NGramLM
-from asrforge.decoding.searches import Decoded, SearchOptions, decode_batch
+from asrforge.decoding.searches import Decoded, decode_batch, uses_word_bonus
 from asrforge.decoding.word_lm import WordLMScorer
 from asrforge.devices import resolve_device
-from asrforge.errors import AsrforgeError, CheckpointError
+from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
+from asrforge.inference.evaluate import Evaluation, evaluate_dataset, read_scored_manifest
+from asrforge.inference.result import Result, Segment, Word
 from asrforge.inference.vad import VadOptions, speech_spans
 from asrforge.models.build import build_model
+from asrforge.progress import progress_bar
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, Tokenizer, tokenizer_from_state
-from asrforge.checkpoint import load_checkpoint
 
 
 LM_FILE = "lm.arpa"     # the n-gram `asrforge train` builds (lm.order > 0), beside the checkpoints
@@ -35,30 +41,6 @@ def recipe_lm_file(recipe: Recipe, checkpoint: Path) -> Path | None:
     if recipe.lm.path:
         return Path(recipe.lm.path)
     return checkpoint.parent / LM_FILE if recipe.lm.order > 0 else None
-
-
-@dataclass
-class Word:
-    word: str
-    start: float
-    end: float
-
-
-@dataclass
-class Segment:
-    start: float        # seconds from the start of the input
-    end: float
-    text: str
-    words: list[Word] = field(default_factory=list)
-
-
-@dataclass
-class Result:
-    text: str
-    duration: float = 0.0
-    words: list[Word] = field(default_factory=list)
-    source: str | None = None
-    segments: list[Segment] = field(default_factory=list)
 
 
 LONG_FORM_S = 20.0      # longer input is cut at pauses into speech segments of at most this many seconds
@@ -94,8 +76,28 @@ def speech_pieces(utts: list[Utterance], max_segment_s: float = LONG_FORM_S) -> 
     return pieces, skipped
 
 
+DECODE_KEYS = frozenset(f.name for f in fields(DecodeConfig))
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """What :meth:`Transcriber.transcribe` was asked for, checked."""
+    decode: DecodeConfig
+    word_timestamps: bool
+    speaker_stats: CMVNStats | list[CMVNStats | None] | None = None
+    max_segment_s: float = LONG_FORM_S
+    progress: bool = False
+
+
 class Transcriber:
-    def __init__(self, model: torch.nn.Module, recipe: Recipe, tokenizer: Tokenizer, device: str | torch.device = "cpu"):
+    """An asrforge model (any family) with its front end, tokenizer, search and LM."""
+
+    sample_rate = SAMPLE_RATE
+    languages: tuple[str, ...] = ()     # it reads the one language it was trained on, and takes no language option
+    tasks = ("transcribe",)
+
+    def __init__(self, model: torch.nn.Module, recipe: Recipe, tokenizer: Tokenizer, device: str | torch.device = "cpu",
+                 source: str = ""):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.recipe = recipe
@@ -103,6 +105,36 @@ class Transcriber:
         self.features = FeatureExtractor(recipe.features)
         self.normalizer = Normalizer(recipe.text)
         self.lm: WordLMScorer | None = None
+        self.source = source
+
+    # ---- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", lm: str | Path | bool = True,
+                        lm_weight: float | None = None, word_bonus: float | None = None,
+                        closed_vocabulary: bool | None = None) -> "Transcriber":
+        """``path``: a checkpoint file, or an experiment folder (its ``best.pt``). ``lm``: True uses the recipe's
+        n-gram LM (``lm.path``, or ``lm.arpa`` that training wrote beside the checkpoint), False none, a path that
+        ARPA file; ``lm_weight``, ``word_bonus`` and ``closed_vocabulary`` default to the recipe's ``lm.*``."""
+        return cls.from_state(load_checkpoint(path), device, lm, lm_weight, word_bonus, closed_vocabulary)
+
+    @classmethod
+    def from_state(cls, state: dict, device: str = "cpu", lm: str | Path | bool = True, lm_weight: float | None = None,
+                   word_bonus: float | None = None, closed_vocabulary: bool | None = None) -> "Transcriber":
+        """A checkpoint already read by :func:`asrforge.checkpoint.load_checkpoint` (its ``path`` entry included)."""
+        recipe = recipe_from_dict(state["recipe"])
+        tokenizer = tokenizer_from_state(state["tokenizer"])
+        model = build_model(recipe.model, recipe.features.dim, tokenizer.vocab_size)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint {state['path']} does not match its own model config ({str(e).splitlines()[0][:160]}); it is damaged") from None
+        transcriber = cls(model, recipe, tokenizer, device, state["path"])
+        lm_file = recipe_lm_file(recipe, Path(state["path"])) if lm is True else (Path(lm) if lm else None)
+        if lm is True and lm_file is not None and not lm_file.is_file():
+            raise CheckpointError(f"{state['path']} decodes with the n-gram LM {lm_file}, which is missing: copy it "
+                                  "there, give another with --lm PATH, or decode without one (--no-lm)")
+        transcriber.use_lm(NGramLM.load(lm_file) if lm_file else None, lm_weight, word_bonus, closed_vocabulary)
+        return transcriber
 
     def use_lm(self, lm: NGramLM | None, weight: float | None = None, word_bonus: float | None = None,
                closed_vocabulary: bool | None = None) -> None:
@@ -116,28 +148,73 @@ class Transcriber:
                                cfg.word_bonus if word_bonus is None else word_bonus,
                                cfg.closed_vocabulary if closed_vocabulary is None else closed_vocabulary)
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", lm: str | Path | bool = True,
-                        lm_weight: float | None = None, word_bonus: float | None = None,
-                        closed_vocabulary: bool | None = None) -> "Transcriber":
-        """``lm``: True uses the recipe's n-gram LM (``lm.path``, or ``lm.arpa`` that training wrote beside the
-        checkpoint), False none, a path that ARPA file."""
-        state = load_checkpoint(path)
-        recipe = recipe_from_dict(state["recipe"])
-        tokenizer = tokenizer_from_state(state["tokenizer"])
-        model = build_model(recipe.model, recipe.features.dim, tokenizer.vocab_size)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"checkpoint {state['path']} does not match its own model config ({str(e).splitlines()[0][:160]}); it is damaged") from None
-        transcriber = cls(model, recipe, tokenizer, device)
-        lm_file = recipe_lm_file(recipe, Path(state["path"])) if lm is True else (Path(lm) if lm else None)
-        if lm is True and lm_file is not None and not lm_file.is_file():
-            raise CheckpointError(f"{state['path']} decodes with the n-gram LM {lm_file}, which is missing: copy it "
-                                  "there, give another with --lm PATH, or decode without one (--no-lm)")
-        transcriber.use_lm(NGramLM.load(lm_file) if lm_file else None, lm_weight, word_bonus, closed_vocabulary)
-        return transcriber
+    # ---- what it offers ---------------------------------------------------------------------------
+    @property
+    def word_timestamps(self) -> bool:
+        """CTC heads and transducers align their tokens to frames; a plain attention decoder (LAS, Transformer) does not."""
+        return self.model.objective != "attention" or self.model.ctc_head is not None
 
+    @property
+    def streaming(self) -> bool:
+        """Whether the model was built to decode as audio arrives (a causal transducer: ``model.streaming``)."""
+        return bool(getattr(self.recipe.model, "streaming", False))
+
+    def decode_config(self, beam_size: int | None = None, **overrides) -> DecodeConfig:
+        """The recipe's ``decode.*``, with ``beam_size`` (None: the recipe's) and any other of its keys changed.
+        This is where "no beam size given" is resolved, for every command and the library alike."""
+        unknown = sorted(set(overrides) - DECODE_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown decode option(s) {unknown}; known: {sorted(DECODE_KEYS)}")
+        changes = {k: v for k, v in {**overrides, "beam_size": beam_size}.items() if v is not None}
+        if not changes:
+            return self.recipe.decode
+        return from_dict(DecodeConfig, {**to_dict(self.recipe.decode), **changes}, "decode.")
+
+    def search_description(self, config: DecodeConfig) -> str:
+        """How this model decodes with ``config``: ``greedy``, or ``beam 8, 2-gram LM weight 0.5 bonus 1, ...``."""
+        if config.beam_size <= 1:
+            return "greedy"
+        if self.lm is None:
+            return f"beam {config.beam_size}"
+        bonus = (f" bonus {self.lm.word_bonus:g}" if uses_word_bonus(self.model, config)
+                 else ", no word bonus in attention search")
+        return (f"beam {config.beam_size}, {self.lm.lm.order}-gram LM weight {self.lm.weight:g}{bonus}"
+                + (", closed vocabulary" if self.lm.closed_vocabulary else ""))
+
+    def check_options(self, **options) -> None:
+        """Refuse what this model cannot do (another language, translation, sampling, word times from a decoder
+        without an alignment) and unknown options, before any audio is read."""
+        self._options(options)
+
+    def _options(self, options: dict) -> TranscribeOptions:
+        options = dict(options)
+        if options.pop("language", None) not in (None, "", "auto"):
+            raise ConfigError("language: an asrforge model reads the one language it was trained on and takes no "
+                              "language option; leave it out (or auto)")
+        if options.pop("task", None) not in (None, "transcribe"):
+            raise ConfigError("task: an asrforge model transcribes only; translation needs a multilingual Whisper checkpoint")
+        if options.pop("temperature", None) not in (None, 0, 0.0, (0.0,), [0.0]):
+            raise ConfigError("temperature: an asrforge model decodes by search, not by sampling; "
+                              "choose its beam_size instead (1 is greedy)")
+        words = options.pop("word_timestamps", None)
+        if words and not self.word_timestamps:
+            raise ConfigError(f"word_timestamps: a {self.recipe.model.family} model's attention decoder has no "
+                              "alignment to the audio, so it gives no word times (CTC, joint CTC/attention and "
+                              "transducer models do)")
+        own = {"beam_size", "speaker_stats", "max_segment_s", "progress"} | DECODE_KEYS
+        unknown = sorted(set(options) - own)
+        if unknown:
+            raise ConfigError(f"option(s) {unknown} apply to Whisper checkpoints only; an asrforge model takes "
+                              f"beam_size, max_segment_s, word_timestamps, speaker_stats and the decode.* knobs "
+                              f"({', '.join(sorted(DECODE_KEYS - {'beam_size'}))})")
+        decode = self.decode_config(options.pop("beam_size", None), **{k: options.pop(k) for k in DECODE_KEYS & set(options)})
+        max_segment_s = options.get("max_segment_s") or LONG_FORM_S
+        if max_segment_s <= 0:
+            raise ConfigError(f"max_segment_s must be above 0, got {max_segment_s}")
+        return TranscribeOptions(decode, self.word_timestamps if words is None else bool(words),
+                                 options.get("speaker_stats"), max_segment_s, bool(options.get("progress")))
+
+    # ---- the pieces -------------------------------------------------------------------------------
     @functools.cached_property
     def frame_seconds(self) -> float:
         """Seconds per encoder output frame (feature hop x time subsampling), measured once on the model itself."""
@@ -147,35 +224,16 @@ class Transcriber:
             _, out = self.model.encode(feats, torch.tensor([n], device=self.device))
         return self.recipe.features.hop_ms / 1000 * n / int(out[0])
 
-    def search_options(self, beam_size: int | None = None, nbest: int = 1) -> SearchOptions:
-        d = self.recipe.decode
-        return SearchOptions(beam_size=d.beam_size if beam_size is None else beam_size, ctc_weight=d.ctc_weight,
-                             joint_search=d.joint_search, max_symbols_per_frame=d.max_symbols_per_frame,
-                             max_len_ratio=d.max_len_ratio, lm=self.lm, nbest=nbest)
-
-    @torch.inference_mode()
-    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """CTC models: ``(B, T, D), (B,) -> log_probs (B, T', V), lengths (B,)`` on CPU."""
-        log_probs, lens = self.model(feats.to(self.device), feat_lens.to(self.device))
-        return log_probs.float().cpu(), lens.cpu()
-
-    def search(self, log_probs: torch.Tensor, lens: torch.Tensor, beam_size: int = 1) -> list[list[int]]:
-        """CTC models: token ids per utterance; ``beam_size`` 1 is greedy, more is CTC prefix beam search."""
-        blank = self.tokenizer.blank_id
-        if beam_size <= 1:
-            return ctc_greedy(log_probs, lens, blank)
-        opts = CTCBeamOptions(beam_size=beam_size)
-        return [ctc_prefix_beam_search(log_probs[b], int(lens[b]), opts, blank, self.lm)[0].tokens for b in range(len(lens))]
-
-    def decode(self, feats: torch.Tensor, feat_lens: torch.Tensor, beam_size: int | None = None,
+    def decode(self, feats: torch.Tensor, feat_lens: torch.Tensor, config: DecodeConfig | None = None,
                nbest: int = 1) -> Decoded:
-        """Padded features ``(B, T, D)`` -> up to ``nbest`` hypotheses of each utterance, by the family's search."""
-        return decode_batch(self.model, feats.to(self.device), feat_lens.to(self.device),
-                            self.search_options(beam_size, nbest))
+        """Padded features ``(B, T, D)`` -> up to ``nbest`` hypotheses of each utterance, by the family's search
+        as ``config`` (default: the recipe's ``decode``) says, with this transcriber's LM."""
+        return decode_batch(self.model, feats.to(self.device), feat_lens.to(self.device), config or self.recipe.decode,
+                            self.lm, nbest)
 
-    def decode_text(self, feats: torch.Tensor, feat_lens: torch.Tensor, beam_size: int = 1) -> list[str]:
+    def decode_text(self, feats: torch.Tensor, feat_lens: torch.Tensor, config: DecodeConfig | None = None) -> list[str]:
         """Padded features ``(B, T, D)`` -> one string per utterance."""
-        return [self.tokenizer.decode(h.tokens).strip() for h in self.decode(feats, feat_lens, beam_size).hyps]
+        return [self.tokenizer.decode(h.tokens).strip() for h in self.decode(feats, feat_lens, config).hyps]
 
     def words_from_frames(self, tokens: list[int], frames: list[int]) -> list[Word]:
         """Word times from the frame each token was emitted on (transducers)."""
@@ -224,13 +282,20 @@ class Transcriber:
                 open_word = True
         return words
 
-    def pooled_speaker_stats(self, audio: list[str | Path | np.ndarray]) -> CMVNStats:
-        """CMVN statistics over all of ``audio`` taken as one speaker (models trained with ``features.cmvn=speaker``).
-        Unreadable files are left out here; transcribing them reports them."""
+    @property
+    def speaker_cmvn(self) -> bool:
+        """Trained with ``features.cmvn=speaker``: it reads best given a speaker's statistics (:meth:`pooled_speaker_stats`)."""
+        return self.recipe.features.cmvn == "speaker"
+
+    def pooled_speaker_stats(self, audio: list[str | Path | np.ndarray | Utterance]) -> CMVNStats:
+        """CMVN statistics over all of ``audio`` (files, 16 kHz arrays or manifest utterances) taken as one speaker,
+        for models trained with ``features.cmvn=speaker``. Unreadable items are left out here; transcribing them
+        reports them."""
         acc = CMVNAccumulator()
         for item in audio:
             try:
-                wave = load_audio(item) if isinstance(item, (str, Path)) else np.asarray(item, dtype=np.float32)
+                wave = (load_audio(item) if isinstance(item, (str, Path)) else load_utterance(item)
+                        if isinstance(item, Utterance) else np.asarray(item, dtype=np.float32))
             except AsrforgeError:
                 continue
             acc.add(self.features.statistics_frames(wave))
@@ -238,59 +303,99 @@ class Transcriber:
             raise AsrforgeError("none of the audio could be read to pool speaker statistics")
         return acc.stats()
 
-    def transcribe(self, audio: str | Path | np.ndarray | list, beam_size: int | None = None,
-                   speaker_stats: CMVNStats | None = None, max_segment_s: float = LONG_FORM_S) -> list[Result]:
-        """Paths or 16 kHz float arrays -> one :class:`Result` each. Word times come from the CTC posteriors aligned
-        to the chosen tokens (CTC and joint CTC/attention models) or the transducer's emission frames; LAS and
-        Transformer decoders have no alignment, so their results carry no words.
-        ``speaker_stats`` (from :meth:`pooled_speaker_stats`) normalizes models trained with speaker CMVN;
-        without it each segment is normalized on its own.
+    # ---- transcription ----------------------------------------------------------------------------
+    def transcribe(self, audio: str | Path | np.ndarray, **options) -> Result:
+        """A path or 16 kHz float array -> :class:`Result`. Options: ``beam_size`` (default: the recipe's), any
+        other ``decode.*`` knob, ``word_timestamps``, ``speaker_stats``, ``max_segment_s``, ``progress``; see
+        :meth:`transcribe_batch`."""
+        return self.transcribe_batch([audio], **options)[0]
+
+    def transcribe_batch(self, audio: list, **options) -> list[Result]:
+        """Paths or 16 kHz float arrays -> one :class:`Result` each, their pieces decoded together in batches.
+
+        Word times come from the CTC posteriors aligned to the chosen tokens (CTC and joint CTC/attention models)
+        or the transducer's emission frames; LAS and Transformer decoders have no alignment, so their results
+        carry no words. ``speaker_stats`` (from :meth:`pooled_speaker_stats`; one for all, or a list with one per
+        input) normalizes models trained with speaker CMVN; without it each segment is normalized on its own.
 
         Input longer than ``max_segment_s`` (a lecture, a meeting) is cut into its stretches of speech by voice
         activity detection, none longer than ``max_segment_s``, and each is decoded as an utterance: models are
         trained on utterances of seconds, and over minutes a recurrent encoder drifts and self-attention's
         memory grows with the square of the length. Silence between them is not decoded."""
-        items = audio if isinstance(audio, list) else [audio]
-        results = []
-        for item in items:
-            wave = load_audio(item) if isinstance(item, (str, Path)) else np.asarray(item, dtype=np.float32)
-            spans = long_form_spans(wave, max_segment_s)
-            segments = [s for s in self._decode_spans(wave, spans, beam_size, speaker_stats) if s.text]
-            results.append(Result(" ".join(s.text for s in segments), wave.size / SAMPLE_RATE,
-                                  [w for s in segments for w in s.words],
-                                  str(item) if isinstance(item, (str, Path)) else None, segments))
+        opts = self._options(options)
+        waves = [load_audio(a) if isinstance(a, (str, Path)) else np.asarray(a, dtype=np.float32) for a in audio]
+        stats = opts.speaker_stats if isinstance(opts.speaker_stats, list) else [opts.speaker_stats] * len(waves)
+        if len(stats) != len(waves):
+            raise ConfigError(f"speaker_stats: {len(stats)} statistics for {len(waves)} inputs; give one, or one per input")
+        results = self.transcribe_waves(waves, opts.decode, stats, opts.max_segment_s, opts.word_timestamps, opts.progress)
+        for result, item in zip(results, audio):
+            result.source = str(item) if isinstance(item, (str, Path)) else None
         return results
 
-    def _decode_spans(self, wave: np.ndarray, spans: list[tuple[int, int]], beam_size: int | None,
-                      speaker_stats: CMVNStats | None) -> list[Segment]:
-        """Each ``(start, end)`` sample range of ``wave`` decoded as one utterance, in batches of similar
-        lengths -> one :class:`Segment` per span, in the spans' order, times counted from the start of ``wave``."""
+    def transcribe_waves(self, waves: list[np.ndarray], config: DecodeConfig, speaker_stats: list[CMVNStats | None],
+                         max_segment_s: float = LONG_FORM_S, word_timestamps: bool = True,
+                         progress: bool = False) -> list[Result]:
+        """16 kHz float arrays -> :class:`Result` each (options already checked: see :meth:`transcribe_batch`)."""
+        spans = [(w, start, end) for w, wave in enumerate(waves) for start, end in long_form_spans(wave, max_segment_s)]
+        decoded = self._decode_spans(waves, spans, config, speaker_stats, word_timestamps, progress)
+        per_wave: list[list[Segment]] = [[] for _ in waves]
+        for (w, _, _), segment in zip(spans, decoded):
+            if segment.text:
+                segment.id = len(per_wave[w])
+                per_wave[w].append(segment)
+        return [Result(" ".join(s.text for s in segments), segments, None, round(wave.size / SAMPLE_RATE, 3))
+                for wave, segments in zip(waves, per_wave)]
+
+    def _decode_spans(self, waves: list[np.ndarray], spans: list[tuple[int, int, int]], config: DecodeConfig,
+                      speaker_stats: list[CMVNStats | None], word_timestamps: bool, progress: bool) -> list[Segment]:
+        """Each ``(wave, start, end)`` sample range decoded as one utterance, in batches of similar lengths -> one
+        :class:`Segment` per span, in the spans' order, times counted from the start of its wave."""
         segments: list[Segment | None] = [None] * len(spans)
-        order = sorted(range(len(spans)), key=lambda i: spans[i][1] - spans[i][0])
+        order = sorted(range(len(spans)), key=lambda i: spans[i][2] - spans[i][1])
         batches, current = [], []
         for i in order:   # sorted by length, so ``len(current) * this length`` is the padded size
-            if current and (len(current) + 1) * (spans[i][1] - spans[i][0]) > BATCH_SECONDS * SAMPLE_RATE:
+            if current and (len(current) + 1) * (spans[i][2] - spans[i][1]) > BATCH_SECONDS * SAMPLE_RATE:
                 batches.append(current)
                 current = []
             current.append(i)
         batches += [current] if current else []
+        bar = progress_bar(total=len(spans), desc="decoding", unit="segment", disable=not progress, leave=False)
+        hop = self.recipe.features.hop_ms / 1000
         for batch in batches:
-            feats = [self.features(wave[spans[i][0]:spans[i][1]], speaker_stats) for i in batch]
+            pieces = [waves[spans[i][0]][spans[i][1]:spans[i][2]] for i in batch]
+            feats = [self.features(p, speaker_stats[spans[i][0]]) for p, i in zip(pieces, batch)]
             lens = torch.tensor([f.shape[0] for f in feats])
-            padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-            decoded = self.decode(padded, lens, beam_size)
-            for b, i in enumerate(batch):
-                hyp, offset = decoded.hyps[b], spans[i][0] / SAMPLE_RATE
-                if self.recipe.features.trim_db is not None:     # frame 0 is the first one the trim kept
-                    first = self.features.kept_frames(wave[spans[i][0]:spans[i][1]]).start
-                    offset += first * self.recipe.features.hop_ms / 1000
-                if decoded.ctc_log_probs is not None:
-                    words = self.word_times(decoded.ctc_log_probs[b], int(decoded.out_lens[b]), list(hyp.tokens))
-                elif hyp.frames is not None:
-                    words = self.words_from_frames(hyp.tokens, hyp.frames)
-                else:
-                    words = []
-                segments[i] = Segment(round(spans[i][0] / SAMPLE_RATE, 3), round(spans[i][1] / SAMPLE_RATE, 3),
-                                      self.tokenizer.decode(hyp.tokens).strip(),
-                                      [Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3)) for w in words])
+            decoded = self.decode(torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lens, config)
+            for b, (i, piece) in enumerate(zip(batch, pieces)):
+                hyp, (_, start, end) = decoded.hyps[b], spans[i]
+                words = None
+                if word_timestamps:
+                    offset = start / SAMPLE_RATE
+                    if self.recipe.features.trim_db is not None:     # frame 0 is the first one the trim kept
+                        offset += self.features.kept_frames(piece).start * hop
+                    if decoded.ctc_log_probs is not None:
+                        found = self.word_times(decoded.ctc_log_probs[b], int(decoded.out_lens[b]), list(hyp.tokens))
+                    else:
+                        found = self.words_from_frames(hyp.tokens, hyp.frames or [])
+                    words = [Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3)) for w in found]
+                segments[i] = Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3),
+                                      self.tokenizer.decode(hyp.tokens).strip(), words)
+            bar.update(len(batch))
+        bar.close()
         return segments
+
+    # ---- scoring ----------------------------------------------------------------------------------
+    def evaluate(self, manifest: str | Path, progress: bool = True, **options) -> Evaluation:
+        """WER/CER on a manifest, decoded as the recipe's ``decode.*`` says unless ``beam_size`` or other of its keys
+        are given (the options :meth:`transcribe` takes); speaker CMVN pools each speaker's statistics over the
+        manifest."""
+        config = self._options(options).decode
+        utts, bad = read_scored_manifest(manifest)
+        dataset = SpeechDataset(utts, self.features, None, self.normalizer, progress=progress)
+        ev = evaluate_dataset(self, dataset, config, progress=progress)
+        ev.bad = bad + ev.bad
+        ev.search, ev.beam_size = self.search_description(config), config.beam_size
+        if self.lm is not None and config.beam_size <= 1:
+            ev.notes.append("the n-gram LM is used by beam search only; this greedy run ignores it "
+                            "(--beam-size 8 to use it, --no-lm to silence this)")
+        return ev

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from asrforge.data.dataset import SpeechDataset, collate
+from asrforge.data.dataset import BadItem, SpeechDataset, collate
 from asrforge.data.manifest import Utterance
 from asrforge.decoding.whisper import WhisperDecodeOptions, decode
 from asrforge.features.whisper import WhisperFeatures, pad_to_window
-from asrforge.inference.evaluate import Evaluation
+from asrforge.inference.evaluate import Evaluation, read_scored_manifest
 from asrforge.metrics import ErrorReport
 from asrforge.models.whisper import Whisper
 from asrforge.progress import progress_bar
@@ -67,3 +67,19 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
         hypotheses.write_text("\n".join(lines) + "\n")
     model.train(was_training)
     return Evaluation(report, audio_seconds, time.perf_counter() - start, bad)
+
+
+def evaluate_whisper_manifest(transcriber, manifest: str | Path, beam_size: int = 1, language: str | None = None,
+                              task: str = "transcribe", progress: bool = True) -> Evaluation:
+    """Score a :class:`~asrforge.inference.whisper.WhisperTranscriber` on a manifest: each utterance is one
+    window, so longer ones are skipped and reported."""
+    utts, bad = read_scored_manifest(manifest)
+    long = [BadItem(u.id, f"longer than {MAX_SECONDS:.0f} s; Whisper is scored one window per utterance: cut it "
+                          "into segments (offset/duration) or use `asrforge transcribe`") for u in utts if u.duration > MAX_SECONDS]
+    utts = [u for u in utts if u.duration <= MAX_SECONDS]
+    model = transcriber.model
+    ev = evaluate_whisper(model, transcriber.tokenizer, whisper_dataset(utts, model), language, task, beam_size,
+                          progress=progress)
+    ev.bad = bad + long + ev.bad
+    ev.search, ev.beam_size = ("greedy" if beam_size <= 1 else f"beam {beam_size}"), beam_size
+    return ev

@@ -1,10 +1,12 @@
 """Write transcription results as txt, srt, vtt, tsv or json, named ``<output dir>/<audio stem>.<format>``
-as openai-whisper names them. A result is the OpenAI-layout dict (text, segments with start/end/text)."""
+as openai-whisper names them."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from asrforge.inference.result import Result, Segment
 
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 
@@ -18,40 +20,40 @@ def format_timestamp(seconds: float, always_hours: bool = False, decimal: str = 
     return f"{head}{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
 
 
-def _cue_text(segment: dict) -> str:
-    return segment["text"].strip().replace("-->", "->")   # "-->" would end the cue's timing line
+def _cue_text(segment: Segment) -> str:
+    return segment.text.strip().replace("-->", "->")   # "-->" would end the cue's timing line
 
 
-def to_txt(result: dict) -> str:
-    return "".join(s["text"].strip() + "\n" for s in result["segments"])
+def to_txt(result: Result) -> str:
+    return "".join(s.text.strip() + "\n" for s in result.segments)
 
 
-def to_srt(result: dict) -> str:
-    return "".join(f"{i}\n{format_timestamp(s['start'], True, ',')} --> {format_timestamp(s['end'], True, ',')}\n"
-                   f"{_cue_text(s)}\n\n" for i, s in enumerate(result["segments"], start=1))
+def to_srt(result: Result) -> str:
+    return "".join(f"{i}\n{format_timestamp(s.start, True, ',')} --> {format_timestamp(s.end, True, ',')}\n"
+                   f"{_cue_text(s)}\n\n" for i, s in enumerate(result.segments, start=1))
 
 
-def to_vtt(result: dict) -> str:
-    return "WEBVTT\n\n" + "".join(f"{format_timestamp(s['start'])} --> {format_timestamp(s['end'])}\n{_cue_text(s)}\n\n"
-                                  for s in result["segments"])
+def to_vtt(result: Result) -> str:
+    return "WEBVTT\n\n" + "".join(f"{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{_cue_text(s)}\n\n"
+                                  for s in result.segments)
 
 
-def to_tsv(result: dict) -> str:
+def to_tsv(result: Result) -> str:
     """Milliseconds as integers, as the reference writes them (tabs in text become spaces)."""
     rows = ["start\tend\ttext"]
-    rows += [f"{round(1000 * s['start'])}\t{round(1000 * s['end'])}\t{s['text'].strip().replace(chr(9), ' ')}"
-             for s in result["segments"]]
+    rows += [f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{s.text.strip().replace(chr(9), ' ')}"
+             for s in result.segments]
     return "\n".join(rows) + "\n"
 
 
-def to_json(result: dict) -> str:
-    return json.dumps(result, ensure_ascii=False)
+def to_json(result: Result) -> str:
+    return json.dumps(result.to_dict(), ensure_ascii=False)
 
 
 WRITERS = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv, "json": to_json}
 
 
-def write_result(result: dict, name: str, output_dir: str | Path, output_format: str) -> list[Path]:
+def write_result(result: Result, name: str, output_dir: str | Path, output_format: str) -> list[Path]:
     """Write one or all (``"all"``) formats as ``output_dir/<name>.<format>`` (``name`` may hold subfolders);
     returns the files written."""
     formats = FORMATS if output_format == "all" else (output_format,)

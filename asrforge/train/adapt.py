@@ -30,7 +30,7 @@ from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.inference.transcriber import LONG_FORM_S, Transcriber, recipe_lm_file, speech_pieces
 from asrforge.losses.objectives import objective_for
 from asrforge.progress import progress_bar
-from asrforge.checkpoint import resolve_checkpoint, save_checkpoint
+from asrforge.checkpoint import save_checkpoint
 
 ADAPTED = "adapted.pt"
 
@@ -79,7 +79,8 @@ def pseudo_label(transcriber: Transcriber, dataset: SpeechDataset, beam_size: in
     for b in range(0, len(readable), batch_size):
         chunk = readable[b : b + batch_size]
         feats = torch.nn.utils.rnn.pad_sequence([f for _, f in chunk], batch_first=True)
-        decoded = transcriber.decode(feats, torch.tensor([f.shape[0] for _, f in chunk]), beam_size, nbest=beam_size)
+        decoded = transcriber.decode(feats, torch.tensor([f.shape[0] for _, f in chunk]),
+                                     transcriber.decode_config(beam_size), nbest=beam_size)
         for (i, _), hyps in zip(chunk, decoded.nbest):
             scores = torch.tensor([h.score for h in hyps], dtype=torch.float64)
             confidence = float(torch.softmax(scores, 0)[0]) if torch.isfinite(scores).all() else 0.0
@@ -131,13 +132,13 @@ def _fine_tune(transcriber: Transcriber, dataset: SpeechDataset, kept: list[Pseu
     return losses
 
 
-def adapt(model: str | Path, manifest: str | Path, out_dir: str | Path, config: AdaptConfig = AdaptConfig(),
-          lm_options: dict | None = None, progress: bool = True) -> dict:
-    """Adapt the checkpoint ``model`` (any asrforge family) to the audio of ``manifest`` (its text is ignored); writes
-    ``OUT/adapted.pt``, ``OUT/pseudo_labels.jsonl`` and the LM file the checkpoint decodes with."""
+def adapt(transcriber: Transcriber, manifest: str | Path, out_dir: str | Path, config: AdaptConfig = AdaptConfig(),
+          progress: bool = True) -> dict:
+    """Adapt the model of ``transcriber`` (any asrforge family, loaded from a checkpoint; it is fine-tuned in
+    place) to the audio of ``manifest`` (its text is ignored); writes ``OUT/adapted.pt``, ``OUT/pseudo_labels.jsonl``
+    and the LM file the checkpoint decodes with."""
     started = time.time()
-    source = resolve_checkpoint(model)
-    transcriber = Transcriber.from_checkpoint(source, **(lm_options or {}))
+    source = Path(transcriber.source)
     utts, bad_lines = read_manifest(manifest)
     if not utts:
         raise AsrforgeError(f"manifest {manifest} has no readable line ({len(bad_lines)} bad); check its format")

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,7 +24,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from asrforge.data.augment import SpecAugment, WaveAugment
 from asrforge.config import to_dict
@@ -41,7 +39,7 @@ from asrforge.inference.evaluate import evaluate_dataset
 from asrforge.inference.transcriber import LM_FILE, Transcriber
 from asrforge.losses.objectives import objective_for
 from asrforge.models.build import build_model
-from asrforge.progress import progress_bar
+from asrforge.progress import log, progress_bar
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, build_tokenizer, tokenizer_from_state
 from asrforge import distributed as D
@@ -401,7 +399,7 @@ class Trainer:
         """Greedy WER/CER of the evaluated weights on data.dev, and their training objective there (``loss``)."""
         self.model.eval()
         transcriber = Transcriber(self.eval_model, self.recipe, self.tokenizer, self.dist.device)
-        result = evaluate_dataset(transcriber, self.dev_set, beam_size=1, progress=False).summary()
+        result = evaluate_dataset(transcriber, self.dev_set, transcriber.decode_config(beam_size=1), progress=False).summary()
         result["loss"] = self._dev_loss()
         self.model.train()
         return result
@@ -438,14 +436,14 @@ class Trainer:
             trace = open(self.out / "trace" / f"rank{self.dist.rank}.jsonl", "a")
         self.model.train()
         if self.state.epoch >= self.state.planned_epochs and self.dist.is_main:   # --resume of a finished run
-            print(f"{self.out} has finished its {self.state.planned_epochs} epochs; nothing is left to train (to train "
-                  "longer, start again with --overwrite and more train.epochs)", file=sys.stderr)
+            log.warning(f"{self.out} has finished its {self.state.planned_epochs} epochs; nothing is left to train (to "
+                        "train longer, start again with --overwrite and more train.epochs)")
         with self._interrupt:
             summary = self._fit(trace)
         if self._interrupt.asked:
             if self.dist.is_main:
-                print(f"stopped at step {self.state.step} (epoch {self.state.epoch + 1}, batch {self.state.batch_in_epoch}); "
-                      f"saved {self.out / 'last.pt'}: continue with --resume", file=sys.stderr)
+                log.warning(f"stopped at step {self.state.step} (epoch {self.state.epoch + 1}, batch "
+                            f"{self.state.batch_in_epoch}); saved {self.out / 'last.pt'}: continue with --resume")
             raise KeyboardInterrupt
         return summary
 
@@ -532,7 +530,7 @@ class Trainer:
                     self.state.best_wer, self.state.best_loss = metrics["wer"], metrics["loss"]
                     self._save("best.pt", full=False)
                 if self.progress:
-                    tqdm.write(f"epoch {self.state.epoch}: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%  "
+                    log.info(f"epoch {self.state.epoch}: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%  "
                                f"loss {metrics['loss']:.3f}  ({self.state.elapsed / 60:.1f} min)")
             self._save("last.pt", full=True)
             self._log(record)
@@ -545,7 +543,7 @@ class Trainer:
                 self.state.planned_epochs = planned
                 self.scheduler.total_steps = planned * self.steps_per_epoch
                 if self.progress:
-                    tqdm.write(f"{epoch_seconds:.0f}s per epoch: {planned} epochs fit train.max_minutes={cfg.max_minutes}; "
+                    log.info(f"{epoch_seconds:.0f}s per epoch: {planned} epochs fit train.max_minutes={cfg.max_minutes}; "
                                "learning-rate schedule shortened to match")
         D.barrier(self.dist)
 
@@ -556,6 +554,6 @@ class Trainer:
                 f.write(json.dumps(it) + "\n")
         if items and self.progress:
             reasons = Counter(it["reason"].split(";")[0] for it in items)
-            tqdm.write(f"skipped {len(items)} item(s) (details in {self.out / 'skipped.jsonl'}):")
+            log.info(f"skipped {len(items)} item(s) (details in {self.out / 'skipped.jsonl'}):")
             for reason, n in reasons.most_common(5):
-                tqdm.write(f"  {n} x {reason}")
+                log.info(f"  {n} x {reason}")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from asrforge.data.augment import SpecAugment, WaveAugment
 from asrforge.data.dataset import Batch, SpeechDataset, collate
@@ -30,9 +29,10 @@ from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.features.whisper import WhisperFeatures, pad_to_window
 from asrforge.inference.whisper_evaluate import evaluate_whisper, whisper_dataset
 from asrforge.devices import resolve_device
-from asrforge.models.whisper import Whisper, load_whisper_checkpoint, save_huggingface, save_openai
-from asrforge.progress import progress_bar
+from asrforge.models.whisper import Whisper, save_huggingface, save_openai, side_files_folder
+from asrforge.progress import log, progress_bar
 from asrforge.recipe import Recipe
+from asrforge.registry import PRETRAINED_MODELS
 from asrforge.text import Normalizer
 from asrforge.text.whisper import WhisperTokenizer
 from asrforge.train.schedule import WarmupCosine
@@ -61,9 +61,6 @@ class WhisperTargets:
 class WhisperFineTuner:
     def __init__(self, recipe: Recipe, out_dir: str | Path, progress: bool = True):
         cfg = recipe.model
-        if not cfg.init:
-            raise ConfigError("model.init is not set; pass model.init=PATH to a Whisper checkpoint "
-                              "(OpenAI .pt, Hugging Face folder or CTranslate2 folder)")
         self.recipe = recipe
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -73,9 +70,8 @@ class WhisperFineTuner:
         torch.set_num_threads(train.threads or max(1, os.cpu_count() or 1))
         self.device = resolve_device(train.device, option="train.device")
 
-        loaded = load_whisper_checkpoint(cfg.init)
-        self.model: Whisper = loaded.build().to(self.device)
-        self.tokenizer_folder = Path(cfg.tokenizer) if cfg.tokenizer else loaded.folder
+        self.model: Whisper = PRETRAINED_MODELS.get(cfg.family).cls(cfg).to(self.device)
+        self.tokenizer_folder = Path(cfg.tokenizer) if cfg.tokenizer else side_files_folder(cfg.init)
         self.tokenizer = WhisperTokenizer.from_folder(self.tokenizer_folder, self.model.is_multilingual,
                                                      self.model.dims.n_vocab)
         self.language = (self.tokenizer.language_code(cfg.language) if self.tokenizer.multilingual and cfg.language
@@ -161,7 +157,7 @@ class WhisperFineTuner:
         before = self.evaluate("dev WER before", self.out / "dev_before.jsonl")
         self._log({"epoch": 0, "step": 0, "dev_wer": before["wer"], "dev_cer": before["cer"], "dev_loss": before["loss"]})
         if self.progress:
-            tqdm.write(f"before fine-tuning: dev WER {100 * before['wer']:.2f}%  CER {100 * before['cer']:.2f}%")
+            log.info(f"before fine-tuning: dev WER {100 * before['wer']:.2f}%  CER {100 * before['cer']:.2f}%")
         best, best_epoch = before, 0
         self._save()               # the starting point is the best until an epoch beats it
         step, epoch, started, stop = 0, 0, time.time(), False
@@ -199,7 +195,7 @@ class WhisperFineTuner:
             self._log({"epoch": epoch, "step": step, "dev_wer": metrics["wer"], "dev_cer": metrics["cer"],
                        "dev_loss": metrics["loss"], "elapsed_min": (time.time() - started) / 60})
             if self.progress:
-                tqdm.write(f"epoch {epoch}: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%")
+                log.info(f"epoch {epoch}: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%")
             if (metrics["wer"], metrics["loss"]) < (best["wer"], best["loss"]):   # a WER tie goes to the lower loss
                 best, best_epoch = metrics, epoch
                 self._save()

@@ -10,7 +10,6 @@ stops nor changes its random choices elsewhere.
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -23,6 +22,7 @@ from asrforge.audio.io import SAMPLE_RATE, audio_info, load_audio
 from asrforge.data.manifest import Utterance, load_utterance, read_manifest
 from asrforge.errors import AudioError, ConfigError
 from asrforge.parallel import ordered_map
+from asrforge.progress import log
 
 CACHE_BYTES = 256 << 20       # per process (each DataLoader worker has its own)
 LONG_S = 30.0                 # a recording longer than this is read a stretch at a time, never whole
@@ -52,8 +52,8 @@ class RecordingPool:
             first = f"; the first problem: {bad[0]}" if bad else ""
             raise ConfigError(f"augment.{key} {manifest} lists no readable {what} file{first}")
         if bad:
-            print(f"asrforge: augment.{key}: skipped {len(bad)} of the {len(utts) + len(bad_lines)} items of {manifest}, "
-                  f"using the other {len(self.items)}; the first: {bad[0]}", file=sys.stderr)
+            log.warning(f"augment.{key}: skipped {len(bad)} of the {len(utts) + len(bad_lines)} items of {manifest}, "
+                        f"using the other {len(self.items)}; the first: {bad[0]}")
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cached_bytes = 0
         self._undecodable: set[int] = set()
@@ -80,7 +80,7 @@ class RecordingPool:
             except AudioError as e:
                 self._undecodable.add(i)
                 self._forget(i)
-                print(f"asrforge: augment.{self.key}: {e}; drawing the next recording instead", file=sys.stderr)
+                log.warning(f"augment.{self.key}: {e}; drawing the next recording instead")
         raise AudioError(f"augment.{self.key}: none of its {len(self.items)} recordings decodes any more")
 
     def _whole(self, i: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from asrforge.data.importers.base import LayoutError, SplitListing, print_summary, write_splits
+from asrforge.data.importers.base import LayoutError, SplitListing, write_splits
 from asrforge.data.importers.commonvoice import list_commonvoice
 from asrforge.data.importers.folder import list_folder
 from asrforge.data.importers.fsdd import list_fsdd
@@ -38,4 +38,4 @@ def prepare(corpus: str, src: str | Path, out: str | Path, workers: int | None =
                         source={"src": str(src.resolve()), "options": options})
 
 
-__all__ = ["IMPORTERS", "LayoutError", "export_kaldi", "prepare", "print_summary"]
+__all__ = ["IMPORTERS", "LayoutError", "export_kaldi", "prepare"]

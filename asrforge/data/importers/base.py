@@ -24,7 +24,7 @@ from asrforge.audio.io import decoder_message
 from asrforge.data.manifest import Skipped, Utterance, write_manifest
 from asrforge.errors import AsrforgeError
 from asrforge.parallel import ordered_map
-from asrforge.progress import progress_bar
+from asrforge.progress import log, progress_bar
 from asrforge.text import Normalizer
 
 SEGMENT_TOLERANCE = 0.05   # seconds a segment may run past the end of its file (rounding in STM/segments files)
@@ -97,8 +97,7 @@ def write_splits(out: str | Path, listings: dict[str, SplitListing], corpus: str
             if done.pop("source", None) == source:
                 splits[split] = done                          # finished by an earlier run from the same source
                 continue
-            if progress:
-                print(f"{split}: {manifest} was prepared from another source or with other options; redoing it")
+            log.info(f"{split}: {manifest} was prepared from another source or with other options; redoing it")
         with ThreadPoolExecutor(workers) as pool:
             checks = ordered_map(pool, lambda c: validate(c, normalizer, not listing.audio_only), listing.candidates,
                                  ahead=workers * 16)
@@ -144,17 +143,3 @@ def _reason_kind(reason: str) -> str:
         if kind in core:
             return kind
     return core.split(";")[0][:60]
-
-
-def print_summary(summary: dict, out: Path) -> None:
-    print(f"{summary['corpus']} -> {out}")
-    for split, s in summary["splits"].items():
-        extra = "".join(f", {n} {k}" for k, n in s["skipped_by_reason"].items())
-        print(f"  {split:<20} {s['utterances']:>7} utts {s['hours']:>8.2f} h {s['speakers']:>5} speakers   "
-              f"skipped {s['skipped']}{extra}")
-    if any(s["skipped"] for s in summary["splits"].values()):
-        print(f"  skipped items and reasons: {out / 'skipped.jsonl'}")
-    for split in summary.get("stale_splits", []):
-        print(f"  note: {out / (split + '.jsonl')} is left from an earlier run with other options or another "
-              f"source, and this run did not prepare it; delete it (and {out / ('.' + split + '.done.json')}) "
-              f"unless you still want it")

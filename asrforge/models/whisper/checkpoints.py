@@ -44,23 +44,43 @@ class LoadedWhisper:
         return model.float()
 
 
-def detect_format(path: Path) -> str:
-    if path.is_file():
-        return "openai"
+def _folder_format(path: Path) -> str | None:
     if (path / "model.bin").is_file():
         return "ctranslate2"
     if (path / "config.json").is_file() and any((path / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
         return "huggingface"
-    raise CheckpointError(f"{path} is not a Whisper checkpoint I can read; {FORMATS_HELP}")
+    return None
 
 
-def load_whisper_checkpoint(path: str | Path) -> LoadedWhisper:
+def is_whisper_folder(path: Path) -> bool:
+    """A Hugging Face or CTranslate2 folder (read by its file names, not its contents)."""
+    return _folder_format(path) is not None
+
+
+def detect_format(path: Path) -> str:
+    fmt = "openai" if path.is_file() else _folder_format(path)
+    if fmt is None:
+        raise CheckpointError(f"{path} is not a Whisper checkpoint I can read; {FORMATS_HELP}")
+    return fmt
+
+
+def side_files_folder(path: str | Path) -> Path:
+    """Where a checkpoint's side files (``tokenizer.json``, ...) are: the checkpoint's folder, or a ``.pt`` file's."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
+def load_whisper_checkpoint(path: str | Path, contents: dict | None = None) -> LoadedWhisper:
+    """``contents``: what an OpenAI ``.pt`` file holds, when the caller has read it already (``asrforge.load_model``
+    opens a file once to tell what it is), so it is not read a second time."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"Whisper model {path} does not exist; give a local path (nothing is downloaded)")
     fmt = detect_format(path)
     try:
-        return {"openai": _read_openai, "huggingface": _read_huggingface, "ctranslate2": _read_ctranslate2}[fmt](path)
+        if fmt == "openai":
+            return _read_openai(path, contents)
+        return {"huggingface": _read_huggingface, "ctranslate2": _read_ctranslate2}[fmt](path)
     except CheckpointError:
         raise
     except Exception as e:  # truncated files, wrong pickles, bad JSON: one message, not a traceback
@@ -70,14 +90,14 @@ def load_whisper_checkpoint(path: str | Path) -> LoadedWhisper:
 
 # ---------------------------------------------------------------- OpenAI
 
-def _read_openai(path: Path) -> LoadedWhisper:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+def _read_openai(path: Path, contents: dict | None = None) -> LoadedWhisper:
+    ckpt = contents if contents is not None else torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
         raise CheckpointError(f"{path} is a torch file but not an OpenAI Whisper checkpoint (no dims/model_state_dict); {FORMATS_HELP}")
     heads = ckpt.get("alignment_heads")
     if isinstance(heads, torch.Tensor):  # OpenAI stores a dense (layers, heads) boolean mask
         heads = [tuple(p) for p in heads.nonzero().tolist()]
-    return LoadedWhisper(WhisperDims(**ckpt["dims"]), ckpt["model_state_dict"], heads, path.parent)
+    return LoadedWhisper(WhisperDims(**ckpt["dims"]), ckpt["model_state_dict"], heads, side_files_folder(path))
 
 
 def save_openai(model: Whisper, path: str | Path) -> None:
@@ -143,7 +163,7 @@ def _read_huggingface(path: Path) -> LoadedWhisper:
     gen = path / "generation_config.json"
     if gen.is_file():
         heads = json.loads(gen.read_text()).get("alignment_heads")
-    return LoadedWhisper(dims, state, [tuple(h) for h in heads] if heads else None, path)
+    return LoadedWhisper(dims, state, [tuple(h) for h in heads] if heads else None, side_files_folder(path))
 
 
 def save_huggingface(model: Whisper, folder: str | Path, tokenizer_files: list[Path] = ()) -> None:
@@ -292,7 +312,7 @@ def _read_ctranslate2(path: Path) -> LoadedWhisper:
             norm(f"{src}/ffn/layer_norm", f"{dst}.mlp_ln")
             linear(f"{src}/ffn/linear_0", f"{dst}.mlp.0")
             linear(f"{src}/ffn/linear_1", f"{dst}.mlp.2")
-    return LoadedWhisper(dims, s, [tuple(h) for h in config.get("alignment_heads", [])] or None, path)
+    return LoadedWhisper(dims, s, [tuple(h) for h in config.get("alignment_heads", [])] or None, side_files_folder(path))
 
 
 def save_ctranslate2(model: Whisper, folder: str | Path, quantization: str = "float32", config: dict | None = None,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from asrforge.errors import ConfigError
+from asrforge.models.whisper.checkpoints import load_whisper_checkpoint
 from asrforge.models.whisper.model import Whisper
-from asrforge.registry import MODELS
+from asrforge.registry import PRETRAINED_MODELS
 
 
 @dataclass
@@ -24,4 +26,10 @@ class WhisperModelConfig:
             raise ValueError("model.label_smoothing must be in [0, 1)")
 
 
-MODELS.register("whisper", WhisperModelConfig)(Whisper)
+@PRETRAINED_MODELS.register("whisper", WhisperModelConfig)
+def load_pretrained_whisper(config: WhisperModelConfig) -> Whisper:
+    """The Whisper model ``config.init`` holds, with its weights, in float32."""
+    if not config.init:
+        raise ConfigError("model.init is not set; pass model.init=PATH to a Whisper checkpoint "
+                          "(OpenAI .pt, Hugging Face folder or CTranslate2 folder)")
+    return load_whisper_checkpoint(config.init).build()

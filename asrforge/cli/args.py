@@ -1,0 +1,82 @@
+"""What several commands parse alike: counts, amounts, booleans, the n-gram LM flags and ``decode.KEY=VALUE``."""
+
+from __future__ import annotations
+
+import argparse
+
+from asrforge.config import parse_value
+from asrforge.errors import AsrforgeError, ConfigError
+
+
+def count(text: str) -> int:
+    """argparse type for counts that must be at least 1 (beam sizes, shard sizes, workers, epochs, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive(text: str) -> float:
+    """argparse type for amounts that must be above 0 (hours, minutes, learning rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: use True or False")
+
+
+def add_lm_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("n-gram LM (asrforge models, beam search)")
+    g.add_argument("--lm", help="ARPA file (.arpa/.arpa.gz) to fuse into beam search (default: the recipe's lm.*)")
+    g.add_argument("--no-lm", action="store_true", help="decode without the recipe's n-gram LM")
+    g.add_argument("--lm-weight", type=float, help="LM log-probability scale (default: the recipe's lm.weight)")
+    g.add_argument("--word-bonus", type=float, help="score added per word (default: the recipe's lm.word_bonus)")
+    g.add_argument("--closed-vocabulary", action="store_true",
+                   help="output only the LM's words (digits, commands; default: the recipe's lm.closed_vocabulary)")
+
+
+def lm_options(args) -> dict:
+    """--lm / --no-lm / --lm-weight / --word-bonus / --closed-vocabulary -> ``load_model``'s ``lm_options``."""
+    if args.no_lm and args.lm:
+        raise AsrforgeError("give --lm PATH or --no-lm, not both")
+    options = {"lm": False if args.no_lm else (args.lm or True)}
+    if args.lm_weight is not None:
+        options["lm_weight"] = args.lm_weight
+    if args.word_bonus is not None:
+        options["word_bonus"] = args.word_bonus
+    if args.closed_vocabulary:
+        options["closed_vocabulary"] = True
+    return options
+
+
+DECODE_OVERRIDE_HELP = ("decode.KEY=VALUE changes one of the recipe's search settings for this run (asrforge models), "
+                        "e.g. decode.token_beam=4 decode.prune_logprob=-10; the keys are the recipe's decode section's")
+
+
+def is_decode_override(word: str) -> bool:
+    return word.startswith("decode.") and "=" in word
+
+
+def decode_overrides(words: list[str]) -> dict:
+    """``["decode.token_beam=4", ...]`` -> ``{"token_beam": 4}`` (values read as YAML reads them)."""
+    out = {}
+    for word in words:
+        key, _, value = word.partition("=")
+        name = key[len("decode."):]
+        if not name or "." in name:
+            raise ConfigError(f"{word!r}: write decode.KEY=VALUE with one of the decode section's keys")
+        out[name] = parse_value(value)
+    return out
