@@ -107,7 +107,7 @@ def shipped_recipes() -> dict[str, str]:
     for item in sorted(SHIPPED.iterdir(), key=lambda i: i.name):
         if item.name.endswith(".yaml"):
             first = item.read_text(encoding="utf-8").splitlines()[0]
-            found[item.name[:-len(".yaml")]] = first.lstrip("# ").split(". ")[0].rstrip(":.")
+            found[item.name[:-len(".yaml")]] = first.lstrip("# ").split(" (")[0].split(". ")[0].rstrip(":.")
     return found
 
 

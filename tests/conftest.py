@@ -61,6 +61,23 @@ def trained(tmp_path_factory, corpus) -> Path:
     return exp
 
 
+@pytest.fixture(scope="session")
+def babbler(tmp_path_factory) -> Path:
+    """An untrained (seeded) BiLSTM-CTC checkpoint, greedy, no LM: it says a different string of letters for every
+    recording, which makes a wrong, swapped or lost output visible (the tiny trained model says nothing at all)."""
+    from asrforge.checkpoint import save_checkpoint
+    from asrforge.models.build import build_model
+    from asrforge.recipe import load_recipe
+    from asrforge.text import CharTokenizer
+
+    recipe = load_recipe("demo_ctc", [*TINY_MODEL, "features.n_mels=40", "decode.beam_size=1", "lm.order=0"])
+    tokenizer = CharTokenizer.build(["zero one two three four five six seven eight nine"])
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("babbler") / "babbler.pt"
+    save_checkpoint(path, recipe, tokenizer, build_model(recipe.model, recipe.features.dim, tokenizer.vocab_size))
+    return path
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -81,3 +81,30 @@ def test_bad_files_name_the_file(tmp_path):
     sf.write(short, sine(0.5), 16000)
     with pytest.raises(AudioError, match="shorter than its offset"):
         load_audio(short, offset=2.0, duration=1.0)
+
+
+def test_a_cut_off_file_is_reported_as_truncated_not_read_as_a_short_one(tmp_path):
+    """libsndfile reads what is there; the header says how much should be. A 100-byte cut of a WAV (28 samples
+    left of 1.5 s) was transcribed as an empty string without a word."""
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, sine(1.5), 16000, subtype="PCM_16")
+    data = whole.read_bytes()
+    for keep, held in ((100, "0.00"), (len(data) // 2, "0.75")):
+        cut = tmp_path / f"cut{keep}.wav"
+        cut.write_bytes(data[:keep])
+        with pytest.raises(AudioError, match=rf"cut{keep}.wav is truncated: its header promises 1.50 s of audio but the file holds {held} s"):
+            load_audio(cut)
+        with pytest.raises(AudioError, match="truncated"):
+            audio_info(cut)
+    half = tmp_path / f"cut{len(data) // 2}.wav"
+    assert load_audio(half, offset=0.1, duration=0.5).size == 8000          # a slice it still holds reads
+    with pytest.raises(AudioError, match="truncated"):
+        load_audio(half, offset=0.5, duration=0.5)
+    # WAV written to a pipe has no length in its header (ffmpeg -f wav -): nothing to compare, so it reads
+    streamed = bytearray(data)
+    streamed[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
+    assert load_audio(tmp_path / "streamed.wav").size == 24000
+    with_trailer = tmp_path / "trailer.wav"                                  # a chunk after the data is not a cut
+    with_trailer.write_bytes(data + b"LIST\x04\x00\x00\x00abcd")
+    assert load_audio(with_trailer).size == 24000

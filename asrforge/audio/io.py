@@ -44,7 +44,42 @@ def audio_info(path: str | Path) -> tuple[int, int]:
         info = sf.info(str(path))
     except Exception as e:  # libsndfile raises several types for bad headers
         raise AudioError(f"audio file {path} cannot be read ({decoder_message(e)}); re-encode it as WAV/FLAC or remove it") from None
+    promised = wav_frames(path)
+    if promised is not None and promised[1] < promised[0]:
+        raise _truncated(path, promised[0] / info.samplerate, promised[1] / info.samplerate)
     return int(info.samplerate), int(info.frames)
+
+
+def wav_frames(path: Path) -> tuple[int, int] | None:
+    """``(frames its header promises, frames the file holds)`` of a RIFF WAV file, or None for other files and
+    for streams written without a length (ffmpeg to a pipe). libsndfile quietly reads what is there, so a cut
+    copy would otherwise pass for a short recording."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"fmt ":
+                fmt = f.read(size)
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+                f.seek(size % 2, 1)
+            elif name == b"data":
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                held = path.stat().st_size - f.tell()
+                return size // block_align, max(held, 0) // block_align
+            else:
+                f.seek(size + size % 2, 1)     # chunks are padded to an even length
+
+
+def _truncated(path: Path, promised_s: float, held_s: float) -> AudioError:
+    return AudioError(f"audio file {path} is truncated: its header promises {promised_s:.2f} s of audio but the file "
+                      f"holds {held_s:.2f} s; copy it again from its source, or remove it")
 
 
 def load_audio(
@@ -75,6 +110,12 @@ def load_audio(
                 f.seek(start)
             frames = -1 if duration is None else int(round(duration * sr))
             wave = f.read(frames, dtype="float32", always_2d=False)
+            wanted = f.frames - start if duration is None else min(frames, f.frames - start)
+            if len(wave) < wanted:          # the decoder stopped before the end the header gives (a cut FLAC, ...)
+                raise _truncated(path, f.frames / sr, (start + len(wave)) / sr)
+        promised = wav_frames(path)
+        if promised is not None and promised[1] < promised[0] and (duration is None or start + frames > promised[1]):
+            raise _truncated(path, promised[0] / sr, promised[1] / sr)
     except AudioError:
         raise
     except Exception as e:

@@ -72,11 +72,16 @@ def is_decode_override(word: str) -> bool:
 
 def decode_overrides(words: list[str]) -> dict:
     """``["decode.token_beam=4", ...]`` -> ``{"token_beam": 4}`` (values read as YAML reads them)."""
+    from dataclasses import fields
+
+    from asrforge.decoding.config import DecodeConfig
+
+    known = sorted(f.name for f in fields(DecodeConfig))
     out = {}
     for word in words:
         key, _, value = word.partition("=")
-        name = key[len("decode."):]
-        if not name or "." in name:
-            raise ConfigError(f"{word!r}: write decode.KEY=VALUE with one of the decode section's keys")
-        out[name] = parse_value(value)
+        out[key[len("decode."):]] = parse_value(value)
+    unknown = sorted(set(out) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown decode option(s) {unknown}; known: {known}")
     return out

@@ -72,7 +72,8 @@ def run_demo(out: str | Path, minutes: float | None = None, hours: float | None 
     result = transcriber.transcribe(utt.audio_filepath)
     print(f"      {utt.audio_filepath}\n      reference:  {utt.text}\n      hypothesis: {result.text}")
     print("      words: " + (" ".join(f"{w.word}[{w.start:.2f}-{w.end:.2f}s]" for w in result.words)
-                             or "(none: an attention decoder without a CTC head has no alignment)"))
+                             or ("(none recognized)" if transcriber.word_timestamps else
+                                 "(none: an attention decoder without a CTC head has no alignment)")))
 
     s = final.summary()
     figures = {"wer": s["wer"], "cer": s["cer"], "utts": s["utts"], "train_minutes": trained["train_minutes"],

@@ -377,7 +377,10 @@ class Transcriber:
                         found = self.word_times(decoded.ctc_log_probs[b], int(decoded.out_lens[b]), list(hyp.tokens))
                     else:
                         found = self.words_from_frames(hyp.tokens, hyp.frames or [])
-                    words = [Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3)) for w in found]
+                    # the last frame can reach a little past the piece: a word ends where its audio does at the latest
+                    last = end / SAMPLE_RATE
+                    words = [Word(w.word, round(min(w.start + offset, last), 3), round(min(w.end + offset, last), 3))
+                             for w in found]
                 segments[i] = Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3),
                                       self.tokenizer.decode(hyp.tokens).strip(), words)
             bar.update(len(batch))
