@@ -1,7 +1,7 @@
 """Is data loading the bottleneck? Utterances/s the DataLoader delivers (audio decoding, augmentation,
 features, SpecAugment, collation) next to utterances/s one training step consumes, in the same run.
 
-    python benchmarks/data_throughput.py [--workers 0 2] [--recipe configs/fsdd_ctc.yaml] [--train M] [--device cuda]
+    python benchmarks/data_throughput.py [--workers 0 2] [--recipe fsdd_ctc] [--train M] [--device cuda]
         [-- overrides ...]
 
 ``--train`` may be a manifest or a shard spec (DIR/shard-{000000..000009}.tar). ``--device`` is where the
@@ -24,7 +24,6 @@ from _common import bench_corpus, machine, measure_steps  # noqa: E402
 from asrforge.recipe import load_recipe  # noqa: E402
 from asrforge.train.trainer import Trainer  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def loader_rate(recipe, out: Path, max_batches: int) -> dict:
@@ -42,7 +41,7 @@ def loader_rate(recipe, out: Path, max_batches: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--recipe", default=str(REPO / "configs" / "demo_ctc.yaml"))
+    ap.add_argument("--recipe", default="demo_ctc", help="a recipe file or shipped recipe name")
     ap.add_argument("--train", help="manifest or shard spec (default: a synthetic corpus)")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--batches", type=int, default=60)

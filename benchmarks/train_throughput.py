@@ -19,7 +19,6 @@ from _common import bench_corpus, machine, measure_steps  # noqa: E402
 
 from asrforge.recipe import load_recipe  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -35,9 +34,9 @@ def main() -> None:
                 "data.cache_features=false", *args.overrides]
         figures = {}
         for rnn in ("lstm", "gru"):
-            recipe = load_recipe(REPO / "configs" / "demo_ctc.yaml", base + [f"model.encoder.rnn_type={rnn}"])
+            recipe = load_recipe("demo_ctc", base + [f"model.encoder.rnn_type={rnn}"])
             figures[rnn] = measure_steps(recipe, Path(tmp) / rnn, args.steps)
-    print(json.dumps({"name": "train_throughput", "recipe": "configs/demo_ctc.yaml", "steps": args.steps,
+    print(json.dumps({"name": "train_throughput", "recipe": "demo_ctc", "steps": args.steps,
                       "bilstm": figures["lstm"], "bigru": figures["gru"],
                       "gru_over_lstm_speed": figures["gru"]["utts_per_s"] / figures["lstm"]["utts_per_s"],
                       "machine": machine()}))

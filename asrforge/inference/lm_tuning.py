@@ -1,7 +1,7 @@
 """`asrforge lm tune`: choose the n-gram LM's weight and word bonus on a dev manifest, and optionally store them.
 
 The best fusion settings depend on the model family and on how it errs: a transducer that drops words wants a
-larger word bonus than a CTC model that misspells them (README, "Word n-gram LM in beam search"). Tuning on dev,
+larger word bonus than a CTC model that misspells them (docs/decoding.md, "Tuning the weight and bonus on dev"). Tuning on dev,
 never on test, keeps the reported test figure honest. Features are computed once; each grid point decodes the
 dev set again with its own settings.
 """

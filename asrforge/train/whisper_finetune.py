@@ -1,4 +1,4 @@
-"""Fine-tune a Whisper checkpoint on a manifest: ``asrforge train configs/whisper_finetune.yaml model.init=PATH``.
+"""Fine-tune a Whisper checkpoint on a manifest: ``asrforge train whisper_finetune model.init=PATH``.
 
 The data path is the one every asrforge model uses (manifests, duration batches, waveform augmentation,
 SpecAugment, the skip report); what differs is Whisper's own front end, its tokenizer and its loss:
