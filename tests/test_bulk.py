@@ -161,6 +161,7 @@ def test_bad_requests_are_refused_up_front(babbler, corpus, tmp_path, capsys):
         (["--manifest", str(m), "--output-manifest", str(tmp_path / "o.jsonl"), "--language", "de"],
          "takes no language option"),
         (["a.wav", "--batch-seconds", "3"], "--batch-seconds applies to --manifest"),
+        ([], "give the audio to transcribe"),
     ]
     for args, message in cases:
         assert main(["transcribe", "--model", str(babbler), *args]) == 2, args
