@@ -22,7 +22,7 @@ from _common import machine  # noqa: E402
 from asrforge.data.synth import synthesize_corpus  # noqa: E402
 from asrforge.cli.demo import DEMO_HOURS  # noqa: E402
 from asrforge.data.synth import SynthConfig  # noqa: E402
-from asrforge.inference.transcriber import Transcriber  # noqa: E402
+from asrforge.inference import load_model  # noqa: E402
 from asrforge.recipe import load_recipe  # noqa: E402
 from asrforge.train.trainer import Trainer  # noqa: E402
 
@@ -42,7 +42,7 @@ def run_one(name: str, corpus: Path, out: Path, minutes: float, eval_only: bool 
         print(f"== {name}: family {recipe.model.family}, encoder {recipe.model.encoder.kind}, {minutes} min", flush=True)
         trained = Trainer(recipe, exp).fit()
         (exp / "trained.json").write_text(json.dumps(trained))
-    transcriber = Transcriber.from_checkpoint(exp)   # best.pt, or last.pt if no epoch finished
+    transcriber = load_model(exp)   # best.pt, or last.pt if no epoch finished
     row = {"recipe": name, "family": recipe.model.family, "encoder": recipe.model.encoder.kind,
            "params_m": sum(p.numel() for p in transcriber.model.parameters()) / 1e6,
            "train_minutes": trained["train_minutes"], "epochs": trained["epochs"], "beam_size": recipe.decode.beam_size}

@@ -22,7 +22,8 @@ from _common import machine  # noqa: E402
 
 from asrforge.audio.io import SAMPLE_RATE  # noqa: E402
 from asrforge.data.manifest import load_utterance, read_manifest  # noqa: E402
-from asrforge.inference.transcriber import LONG_FORM_S, Transcriber  # noqa: E402
+from asrforge.inference import load_model  # noqa: E402
+from asrforge.inference.transcriber import LONG_FORM_S  # noqa: E402
 from asrforge.metrics import ErrorReport  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    tr = Transcriber.from_checkpoint(args.model)
+    tr = load_model(args.model)
     utts = read_manifest(args.manifest)[0][: args.utts]
     rng = np.random.default_rng(args.seed)
     waves = [load_utterance(u) for u in utts]
