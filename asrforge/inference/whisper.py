@@ -138,33 +138,34 @@ class WhisperTranscriber:
         sources = [str(a) if isinstance(a, (str, Path)) else None for a in audio]
         if opts.batch_size:
             return [transcribe_batched(self, w, opts, opts.batch_size, progress, source=s) for w, s in zip(waves, sources)]
-        mels = [self.mel(w) for w in waves]
-        firsts = self._first_windows(mels, opts)
         results = []
-        for wave, mel, first, source in zip(waves, mels, firsts, sources):
-            results.append(self._transcribe_windows(wave, mel, opts, *first, progress=progress and len(waves) == 1,
-                                                    source=source))
+        for k in range(0, len(waves), FIRST_WINDOWS_PER_BATCH):    # a group at a time: its log-mels are held whole
+            group = range(k, min(k + FIRST_WINDOWS_PER_BATCH, len(waves)))
+            mels = [self.mel(waves[i]) for i in group]
+            for i, mel, first in zip(group, mels, self._first_windows(mels, opts)):
+                results.append(self._transcribe_windows(waves[i], mel, opts, *first,
+                                                        progress=progress and len(waves) == 1, source=sources[i]))
         return results
 
     def _first_windows(self, mels: list[torch.Tensor], opts: WhisperTranscribeOptions) -> list[tuple]:
-        """Each recording's first window decoded at the first temperature, several recordings per batch ->
-        ``(encoder output (1, T, D), DecodeResult, language, language probabilities)`` per recording (all None
-        for a recording shorter than one frame)."""
+        """Each recording's first window, all in one batch, decoded at the first temperature -> ``(encoder output
+        (1, T, D), DecodeResult, language, language probabilities)`` per recording (None, None, the language
+        asked for, None for a recording shorter than one frame)."""
         out: list[tuple] = [(None, None, self.language_of(opts), None)] * len(mels)
-        todo = [i for i, m in enumerate(mels) if m.shape[-1] > N_FRAMES]
+        batch = [i for i, m in enumerate(mels) if m.shape[-1] > N_FRAMES]
+        if not batch:
+            return out
         prompt = self.tokenizer.encode(" " + opts.initial_prompt.strip()) if opts.initial_prompt else []
-        for k in range(0, len(todo), FIRST_WINDOWS_PER_BATCH):
-            batch = todo[k: k + FIRST_WINDOWS_PER_BATCH]
-            windows = torch.stack([pad_or_trim(mels[i][:, :min(N_FRAMES, mels[i].shape[-1] - N_FRAMES)]) for i in batch])
-            features = self.encode(windows)
-            languages = [self.language_of(opts)] * len(batch)
-            probs: list[dict | None] = [None] * len(batch)
-            if languages[0] is None:
-                languages, probs = detect_language(self.model, self.tokenizer, features)
-            results = decode(self.model, self.tokenizer, features,
-                             opts.window_options(opts.temperature[0], None, prompt), languages=languages)
-            for j, i in enumerate(batch):
-                out[i] = (features[j: j + 1], results[j], languages[j], probs[j])
+        windows = torch.stack([pad_or_trim(mels[i][:, :min(N_FRAMES, mels[i].shape[-1] - N_FRAMES)]) for i in batch])
+        features = self.encode(windows)
+        languages = [self.language_of(opts)] * len(batch)
+        probs: list[dict | None] = [None] * len(batch)
+        if languages[0] is None:
+            languages, probs = detect_language(self.model, self.tokenizer, features)
+        results = decode(self.model, self.tokenizer, features,
+                         opts.window_options(opts.temperature[0], None, prompt), languages=languages)
+        for j, i in enumerate(batch):
+            out[i] = (features[j: j + 1], results[j], languages[j], probs[j])
         return out
 
     def _transcribe_windows(self, wave: np.ndarray, mel: torch.Tensor, opts: WhisperTranscribeOptions,
