@@ -50,3 +50,22 @@ def test_asrforge_models_decode_on_the_gpu_as_on_the_cpu(trained, corpus):
             a = cpu.transcribe(u.audio_filepath, beam_size=beam)
             b = gpu.transcribe(u.audio_filepath, beam_size=beam)
             assert a.text == b.text and len(a.segments) == len(b.segments)
+
+
+def test_bulk_transcription_on_the_gpu_writes_what_the_cpu_writes(babbler, whisper_folder, corpus, tmp_path):
+    import json
+
+    from asrforge.cli import main
+
+    rows = [json.loads(line) for line in (corpus / "test.jsonl").read_text().splitlines()]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({**r, "audio_filepath": str(corpus / r["audio_filepath"])}) + "\n" for r in rows))
+    for model, options in ((babbler, []), (whisper_folder / "tiny.pt", ["--language", "en", "--temperature", "0",
+                                                                         "--temperature-increment-on-fallback", "0"])):
+        texts = {}
+        for device in ("cpu", "cuda"):
+            out = tmp_path / f"{model.stem}-{device}.jsonl"
+            assert main(["transcribe", "--manifest", str(manifest), "--output-manifest", str(out), "--model", str(model),
+                         "--device", device, *options]) == 0
+            texts[device] = [json.loads(line)["pred_text"] for line in out.read_text().splitlines()]
+        assert texts["cuda"] == texts["cpu"] and len(texts["cpu"]) == len(rows)
