@@ -49,12 +49,9 @@ def _read(path: Path, mmap: bool = False) -> object:
     ``mmap``: tensors stay in the file's pages until used (inference reads each weight once, into the model)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except RuntimeError as e:
-        if mmap and "mmap" in str(e):    # a file in the legacy (pre-zip) format cannot be memory-mapped
-            return _read(path)
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({str(e).splitlines()[0][:160]}); "
-                              "use best.pt/last.pt written by `asrforge train`") from None
     except Exception as e:
+        if mmap and isinstance(e, RuntimeError) and "mmap" in str(e):   # a legacy (pre-zip) file cannot be mapped
+            return _read(path)
         raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({str(e).splitlines()[0][:160]}); "
                               "use best.pt/last.pt written by `asrforge train`") from None
 

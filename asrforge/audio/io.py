@@ -113,7 +113,8 @@ def load_audio(
             wanted = f.frames - start if duration is None else min(frames, f.frames - start)
             if len(wave) < wanted:          # the decoder stopped before the end the header gives (a cut FLAC, ...)
                 raise _truncated(path, f.frames / sr, (start + len(wave)) / sr)
-        promised = wav_frames(path)
+            is_wav = f.format == "WAV"
+        promised = wav_frames(path) if is_wav else None
         if promised is not None and promised[1] < promised[0] and (duration is None or start + frames > promised[1]):
             raise _truncated(path, promised[0] / sr, promised[1] / sr)
     except AudioError:

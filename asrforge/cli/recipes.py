@@ -27,6 +27,7 @@ def show(args) -> None:
     from asrforge.errors import ConfigError
     from asrforge.recipe import recipe_source, shipped_recipes
 
-    if args.name.removesuffix(".yaml") not in shipped_recipes():
-        raise ConfigError(f"no shipped recipe is called {args.name}; shipped: {', '.join(shipped_recipes())}")
+    shipped = shipped_recipes()
+    if args.name.removesuffix(".yaml") not in shipped:
+        raise ConfigError(f"no shipped recipe is called {args.name}; shipped: {', '.join(shipped)}")
     print(recipe_source(args.name.removesuffix(".yaml"))[0], end="")

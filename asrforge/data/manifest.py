@@ -44,10 +44,18 @@ REQUIRED = ("audio_filepath", "duration", "text")
 def parse_line(line: str, base: str) -> Utterance:
     """One JSONL line -> :class:`Utterance`, or :class:`ManifestError` saying what is wrong with it (the caller
     adds where). Plain string paths, not ``Path``: a million-line manifest is read on every rank and worker."""
+    return parse_object(read_json_line(line), base)
+
+
+def read_json_line(line: str) -> object:
     try:
-        obj = json.loads(line)
+        return json.loads(line)
     except json.JSONDecodeError as e:
         raise ManifestError(f"not valid JSON ({e.msg}); each line must be one JSON object") from None
+
+
+def parse_object(obj: object, base: str) -> Utterance:
+    """A manifest line already read as JSON -> :class:`Utterance` (see :func:`parse_line`)."""
     if not isinstance(obj, dict):
         raise ManifestError(f"expected a JSON object, got {type(obj).__name__}")
     missing = [k for k in REQUIRED if k not in obj]

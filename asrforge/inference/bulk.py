@@ -26,7 +26,7 @@ import numpy as np
 
 from asrforge import distributed as D
 from asrforge.audio.io import SAMPLE_RATE
-from asrforge.data.manifest import Utterance, load_utterance, parse_line
+from asrforge.data.manifest import Utterance, load_utterance, parse_object, read_json_line
 from asrforge.errors import AsrforgeError, ManifestError
 from asrforge.progress import progress_bar
 
@@ -39,6 +39,11 @@ class Entry:
     key: str                   # what identifies it across runs
     raw: dict                  # the manifest's line, as written
     utt: Utterance
+
+    @property
+    def name(self) -> str:
+        """How reports name it: its id, or its audio file."""
+        return self.raw.get("id") or self.raw["audio_filepath"]
 
 
 @dataclass
@@ -81,11 +86,11 @@ def read_entries(manifest: str | Path) -> tuple[list[Entry], list[dict]]:
             if not line.strip():
                 continue
             try:
-                utt = parse_line(line, base)
+                raw = read_json_line(line)
+                utt = parse_object(raw, base)
             except ManifestError as e:
                 bad.append({"item": f"{manifest}:{n}", "reason": str(e)})
                 continue
-            raw = json.loads(line)
             key = entry_key(raw)
             if key in seen:
                 raise ManifestError(f"{manifest}: lines {seen[key]} and {n} are the same utterance ({key}); bulk "
@@ -179,7 +184,7 @@ def transcribe_manifest(recognizer, manifest: str | Path, output: str | Path, op
                     waves.append(load_utterance(e.utt))
                     ready.append(e)
                 except AsrforgeError as err:
-                    skipped.append({"item": e.raw.get("id") or e.raw["audio_filepath"], "reason": str(err)})
+                    skipped.append({"item": e.name, "reason": str(err)})
             results = _transcribe(recognizer, waves, ready, options, stats, skipped)
             for e, wave, result in zip(ready, waves, results):
                 if result is None:
@@ -225,7 +230,7 @@ def _transcribe(recognizer, waves: list[np.ndarray], entries: list[Entry], optio
             try:
                 results.append(recognizer.transcribe(wave, **options, **one))
             except AsrforgeError as err:
-                skipped.append({"item": e.raw.get("id") or e.raw["audio_filepath"], "reason": str(err)})
+                skipped.append({"item": e.name, "reason": str(err)})
                 results.append(None)
         return results
 
@@ -236,10 +241,14 @@ def _speaker_stats(recognizer, entries: list[Entry], mine: list[Entry]) -> dict 
     if not getattr(recognizer, "speaker_cmvn", False):
         return None
     speakers = {e.utt.speaker for e in mine if e.utt.speaker is not None}
+    by_speaker: dict[str, list[Utterance]] = {}
+    for e in entries:
+        if e.utt.speaker in speakers:
+            by_speaker.setdefault(e.utt.speaker, []).append(e.utt)
     stats = {}
-    for speaker in sorted(speakers):
+    for speaker, utts in sorted(by_speaker.items()):
         try:
-            stats[speaker] = recognizer.pooled_speaker_stats([e.utt for e in entries if e.utt.speaker == speaker])
+            stats[speaker] = recognizer.pooled_speaker_stats(utts)
         except AsrforgeError:
             continue             # none of the speaker's audio reads: each utterance is reported when it is tried
     return stats
