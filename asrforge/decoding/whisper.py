@@ -148,10 +148,14 @@ class TimestampRules:
 # ------------------------------------------------------------------ token decoders
 
 class GreedyDecoder:
-    def __init__(self, temperature: float, eot: int):
-        self.temperature, self.eot = temperature, eot
+    """One row per sample (``n_group`` samples per audio); an audio is done when all its rows have ended."""
 
-    def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor, cache: DecoderCache):
+    def __init__(self, temperature: float, eot: int, n_group: int):
+        self.temperature, self.eot, self.n_group = temperature, eot, n_group
+
+    def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor, cache: DecoderCache
+               ) -> tuple[torch.Tensor, list[bool]]:
+        """-> the rows with their next token, and per audio whether it is done."""
         if self.temperature == 0:
             nxt = logits.argmax(-1)
         else:
@@ -163,15 +167,14 @@ class GreedyDecoder:
         sum_logprobs += current * ~ended
         nxt[ended] = self.eot
         tokens = torch.cat([tokens, nxt.to(tokens.device)[:, None]], dim=-1)
-        return tokens, bool((tokens[:, -1] == self.eot).all())
+        return tokens, (tokens[:, -1] == self.eot).view(-1, self.n_group).all(-1).tolist()
 
-    def finalize(self, tokens: torch.Tensor, sum_logprobs: torch.Tensor, n_group: int):
-        """-> per audio, a list of (sequence, sum_logprob) candidates."""
-        tokens = F.pad(tokens, (0, 1), value=self.eot)
-        rows = tokens.tolist()
-        lps = sum_logprobs.tolist()
-        return [[(rows[i * n_group + j], lps[i * n_group + j]) for j in range(n_group)]
-                for i in range(len(rows) // n_group)]
+    def candidates(self, group: int, rows: list[list[int]], sum_logprobs: list[float]) -> list[tuple[list[int], float]]:
+        """Audio ``group``'s (sequence, sum_logprob) candidates from its rows."""
+        return [([*row, self.eot], lp) for row, lp in zip(rows, sum_logprobs)]
+
+    def keep(self, groups: list[int]) -> None:
+        """Only these audios (positions in the current batch) go on; greedy search keeps no state of its own."""
 
 
 class BeamSearchDecoder:
@@ -183,7 +186,9 @@ class BeamSearchDecoder:
         self.max_candidates = max(1, round(beam_size * (patience or 1.0)))
         self.finished: list[dict[tuple, float]] | None = None
 
-    def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor, cache: DecoderCache):
+    def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor, cache: DecoderCache
+               ) -> tuple[torch.Tensor, list[bool]]:
+        """-> the surviving beams (the cache reordered to follow them), and per audio whether it is done."""
         n_audio = tokens.shape[0] // self.beam_size
         if self.finished is None:
             self.finished = [{} for _ in range(n_audio)]
@@ -215,22 +220,22 @@ class BeamSearchDecoder:
         tokens = torch.tensor(next_rows, dtype=tokens.dtype, device=tokens.device)
         sum_logprobs.copy_(torch.tensor(new_sums, dtype=sum_logprobs.dtype))
         cache.reorder(torch.tensor(sources, device=tokens.device))
-        completed = all(len(d) >= self.max_candidates for d in self.finished)
-        return tokens, completed
+        return tokens, [len(d) >= self.max_candidates for d in self.finished]
 
-    def finalize(self, tokens: torch.Tensor, sum_logprobs: torch.Tensor, n_group: int):
-        rows, lps = tokens.tolist(), sum_logprobs.tolist()
-        out = []
-        for i, done in enumerate(self.finished or [{} for _ in range(len(rows) // n_group)]):
-            candidates = dict(done)
-            if len(candidates) < self.beam_size:   # ran out of length: keep the best unfinished ones too
-                order = sorted(range(n_group), key=lambda j: lps[i * n_group + j], reverse=True)
-                for j in order:
-                    candidates[(*rows[i * n_group + j], self.eot)] = lps[i * n_group + j]
-                    if len(candidates) >= self.beam_size:
-                        break
-            out.append([(list(seq), lp) for seq, lp in candidates.items()])
-        return out
+    def candidates(self, group: int, rows: list[list[int]], sum_logprobs: list[float]) -> list[tuple[list[int], float]]:
+        """Audio ``group``'s finished candidates; when it ran out of length with fewer than ``beam_size`` of
+        them, its best unfinished beams (``rows``, ``sum_logprobs``) too."""
+        candidates = dict(self.finished[group]) if self.finished else {}
+        for j in sorted(range(len(rows)), key=lambda j: sum_logprobs[j], reverse=True):
+            if len(candidates) >= self.beam_size:
+                break
+            candidates[(*rows[j], self.eot)] = sum_logprobs[j]
+        return [(list(seq), lp) for seq, lp in candidates.items()]
+
+    def keep(self, groups: list[int]) -> None:
+        """Only these audios (positions in the current batch) go on."""
+        if self.finished is not None:
+            self.finished = [self.finished[g] for g in groups]
 
 
 def rank(candidates: list[tuple[list[int], float]], sample_begin: int, eot: int, length_penalty: float | None
@@ -292,7 +297,7 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
         n_group, search = options.beam_size, BeamSearchDecoder(options.beam_size, tokenizer.eot, options.patience)
     else:
         n_group = options.best_of or 1
-        search = GreedyDecoder(options.temperature, tokenizer.eot)
+        search = GreedyDecoder(options.temperature, tokenizer.eot, n_group)
 
     device = audio_features.device
     tokens = torch.tensor(initial, dtype=torch.long, device=device).repeat_interleave(n_group, 0)
@@ -300,6 +305,8 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
     cache = DecoderCache()
     cache.cross_kv = model.decoder.cross_kv(audio_features)
     no_speech = torch.zeros(n_audio)
+    active = list(range(n_audio))          # the audio each group of n_group rows belongs to
+    final: list[list[tuple[list[int], float]]] = [[] for _ in range(n_audio)]
     for step in range(sample_len):
         if tokens.shape[1] >= n_ctx:
             break
@@ -309,13 +316,24 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
         logits = logits[:, -1]
         for f in filters:
             f.apply(logits, tokens)
-        tokens, completed = search.update(tokens, logits.cpu() if device.type != "cpu" else logits, sum_logprobs, cache)
+        tokens, done = search.update(tokens, logits.cpu() if device.type != "cpu" else logits, sum_logprobs, cache)
         tokens = tokens.to(device)
-        if completed:
-            break
+        if any(done):
+            # a finished audio leaves the batch, so the remaining steps cost only what is still being decoded
+            _collect(search, tokens, sum_logprobs, n_group, active, final, [g for g, d in enumerate(done) if d])
+            groups = [g for g, d in enumerate(done) if not d]
+            active = [active[g] for g in groups]
+            if not groups:
+                break
+            rows = torch.tensor([g * n_group + j for g in groups for j in range(n_group)])
+            tokens, sum_logprobs = tokens[rows.to(device)], sum_logprobs[rows]
+            cache.keep(rows.to(device), torch.tensor(groups, device=device))
+            search.keep(groups)
+    # what is left ran out of length (sample_len or the text context)
+    _collect(search, tokens, sum_logprobs, n_group, active, final, list(range(len(active))))
 
     results = []
-    for i, candidates in enumerate(search.finalize(tokens.cpu(), sum_logprobs, n_group)):
+    for i, candidates in enumerate(final):
         sampled, lp = rank(candidates, sample_begin, tokenizer.eot, options.length_penalty)
         text = tokenizer.decode(sampled).strip()
         results.append(DecodeResult(
@@ -323,6 +341,15 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
             avg_logprob=lp / (len(sampled) + 1), sum_logprob=lp, no_speech_prob=float(no_speech[i]),
             temperature=options.temperature, compression_ratio=compression_ratio(text)))
     return results
+
+
+def _collect(search, tokens: torch.Tensor, sum_logprobs: torch.Tensor, n_group: int, active: list[int],
+             final: list, groups: list[int]) -> None:
+    """Store the candidates of the audios at batch positions ``groups`` into ``final`` (indexed by audio)."""
+    rows, lps = tokens.tolist(), sum_logprobs.tolist()
+    for g in groups:
+        span = slice(g * n_group, (g + 1) * n_group)
+        final[active[g]] = search.candidates(g, rows[span], lps[span])
 
 
 def _suppress_ids(tokenizer: WhisperTokenizer, spec: tuple[int, ...] | str) -> list[int]:

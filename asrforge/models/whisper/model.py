@@ -131,16 +131,38 @@ class AudioEncoder(nn.Module):
 
 
 class DecoderCache:
-    """Keys and values of past decoder positions, kept in preallocated buffers per layer.
+    """Keys and values of past decoder positions, kept in buffers per layer that grow as the text does.
 
-    ``self_kv[i]`` is ``(k, v)`` each ``(N, H, n_text_ctx, d)``; ``cross_kv[i]`` the projected audio
-    features ``(N, H, T, d)``, computed once per audio. ``length`` counts filled positions.
+    ``self_kv[i]`` is ``(k, v)`` each ``(N, H, capacity, d)``, of which the first ``length`` positions are
+    filled; ``cross_kv[i]`` the projected audio features ``(N_audio, H, T, d)``, computed once per audio.
+    A buffer starts with room for ``GROWTH`` positions past the first tokens and doubles when full, instead
+    of holding the whole text context (448 positions: 440 MB for 8 windows x 5 beams of Whisper base).
     """
+
+    GROWTH = 64
 
     def __init__(self):
         self.self_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.cross_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.length = 0
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store layer ``layer``'s keys/values ``(N, H, L, d)`` of the new positions after the ``length`` cached
+        ones (at most ``limit`` positions in all) -> the keys/values of every position so far."""
+        end = self.length + k.shape[2]
+        if len(self.self_kv) <= layer or self.self_kv[layer][0].shape[2] < end:
+            capacity = min(limit, max(end + self.GROWTH, 2 * (self.self_kv[layer][0].shape[2] if len(self.self_kv) > layer else 0)))
+            grown = tuple(x.new_empty(x.shape[0], x.shape[1], capacity, x.shape[3]) for x in (k, v))
+            if len(self.self_kv) > layer:
+                for old, buffer in zip(self.self_kv[layer], grown):
+                    buffer[:, :, : self.length] = old[:, :, : self.length]
+                self.self_kv[layer] = grown
+            else:
+                self.self_kv.append(grown)
+        kb, vb = self.self_kv[layer]
+        kb[:, :, self.length: end] = k
+        vb[:, :, self.length: end] = v
+        return kb[:, :, :end], vb[:, :, :end]
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep rows ``index`` (beam search: each surviving hypothesis takes its parent's past).
@@ -151,6 +173,18 @@ class DecoderCache:
         for kb, vb in self.self_kv:   # only the filled positions move; the buffers stay allocated
             kb[:, :, :n] = kb[:, :, :n].index_select(0, index)
             vb[:, :, :n] = vb[:, :, :n].index_select(0, index)
+
+    def keep(self, rows: torch.Tensor, audio: torch.Tensor) -> None:
+        """Go on with decoder rows ``rows`` only, which belong to the audios ``audio`` (indices into the current
+        ones): the others are finished, and dropping them makes every later step cheaper."""
+        n = self.length
+        for i, pair in enumerate(self.self_kv):     # a layer at a time: the old copy goes before the next is made
+            kept = tuple(x.new_empty(len(rows), *x.shape[1:]) for x in pair)
+            for old, buffer in zip(pair, kept):
+                buffer[:, :, :n] = old[:, :, :n].index_select(0, rows)
+            self.self_kv[i] = kept
+        for i, (ck, cv) in enumerate(self.cross_kv):
+            self.cross_kv[i] = (ck.index_select(0, audio), cv.index_select(0, audio))
 
 
 class TextDecoder(nn.Module):
@@ -186,7 +220,7 @@ class TextDecoder(nn.Module):
             h = block.attn_ln(x)
             q, k, v = block.attn.split(block.attn.query(h)), *block.attn.project_kv(h)
             if cache is not None:
-                k, v = self._append(cache, i, k, v, offset)
+                k, v = cache.append(i, k, v, self.positional_embedding.shape[0])
             out, _ = block.attn.attend(q, k, v, mask, causal=mask is None and n_new > 1, need_weights=False)
             x = x + block.attn.out(out)
 
@@ -224,17 +258,6 @@ class TextDecoder(nn.Module):
         """Each layer's cross-attention keys/values for ``audio (B, T, D)``, projected once per audio; a cache
         holding them serves ``B * n`` decoder rows (n beams or samples per audio, audio-major)."""
         return [block.cross_attn.project_kv(audio) for block in self.blocks]
-
-    def _append(self, cache: DecoderCache, layer: int, k: torch.Tensor, v: torch.Tensor, offset: int):
-        if len(cache.self_kv) <= layer:
-            n, h, _, d = k.shape
-            size = self.positional_embedding.shape[0]
-            cache.self_kv.append((k.new_empty(n, h, size, d), v.new_empty(n, h, size, d)))   # filled before read
-        kb, vb = cache.self_kv[layer]
-        kb[:, :, offset: offset + k.shape[2]] = k
-        vb[:, :, offset: offset + v.shape[2]] = v
-        end = offset + k.shape[2]
-        return kb[:, :, :end], vb[:, :, :end]
 
 
 class Whisper(nn.Module):
