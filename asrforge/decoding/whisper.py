@@ -300,20 +300,25 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
         search = GreedyDecoder(options.temperature, tokenizer.eot, n_group)
 
     device = audio_features.device
-    tokens = torch.tensor(initial, dtype=torch.long, device=device).repeat_interleave(n_group, 0)
-    sum_logprobs = torch.zeros(tokens.shape[0], device="cpu")
+    tokens = torch.tensor(initial, dtype=torch.long, device=device)
     cache = DecoderCache()
     cache.cross_kv = model.decoder.cross_kv(audio_features)
-    no_speech = torch.zeros(n_audio)
+    # the prompt is the same for every beam (or sample) of an audio: it goes through the decoder once per audio,
+    # and only two positions are projected onto the vocabulary: start-of-transcript (no-speech probability) and the last
+    logits, _ = model.decoder(tokens, None, cache, logit_positions=[sot_index, tokens.shape[1] - 1])
+    no_speech = logits[:, 0].softmax(-1)[:, tokenizer.no_speech].cpu()
+    logits = logits[:, 1].repeat_interleave(n_group, 0)
+    tokens = tokens.repeat_interleave(n_group, 0)
+    if n_group > 1:
+        cache.expand(n_group)
+    sum_logprobs = torch.zeros(tokens.shape[0], device="cpu")
     active = list(range(n_audio))          # the audio each group of n_group rows belongs to
     final: list[list[tuple[list[int], float]]] = [[] for _ in range(n_audio)]
     for step in range(sample_len):
-        if tokens.shape[1] >= n_ctx:
-            break
-        logits, _ = model.decoder(tokens if step == 0 else tokens[:, -1:], None, cache)
-        if step == 0:
-            no_speech = logits[::n_group, sot_index].softmax(-1)[:, tokenizer.no_speech].cpu()
-        logits = logits[:, -1]
+        if step:
+            if tokens.shape[1] >= n_ctx:
+                break
+            logits = model.decoder(tokens[:, -1:], None, cache)[0][:, -1]
         for f in filters:
             f.apply(logits, tokens)
         tokens, done = search.update(tokens, logits.cpu() if device.type != "cpu" else logits, sum_logprobs, cache)

@@ -35,8 +35,12 @@ class LoadedWhisper:
     folder: Path                       # where to look for tokenizer files
 
     def build(self) -> Whisper:
-        model = Whisper(self.dims, self.alignment_heads)
-        missing, unexpected = model.load_state_dict(self.state_dict, strict=False)
+        """The model, holding this checkpoint's tensors themselves (float32) rather than copies of them: it is
+        made without weights of its own (on the meta device) and the state dict's tensors are assigned to it,
+        so loading needs the weights' memory once, not twice."""
+        with torch.device("meta"):
+            model = Whisper(self.dims, self.alignment_heads)
+        missing, unexpected = model.load_state_dict(self.state_dict, strict=False, assign=True)
         missing = [k for k in missing if k != "encoder.positional_embedding"]  # fixed sinusoids; some files omit them
         if missing or unexpected:
             raise CheckpointError(f"Whisper checkpoint in {self.folder} does not match its own sizes "
@@ -209,55 +213,56 @@ _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float1
 
 
 def read_ct2_variables(file: Path) -> tuple[str, dict[str, np.ndarray]]:
-    """Parse a CTranslate2 ``model.bin`` (binary version 5 or 6) -> (spec name, {name: array})."""
-    data = memoryview(file.read_bytes())
-    pos = 0
+    """Parse a CTranslate2 ``model.bin`` (binary version 5 or 6) -> (spec name, {name: array}).
 
-    def take(fmt: str):
-        nonlocal pos
-        values = struct.unpack_from(fmt, data, pos)
-        pos += struct.calcsize(fmt)
-        return values
+    Each variable is read into its own array, so the file's bytes are never held a second time."""
+    with open(file, "rb") as fh:
+        def take(fmt: str):
+            size = struct.calcsize(fmt)
+            raw = fh.read(size)
+            if len(raw) < size:
+                raise ValueError(f"{file} ends early: it is truncated")
+            return struct.unpack(fmt, raw)
 
-    def string() -> str:
-        nonlocal pos
-        (n,) = take("<H")
-        s = bytes(data[pos: pos + n - 1]).decode("utf-8")   # length counts the trailing NUL
-        pos += n
-        return s
+        def string() -> str:
+            (n,) = take("<H")
+            return fh.read(n)[:-1].decode("utf-8")   # length counts the trailing NUL
 
-    (version,) = take("<I")
-    if version not in (5, 6):
-        raise CheckpointError(f"{file} has CTranslate2 binary version {version}; versions 5 and 6 are supported")
-    spec = string()
-    take("<I")  # spec revision
-    (count,) = take("<I")
-    variables: dict[str, np.ndarray] = {}
-    for _ in range(count):
-        name = string()
-        (rank,) = take("<B")
-        shape = take(f"<{rank}I")
-        (type_id,) = take("<B")
-        (nbytes,) = take("<I")
-        raw = np.frombuffer(data[pos: pos + nbytes], dtype=np.uint16 if type_id == 5 else _CT2_DTYPES[type_id])
-        pos += nbytes
-        if type_id == 5:  # bfloat16: the top half of a float32
-            raw = (raw.astype(np.uint32) << 16).view(np.float32)
-        variables[name] = raw.reshape(shape)
-    (aliases,) = take("<I")
-    for _ in range(aliases):
-        alias, target = string(), string()
-        variables[alias] = variables[target]
+        (version,) = take("<I")
+        if version not in (5, 6):
+            raise CheckpointError(f"{file} has CTranslate2 binary version {version}; versions 5 and 6 are supported")
+        spec = string()
+        take("<I")  # spec revision
+        (count,) = take("<I")
+        variables: dict[str, np.ndarray] = {}
+        for _ in range(count):
+            name = string()
+            (rank,) = take("<B")
+            shape = take(f"<{rank}I")
+            (type_id,) = take("<B")
+            (nbytes,) = take("<I")
+            dtype = np.dtype(np.uint16 if type_id == 5 else _CT2_DTYPES[type_id])
+            raw = np.fromfile(fh, dtype=dtype, count=nbytes // dtype.itemsize)
+            if raw.nbytes != nbytes:
+                raise ValueError(f"{file} ends early inside {name!r}: it is truncated")
+            if type_id == 5:  # bfloat16: the top half of a float32
+                raw = (raw.astype(np.uint32) << 16).view(np.float32)
+            variables[name] = raw.reshape(shape)
+        (aliases,) = take("<I")
+        for _ in range(aliases):
+            alias, target = string(), string()
+            variables[alias] = variables[target]
     return spec, variables
 
 
 def _ct2_float(variables: dict[str, np.ndarray], name: str) -> torch.Tensor:
-    """A weight as float32; int8 weights are divided by their per-row ``<name>_scale``."""
-    value = variables[name]
-    scale = variables.get(name + "_scale")
+    """A weight as float32, taken out of ``variables`` so its stored copy is freed as soon as it is converted;
+    int8 weights are divided by their per-row ``<name>_scale``."""
+    value = variables.pop(name)
+    scale = variables.pop(name + "_scale", None)
     if value.dtype == np.int8 and scale is not None:
         value = value.astype(np.float32) / scale.astype(np.float32).reshape(-1, *([1] * (value.ndim - 1)))
-    return torch.from_numpy(np.array(value, dtype=np.float32))
+    return torch.from_numpy(value).float()    # torch converts float16 several times faster than numpy
 
 
 def _read_ctranslate2(path: Path) -> LoadedWhisper:

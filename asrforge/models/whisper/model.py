@@ -51,8 +51,10 @@ class LayerNorm(nn.LayerNorm):
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
     """Fixed encoder positions ``(length, channels)``: sines in the first half, cosines in the second."""
     inc = math.log(max_timescale) / (channels // 2 - 1)
-    inv = torch.exp(-inc * torch.arange(channels // 2, dtype=torch.float32))
-    t = torch.arange(length, dtype=torch.float32)[:, None] * inv[None, :]
+    # on the CPU even inside a meta-device context (a model built to load a checkpoint into): they are not in every
+    # file, and arange on the meta device imports sympy (0.7 s)
+    inv = torch.exp(-inc * torch.arange(channels // 2, dtype=torch.float32, device="cpu"))
+    t = torch.arange(length, dtype=torch.float32, device="cpu")[:, None] * inv[None, :]
     return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
 
 
@@ -174,6 +176,11 @@ class DecoderCache:
             kb[:, :, :n] = kb[:, :, :n].index_select(0, index)
             vb[:, :, :n] = vb[:, :, :n].index_select(0, index)
 
+    def expand(self, n: int) -> None:
+        """Each row becomes ``n`` consecutive rows (the beams or samples of one audio after its shared prompt)."""
+        for i, pair in enumerate(self.self_kv):
+            self.self_kv[i] = tuple(x.repeat_interleave(n, 0) for x in pair)
+
     def keep(self, rows: torch.Tensor, audio: torch.Tensor) -> None:
         """Go on with decoder rows ``rows`` only, which belong to the audios ``audio`` (indices into the current
         ones): the others are finished, and dropping them makes every later step cheaper."""
@@ -190,7 +197,12 @@ class DecoderCache:
 class TextDecoder(nn.Module):
     def __init__(self, n_vocab: int, n_ctx: int, d: int, heads: int, layers: int):
         super().__init__()
-        self.token_embedding = nn.Embedding(n_vocab, d)
+        weight = torch.empty(n_vocab, d)
+        if weight.device.type != "meta":
+            # nn.Embedding's own init, unless built on the meta device to load a checkpoint into: there is nothing
+            # to initialize then, and normal_ on the meta device imports sympy (0.7 s of every cold start)
+            nn.init.normal_(weight)
+        self.token_embedding = nn.Embedding(n_vocab, d, _weight=weight)
         self.positional_embedding = nn.Parameter(torch.empty(n_ctx, d))
         self.blocks = nn.ModuleList(ResidualBlock(d, heads, cross=True) for _ in range(layers))
         self.ln = LayerNorm(d)
@@ -199,11 +211,14 @@ class TextDecoder(nn.Module):
         self.output_projection: nn.Module | None = None
 
     def forward(self, tokens: torch.Tensor, audio: torch.Tensor | None, cache: DecoderCache | None = None,
-                need_cross_weights: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                need_cross_weights: bool = False, logit_positions: list[int] | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``tokens (N, L)`` new tokens; ``audio (N, T, D)`` encoder output (unused once the cache holds it).
 
-        Returns logits ``(N, L, n_vocab)`` in float32 and, if asked, each layer's cross-attention
-        scores ``(N, H, L, T)``. With a cache, the new positions follow ``cache.length`` earlier ones.
+        Returns logits ``(N, L, n_vocab)`` in float32, or ``(N, len(logit_positions), n_vocab)`` for only those
+        of the new positions (a prompt of 200 tokens needs the last one: the vocabulary projection of all of
+        them is most of the work, and 40 MB a row), and, if asked, each layer's cross-attention scores
+        ``(N, H, L, T)``. With a cache, the new positions follow ``cache.length`` earlier ones.
         """
         offset = cache.length if cache is not None else 0
         n_new = tokens.shape[1]
@@ -247,6 +262,8 @@ class TextDecoder(nn.Module):
             x = x + block.mlp(block.mlp_ln(x))
         if cache is not None:
             cache.length = offset + n_new
+        if logit_positions is not None:
+            x = x[:, logit_positions]
         x = self.ln(x)
         if self.output_projection is not None:
             logits = self.output_projection(x).float()
