@@ -69,18 +69,20 @@ def test_state_dict_keys_are_those_of_plain_layers():
     assert list(L.Linear(3, 2, bias=False).state_dict()) == ["weight"]
 
 
-def test_quantized_mlp_runs_the_plain_sequence():
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+def test_int8_layers_stay_close_and_a_quantized_mlp_runs_the_plain_sequence():
+    from asrforge.nn.int8 import DynamicInt8Linear, RowwiseInt8Linear, replace_linears
 
     torch.manual_seed(0)
-    mlp = L.GeluMLP(32, 64)
-    x = torch.randn(5, 32)
-    with torch.no_grad():
-        ref = mlp(x)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            q = quantize_dynamic(L.as_plain_linears(mlp), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
-        assert type(q[0]) is not nn.Linear and type(q[0]) is not L.Linear
-        assert (q(x) - ref).abs().max() < 0.05 * ref.abs().max()
+    x = torch.randn(1600, 32)
+    x[7] *= 50                                  # one loud row: per-row input scales keep the others fine
+    for make in (RowwiseInt8Linear, DynamicInt8Linear.from_linear):
+        mlp = L.GeluMLP(32, 64)
+        with torch.no_grad():
+            ref = mlp(x)
+            replace_linears(mlp, make)
+            assert not any(isinstance(m, nn.Linear) and not isinstance(m, DynamicInt8Linear) for m in mlp)
+            err = (mlp(x) - ref).abs()
+        assert err.max() < 0.05 * ref.abs().max()
+        quiet = torch.cat([err[:7], err[8:]])
+        if make is RowwiseInt8Linear:
+            assert quiet.max() < 0.02 * ref[torch.arange(len(ref)) != 7].abs().max()

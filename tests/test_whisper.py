@@ -346,18 +346,26 @@ def test_load_model_serves_both_kinds(saved, trained, tmp_path, capsys):
     assert "--output-format all writes five files per recording" in capsys.readouterr().err
 
 def test_int8_quantizes_every_linear_layer_and_stays_close(tiny, saved):
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+    from asrforge.nn.int8 import DynamicInt8Linear, Int8Embedding, RowwiseInt8Linear
 
     int8 = load_model(saved["openai"], dtype="int8")
-    linears = [m for m in int8.model.modules() if isinstance(m, (torch.nn.Linear, DynamicInt8Linear))]
-    assert linears and all(isinstance(m, DynamicInt8Linear) for m in linears)
-    # the vocabulary projection too, while the embedding lookup stays float; one scale per output row
-    assert isinstance(int8.model.decoder.output_projection, DynamicInt8Linear)
-    assert int8.model.decoder.token_embedding.weight.dtype == torch.float32
-    assert all(m.weight().qscheme() == torch.per_channel_affine for m in linears)
+    model = int8.model
+    assert not [m for m in model.modules() if isinstance(m, torch.nn.Linear) and not isinstance(m, DynamicInt8Linear)]
+    # the layers that read the audio quantize their inputs per row; the decoding step's use PyTorch's kernels,
+    # the vocabulary projection included; every weight has one scale per output row
+    audio_side = [*model.encoder.modules()] + [m for b in model.decoder.blocks for m in (b.cross_attn.key, b.cross_attn.value)]
+    assert all(isinstance(m, RowwiseInt8Linear) for m in audio_side if hasattr(m, "in_features"))
+    step = [m for m in model.decoder.modules() if isinstance(m, DynamicInt8Linear)]
+    # per layer: query, key, value and output of self-attention, query and output of cross-attention, the MLP's two
+    assert len(step) == 8 * len(model.decoder.blocks) + 1 and model.decoder.output_projection in step
+    assert all(m.weight().qscheme() == torch.per_channel_affine for m in step)
+    # the embedding lookup reads the projection's own int8 rows, so the float table is gone
+    embedding = model.decoder.token_embedding
+    assert isinstance(embedding, Int8Embedding) and embedding.weight.dtype == torch.int8
+    assert torch.equal(embedding.weight, model.decoder.output_projection.weight().int_repr())
     mel, tokens = mel_window(3), torch.tensor([[tiny[1].sot, 5, 77]])
     with torch.no_grad():
-        ref, got = tiny[0](mel, tokens), int8.model(mel, tokens)
+        ref, got = tiny[0](mel, tokens), model(mel, tokens)
     assert (got - ref).abs().max() < 0.05 * ref.abs().max()
 
 

@@ -29,7 +29,7 @@ from asrforge.inference.whisper_batched import transcribe_batched
 from asrforge.inference.whisper_timing import add_word_timestamps
 from asrforge.inference.whisper_windows import WhisperTranscribeOptions, decode_with_fallback, split_segments, with_decoding
 from asrforge.models.whisper import Whisper, load_whisper_checkpoint
-from asrforge.nn.linear import as_plain_linears
+from asrforge.nn.int8 import DynamicInt8Linear, Int8Embedding, RowwiseInt8Linear, replace_linears
 from asrforge.progress import progress_bar
 from asrforge.text.whisper import WhisperTokenizer
 
@@ -239,18 +239,22 @@ def _as_wave(audio: np.ndarray | str | Path) -> np.ndarray:
 
 
 def quantize_int8(model: Whisper) -> Whisper:
-    """Dynamic int8 quantization of every linear layer (weights int8, activations quantized per batch), the
-    vocabulary projection included (as CTranslate2's int8 does; 10x faster per decoding step than float): CPU only."""
-    import warnings
-
-    with warnings.catch_warnings():   # torch marks eager quantization deprecated in favour of torchao (not installed)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantize_per_tensor", category=UserWarning)
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        embedding = model.decoder.token_embedding.weight
-        projection = torch.nn.Linear(embedding.shape[1], embedding.shape[0], bias=False)
-        projection.weight = embedding            # shared: the embedding lookup itself stays float
-        model.decoder.output_projection = projection
-        # one scale per output row (as CTranslate2 does): rows of the embedding differ widely in norm
-        return quantize_dynamic(as_plain_linears(model), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    """Int8 weights with one scale per output row for every linear layer and the token embedding, in place (CPU
+    only; see :mod:`asrforge.nn.int8`). Layers that read the audio (the encoder's, and the decoder's projections of
+    the audio into keys and values) quantize their 1500-row inputs per row; the layers of a decoding step, the
+    vocabulary projection included (as CTranslate2's int8 does; 10x faster per step than float), use PyTorch's
+    dynamic int8 kernels."""
+    decoder = model.decoder
+    with torch.no_grad():
+        replace_linears(model.encoder, RowwiseInt8Linear)
+        for block in decoder.blocks:
+            block.cross_attn.key = RowwiseInt8Linear(block.cross_attn.key)
+            block.cross_attn.value = RowwiseInt8Linear(block.cross_attn.value)
+        embedding = decoder.token_embedding.weight
+        projection = torch.nn.Linear(embedding.shape[1], embedding.shape[0], bias=False, device="meta")
+        projection.weight = embedding
+        decoder.output_projection = projection
+        replace_linears(decoder, DynamicInt8Linear.from_linear)     # the row-wise ones are not nn.Linear any more
+        # the lookup reads the projection's int8 rows: the float table (106 MB for Whisper base) goes
+        decoder.token_embedding = Int8Embedding.from_dynamic_linear(decoder.output_projection)
+    return model

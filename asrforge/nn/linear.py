@@ -83,12 +83,3 @@ class GeluMLP(nn.Sequential):
         if type(first) is not Linear:      # replaced, e.g. by a quantized layer: run the plain sequence
             return super().forward(x)
         return second(linear(x, first.weight, first.bias, gelu=True))
-
-
-def as_plain_linears(model: nn.Module) -> nn.Module:
-    """Turn every :class:`Linear` back into ``nn.Linear`` in place (tools such as dynamic quantization match
-    the exact class); returns ``model``."""
-    for module in model.modules():
-        if type(module) is Linear:
-            module.__class__ = nn.Linear
-    return model
