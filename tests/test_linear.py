@@ -86,3 +86,14 @@ def test_int8_layers_stay_close_and_a_quantized_mlp_runs_the_plain_sequence():
         quiet = torch.cat([err[:7], err[8:]])
         if make is RowwiseInt8Linear:
             assert quiet.max() < 0.02 * ref[torch.arange(len(ref)) != 7].abs().max()
+
+
+def test_mlp_in_row_blocks_gives_what_it_gives_at_once():
+    torch.manual_seed(0)
+    mlp = L.GeluMLP(16, 64)
+    x = torch.randn(3, 250, 16)
+    with torch.no_grad():
+        whole = mlp[2](mlp[1](mlp[0](x)))       # the plain sequence over every row at once
+        mlp.BLOCK_ROWS = 100                    # 750 rows: 8 blocks, the last one short
+        blocked = mlp(x)
+    assert blocked.shape == whole.shape and torch.allclose(blocked, whole, atol=1e-5)

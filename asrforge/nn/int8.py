@@ -44,12 +44,18 @@ class RowwiseInt8Linear(nn.Module):
         self.register_buffer("scale", scale)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
 
+    BLOCK_ROWS = 2048     # rows multiplied at a time: the int32 products of 8 windows at once would be 100 MB
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         rows = x.reshape(-1, shape[-1]).float()
-        x_scale = rows.abs().amax(-1, keepdim=True).clamp_min_(1e-12) / 127.0
-        quantized = (rows / x_scale).round_().to(torch.int8)
-        out = torch._int_mm(quantized, self.weight_t).float().mul_(x_scale).mul_(self.scale)
+        out = rows.new_empty(rows.shape[0], self.out_features)
+        for first in range(0, rows.shape[0], self.BLOCK_ROWS):
+            block = rows[first: first + self.BLOCK_ROWS]
+            x_scale = block.abs().amax(-1, keepdim=True).clamp_min_(1e-12) / 127.0
+            quantized = (block / x_scale).round_().to(torch.int8)
+            torch.mul(torch._int_mm(quantized, self.weight_t), x_scale, out=out[first: first + len(block)])
+        out.mul_(self.scale)
         if self.bias is not None:
             out += self.bias
         return out.view(*shape[:-1], self.out_features)

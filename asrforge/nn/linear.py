@@ -75,10 +75,21 @@ class GeluMLP(nn.Sequential):
     """``Linear -> GELU -> Linear`` as an ``nn.Sequential`` (state-dict keys ``0.*`` and ``2.*``, as in Whisper's
     checkpoints), with the first matmul and the GELU fused at inference."""
 
+    BLOCK_ROWS = 2048
+
     def __init__(self, d: int, hidden: int):
         super().__init__(Linear(d, hidden), nn.GELU(), Linear(hidden, d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        if rows.shape[0] <= self.BLOCK_ROWS:
+            return self._rows(x)
+        # a block of rows at a time, so the hidden activations (4x wider than x) are held for one block and
+        # stay in cache for the second matmul, not for 8 windows of 1500 rows
+        out = torch.cat([self._rows(rows[i: i + self.BLOCK_ROWS]) for i in range(0, rows.shape[0], self.BLOCK_ROWS)])
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
         first, _, second = self
         if type(first) is not Linear:      # replaced, e.g. by a quantized layer: run the plain sequence
             return super().forward(x)
