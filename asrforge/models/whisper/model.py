@@ -91,6 +91,23 @@ class MultiHeadAttention(nn.Module):
         b, h, n, d = out.shape
         return out.transpose(1, 2).reshape(b, n, h * d), scores
 
+    def project_memory(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, T, D)`` -> keys transposed ``(B, H, d, T)`` and values ``(B, H, T, d)``, both contiguous: what a
+        cached cross-attention reads at every decoding step, laid out as the two matmuls read it."""
+        k, v = self.project_kv(x)
+        return k.transpose(-1, -2).contiguous(), v.contiguous()
+
+    def attend_memory(self, q: torch.Tensor, keys_t: torch.Tensor, v: torch.Tensor, need_weights: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attention over :meth:`project_memory`'s output: ``q (B, H, L, d)`` -> ``(B, L, D)`` and, if asked, the
+        pre-softmax scores ``(B, H, L, T)``. Two plain matmuls: for a few query rows against 1500 stored
+        positions the step is bound by reading the keys and values, and this layout reads them fastest (19 ms
+        against SDPA's 25 ms for 8 windows x 5 beams x 6 layers of Whisper base, 2 cores)."""
+        scores = (q @ keys_t).float() * (1.0 / math.sqrt(q.shape[-1]))
+        out = scores.softmax(-1).to(q.dtype) @ v
+        b, h, n, d = out.shape
+        return out.transpose(1, 2).reshape(b, n, h * d), scores if need_weights else None
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
         """Self-attention without a cache (the encoder, and training)."""
         k, v = self.project_kv(x)
@@ -136,7 +153,8 @@ class DecoderCache:
     """Keys and values of past decoder positions, kept in buffers per layer that grow as the text does.
 
     ``self_kv[i]`` is ``(k, v)`` each ``(N, H, capacity, d)``, of which the first ``length`` positions are
-    filled; ``cross_kv[i]`` the projected audio features ``(N_audio, H, T, d)``, computed once per audio.
+    filled; ``cross_kv[i]`` the projected audio features, keys transposed ``(N_audio, H, d, T)`` and values
+    ``(N_audio, H, T, d)`` (:meth:`MultiHeadAttention.project_memory`), computed once per audio.
     A buffer starts with room for ``GROWTH`` positions past the first tokens and doubles when full, instead
     of holding the whole text context (448 positions: 440 MB for 8 windows x 5 beams of Whisper base).
     """
@@ -240,22 +258,22 @@ class TextDecoder(nn.Module):
             x = x + block.attn.out(out)
 
             h = block.cross_attn_ln(x)
-            if cache is not None and len(cache.cross_kv) > i:
-                ck, cv = cache.cross_kv[i]
-            else:
-                ck, cv = block.cross_attn.project_kv(audio)
-                if cache is not None:
-                    cache.cross_kv.append((ck, cv))
             q = block.cross_attn.split(block.cross_attn.query(h))
-            group = q.shape[0] // ck.shape[0]
-            if group > 1 and not need_cross_weights:
-                # beams of one audio share its keys/values: fold them into the query axis instead of copying them
-                n, heads, length, d = q.shape
-                q = q.view(ck.shape[0], group, heads, length, d).transpose(1, 2).reshape(ck.shape[0], heads, group * length, d)
-                out, w = block.cross_attn.attend(q, ck, cv, None, False, False)
-                out = out.view(ck.shape[0], group, length, -1).reshape(n, length, -1)
+            if cache is None:      # teacher forcing (training, word alignment): the audio's keys are used once
+                out, w = block.cross_attn.attend(q, *block.cross_attn.project_kv(audio), None, False, need_cross_weights)
             else:
-                out, w = block.cross_attn.attend(q, ck, cv, None, False, need_cross_weights)
+                if len(cache.cross_kv) <= i:
+                    cache.cross_kv.append(block.cross_attn.project_memory(audio))
+                keys_t, values = cache.cross_kv[i]
+                group = q.shape[0] // keys_t.shape[0]
+                if group > 1 and not need_cross_weights:
+                    # beams of one audio share its keys/values: fold them into the query axis instead of copying them
+                    n, heads, length, d = q.shape
+                    q = q.view(keys_t.shape[0], group, heads, length, d).transpose(1, 2).reshape(keys_t.shape[0], heads, group * length, d)
+                    out, w = block.cross_attn.attend_memory(q, keys_t, values, False)
+                    out = out.view(keys_t.shape[0], group, length, -1).reshape(n, length, -1)
+                else:
+                    out, w = block.cross_attn.attend_memory(q, keys_t, values, need_cross_weights)
             x = x + block.cross_attn.out(out)
             if w is not None:
                 cross_weights.append(w)
@@ -274,7 +292,7 @@ class TextDecoder(nn.Module):
     def cross_kv(self, audio: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's cross-attention keys/values for ``audio (B, T, D)``, projected once per audio; a cache
         holding them serves ``B * n`` decoder rows (n beams or samples per audio, audio-major)."""
-        return [block.cross_attn.project_kv(audio) for block in self.blocks]
+        return [block.cross_attn.project_memory(audio) for block in self.blocks]
 
 
 class Whisper(nn.Module):
