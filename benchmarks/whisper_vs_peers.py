@@ -198,7 +198,8 @@ def run_long_form(args) -> None:
                         row[engine] = {"error": proc.stderr.strip().splitlines()[-1:]}
                         continue
                     r = json.loads(out.read_text())
-                    row[engine] = {"seconds": round(r["seconds"], 2), "wer": round(100 * wer([normalize(reference)], [normalize(r["texts"][0])]), 2),
+                    hyp = normalize(r["texts"][0])
+                    row[engine] = {"seconds": round(r["seconds"], 2), "wer": round(100 * wer([normalize(reference)], [hyp]), 2),
                                    "peak_rss_mb": round(r["peak_rss_mb"])}
                 if all("seconds" in row.get(e, {}) for e in ("asrforge", "faster-whisper")):
                     ours, peer = row["asrforge"], row["faster-whisper"]

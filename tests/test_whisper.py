@@ -78,6 +78,17 @@ def test_reads_int8_scales_and_fused_projections(saved):
     assert v["decoder/projection/weight"] is v["decoder/embeddings/weight"]            # alias resolved
 
 
+def test_a_truncated_ctranslate2_file_is_named_as_such(saved, tmp_path):
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    for f in saved["ct2-float16"].iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    data = (folder / "model.bin").read_bytes()
+    (folder / "model.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated.*supported Whisper formats"):
+        load_whisper_checkpoint(folder)
+
+
 def test_logits_match_huggingface_transformers(tiny, saved):
     transformers = pytest.importorskip("transformers")
     model = tiny[0]

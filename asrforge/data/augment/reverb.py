@@ -36,8 +36,9 @@ def reverberate(wave: np.ndarray, rir: np.ndarray) -> np.ndarray:
     if wave.size == 0 or rir.size == 0:
         return wave
     direct = int(np.argmax(np.abs(rir)))
-    from scipy.signal import fftconvolve   # here, not at the top: scipy.signal takes 0.6 s to import, and every
-                                           # command that reads data (transcription included) imports this module
+    # imported here, not at the top: scipy.signal takes 0.6 s to import, and every command that reads data
+    # (transcription included) imports this module
+    from scipy.signal import fftconvolve
     out = fftconvolve(wave, rir)[direct: direct + wave.size]
     level_in, level_out = float(np.sqrt(np.mean(wave**2))), float(np.sqrt(np.mean(out**2)))
     return (out * (level_in / level_out if level_out > 0 else 0.0)).astype(np.float32)

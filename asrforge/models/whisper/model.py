@@ -171,7 +171,8 @@ class DecoderCache:
         ones (at most ``limit`` positions in all) -> the keys/values of every position so far."""
         end = self.length + k.shape[2]
         if len(self.self_kv) <= layer or self.self_kv[layer][0].shape[2] < end:
-            capacity = min(limit, max(end + self.GROWTH, 2 * (self.self_kv[layer][0].shape[2] if len(self.self_kv) > layer else 0)))
+            held = self.self_kv[layer][0].shape[2] if len(self.self_kv) > layer else 0
+            capacity = min(limit, max(end + self.GROWTH, 2 * held))
             grown = tuple(x.new_empty(x.shape[0], x.shape[1], capacity, x.shape[3]) for x in (k, v))
             if len(self.self_kv) > layer:
                 for old, buffer in zip(self.self_kv[layer], grown):
@@ -269,9 +270,10 @@ class TextDecoder(nn.Module):
                 if group > 1 and not need_cross_weights:
                     # beams of one audio share its keys/values: fold them into the query axis instead of copying them
                     n, heads, length, d = q.shape
-                    q = q.view(keys_t.shape[0], group, heads, length, d).transpose(1, 2).reshape(keys_t.shape[0], heads, group * length, d)
+                    audios = keys_t.shape[0]
+                    q = q.view(audios, group, heads, length, d).transpose(1, 2).reshape(audios, heads, group * length, d)
                     out, w = block.cross_attn.attend_memory(q, keys_t, values, False)
-                    out = out.view(keys_t.shape[0], group, length, -1).reshape(n, length, -1)
+                    out = out.view(audios, group, length, -1).reshape(n, length, -1)
                 else:
                     out, w = block.cross_attn.attend_memory(q, keys_t, values, need_cross_weights)
             x = x + block.cross_attn.out(out)
