@@ -266,6 +266,23 @@ def test_silent_windows_give_an_empty_result(tiny, monkeypatch):
     assert result.text == "" and result.segments == []
 
 
+def test_a_confident_loop_is_decoded_again_even_when_no_speech_is_likely(tiny, monkeypatch):
+    """Silence is a likely no-speech token *and* an unlikely text; a loop the model is sure of is neither."""
+    model, tok, _ = tiny
+    tb, fox = tok.timestamp_begin, tok.encode(" fox")
+    temperatures = []
+
+    def fake_decode(model_, tok_, features, options, languages=None):
+        temperatures.append(options.temperature)
+        if options.temperature == 0.0:
+            return [fake_result([tb, *fox * 40, tb + 100], avg_logprob=-0.1, no_speech=0.9, ratio=8.0)]
+        return [fake_result([tb, *tok.encode(" dog"), tb + 100], options.temperature, avg_logprob=-0.5, no_speech=0.9)]
+
+    patch_decode(monkeypatch, fake_decode)
+    result = WhisperTranscriber(model, tok).transcribe(np.zeros(16000 * 5, dtype=np.float32), language="en")
+    assert temperatures == [0.0, 0.2] and result.text.strip() == "dog"
+
+
 def test_real_decoding_on_tiny_model_runs_end_to_end(tiny):
     model, tok, _ = tiny
     pipe = WhisperTranscriber(model, tok)

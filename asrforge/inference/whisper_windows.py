@@ -87,8 +87,11 @@ class WhisperTranscribeOptions:
                                                and result.avg_logprob > self.logprob_threshold)
 
     def failed(self, result: DecodeResult) -> bool:
-        """Whether a window should be decoded again at the next temperature."""
-        return not self.no_speech(result) and (self.too_repetitive(result) or self.too_unlikely(result))
+        """Whether a window should be decoded again at the next temperature: it loops or is unlikely, and is not
+        silence. A confident loop is not silence even when the no-speech token is likely: the reference and
+        faster-whisper decode it again, and keeping it put 224 tokens of "I'm sorry, I'm sorry" where an 8-kHz
+        "three" was."""
+        return not self.silent(result) and (self.too_repetitive(result) or self.too_unlikely(result))
 
 
 def decode_with_fallback(model: Whisper, tokenizer: WhisperTokenizer, features: torch.Tensor,
