@@ -183,6 +183,8 @@ def run_long_form(args) -> None:
         files_json = tmp / "files.json"
         files_json.write_text(json.dumps([audio]))
         jfk = str(SHARED / "english" / "jfk.flac")
+        fw_script = tmp / "cold_start_fw.py"
+        fw_script.write_text(COLD_START_FW)
         for model in args.model:
             rows = report["models"][model] = {}
             for compute, batch in modes:
@@ -207,8 +209,6 @@ def run_long_form(args) -> None:
                     row["memory_ratio"] = round(ours["peak_rss_mb"] / peer["peak_rss_mb"], 3)
                     row["wer_delta"] = round(ours["wer"] - peer["wer"], 2)
                 print(f"{Path(model).name} {mode}: {json.dumps(row)}", file=sys.stderr)
-            fw_script = tmp / "cold_start_fw.py"
-            fw_script.write_text(COLD_START_FW)
             rows["cold_start_seconds"] = {
                 "asrforge": round(cold_start([asrforge_cli, "transcribe", jfk, "--model", model, "--beam-size", "5",
                                               "--language", "en"], env), 2),
@@ -247,7 +247,6 @@ def build_inputs(args, tmp: Path) -> list[tuple[str, str]]:
     fsdd = SHARED / "fsdd" / "recordings"
     if args.long and SHARED.is_dir():
         items.append(long_file(tmp / "long.wav", fsdd))
-    fsdd = SHARED / "fsdd" / "recordings"
     if args.fsdd and fsdd.is_dir():
         for path in sorted(fsdd.glob("*.wav"))[:: max(1, 2000 // args.fsdd)][: args.fsdd]:
             items.append((str(path), DIGITS[int(path.name.split("_")[0])]))

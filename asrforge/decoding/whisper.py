@@ -331,8 +331,10 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
             if not groups:
                 break
             rows = torch.tensor([g * n_group + j for g in groups for j in range(n_group)])
-            tokens, sum_logprobs = tokens[rows.to(device)], sum_logprobs[rows]
-            cache.keep(rows.to(device), torch.tensor(groups, device=device))
+            sum_logprobs = sum_logprobs[rows]          # kept on the CPU, beside the logits it sums
+            rows = rows.to(device)
+            tokens = tokens[rows]
+            cache.keep(rows, torch.tensor(groups, device=device))
             search.keep(groups)
     # what is left ran out of length (sample_len or the text context)
     _collect(search, tokens, sum_logprobs, n_group, active, final, list(range(len(active))))

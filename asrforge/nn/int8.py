@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 
-def _quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(N, K)`` float -> ``(N, K)`` int8 and ``(N,)`` float32 scales with ``weight ~ int8 * scale[:, None]``."""
     weight = weight.detach().float()
     scale = weight.abs().amax(1).clamp_min(1e-12) / 127.0
@@ -36,15 +36,15 @@ def _quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class RowwiseInt8Linear(nn.Module):
     """``x (..., K) -> (..., N)``; the input is quantized per row at run time (see the module docstring)."""
 
+    BLOCK_ROWS = 2048     # rows multiplied at a time: the int32 products of 8 windows at once would be 100 MB
+
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        weight, scale = _quantize_rows(linear.weight)
+        weight, scale = quantize_rows(linear.weight)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.register_buffer("weight_t", weight.t())          # (K, N) column-major: the layout _int_mm reads fastest
         self.register_buffer("scale", scale)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
-
-    BLOCK_ROWS = 2048     # rows multiplied at a time: the int32 products of 8 windows at once would be 100 MB
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

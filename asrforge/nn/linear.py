@@ -84,8 +84,8 @@ class GeluMLP(nn.Sequential):
         rows = x.reshape(-1, x.shape[-1])
         if rows.shape[0] <= self.BLOCK_ROWS:
             return self._rows(x)
-        # a block of rows at a time, so the hidden activations (4x wider than x) are held for one block and
-        # stay in cache for the second matmul, not for 8 windows of 1500 rows
+        # a block of rows at a time, so the hidden activations (4x wider than x, twice when the layers are not
+        # fused) are held for one block, not for 8 windows of 1500 rows; float32 speed does not change with it
         out = torch.cat([self._rows(rows[i: i + self.BLOCK_ROWS]) for i in range(0, rows.shape[0], self.BLOCK_ROWS)])
         return out.view(*x.shape[:-1], out.shape[-1])
 

@@ -21,6 +21,7 @@ import torch
 
 from asrforge.errors import CheckpointError
 from asrforge.models.whisper.model import Whisper, WhisperDims
+from asrforge.nn.int8 import quantize_rows
 
 FORMATS_HELP = ("supported Whisper formats: an OpenAI .pt file (dims + model_state_dict); a Hugging Face folder "
                 "(config.json + model.safetensors or pytorch_model.bin); a CTranslate2/faster-whisper folder "
@@ -365,9 +366,9 @@ def save_ctranslate2(model: Whisper, folder: str | Path, quantization: str = "fl
         a = t.numpy()
         quantizable = name.endswith("/weight") and a.ndim == 2 and "conv" not in name
         if quantization == "int8" and quantizable:
-            scale = 127.0 / np.maximum(np.abs(a).max(axis=1), 1e-12)
-            arrays[name] = np.round(a * scale[:, None]).astype(np.int8)
-            arrays[name + "_scale"] = scale.astype(np.float32)
+            weight, scale = quantize_rows(t)
+            arrays[name] = weight.numpy()
+            arrays[name + "_scale"] = (1.0 / scale).numpy()     # CTranslate2 stores int8 = weight * scale
         elif quantization == "float16" and a.dtype == np.float32:
             arrays[name] = a.astype(np.float16)
         else:

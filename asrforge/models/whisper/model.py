@@ -170,16 +170,16 @@ class DecoderCache:
         """Store layer ``layer``'s keys/values ``(N, H, L, d)`` of the new positions after the ``length`` cached
         ones (at most ``limit`` positions in all) -> the keys/values of every position so far."""
         end = self.length + k.shape[2]
-        if len(self.self_kv) <= layer or self.self_kv[layer][0].shape[2] < end:
-            held = self.self_kv[layer][0].shape[2] if len(self.self_kv) > layer else 0
-            capacity = min(limit, max(end + self.GROWTH, 2 * held))
+        held = self.self_kv[layer] if layer < len(self.self_kv) else None
+        if held is None or held[0].shape[2] < end:
+            capacity = min(limit, max(end + self.GROWTH, 2 * (held[0].shape[2] if held else 0)))
             grown = tuple(x.new_empty(x.shape[0], x.shape[1], capacity, x.shape[3]) for x in (k, v))
-            if len(self.self_kv) > layer:
-                for old, buffer in zip(self.self_kv[layer], grown):
+            if held is None:
+                self.self_kv.append(grown)
+            else:
+                for old, buffer in zip(held, grown):
                     buffer[:, :, : self.length] = old[:, :, : self.length]
                 self.self_kv[layer] = grown
-            else:
-                self.self_kv.append(grown)
         kb, vb = self.self_kv[layer]
         kb[:, :, self.length: end] = k
         vb[:, :, self.length: end] = v
