@@ -108,10 +108,15 @@ def test_a_chunk_the_model_ends_early_gets_a_second_pass(tiny, monkeypatch):
 def test_what_counts_as_untranscribed_speech():
     spans = [(0, 8 * SR), (9 * SR, 20 * SR)]
     seg = lambda end: [{"start": 0.0, "end": end}]  # noqa: E731
-    assert whisper_batched._untranscribed_speech(seg(5.0), 0, 20 * SR, spans) == (5 * SR, 20 * SR)
-    assert whisper_batched._untranscribed_speech(seg(19.8), 0, 20 * SR, spans) is None     # within the margin
-    assert whisper_batched._untranscribed_speech(seg(8.7), 0, 9 * SR, spans[:1]) is None   # only silence after
-    assert whisper_batched._untranscribed_speech([], 0, 20 * SR, spans) is None            # no progress to resume
+    whole, first = whisper_batched.Chunk(((0, 20 * SR),)), whisper_batched.Chunk(((0, 9 * SR),))
+    assert whisper_batched._untranscribed_speech(seg(5.0), whole, spans).pieces == ((5 * SR, 20 * SR),)
+    assert whisper_batched._untranscribed_speech(seg(19.8), whole, spans) is None     # within the margin
+    assert whisper_batched._untranscribed_speech(seg(8.7), first, spans[:1]) is None  # only silence after
+    assert whisper_batched._untranscribed_speech([], whole, spans) is None            # no progress to resume
+    # in a packed window, speech in a later piece counts even when the cut piece has none left
+    packed = whisper_batched.Chunk(((0, 9 * SR), (30 * SR, 34 * SR)))
+    rest = whisper_batched._untranscribed_speech(seg(8.7), packed, [*spans[:1], (30 * SR, 34 * SR)])
+    assert rest.pieces == ((int(8.7 * SR), 9 * SR), (30 * SR, 34 * SR))
 
 
 def test_silent_audio_gives_nothing_and_vad_speech_is_kept(tiny, monkeypatch):
@@ -150,3 +155,53 @@ def test_only_a_looping_chunk_is_decoded_again(tiny, monkeypatch, compression, a
     monkeypatch.setattr(pipe, "decode_with_fallback", lambda *a, **k: again.append(1) or result)
     segments = pipe.transcribe(np.zeros(5 * SR, dtype=np.float32), language="en", batch_size=2).to_dict()["segments"]
     assert bool(again) == fallback and [s["text"] for s in segments] == [" two"]
+
+
+def test_a_chunk_of_several_pieces_maps_window_times_back_to_the_recording():
+    gap = whisper_batched.GAP
+    chunk = whisper_batched.Chunk(((10 * SR, 12 * SR), (50 * SR, 53 * SR)))
+    assert chunk.samples == 5 * SR + gap
+    wave = np.arange(60 * SR, dtype=np.float32)
+    audio = chunk.audio(wave)
+    assert audio[0] == 10 * SR and audio[2 * SR - 1] == 12 * SR - 1 and not audio[2 * SR: 2 * SR + gap].any()
+    assert audio[2 * SR + gap] == 50 * SR and len(audio) == chunk.samples
+    second = (2 * SR + gap) / SR             # where the second piece starts in the window
+    assert chunk.piece_of(0.0, 2.0) == 0
+    assert chunk.piece_of(2.0, second + 2.0) == 1    # a coarse start a little early still belongs to piece 1
+    assert chunk.recording_time(1.5, 0) == 11.5
+    assert chunk.recording_time(second + 1.0, 1) == 51.0
+    assert chunk.recording_time(2.0, 1) == 50.0      # kept inside its piece
+    assert chunk.after(1.0).pieces == ((11 * SR, 12 * SR), (50 * SR, 53 * SR))
+    assert chunk.after(second + 2.0).pieces == ((52 * SR, 53 * SR),)
+    assert chunk.after(second + 3.0).pieces == ()
+
+
+def test_rests_are_packed_in_time_order_up_to_the_window():
+    C = whisper_batched.Chunk
+    rests = [C(((50 * SR, 54 * SR),)), C(((10 * SR, 14 * SR),)), C(((90 * SR, 115 * SR),))]
+    packed = whisper_batched.pack(rests, 30 * SR)
+    assert [c.pieces for c in packed] == [((10 * SR, 14 * SR), (50 * SR, 54 * SR)), ((90 * SR, 115 * SR),)]
+    assert all(c.samples <= 30 * SR for c in packed)
+
+
+def test_rests_of_early_ended_chunks_share_one_window_and_keep_their_times(tiny, monkeypatch):
+    model, tok = tiny
+    tb = tok.timestamp_begin
+    fox, dog = tok.encode(" fox"), tok.encode(" dog")
+    # two chunks of 20 s, 40 s apart; each is ended by the model after 10 s
+    monkeypatch.setattr(whisper_batched, "speech_spans", lambda wave, vad: [(0, 20 * SR), (60 * SR, 80 * SR)])
+    calls = []
+
+    def fake_decode(model_, tok_, features, options, languages=None):
+        calls.append(features.shape[0])
+        if len(calls) == 1:
+            return [fake_result([tb, *fox, tb + 500]) for _ in range(features.shape[0])]
+        # the packed window: 10 s of the first rest, a quarter second of silence, 10 s of the second
+        second = round((10 * SR + whisper_batched.GAP) / SR / 0.02)
+        return [fake_result([tb, *dog, tb + 500, tb + second - 10, *dog, tb + second + 501])]
+
+    monkeypatch.setattr(whisper_batched, "decode", fake_decode)
+    result = WhisperTranscriber(model, tok).transcribe(np.zeros(90 * SR, dtype=np.float32), language="en", batch_size=4).to_dict()
+    assert calls == [2, 1]
+    got = [(s["start"], s["end"], s["text"]) for s in result["segments"]]
+    assert got == [(0.0, 10.0, " fox"), (10.0, 20.0, " dog"), (60.0, 70.0, " fox"), (70.0, 80.0, " dog")]
