@@ -6,6 +6,7 @@ chunks can be decoded side by side instead of one window after another.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +17,9 @@ import torch
 from asrforge.errors import ConfigError
 
 SAMPLE_RATE = 16000
+# Silero's model is one TorchScript module with state of its own (reset after each file), shared by the process:
+# two threads running it at once corrupt that state and crash in TorchScript (seen with two server requests)
+_RUNNING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,12 @@ def _silero():
 def speech_spans(wave: np.ndarray, options: VadOptions = VadOptions()) -> list[tuple[int, int]]:
     """16 kHz samples -> ``[(start, end), ...]`` sample ranges of speech, none longer than ``max_chunk_s``."""
     model, get_speech_timestamps = _silero()
-    with torch.inference_mode():
+    with _RUNNING, torch.inference_mode():
         found = get_speech_timestamps(
             torch.as_tensor(wave, dtype=torch.float32), model, threshold=options.threshold, sampling_rate=SAMPLE_RATE,
             min_speech_duration_ms=options.min_speech_ms, min_silence_duration_ms=options.min_silence_ms,
             speech_pad_ms=options.speech_pad_ms, max_speech_duration_s=options.max_chunk_s - 1.0)
-    model.reset_states()
+        model.reset_states()
     return [(int(s["start"]), int(s["end"])) for s in found]
 
 

@@ -1,0 +1,55 @@
+"""``serve``: the OpenAI-compatible speech API (:mod:`asrforge.serve`) under uvicorn."""
+
+from __future__ import annotations
+
+import os
+
+from asrforge.cli.args import count, positive
+from asrforge.errors import ConfigError
+
+API_KEY_ENV = "ASRFORGE_API_KEY"
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("serve", help="serve models over HTTP with OpenAI's audio API (/v1/audio/transcriptions, ...)")
+    s.add_argument("--model", action="append", required=True, metavar="NAME=PATH",
+                   help="a checkpoint to serve as NAME (repeat for several); a bare PATH is named after its folder "
+                        "or file stem")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; "
+                   "0.0.0.0 for every interface)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    s.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"],
+                   help="Whisper checkpoints: float16/bfloat16 need a GPU; int8 quantizes for the CPU")
+    s.add_argument("--api-key", help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV} if set; else no key)")
+    s.add_argument("--max-upload-mb", type=positive, default=25.0, help="largest upload accepted (default 25, as OpenAI)")
+    s.add_argument("--max-queue", type=count, default=64, help="requests admitted at once; more get 429 (default 64)")
+    s.add_argument("--max-batch", type=count, default=8, help="pieces of audio decoded together (default 8)")
+    s.add_argument("--model-ttl", type=positive, default=None,
+                   help="unload a model after this many seconds without requests (reloaded on the next one)")
+    s.add_argument("--lazy", action="store_true", help="load each model on its first request instead of at start")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    s.set_defaults(func=serve)
+
+
+def serve(args) -> None:
+    from asrforge.extras import require_extra
+
+    require_extra("serve", "asrforge serve", "fastapi", "uvicorn", "multipart", "prometheus_client")
+    import uvicorn
+
+    from asrforge.serve.app import ServerConfig, create_app
+    from asrforge.serve.models import parse_model_specs
+
+    try:
+        models = parse_model_specs(args.model)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    missing = [f"{name}={path}" for name, path in models.items() if not os.path.exists(path)]
+    if missing:
+        raise ConfigError(f"--model: {', '.join(missing)} does not exist; give a checkpoint file or folder")
+    config = ServerConfig(models=models, device=args.device, dtype=args.dtype,
+                          api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+                          max_upload_mb=args.max_upload_mb, max_queue=args.max_queue, max_batch=args.max_batch,
+                          model_ttl=args.model_ttl, lazy=args.lazy)
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level)
