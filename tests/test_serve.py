@@ -356,3 +356,60 @@ def test_model_specs_and_the_command_line(capsys, tmp_path):
         parse_model_specs(["/a/m.pt", "/b/m.pt"])
     assert main(["serve", "--model", f"x={tmp_path / 'missing.pt'}"]) == 2
     assert "missing.pt does not exist" in capsys.readouterr().err
+
+
+# ---- the scheduler alone --------------------------------------------------------------------------------------------
+class Recording:
+    """A recognizer that answers each piece with its own first sample and records every batch it was given."""
+
+    languages: tuple = ()
+
+    def __init__(self):
+        self.batches: list[list[float]] = []
+        self.go = threading.Event()
+
+    def transcribe_batch(self, audio, **options):
+        self.go.wait(10)
+        self.batches.append([float(a[0]) for a in audio])
+        from asrforge.inference.result import Result, Segment
+
+        return [Result(f"p{int(a[0])}", [Segment(0.0, 1.0, f"p{int(a[0])}")], None, 1.0) for a in audio]
+
+
+def pieces(first: int, n: int) -> list:
+    return [(k * SR * 30, np.full(SR, first + k, dtype=np.float32)) for k in range(n)]
+
+
+def test_the_scheduler_takes_a_piece_of_every_request_before_a_second_of_any():
+    import asyncio
+
+    from asrforge.serve.scheduler import Job, Scheduler
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        model, other = Recording(), Recording()
+        scheduler = Scheduler(max_queue=8, max_batch=4)
+        try:
+            long = Job(model, {}, pieces(100, 6), 180.0, loop)
+            scheduler.submit(long)
+            await asyncio.sleep(0.2)                 # the first batch (4 pieces of the long job alone) is under way
+            short = Job(model, {}, pieces(200, 1), 1.0, loop)
+            greedy = Job(model, {"beam_size": 3}, pieces(300, 2), 60.0, loop)   # other options: not batched with them
+            scheduler.submit(short)
+            scheduler.submit(greedy)
+            elsewhere = Job(other, {}, pieces(400, 1), 1.0, loop)
+            scheduler.submit(elsewhere)
+            model.go.set()
+            other.go.set()
+            results = await asyncio.gather(*(j.future for j in (long, short, greedy, elsewhere)))
+        finally:
+            scheduler.stop()
+        return model.batches, other.batches, results
+
+    batches, other_batches, (long, short, greedy, elsewhere) = asyncio.run(run())
+    assert batches[0] == [100, 101, 102, 103]        # alone: as many of its pieces as a batch holds
+    assert batches[1] == [104, 200]                   # then a piece of every waiting request with the same options
+    assert sorted(sum(batches[2:], [])) == [105, 300, 301]
+    assert other_batches == [[400]]
+    assert long.text == "p100 p101 p102 p103 p104 p105" and [s.start for s in long.segments] == [0, 30, 60, 90, 120, 150]
+    assert short.text == "p200" and greedy.text == "p300 p301" and elsewhere.text == "p400"

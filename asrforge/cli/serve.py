@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 from asrforge.cli.args import count, positive
 from asrforge.errors import ConfigError
@@ -51,5 +52,17 @@ def serve(args) -> None:
     config = ServerConfig(models=models, device=args.device, dtype=args.dtype,
                           api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                           max_upload_mb=args.max_upload_mb, max_queue=args.max_queue, max_batch=args.max_batch,
-                          model_ttl=args.model_ttl, lazy=args.lazy)
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level)
+                          model_ttl=args.model_ttl, lazy=args.lazy, inference_thread=False)
+    app = create_app(config)
+    # the event loop gets a thread; decoding keeps the main one, where PyTorch's parallel regions run fastest
+    # (see asrforge.serve.scheduler); uvicorn then leaves signals alone, so Ctrl-C arrives here
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    loop = threading.Thread(target=server.run, name="asrforge-http")
+    loop.start()
+    try:
+        app.state.server.scheduler.work_here(keep_going=loop.is_alive)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.should_exit = True
+        loop.join()

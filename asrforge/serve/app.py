@@ -65,6 +65,7 @@ class ServerConfig:
     lazy: bool = False                      # load each model on its first request instead of at start
     loader: Callable[[str], Recognizer] | None = None    # default: asrforge.load_model(path, device, dtype)
     temp_dir: str | None = None             # where uploads are copied while decoded; default: the system's
+    inference_thread: bool = True           # False: the caller runs Scheduler.work_here (asrforge serve: the main thread)
 
 
 class Server:
@@ -80,21 +81,19 @@ class Server:
         self.created = int(time.time())
         self.ready = threading.Event()
         self.load_error: str | None = None
-        self.scheduler: Scheduler | None = None
+        self.scheduler = Scheduler(config.max_queue, config.max_batch, own_thread=config.inference_thread)
         self.temp: Path | None = None
         self._stop = threading.Event()
 
     def start(self) -> None:
         self.temp = Path(tempfile.mkdtemp(prefix="asrforge-serve-", dir=self.config.temp_dir))
-        self.scheduler = Scheduler(self.config.max_queue, self.config.max_batch)
-        threading.Thread(target=self._load, name="asrforge-load", daemon=True).start()
+        self.scheduler.call(self._load)      # on the worker, like every PyTorch call (see asrforge.serve.scheduler)
         if self.config.model_ttl:
             threading.Thread(target=self._unload_idle, name="asrforge-ttl", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self.scheduler is not None:
-            self.scheduler.stop()
+        self.scheduler.stop()
         if self.temp is not None:
             shutil.rmtree(self.temp, ignore_errors=True)
 
@@ -117,10 +116,9 @@ class Server:
 
     def _update_gauges(self) -> None:
         self.metrics.models_loaded.set(len(self.pool.loaded()))
-        if self.scheduler is not None:
-            stats = self.scheduler.stats()
-            self.metrics.queue_requests.set(stats.jobs)
-            self.metrics.queue_pieces.set(stats.pieces_waiting)
+        stats = self.scheduler.stats()
+        self.metrics.queue_requests.set(stats.jobs)
+        self.metrics.queue_pieces.set(stats.pieces_waiting)
 
     def check_ready(self) -> None:
         if self.load_error:
@@ -261,14 +259,14 @@ async def _audio(server: Server, request: Request, task: str) -> Response:
             raise bad_request(f"stream=true sends text events; it takes response_format json or text, not "
                               f"{req.response_format}", "stream")
         options = req.options()
-        recognizer = await run_in_threadpool(server.pool.acquire, req.model)
+        recognizer = await asyncio.wrap_future(server.scheduler.call(server.pool.acquire, req.model))
         try:
             try:
                 recognizer.check_options(**options)
             except ConfigError as e:
                 raise _refusal(e, options, req.model) from None
             wave = await run_in_threadpool(read_upload, req.upload, server.temp)
-            pieces = await run_in_threadpool(cut_into_pieces, wave)
+            pieces = await asyncio.wrap_future(server.scheduler.call(cut_into_pieces, wave))
             duration = len(wave) / SAMPLE_RATE
             del wave
             if req.stream:
