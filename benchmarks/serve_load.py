@@ -9,7 +9,8 @@ thread count and beam size 5 through its YAML config) and drives it with the off
 
 - for 1, 2, 4 and 8 concurrent clients, ``--requests`` transcriptions of the real recordings (the shared English
   sentences and FSDD digits, in a fixed order); audio-seconds per second of wall time, p50/p95 latency, failures;
-- short behind long: a 3-s request sent 1 s after a request of about 3 minutes, against the same 3-s request alone;
+- short behind long: a 3-s request sent 5 s after a 10-minute request (once that one is being decoded), against
+  the same 3-s request alone;
 - memory: the server's resident set after 50 requests and after ``--soak`` requests (4 clients), and its peak.
 
 Prints one JSON line per server and concurrency, then one summary line. Needs ../shared/data (not in a user's
@@ -52,7 +53,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 def recordings(tmp: Path) -> tuple[list[Path], Path, Path]:
-    """The request files (English sentences and 20 FSDD digits), one ~3-minute file and the 3-s file."""
+    """The request files (English sentences and 20 FSDD digits), one 10-minute file and the 3-s file."""
     from asrforge.audio.io import load_audio
 
     english = [SHARED / "english" / "jfk.flac", SHARED / "english" / "LDC93S1.wav"]
@@ -60,7 +61,7 @@ def recordings(tmp: Path) -> tuple[list[Path], Path, Path]:
     files = [p for pair in zip(english * 10, digits) for p in pair]
     pause = np.zeros(SR // 2, dtype=np.float32)
     waves = [load_audio(p) for p in english + digits]
-    long_wave = np.concatenate([np.concatenate([w, pause]) for w in waves * 12])[: 180 * SR]
+    long_wave = np.concatenate([np.concatenate([w, pause]) for w in waves * 40])[: 600 * SR]
     sf.write(tmp / "long.wav", long_wave, SR)
     return files, tmp / "long.wav", SHARED / "english" / "LDC93S1.wav"
 
@@ -118,7 +119,7 @@ def short_behind_long(client, model: str, long: Path, short: Path, extra: dict) 
     alone = min(timed(short) for _ in range(3))
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(timed, long)
-        time.sleep(1.0)
+        time.sleep(5.0)
         behind = timed(short)
         long_s = pending.result()
     return {"short_alone_s": round(alone, 3), "short_behind_long_s": round(behind, 3),

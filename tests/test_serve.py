@@ -413,3 +413,60 @@ def test_the_scheduler_takes_a_piece_of_every_request_before_a_second_of_any():
     assert other_batches == [[400]]
     assert long.text == "p100 p101 p102 p103 p104 p105" and [s.start for s in long.segments] == [0, 30, 60, 90, 120, 150]
     assert short.text == "p200" and greedy.text == "p300 p301" and elsewhere.text == "p400"
+
+
+class Stepping:
+    """A recognizer whose batches take ``steps`` decoding steps, each a yield point, and which logs what it does."""
+
+    languages: tuple = ()
+
+    def __init__(self, log: list, steps: int):
+        self.log, self.steps = log, steps
+
+    def transcribe_batch(self, audio, **options):
+        from asrforge.inference.result import Result, Segment
+        from asrforge.preempt import yield_point
+
+        names = [int(a[0]) for a in audio]
+        self.log.append(("start", names))
+        for _ in range(self.steps):
+            yield_point()
+            time.sleep(0.01)
+        self.log.append(("end", names))
+        return [Result(f"p{n}", [Segment(0.0, 1.0, f"p{n}")], None, 1.0) for n in names]
+
+
+def test_a_request_arriving_mid_batch_is_decoded_at_the_next_step_and_the_batch_goes_on():
+    import asyncio
+
+    from asrforge.serve.scheduler import Job, Scheduler
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        log: list = []
+        model = Stepping(log, steps=40)
+        scheduler = Scheduler(max_queue=8, max_batch=4)
+        try:
+            long = Job(model, {}, pieces(100, 5), 150.0, loop)
+            scheduler.submit(long)
+            while not log:
+                await asyncio.sleep(0.01)
+            short = Job(model, {}, pieces(200, 1), 1.0, loop)
+            second_long = Job(model, {}, pieces(300, 3), 90.0, loop)
+            scheduler.submit(short)
+            scheduler.submit(second_long)
+            results = await asyncio.gather(long.future, short.future, second_long.future)
+        finally:
+            scheduler.stop()
+        return log, results
+
+    log, (long, short, second_long) = asyncio.run(run())
+    # the newcomers' first pieces ran inside the long batch, between two of its steps, and the batch went on
+    # (in one batch, or two when the worker looked between the two submissions)
+    assert log[0] == ("start", [100, 101, 102, 103])
+    first_end = log.index(("end", [100, 101, 102, 103]))
+    inside = [names for kind, names in log[1:first_end] if kind == "start"]
+    assert sorted(sum(inside, [])) == [200, 300] and len(log[1:first_end]) == 2 * len(inside)
+    # then the usual turns: a piece of each request that has some left
+    assert sorted(sum((names for kind, names in log[first_end:] if kind == "start"), [])) == [104, 301, 302]
+    assert long.text == "p100 p101 p102 p103 p104" and short.text == "p200" and second_long.text == "p300 p301 p302"

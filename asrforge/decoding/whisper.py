@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from asrforge.features.whisper import TIME_PRECISION
 from asrforge.models.whisper.model import DecoderCache, Whisper
+from asrforge.preempt import yield_point
 from asrforge.text.whisper import WhisperTokenizer
 
 
@@ -315,6 +316,7 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
     active = list(range(n_audio))          # the audio each group of n_group rows belongs to
     final: list[list[tuple[list[int], float]]] = [[] for _ in range(n_audio)]
     for step in range(sample_len):
+        yield_point()           # a more urgent decode may run here (asrforge.preempt), this one's state kept
         if step:
             if tokens.shape[1] >= n_ctx:
                 break

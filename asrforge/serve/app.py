@@ -38,7 +38,7 @@ from asrforge.serve.fields import AudioRequest, parse_form
 from asrforge.serve.formats import delta_event, done_event, response_body
 from asrforge.serve.metrics import Metrics, RequestMetrics
 from asrforge.serve.models import ModelPool
-from asrforge.serve.scheduler import SAMPLE_RATE, Job, Scheduler, cut_into_pieces
+from asrforge.serve.scheduler import PIECE_SECONDS, SAMPLE_RATE, Job, Scheduler, cut_into_pieces
 from asrforge.serve.uploads import UploadLimit, UploadTooLarge, read_upload, too_large
 
 log = logging.getLogger("asrforge")
@@ -259,14 +259,18 @@ async def _audio(server: Server, request: Request, task: str) -> Response:
             raise bad_request(f"stream=true sends text events; it takes response_format json or text, not "
                               f"{req.response_format}", "stream")
         options = req.options()
-        recognizer = await asyncio.wrap_future(server.scheduler.call(server.pool.acquire, req.model))
+        # a model in memory is taken at once; loading one is PyTorch's work, so it waits for the worker
+        recognizer = (server.pool.acquire_loaded(req.model)
+                      or await asyncio.wrap_future(server.scheduler.call(server.pool.acquire, req.model)))
         try:
             try:
                 recognizer.check_options(**options)
             except ConfigError as e:
                 raise _refusal(e, options, req.model) from None
             wave = await run_in_threadpool(read_upload, req.upload, server.temp)
-            pieces = await asyncio.wrap_future(server.scheduler.call(cut_into_pieces, wave))
+            # only a long upload needs the worker (Silero VAD finds its pauses); a short one is one piece
+            pieces = (cut_into_pieces(wave) if len(wave) <= PIECE_SECONDS * SAMPLE_RATE
+                      else await asyncio.wrap_future(server.scheduler.call(cut_into_pieces, wave)))
             duration = len(wave) / SAMPLE_RATE
             del wave
             if req.stream:

@@ -91,6 +91,15 @@ class ModelPool:
             raise
         return recognizer
 
+    def acquire_loaded(self, name: str) -> Recognizer | None:
+        """As :meth:`acquire` when ``name`` is in memory (no PyTorch call: safe on the event loop); else None."""
+        served = self.served(name)
+        with self._guard:
+            if served.recognizer is None:
+                return None
+            served.in_use += 1
+            return served.recognizer
+
     def release(self, name: str) -> None:
         served = self.models[name]
         with self._guard:

@@ -10,7 +10,11 @@ one batch at a time through ``Recognizer.transcribe_batch``:
   short request is in the very next batch;
 - a request alone gets up to ``max_batch`` of its pieces at once (batched decoding is faster per second
   of audio than one piece after another);
-- pieces share a batch only when their requests ask for the same options of the same model.
+- pieces share a batch only when their requests ask for the same options of the same model;
+- a request that arrives while a batch is being decoded does not wait for the batch to end: at the batch's next
+  decoding step (a yield point, :mod:`asrforge.preempt`), the worker decodes the first piece of each request that
+  arrived since, then goes on with the batch where it stopped. One such batch runs per step, so a stream of new
+  requests slows a long batch down but cannot stop it. Calls waiting for the worker run there too.
 
 Inference never runs on the event loop: the worker hands results back to the loop with ``call_soon_threadsafe``.
 Every PyTorch call of the server runs on this one worker: decoding, but also voice activity detection and model
@@ -41,6 +45,7 @@ from asrforge.errors import AsrforgeError
 from asrforge.inference.recognizer import Recognizer
 from asrforge.inference.result import Result, Segment, Word
 from asrforge.inference.vad import merge_spans, speech_spans
+from asrforge.preempt import yielding_to
 from asrforge.serve.errors import ApiError
 
 log = logging.getLogger("asrforge")
@@ -154,6 +159,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._stopping = False
         self._seconds_per_piece = 1.0      # running estimate, for Retry-After
+        self._news = False                 # a job or call arrived since the running batch last looked
         self._thread = None
         if own_thread:
             self._thread = threading.Thread(target=self.work_here, name="asrforge-inference", daemon=True)
@@ -172,6 +178,7 @@ class Scheduler:
                 job._finish(join_results([], [], job.duration))
                 return
             self._jobs.append(job)
+            self._news = True
             self._cond.notify()
 
     def call(self, fn: Callable, *args) -> concurrent.futures.Future:
@@ -179,6 +186,7 @@ class Scheduler:
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._cond:
             self._calls.append((future, fn, args))
+            self._news = True
             self._cond.notify()
         return future
 
@@ -218,6 +226,32 @@ class Scheduler:
         self._jobs.rotate(-1 - self._jobs.index(batch[0][0]))    # the next batch starts after this one's first job
         return batch
 
+    def _take_newcomers(self) -> list[tuple[Job, int]]:
+        """Under the lock: the first piece of each job not started yet (those asking what the first asks)."""
+        fresh = [j for j in self._jobs if j.next == 0 and j.ready()]
+        if not fresh:
+            return []
+        key = fresh[0].key()
+        fellows = [j for j in fresh if j.key() == key][: self.max_batch]
+        if len(fellows) < len(fresh):
+            self._news = True       # the others at the next yield point
+        return [(j, j.take()) for j in fellows]
+
+    def _let_newcomers_in(self) -> None:
+        """The running batch's yield point: waiting calls, then one batch of the jobs that arrived meanwhile."""
+        if not self._news:          # read without the lock: the common case costs one attribute read a step
+            return
+        with self._cond:
+            self._news = False
+            calls = list(self._calls)
+            self._calls.clear()
+        for call in calls:
+            self._run(call)
+        with self._cond:
+            batch = self._take_newcomers()
+        if batch:
+            self._decode(batch, nested=True)
+
     def work_here(self, keep_going=lambda: True) -> None:
         """Decode on the calling thread until :meth:`stop`, or until ``keep_going()`` turns false (checked at least
         every 0.2 s)."""
@@ -233,20 +267,26 @@ class Scheduler:
                 if self._calls:
                     call = self._calls.popleft()
             if call is not None:
-                future, fn, args = call
-                if future.set_running_or_notify_cancel():
-                    try:
-                        future.set_result(fn(*args))
-                    except BaseException as e:      # handed to whoever waits for it
-                        future.set_exception(e)
+                self._run(call)
             else:
                 self._decode(batch)
 
-    def _decode(self, batch: list[tuple[Job, int]]) -> None:
+    @staticmethod
+    def _run(call: tuple[concurrent.futures.Future, Callable, tuple]) -> None:
+        future, fn, args = call
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn(*args))
+            except BaseException as e:      # handed to whoever waits for it
+                future.set_exception(e)
+
+    def _decode(self, batch: list[tuple[Job, int]], nested: bool = False) -> None:
+        """Decode ``batch``; unless it is itself a newcomers' batch, newcomers may run at its yield points."""
         job = batch[0][0]
         start = time.monotonic()
         try:
-            results = job.recognizer.transcribe_batch([j.audio[i] for j, i in batch], **job.options)
+            with yielding_to(None if nested else self._let_newcomers_in):
+                results = job.recognizer.transcribe_batch([j.audio[i] for j, i in batch], **job.options)
         except Exception as e:      # a bug or a bad option: these requests fail, the server goes on
             if isinstance(e, AsrforgeError):
                 error = ApiError(400, str(e), None, "invalid_value")
