@@ -110,20 +110,20 @@ def run_level(client, model: str, files: list[Path], clients: int, requests: int
 
 
 def short_behind_long(client, model: str, long: Path, short: Path, extra: dict) -> dict:
-    def timed(path: Path) -> float:
+    def timed(path: Path) -> tuple[float, str]:
         start = time.perf_counter()
         with open(path, "rb") as f:
-            client.audio.transcriptions.create(file=f, model=model, language="en", extra_body=extra)
-        return time.perf_counter() - start
+            text = client.audio.transcriptions.create(file=f, model=model, language="en", extra_body=extra).text
+        return time.perf_counter() - start, text
 
-    alone = min(timed(short) for _ in range(3))
+    alone, text = min(timed(short) for _ in range(3))
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(timed, long)
         time.sleep(5.0)
-        behind = timed(short)
-        long_s = pending.result()
+        behind, text_behind = timed(short)
+        long_s, _ = pending.result()
     return {"short_alone_s": round(alone, 3), "short_behind_long_s": round(behind, 3),
-            "ratio": round(behind / alone, 2), "long_s": round(long_s, 2)}
+            "ratio": round(behind / alone, 2), "long_s": round(long_s, 2), "same_text": text_behind == text}
 
 
 def soak(client, model: str, files: list[Path], pid: int, total: int, extra: dict) -> dict:

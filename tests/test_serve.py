@@ -376,8 +376,8 @@ class Recording:
         return [Result(f"p{int(a[0])}", [Segment(0.0, 1.0, f"p{int(a[0])}")], None, 1.0) for a in audio]
 
 
-def pieces(first: int, n: int) -> list:
-    return [(k * SR * 30, np.full(SR, first + k, dtype=np.float32)) for k in range(n)]
+def pieces(first: int, n: int, seconds: int = 1) -> list:
+    return [(k * SR * 30, np.full(SR * seconds, first + k, dtype=np.float32)) for k in range(n)]
 
 
 def test_the_scheduler_takes_a_piece_of_every_request_before_a_second_of_any():
@@ -436,7 +436,7 @@ class Stepping:
         return [Result(f"p{n}", [Segment(0.0, 1.0, f"p{n}")], None, 1.0) for n in names]
 
 
-def test_a_request_arriving_mid_batch_is_decoded_at_the_next_step_and_the_batch_goes_on():
+def test_a_short_request_arriving_mid_batch_is_decoded_at_the_next_step_and_the_batch_goes_on():
     import asyncio
 
     from asrforge.serve.scheduler import Job, Scheduler
@@ -447,26 +447,29 @@ def test_a_request_arriving_mid_batch_is_decoded_at_the_next_step_and_the_batch_
         model = Stepping(log, steps=40)
         scheduler = Scheduler(max_queue=8, max_batch=4)
         try:
-            long = Job(model, {}, pieces(100, 5), 150.0, loop)
+            long = Job(model, {}, pieces(100, 5, seconds=4), 150.0, loop)
             scheduler.submit(long)
             while not log:
                 await asyncio.sleep(0.01)
             short = Job(model, {}, pieces(200, 1), 1.0, loop)
-            second_long = Job(model, {}, pieces(300, 3), 90.0, loop)
+            another_short = Job(model, {}, pieces(300, 2, seconds=2), 32.0, loop)
+            second_long = Job(model, {}, pieces(400, 2, seconds=4), 60.0, loop)   # as long as the batch: waits
             scheduler.submit(short)
+            scheduler.submit(another_short)
             scheduler.submit(second_long)
-            results = await asyncio.gather(long.future, short.future, second_long.future)
+            results = await asyncio.gather(long.future, short.future, another_short.future, second_long.future)
         finally:
             scheduler.stop()
         return log, results
 
-    log, (long, short, second_long) = asyncio.run(run())
-    # the newcomers' first pieces ran inside the long batch, between two of its steps, and the batch went on
-    # (in one batch, or two when the worker looked between the two submissions)
+    log, (long, short, another_short, second_long) = asyncio.run(run())
+    # the short newcomers' first pieces ran inside the long batch, between two of its steps, and the batch went on
+    # (in one batch, or two when the worker looked between the submissions)
     assert log[0] == ("start", [100, 101, 102, 103])
     first_end = log.index(("end", [100, 101, 102, 103]))
     inside = [names for kind, names in log[1:first_end] if kind == "start"]
     assert sorted(sum(inside, [])) == [200, 300] and len(log[1:first_end]) == 2 * len(inside)
     # then the usual turns: a piece of each request that has some left
-    assert sorted(sum((names for kind, names in log[first_end:] if kind == "start"), [])) == [104, 301, 302]
-    assert long.text == "p100 p101 p102 p103 p104" and short.text == "p200" and second_long.text == "p300 p301 p302"
+    assert sorted(sum((names for kind, names in log[first_end:] if kind == "start"), [])) == [104, 301, 400, 401]
+    assert long.text == "p100 p101 p102 p103 p104" and short.text == "p200"
+    assert another_short.text == "p300 p301" and second_long.text == "p400 p401"

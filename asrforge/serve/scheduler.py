@@ -11,10 +11,12 @@ one batch at a time through ``Recognizer.transcribe_batch``:
 - a request alone gets up to ``max_batch`` of its pieces at once (batched decoding is faster per second
   of audio than one piece after another);
 - pieces share a batch only when their requests ask for the same options of the same model;
-- a request that arrives while a batch is being decoded does not wait for the batch to end: at the batch's next
-  decoding step (a yield point, :mod:`asrforge.preempt`), the worker decodes the first piece of each request that
-  arrived since, then goes on with the batch where it stopped. One such batch runs per step, so a stream of new
-  requests slows a long batch down but cannot stop it. Calls waiting for the worker run there too.
+- a short request that arrives while a batch of longer pieces is being decoded does not wait for the batch to
+  end: at the batch's next decoding step (a yield point, :mod:`asrforge.preempt`), the worker decodes the first
+  piece of each request that arrived since and is at most half as long as the batch's longest piece, then goes
+  on with the batch where it stopped. Only shorter work may cut in (a request of similar length waits its turn, as
+  letting it in would only delay the batch by as much as it gains), and one such batch runs per step, so new
+  requests slow a long batch down but cannot stop it. Calls waiting for the worker run there too.
 
 Inference never runs on the event loop: the worker hands results back to the loop with ``call_soon_threadsafe``.
 Every PyTorch call of the server runs on this one worker: decoding, but also voice activity detection and model
@@ -160,6 +162,7 @@ class Scheduler:
         self._stopping = False
         self._seconds_per_piece = 1.0      # running estimate, for Retry-After
         self._news = False                 # a job or call arrived since the running batch last looked
+        self._cut_in_below = 0             # samples: a newcomer's first piece at most this long may cut in
         self._thread = None
         if own_thread:
             self._thread = threading.Thread(target=self.work_here, name="asrforge-inference", daemon=True)
@@ -227,8 +230,9 @@ class Scheduler:
         return batch
 
     def _take_newcomers(self) -> list[tuple[Job, int]]:
-        """Under the lock: the first piece of each job not started yet (those asking what the first asks)."""
-        fresh = [j for j in self._jobs if j.next == 0 and j.ready()]
+        """Under the lock: the first piece of each job not started yet whose first piece is short enough to cut in
+        (those asking what the first of them asks)."""
+        fresh = [j for j in self._jobs if j.next == 0 and j.ready() and len(j.audio[0]) <= self._cut_in_below]
         if not fresh:
             return []
         key = fresh[0].key()
@@ -284,6 +288,8 @@ class Scheduler:
         """Decode ``batch``; unless it is itself a newcomers' batch, newcomers may run at its yield points."""
         job = batch[0][0]
         start = time.monotonic()
+        if not nested:
+            self._cut_in_below = max(len(j.audio[i]) for j, i in batch) // 2
         try:
             with yielding_to(None if nested else self._let_newcomers_in):
                 results = job.recognizer.transcribe_batch([j.audio[i] for j, i in batch], **job.options)
