@@ -1,7 +1,8 @@
 """Voice activity: where the speech is, by Silero VAD (the ``silero-vad`` wheel ships its model file).
 
-Used by Whisper's batched mode to cut long audio into chunks of at most 30 s at pauses, so the
-chunks can be decoded side by side instead of one window after another.
+Used by Whisper's batched mode and the server to cut long audio into chunks of at most 30 s at pauses, so the
+chunks can be decoded side by side instead of one window after another; and by streaming recognition to find
+pauses as audio arrives (:func:`speech_probabilities`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,23 @@ def speech_spans(wave: np.ndarray, options: VadOptions = VadOptions()) -> list[t
             speech_pad_ms=options.speech_pad_ms, max_speech_duration_s=options.max_chunk_s - 1.0)
         model.reset_states()
     return [(int(s["start"]), int(s["end"])) for s in found]
+
+
+def speech_probabilities(wave: np.ndarray) -> np.ndarray:
+    """16 kHz samples ``(N,)`` -> Silero's speech probability of each 512-sample (32-ms) frame ``(ceil(N / 512),)``;
+    a last partial frame is padded with zeros. For streams: each call starts from a fresh state, so give the
+    frames before the new ones again for context."""
+    model, _ = _silero()
+    frames = -(-len(wave) // 512)
+    if not frames:
+        return np.zeros(0, dtype=np.float32)
+    padded = np.zeros(frames * 512, dtype=np.float32)
+    padded[: len(wave)] = wave
+    with _RUNNING, torch.inference_mode():
+        model.reset_states()
+        probs = model.audio_forward(torch.from_numpy(padded), SAMPLE_RATE)
+        model.reset_states()
+    return probs.reshape(-1).numpy()[:frames]
 
 
 def merge_spans(spans: list[tuple[int, int]], max_samples: int) -> list[tuple[int, int]]:

@@ -1,0 +1,332 @@
+"""Streaming recognition: audio in as it arrives, ``partial`` and ``final`` events out, over any recognizer.
+
+In sherpa-onnx's shape: one shared :class:`StreamingRecognizer` and a :class:`Stream` of state per audio source::
+
+    engine = StreamingRecognizer(load_model(path))
+    stream = engine.create_stream(language="en")
+    stream.accept_waveform(samples, sample_rate)      # any amount at a time, any rate
+    engine.decode_streams([stream])                    # decodes what is due; cheap when nothing is
+    for event in stream.pop_events(): ...             # StreamEvent: partial (may change) or final (never changes)
+    stream.finish(); engine.decode_streams([stream])  # the last finals
+
+How: a stream keeps the audio of its current utterance in a buffer. Every ``step_s`` seconds of new audio with
+speech in it, the recognizer transcribes the whole buffer with word times and, where the model takes a prompt, the
+text committed so far as its prompt. A word is committed once two consecutive transcriptions agree on it and on
+everything before it (LocalAgreement-2, as ufal/whisper_streaming describes it): it no longer changes. A
+``partial`` event carries the utterance so far (committed words, then the latest guess at the rest) whenever its
+text changes. Silero VAD tells speech from silence: silence is never decoded, and an utterance ends by
+sherpa-onnx's endpoint rules (:class:`EndpointRules`) with one ``final`` event, the utterance's words for good.
+Behind committed words the buffer is trimmed once it is longer than ``trim_s``, and an utterance ends after
+``EndpointRules.max_utterance_s`` at most, so a stream that runs for hours holds a bounded amount of audio.
+
+Times in events count from the stream's first sample. Streams are decoded one after another (each has a prompt of
+its own, which one batched call cannot take yet).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from asrforge.errors import ConfigError
+from asrforge.inference.recognizer import Recognizer
+from asrforge.inference.result import Result, Segment, Word
+from asrforge.inference.vad import speech_probabilities
+
+SAMPLE_RATE = 16000
+VAD_FRAME = 512                 # Silero's frame at 16 kHz (32 ms)
+VAD_CONTEXT_FRAMES = 16         # frames of audio before the new ones that Silero sees again (its state warms up)
+SPEECH_PAD_S = 0.3              # kept around speech when the buffer is cut to it
+PROMPT_CHARS = 200              # committed text given as the prompt (whisper_streaming's figure)
+MATCH_WINDOW_S = 1.5            # how far from the committed end a repeat of the committed words is looked for
+
+
+@dataclass(frozen=True)
+class EndpointRules:
+    """When an utterance ends (sherpa-onnx's three rules, in seconds)."""
+
+    silence_after_text_s: float = 1.0       # trailing silence after decoded text
+    silence_without_text_s: float = 2.4     # trailing silence when the utterance decoded to nothing
+    max_utterance_s: float = 20.0           # an utterance this long ends anyway
+
+    def check(self) -> None:
+        for name in ("silence_after_text_s", "silence_without_text_s", "max_utterance_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"endpoint rule {name} must be above 0; got {getattr(self, name)}")
+
+
+@dataclass
+class StreamEvent:
+    """``partial``: the current utterance as decoded now (the next partial or final replaces it). ``final``: an
+    utterance's words for good, numbered by ``segment`` from 0."""
+
+    type: str
+    text: str
+    start: float
+    end: float
+    words: list[Word] = field(default_factory=list)
+    segment: int | None = None
+
+    def to_dict(self) -> dict:
+        out = {"type": self.type, "text": self.text, "start": self.start, "end": self.end}
+        if self.type == "final":
+            out["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in self.words]
+            out["segment"] = self.segment
+        return out
+
+
+def _norm(word: str) -> str:
+    """What two decodes of a word must share to agree on it: letters and digits, lower-cased."""
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+def _after_committed(words: list[Word], tail: list[str], committed_to: float) -> int:
+    """Where the words of a decode start to be new: after the place where it repeats the last committed words
+    (``tail``, normalized) nearest the committed end, or, where it repeats none of them, after the words centred
+    before that end. Word times move by a few tenths from one decode to the next, so times alone drop or repeat
+    a word at the boundary."""
+    names = [_norm(w.word) for w in words]
+    for k in range(min(len(tail), len(words)), 0, -1):
+        ends = [b for b in range(k, len(words) + 1)
+                if names[b - k: b] == tail[-k:] and abs(words[b - 1].end - committed_to) < MATCH_WINDOW_S]
+        if ends:
+            return min(ends, key=lambda b: abs(words[b - 1].end - committed_to))
+    return next((i for i, w in enumerate(words) if (w.start + w.end) / 2 > committed_to), len(words))
+
+
+def _text(words: list[Word]) -> str:
+    return " ".join(w.word.strip() for w in words if w.word.strip())
+
+
+class Stream:
+    """One audio source's state. Feed it with :meth:`accept_waveform`, end it with :meth:`finish`; events come out
+    of :meth:`pop_events` after :meth:`StreamingRecognizer.decode_streams`."""
+
+    def __init__(self, options: dict):
+        self.options = options
+        self.buffer = np.zeros(0, dtype=np.float32)   # the current utterance's audio
+        self.buffer_start = 0           # the buffer's first sample, counted from the stream's start
+        self.received = 0               # samples received (16 kHz)
+        self.decoded_to = 0             # where the audio ended at the last decode
+        self.vad_done = 0               # samples classified by the VAD (whole frames)
+        self.vad_tail = np.zeros(0, dtype=np.float32)  # the audio just before vad_done, seen again for context
+        self.last_speech_end: int | None = None       # end of the last speech frame
+        self.speech_in_buffer = False
+        self.committed_to = 0.0         # seconds: end of the last committed word
+        self.committed_text = ""        # the prompt: committed text whose audio has left the buffer
+        self.prompted = 0               # how many of ``agreed`` are in it
+        self.last_committed: list[str] = []   # the last few committed words, normalized
+        self.utterance_start = 0        # sample where the current utterance's audio began
+        self.agreed: list[Word] = []    # the current utterance's committed words
+        self.tentative: list[Word] = []   # the last decode's words after the committed ones
+        self.partial_text = ""
+        self.segments = 0
+        self.finished = False
+        self.finals: list[StreamEvent] = []
+        self._events: list[StreamEvent] = []
+        self._resampler = None
+        self._rate: int | None = None
+
+    # ---- input --------------------------------------------------------------------------------------------------
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+        """Mono float samples ``(N,)`` in [-1, 1] at ``sample_rate`` (resampled to 16 kHz as they arrive)."""
+        if self.finished:
+            raise ConfigError("this stream was finished; create a new stream for more audio")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if self._rate is None:
+            self._rate = int(sample_rate)
+            if self._rate <= 0:
+                raise ConfigError(f"sample_rate must be a positive number of samples per second; got {sample_rate}")
+            if self._rate != SAMPLE_RATE:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(self._rate, SAMPLE_RATE, 1, dtype="float32")
+        elif int(sample_rate) != self._rate:
+            raise ConfigError(f"sample_rate changed from {self._rate} to {sample_rate} within one stream")
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples)
+        self._append(samples)
+
+    def finish(self) -> None:
+        """No more audio: the next :meth:`StreamingRecognizer.decode_streams` commits what is left."""
+        if self._resampler is not None and not self.finished:
+            self._append(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        self.finished = True
+
+    def pop_events(self) -> list[StreamEvent]:
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def seconds(self) -> float:
+        return self.received / SAMPLE_RATE
+
+    def _append(self, samples: np.ndarray) -> None:
+        if not len(samples):
+            return
+        self.buffer = np.concatenate([self.buffer, samples])
+        self.received += len(samples)
+        self._classify()
+
+    # ---- voice activity -----------------------------------------------------------------------------------------
+    def _classify(self, flush: bool = False) -> None:
+        """Run the VAD over the whole frames that arrived since it last ran."""
+        end = self.received if flush else self.received - (self.received - self.vad_done) % VAD_FRAME
+        if end <= self.vad_done:
+            return
+        new = self.buffer[self.vad_done - self.buffer_start: end - self.buffer_start]
+        audio = np.concatenate([self.vad_tail, new])
+        probs = speech_probabilities(audio)[len(self.vad_tail) // VAD_FRAME:]
+        for k, p in enumerate(probs):
+            if p >= 0.5:
+                self.last_speech_end = min(end, self.vad_done + (k + 1) * VAD_FRAME)
+                self.speech_in_buffer = True
+        self.vad_tail = audio[-VAD_CONTEXT_FRAMES * VAD_FRAME:]
+        self.vad_done = end
+
+    def _emit(self, event: StreamEvent) -> None:
+        self._events.append(event)
+        if event.type == "final":
+            self.finals.append(event)
+
+    def _trim(self, to_sample: int) -> None:
+        """Forget the audio before ``to_sample`` (stream time; never past what the VAD has seen)."""
+        cut = min(max(0, min(to_sample, self.vad_done) - self.buffer_start), len(self.buffer))
+        self.buffer = self.buffer[cut:]
+        self.buffer_start += cut
+        if self.last_speech_end is None or self.last_speech_end <= self.buffer_start:
+            self.speech_in_buffer = False
+
+    def result(self) -> Result:
+        """The finals so far as one :class:`Result` (a segment per final), for srt/vtt/json writers."""
+        segments = [Segment(e.start, e.end, e.text, e.words, i) for i, e in enumerate(self.finals)]
+        return Result(" ".join(e.text for e in self.finals), segments, self.options.get("language"), self.seconds)
+
+
+class StreamingRecognizer:
+    """Streams over a shared :class:`Recognizer` that gives word times (see the module docstring)."""
+
+    def __init__(self, recognizer: Recognizer, rules: EndpointRules = EndpointRules(), step_s: float = 1.0,
+                 trim_s: float = 15.0, **options):
+        if not recognizer.word_timestamps:
+            raise ConfigError(f"{recognizer.source}: streaming needs word times, which this model cannot give")
+        rules.check()
+        if not step_s > 0:
+            raise ConfigError(f"step must be above 0 seconds; got {step_s}")
+        if not 0 < trim_s < rules.max_utterance_s:
+            raise ConfigError(f"trim_s must be above 0 and below max_utterance_s ({rules.max_utterance_s}); got {trim_s}")
+        self.recognizer = recognizer
+        self.rules = rules
+        self.step = int(step_s * SAMPLE_RATE)
+        self.trim = int(trim_s * SAMPLE_RATE)
+        self.options = dict(options)
+        recognizer.check_options(**self.options, word_timestamps=True)
+        try:
+            recognizer.check_options(initial_prompt="prompt")
+            self.prompts = True
+        except ConfigError:
+            self.prompts = False        # asrforge's own models take no prompt
+
+    def create_stream(self, **options) -> Stream:
+        """A new stream; ``options`` (``language``, ``beam_size``, ...) add to the engine's for this stream."""
+        merged = {**self.options, **{k: v for k, v in options.items() if v is not None}}
+        self.recognizer.check_options(**merged, word_timestamps=True)
+        return Stream(merged)
+
+    def decode_streams(self, streams: list[Stream]) -> None:
+        """One step of every stream that is due: a decode when ``step_s`` of new audio arrived since the last (or
+        the stream finished), an endpoint when its rules say so. Events go to each stream's :meth:`pop_events`."""
+        for stream in streams:
+            self._step(stream)
+
+    # ---- one stream ---------------------------------------------------------------------------------------------
+    def _step(self, s: Stream) -> None:
+        if s.finished:
+            s._classify(flush=True)
+        now = s.received
+        if not s.speech_in_buffer:
+            # nothing but silence since the utterance began: never decoded; keep a little for a word's onset
+            s._trim(now - int(SPEECH_PAD_S * SAMPLE_RATE))
+            s.utterance_start = s.buffer_start
+            s.decoded_to = now
+            return
+        silence = (now - s.last_speech_end) / SAMPLE_RATE
+        utterance = (now - s.utterance_start) / SAMPLE_RATE
+        limit = self.rules.silence_after_text_s if s.partial_text else self.rules.silence_without_text_s
+        ending = s.finished or silence >= limit or utterance >= self.rules.max_utterance_s
+        if not ending and now - s.decoded_to < self.step:
+            return
+        audio_end = min(now, s.last_speech_end + int(SPEECH_PAD_S * SAMPLE_RATE))
+        words = self._decode(s, audio_end)
+        s.decoded_to = now
+        mid_speech = audio_end == now and not s.finished
+        if ending:
+            # at a pause all is said; cut off mid-speech (max_utterance_s), only what two decodes agree on is
+            self._agree(s, words[:self._agreement(s, words)] if mid_speech else words)
+            if s.agreed:
+                s._emit(StreamEvent("final", _text(s.agreed), s.agreed[0].start, s.agreed[-1].end, s.agreed,
+                                    s.segments))
+                s.segments += 1
+            self._to_prompt(s, s.agreed[s.prompted:])
+            s.agreed, s.tentative, s.partial_text, s.prompted = [], [], "", 0
+            resume = int(s.committed_to * SAMPLE_RATE)
+            if mid_speech and resume > s.buffer_start:
+                # the words after the last agreed one start the next utterance
+                s._trim(resume)
+            else:
+                s._trim(now)            # the silence after the utterance goes (or audio that decoded to nothing)
+            s.utterance_start = s.buffer_start
+            return
+        agreed = self._agreement(s, words)
+        self._agree(s, words[:agreed])
+        s.tentative = words[agreed:]
+        shown = s.agreed + s.tentative
+        if _text(shown) != s.partial_text:
+            s.partial_text = _text(shown)
+            edge = s.committed_to
+            s._emit(StreamEvent("partial", s.partial_text, shown[0].start if shown else edge,
+                                shown[-1].end if shown else edge, shown))
+        if len(s.buffer) > self.trim and agreed:
+            # the model sees the rest from the last committed word's end (or the next word's start, where the two
+            # overlap), with the committed text as its prompt
+            cut = min(s.committed_to, s.tentative[0].start) if s.tentative else s.committed_to
+            s._trim(int(cut * SAMPLE_RATE))
+            gone = [w for w in s.agreed[s.prompted:] if w.end <= s.buffer_start / SAMPLE_RATE]
+            self._to_prompt(s, gone)
+            s.prompted += len(gone)
+
+    def _decode(self, s: Stream, audio_end: int) -> list[Word]:
+        """Transcribe the buffer up to ``audio_end`` -> its words after the committed ones, in stream time."""
+        options = dict(s.options, word_timestamps=True)
+        if self.prompts and s.committed_text:
+            options["initial_prompt"] = s.committed_text[-PROMPT_CHARS:]
+        offset = s.buffer_start / SAMPLE_RATE
+        result = self.recognizer.transcribe(s.buffer[: audio_end - s.buffer_start], **options)
+        words = [Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3), w.probability)
+                 for w in result.words if w.word.strip()]
+        return words[_after_committed(words, s.last_committed, s.committed_to):]
+
+    @staticmethod
+    def _agreement(s: Stream, words: list[Word]) -> int:
+        """How many of a decode's first words the previous decode had too (LocalAgreement-2)."""
+        n = 0
+        while n < min(len(words), len(s.tentative)) and _norm(words[n].word) == _norm(s.tentative[n].word):
+            n += 1
+        return n
+
+    @staticmethod
+    def _to_prompt(s: Stream, words: list[Word]) -> None:
+        """Committed words whose audio has left the buffer become the prompt's text (a prompt that holds words
+        still in the buffer makes Whisper skip their audio and go on from the prompt)."""
+        if words:
+            s.committed_text = (s.committed_text + " " + _text(words)).strip()[-4 * PROMPT_CHARS:]
+
+    def _agree(self, s: Stream, words: list[Word]) -> None:
+        """Commit ``words`` to the current utterance (they no longer change)."""
+        if not words:
+            return
+        s.agreed = s.agreed + list(words)
+        s.committed_to = max(s.committed_to, words[-1].end)
+        s.last_committed = (s.last_committed + [_norm(w.word) for w in words])[-5:]

@@ -1,0 +1,246 @@
+"""Streaming recognition: the engine's commitments and endpoints (over a recognizer double that knows the words of
+the audio it is given), and `asrforge stream` from a file, a pipe and a microphone double (a real model)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+import soxr
+
+from asrforge.errors import ConfigError
+from asrforge.inference.result import Result, Segment, Word
+from asrforge.inference.streaming import EndpointRules, StreamingRecognizer
+from asrforge.inference.vad import VadOptions, speech_spans
+from serve_fixtures import spoken, write_wav
+
+SR = 16000
+
+
+def recording(parts: list) -> np.ndarray:
+    """Speech (strings, eSpeak) and silences (seconds), with a faint seeded hiss so every stretch is unique."""
+    waves = [spoken(p, seed=i) if isinstance(p, str) else np.zeros(int(p * SR), np.float32) for i, p in enumerate(parts)]
+    wave = np.concatenate(waves)
+    return wave + np.random.default_rng(0).normal(0, 1e-4, len(wave)).astype(np.float32)
+
+
+class Scripted:
+    """A recognizer double: it finds the audio it is given inside the whole recording, and answers with the script's
+    words that lie wholly inside it, timed from its start. A word cut off by the end of the audio while its speech
+    goes on comes out wrong ("qword"), as a real model guesses at a clipped word: only agreement may commit it."""
+
+    source, sample_rate, languages, tasks, word_timestamps, streaming = "scripted", SR, (), ("transcribe",), True, False
+
+    def __init__(self, wave: np.ndarray, words_per_span: list[list[str]], prompts: bool = False):
+        self.wave, self.prompts = wave, prompts
+        self.spans = [(s / SR, e / SR) for s, e in speech_spans(wave, VadOptions(speech_pad_ms=0))]
+        assert len(self.spans) == len(words_per_span), self.spans
+        self.words = []             # (word, start, end) in recording time: each span's words share it evenly
+        for (start, end), names in zip(self.spans, words_per_span):
+            step = (end - start) / len(names)
+            self.words += [(n, round(start + k * step, 3), round(start + (k + 1) * step - 0.02, 3))
+                           for k, n in enumerate(names)]
+        self.calls: list[tuple[float, float, str | None]] = []
+
+    def check_options(self, **options):
+        if "initial_prompt" in options and not self.prompts:
+            raise ConfigError("initial_prompt: this model takes no prompt")
+
+    def locate(self, audio: np.ndarray) -> float:
+        head = audio[:256]
+        windows = np.lib.stride_tricks.sliding_window_view(self.wave, len(head))
+        found = np.flatnonzero((windows == head).all(axis=1))
+        assert len(found) == 1
+        return found[0] / SR
+
+    def transcribe(self, audio, **options):
+        start = self.locate(audio)
+        end = start + len(audio) / SR
+        self.calls.append((start, end, options.get("initial_prompt")))
+        words = []
+        for name, a, b in self.words:
+            if a >= start - 0.01 and a < end:
+                clipped = b > end or (end - b < 0.3 and any(s < end < e - 0.05 for s, e in self.spans))
+                if b > end + 0.4:
+                    break
+                words.append(Word(f" q{name}" if clipped else f" {name}", round(a - start, 3), round(min(b, end) - start, 3)))
+        segments = [Segment(0.0, len(audio) / SR, "".join(w.word for w in words), words)] if words else []
+        return Result("".join(w.word for w in words).strip(), segments, None, len(audio) / SR)
+
+
+def replay(engine: StreamingRecognizer, wave: np.ndarray, chunk_s: float = 0.1, rate: int = SR, **stream_options):
+    stream = engine.create_stream(**stream_options)
+    events = []
+    buffered = 0
+    step = int(chunk_s * rate)
+    for k in range(0, len(wave), step):
+        stream.accept_waveform(wave[k: k + step], rate)
+        engine.decode_streams([stream])
+        events += stream.pop_events()
+        buffered = max(buffered, len(stream.buffer))
+    stream.finish()
+    engine.decode_streams([stream])
+    events += stream.pop_events()
+    return stream, events, buffered
+
+
+SCRIPT = ["one two three four five six seven", 2.0, "eight nine zero", 1.5]
+WORDS = [["one", "two", "three", "four", "five", "six", "seven"], ["eight", "nine", "zero"]]
+
+
+@pytest.fixture(scope="module")
+def two_utterances():
+    return recording(SCRIPT)
+
+
+def test_each_pause_ends_an_utterance_with_one_final_of_exactly_its_words(two_utterances):
+    model = Scripted(two_utterances, WORDS)
+    engine = StreamingRecognizer(model, step_s=0.5)
+    stream, events, _ = replay(engine, two_utterances)
+    finals = [e for e in events if e.type == "final"]
+    assert [e.segment for e in finals] == [0, 1]
+    assert [[w.word.strip() for w in e.words] for e in finals] == WORDS
+    assert [e.text for e in finals] == [" ".join(w) for w in WORDS]
+    # timed from the stream's start, as the script says
+    assert [t for e in finals for w in e.words for t in (w.start, w.end)] == pytest.approx(
+        [t for _, a, b in model.words for t in (a, b)], abs=0.002)
+    # partials came first, guesses at clipped words included; a guess never reached a final
+    first_final = events.index(finals[0])
+    assert any(" q" in " " + e.text for e in events[:first_final] if e.type == "partial")
+    assert all(e.type == "partial" for e in events[:first_final]) and " q" not in " " + " ".join(e.text for e in finals)
+    assert stream.result().text == "one two three four five six seven eight nine zero"
+
+
+def test_silence_is_never_decoded(two_utterances):
+    model = Scripted(two_utterances, WORDS)
+    replay(StreamingRecognizer(model, step_s=0.5), two_utterances)
+    for start, end, _ in model.calls:      # every decode held speech
+        assert any(s < end and start < e for s, e in model.spans)
+    quiet = Scripted(two_utterances, WORDS)
+    stream, events, buffered = replay(StreamingRecognizer(quiet), np.random.default_rng(1).normal(0, 1e-3, 30 * SR)
+                                      .astype(np.float32))
+    assert quiet.calls == [] and events == [] and buffered < SR      # 30 s of hiss: nothing decoded or held
+
+
+def test_the_prompt_holds_only_committed_text_whose_audio_has_left_the_buffer(two_utterances):
+    model = Scripted(two_utterances, WORDS, prompts=True)
+    replay(StreamingRecognizer(model, step_s=0.5), two_utterances)
+    prompted = [(start, prompt) for start, _, prompt in model.calls if prompt]
+    assert prompted and all(prompt == "one two three four five six seven" for _, prompt in prompted)
+    assert all(start >= model.spans[0][1] for start, _ in prompted)       # given only once that audio was gone
+
+
+def test_a_long_utterance_is_cut_at_the_limit_keeping_every_word_and_bounded_memory():
+    names = "one two three four five six seven eight nine zero".split()
+    wave = recording([" ".join(names * 3), 1.5])
+    model = Scripted(wave, [names * 3])
+    rules = EndpointRules(max_utterance_s=4.0)
+    stream, events, buffered = replay(StreamingRecognizer(model, rules, step_s=0.5, trim_s=3.0), wave)
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) >= 2                                    # cut at the limit, mid-speech
+    assert [w.word.strip() for e in finals for w in e.words] == names * 3     # nothing lost or said twice
+    assert buffered <= (4.0 + 0.5 + 0.1) * SR                  # never more than the limit (and a step) held
+
+
+def test_audio_at_another_rate_is_resampled_as_it_arrives(two_utterances):
+    wave8k = soxr.resample(two_utterances, SR, 8000).astype(np.float32)
+    engine = StreamingRecognizer(Scripted(two_utterances, WORDS))
+    stream = engine.create_stream()
+    for k in range(0, len(wave8k), 800):
+        stream.accept_waveform(wave8k[k: k + 800], 8000)
+    stream.finish()
+    assert abs(stream.received - len(two_utterances)) <= 16
+    with pytest.raises(ConfigError, match="finished"):
+        stream.accept_waveform(wave8k[:800], 8000)
+    other = engine.create_stream()
+    other.accept_waveform(wave8k[:800], 8000)
+    with pytest.raises(ConfigError, match="sample_rate changed from 8000 to 16000"):
+        other.accept_waveform(two_utterances[:1600], 16000)
+
+
+def test_engine_settings_are_checked(two_utterances):
+    model = Scripted(two_utterances, WORDS)
+    with pytest.raises(ConfigError, match="max_utterance_s"):
+        StreamingRecognizer(model, EndpointRules(max_utterance_s=0))
+    with pytest.raises(ConfigError, match="trim_s"):
+        StreamingRecognizer(model, trim_s=30.0)
+    model.word_timestamps = False
+    with pytest.raises(ConfigError, match="word times"):
+        StreamingRecognizer(model)
+
+
+# ---- asrforge stream, with a real (untrained) model ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def speech_file(tmp_path_factory, two_utterances):
+    return write_wav(tmp_path_factory.mktemp("stream") / "two.wav", two_utterances)
+
+
+def run_stream(capsys, *args, stdin: bytes | None = None, monkeypatch=None) -> tuple[int, str, str]:
+    from asrforge.cli import main
+
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(stdin)})())
+    code = main(["stream", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_stream_a_file_a_pipe_and_a_microphone_alike(babbler, speech_file, two_utterances, capsys, monkeypatch, tmp_path):
+    code, out, err = run_stream(capsys, "--model", str(babbler), str(speech_file), "--output-format", "jsonl",
+                                "--output-dir", str(tmp_path))
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    finals = [e for e in events if e["type"] == "final"]
+    assert finals and [e["segment"] for e in finals] == list(range(len(finals)))
+    assert all(e["start"] <= e["end"] for e in events) and all(e["words"] for e in finals)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.json", "two.srt", "two.vtt"]
+    assert json.loads((tmp_path / "two.json").read_text())["text"] == " ".join(e["text"] for e in finals)
+
+    pcm = (np.clip(two_utterances, -1, 1) * 32767).astype("<i2").tobytes()
+    code, piped, err = run_stream(capsys, "--model", str(babbler), "-", "--output-format", "jsonl", stdin=pcm,
+                                  monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert [e["text"] for e in map(json.loads, piped.splitlines()) if e["type"] == "final"] == [e["text"] for e in finals]
+
+    class FakeInput:
+        """sounddevice.InputStream's interface: calls back with blocks of the recording, then stops."""
+
+        def __init__(self, samplerate, channels, dtype, device, blocksize, callback):
+            assert (samplerate, channels, dtype) == (SR, 1, "float32")
+            self.blocks = [two_utterances[k: k + blocksize, None] for k in range(0, len(two_utterances), blocksize)]
+            self.callback, self.active = callback, True
+
+        def __enter__(self):
+            import threading
+
+            def play():
+                for block in self.blocks:
+                    self.callback(block, len(block), None, None)
+                self.active = False
+            threading.Thread(target=play).start()
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr("asrforge.audio.live.import_sounddevice", lambda: type("sd", (), {"InputStream": FakeInput}))
+    code, heard, err = run_stream(capsys, "--model", str(babbler), "--mic")
+    assert code == 0, err
+    assert heard.splitlines() == [e["text"] for e in finals]      # text: a final per line
+
+
+def test_stream_refuses_bad_input_in_one_line(babbler, speech_file, capsys, monkeypatch):
+    code, _, err = run_stream(capsys, "--model", str(babbler), "-", stdin=b"\x01\x02\x03", monkeypatch=monkeypatch)
+    assert code == 2 and "standard input: the audio ended inside a sample (1 stray byte(s)" in err
+    code, _, err = run_stream(capsys, "--model", str(babbler))
+    assert code == 2 and "give one source" in err
+    code, _, err = run_stream(capsys, "--model", str(babbler), "-", "--realtime")
+    assert code == 2 and "--realtime replays a file" in err
+    code, _, err = run_stream(capsys, "--model", str(babbler), "missing.wav")
+    assert code == 2 and "missing.wav: no such audio file" in err
+    monkeypatch.setitem(sys.modules, "sounddevice", None)      # not installed
+    code, _, err = run_stream(capsys, "--model", str(babbler), "--mic")
+    assert code == 2 and "pip install 'asrforge[stream]'" in err
