@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,6 +244,133 @@ def test_stream_refuses_bad_input_in_one_line(babbler, speech_file, capsys, monk
     assert code == 2 and "--realtime replays a file" in err
     code, _, err = run_stream(capsys, "--model", str(babbler), "missing.wav")
     assert code == 2 and "missing.wav: no such audio file" in err
-    monkeypatch.setitem(sys.modules, "sounddevice", None)      # not installed
-    code, _, err = run_stream(capsys, "--model", str(babbler), "--mic")
-    assert code == 2 and "pip install 'asrforge[stream]'" in err
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sounddevice" else find_spec(name, *a))
+    code, _, err = run_stream(capsys, "--model", str(babbler), "--mic")      # sounddevice not installed
+    assert code == 2 and "the microphone (--mic) needs sounddevice" in err and "pip install 'asrforge[stream]'" in err
+
+
+# ---- WS /v1/audio/stream ----------------------------------------------------------------------------------------
+def ws_url(server) -> str:
+    return server.url.replace("http://", "ws://") + "/v1/audio/stream"
+
+
+def live(server, settings, frames: list[bytes], headers=None) -> list[dict]:
+    """One stream: settings, frames, end -> every message the server sent, up to the close."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    got = []
+    with connect(ws_url(server), additional_headers=headers) as ws:
+        ws.send(settings if isinstance(settings, str) else json.dumps(settings))
+        try:
+            got.append(json.loads(ws.recv(timeout=30)))
+            if got[-1]["type"] != "ready":
+                frames = None
+            for frame in frames or []:
+                ws.send(frame)
+            if frames is not None:
+                ws.send(json.dumps({"type": "end"}))
+            while True:
+                got.append(json.loads(ws.recv(timeout=60)))
+        except ConnectionClosed:
+            got.append({"closed": ws.close_code})
+    return got
+
+
+def pcm16(wave: np.ndarray) -> bytes:
+    return (np.clip(wave, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def test_websocket_streams_give_what_the_engine_gives_and_bad_ones_are_told_why(babbler, two_utterances, capsys):
+    from serve_fixtures import RunningServer
+
+    from asrforge.inference.recognizer import load_model
+    from asrforge.serve.app import ServerConfig
+
+    audio = pcm16(two_utterances)
+    engine = StreamingRecognizer(load_model(babbler), EndpointRules())
+    _, expected, _ = replay(engine, np.frombuffer(audio, "<i2").astype(np.float32) / 32768.0)
+    expected_finals = [e.to_dict() for e in expected if e.type == "final"]
+
+    with RunningServer(ServerConfig(models={"ctc": str(babbler)}, max_streams=2)) as server:
+        server.wait_ready()
+        # frames of odd sizes (samples split across frames), from several clients at once
+        frames = [audio[k: k + 3201] for k in range(0, len(audio), 3201)]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            runs = list(pool.map(lambda _: live(server, {"model": "ctc", "sample_rate": 16000}, frames), range(2)))
+        for got in runs:
+            assert got[0] == {"type": "ready"} and got[-2] == {"type": "done"} and got[-1] == {"closed": 1000}
+            assert [m for m in got if m.get("type") == "final"] == expected_finals
+            assert {m["type"] for m in got[1:-2]} <= {"partial", "final"}
+
+        # 8 kHz float32 is resampled as it arrives
+        wave8k = soxr.resample(two_utterances, SR, 8000).astype("<f4")
+        got = live(server, {"model": "ctc", "sample_rate": 8000, "encoding": "pcm_f32le"}, [wave8k.tobytes()])
+        assert got[-2:] == [{"type": "done"}, {"closed": 1000}] and any(m.get("type") == "final" for m in got)
+
+        # bad streams: each gets an error naming what was wrong and a close code; the server goes on
+        bad = [("hello", "must be a JSON object", 1003),
+               ({"model": "nope"}, "model 'nope' is not served here; this server has ctc", 1008),
+               ({"model": "ctc", "sample_rate": 44.1}, "sample_rate must be a whole number", 1008),
+               ({"model": "ctc", "encoding": "mp3"}, "encoding 'mp3' is not one of pcm_s16le, pcm_f32le", 1008),
+               ({"model": "ctc", "voice": 1}, "unknown setting(s) voice", 1008),
+               ({"model": "ctc", "language": "en"}, "language", 1008)]
+        for settings, message, code in bad:
+            got = live(server, settings, [])
+            assert got[0]["type"] == "error" and message in got[0]["message"] and got[-1] == {"closed": code}, got
+        got = live(server, {"model": "ctc"}, [audio[:3]])           # an odd number of bytes in all
+        assert "the audio ended inside a sample (1 stray byte(s)" in got[-2]["message"] and got[-1] == {"closed": 1008}
+
+        # a client that vanishes mid-stream frees its place
+        from websockets.sync.client import connect
+
+        for _ in range(3):
+            ws = connect(ws_url(server)).__enter__()
+            ws.send(json.dumps({"model": "ctc"}))
+            assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+            ws.send(audio[: SR * 2])
+            ws.socket.close()                                       # no close handshake: gone
+            deadline = time.monotonic() + 10
+            while server.internals.live.lag and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not server.internals.live.lag                   # its place is free again
+
+        # at --max-streams, a new stream is told to try later
+        holders = [connect(ws_url(server)).__enter__() for _ in range(2)]
+        for ws in holders:
+            ws.send(json.dumps({"model": "ctc"}))
+            assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+        got = live(server, {"model": "ctc"}, [])
+        assert "limit of 2 live streams" in got[0]["message"] and got[-1] == {"closed": 1013}
+        for ws in holders:
+            ws.close()
+
+        # asrforge stream --server gives what the local engine gives
+        from asrforge.cli import main
+
+        wav = write_wav(Path(tempfile.mkdtemp()) / "two.wav", two_utterances)
+        assert main(["stream", "--model", "ctc", "--server", ws_url(server), str(wav), "--output-format", "jsonl"]) == 0
+        out = capsys.readouterr().out
+        assert [json.loads(line) for line in out.splitlines() if '"final"' in line] == expected_finals
+        assert main(["stream", "--model", "nope", "--server", ws_url(server), str(wav)]) == 2
+        assert "model 'nope' is not served here" in capsys.readouterr().err
+
+
+def test_a_websocket_needs_the_key_when_one_is_set(babbler):
+    from serve_fixtures import RunningServer
+    from websockets.exceptions import InvalidStatus
+
+    from asrforge.serve.app import ServerConfig
+
+    with RunningServer(ServerConfig(models={"ctc": str(babbler)}, api_key="sesame")) as server:
+        server.wait_ready()
+        with pytest.raises(InvalidStatus) as refused:
+            live(server, {"model": "ctc"}, [])
+        assert refused.value.response.status_code == 403
+        got = live(server, {"model": "ctc"}, [], headers={"Authorization": "Bearer sesame"})
+        assert got[-2:] == [{"type": "done"}, {"closed": 1000}]

@@ -15,6 +15,7 @@ import numpy as np
 
 from asrforge.audio.io import load_audio
 from asrforge.errors import AudioError, ConfigError
+from asrforge.extras import require_extra
 
 ENCODINGS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 
@@ -93,10 +94,9 @@ def microphone_chunks(sample_rate: int = 16000, chunk_s: float = 0.1, device: st
 
 def import_sounddevice():
     """``sounddevice``, or a one-line error saying what to install."""
+    require_extra("stream", "the microphone (--mic)", "sounddevice")
     try:
         import sounddevice
-    except ImportError:
-        raise ConfigError("the microphone needs sounddevice: pip install 'asrforge[stream]'") from None
     except OSError:                 # the module is there, PortAudio's library is not
         raise ConfigError("the microphone needs the PortAudio library: apt-get install libportaudio2 (Debian, "
                           "Ubuntu), brew install portaudio (macOS)") from None

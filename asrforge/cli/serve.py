@@ -26,6 +26,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--max-upload-mb", type=positive, default=25.0, help="largest upload accepted (default 25, as OpenAI)")
     s.add_argument("--max-queue", type=count, default=64, help="requests admitted at once; more get 429 (default 64)")
     s.add_argument("--max-batch", type=count, default=8, help="pieces of audio decoded together (default 8)")
+    s.add_argument("--max-streams", type=count, default=8,
+                   help="live WebSocket streams (/v1/audio/stream) at once; more are told to try later (default 8)")
     s.add_argument("--model-ttl", type=positive, default=None,
                    help="unload a model after this many seconds without requests (reloaded on the next one)")
     s.add_argument("--lazy", action="store_true", help="load each model on its first request instead of at start")
@@ -52,6 +54,7 @@ def serve(args) -> None:
     config = ServerConfig(models=models, device=args.device, dtype=args.dtype,
                           api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                           max_upload_mb=args.max_upload_mb, max_queue=args.max_queue, max_batch=args.max_batch,
+                          max_streams=args.max_streams,
                           model_ttl=args.model_ttl, lazy=args.lazy, inference_thread=False)
     app = create_app(config)
     # the event loop gets a thread; decoding keeps the main one, where PyTorch's parallel regions run fastest

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from asrforge.cli.args import count, positive
+from asrforge.cli.serve import API_KEY_ENV
 from asrforge.errors import ConfigError
 
 STDIN = "-"
@@ -17,7 +19,11 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("stream", help="real-time recognition with partial and final results (file, pipe, microphone)")
     s.add_argument("source", nargs="?", help="an audio file (replayed), or - for raw PCM on standard input "
                    "(ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | asrforge stream --model M -)")
-    s.add_argument("--model", required=True, help="a Whisper checkpoint or an asrforge checkpoint with word times")
+    s.add_argument("--model", required=True, help="a Whisper checkpoint or an asrforge checkpoint with word times; "
+                   "with --server, the name of a model the server serves")
+    s.add_argument("--server", help="stream to asrforge serve's WebSocket endpoint instead of a local model "
+                   "(ws://HOST:PORT/v1/audio/stream)")
+    s.add_argument("--api-key", help="with --server: the server's key (default: $ASRFORGE_API_KEY if set)")
     s.add_argument("--mic", action="store_true", help="listen to the microphone (extra 'stream'; Ctrl-C ends)")
     s.add_argument("--mic-device", help="input device name or number (python -m sounddevice lists them)")
     s.add_argument("--realtime", action="store_true", help="replay a file at speaking pace (default: as fast as it "
@@ -42,8 +48,6 @@ def add_parsers(sub) -> None:
 
 def stream(args) -> None:
     from asrforge.audio.live import file_chunks, microphone_chunks, pcm_chunks
-    from asrforge.inference.recognizer import load_model
-    from asrforge.inference.streaming import EndpointRules, StreamingRecognizer
 
     if bool(args.mic) == bool(args.source):
         raise ConfigError("give one source: an audio file, - for PCM on standard input, or --mic")
@@ -53,11 +57,6 @@ def stream(args) -> None:
         raise ConfigError(f"{args.source}: no such audio file")
     if args.output_dir and not Path(args.output_dir).is_dir():
         raise ConfigError(f"--output-dir {args.output_dir}: no such folder")
-    rules = EndpointRules(silence_after_text_s=args.endpoint_silence, max_utterance_s=args.max_utterance)
-    options = {"beam_size": args.beam_size} if args.beam_size else {}
-    engine = StreamingRecognizer(load_model(args.model, device=args.device, dtype=args.dtype), rules,
-                                 step_s=args.step, trim_s=min(15.0, 0.75 * args.max_utterance), **options)
-    s = engine.create_stream(language=args.language)
     if args.mic:
         chunks, rate, name = microphone_chunks(args.rate, device=args.mic_device), args.rate, "microphone"
     elif args.source == STDIN:
@@ -65,6 +64,29 @@ def stream(args) -> None:
     else:
         chunks, rate, name = file_chunks(args.source, realtime=args.realtime), 16000, Path(args.source).stem
     show = Display(args.output_format, sys.stdout)
+    if args.server:
+        finals, seconds = _remote(args, chunks, rate, show)
+    else:
+        finals, seconds = _local(args, chunks, rate, show)
+    show.close()
+    if args.output_dir:
+        from asrforge.inference.streaming import finals_result
+        from asrforge.inference.writers import write_result
+
+        for fmt in ("srt", "vtt", "json"):
+            for path in write_result(finals_result(finals, seconds, args.language), name, args.output_dir, fmt):
+                print(f"wrote {path}", file=sys.stderr)
+
+
+def _local(args, chunks, rate: int, show) -> tuple[list, float]:
+    from asrforge.inference.recognizer import load_model
+    from asrforge.inference.streaming import EndpointRules, StreamingRecognizer
+
+    rules = EndpointRules(silence_after_text_s=args.endpoint_silence, max_utterance_s=args.max_utterance)
+    options = {"beam_size": args.beam_size} if args.beam_size else {}
+    engine = StreamingRecognizer(load_model(args.model, device=args.device, dtype=args.dtype), rules,
+                                 step_s=args.step, trim_s=min(15.0, 0.75 * args.max_utterance), **options)
+    s = engine.create_stream(language=args.language)
     try:
         for chunk in chunks:
             s.accept_waveform(chunk, rate)
@@ -75,13 +97,30 @@ def stream(args) -> None:
     s.finish()
     engine.decode_streams([s])
     show(s.pop_events())
-    show.close()
-    if args.output_dir:
-        from asrforge.inference.writers import write_result
+    return s.finals, s.seconds
 
-        for fmt in ("srt", "vtt", "json"):
-            for path in write_result(s.result(), name, args.output_dir, fmt):
-                print(f"wrote {path}", file=sys.stderr)
+
+def _remote(args, chunks, rate: int, show) -> tuple[list, float]:
+    from asrforge.extras import require_extra
+
+    require_extra("serve", "asrforge stream --server", "websockets")
+    from asrforge.serve.live_client import stream_to_server
+
+    if not args.server.startswith(("ws://", "wss://")):
+        raise ConfigError(f"--server {args.server}: give a WebSocket address, ws://HOST:PORT/v1/audio/stream")
+    counted = [0]
+
+    def counting():
+        for chunk in chunks:
+            counted[0] += len(chunk)
+            yield chunk
+
+    settings = {"model": args.model, "language": args.language}
+    if args.beam_size:
+        settings["beam_size"] = args.beam_size
+    finals = stream_to_server(args.server, counting(), rate, settings, show,
+                              args.api_key or os.environ.get(API_KEY_ENV) or None)
+    return finals, counted[0] / rate
 
 
 class Display:

@@ -38,6 +38,7 @@ from asrforge.inference.vad import speech_probabilities
 SAMPLE_RATE = 16000
 VAD_FRAME = 512                 # Silero's frame at 16 kHz (32 ms)
 VAD_CONTEXT_FRAMES = 16         # frames of audio before the new ones that Silero sees again (its state warms up)
+CHECK_FRAMES = 8                # VAD frames between two looks at a stream (0.256 s): endpoints are found this finely
 SPEECH_PAD_S = 0.3              # kept around speech when the buffer is cut to it
 PROMPT_CHARS = 200              # committed text given as the prompt (whisper_streaming's figure)
 MATCH_WINDOW_S = 1.5            # how far from the committed end a repeat of the committed words is looked for
@@ -68,6 +69,12 @@ class StreamEvent:
     end: float
     words: list[Word] = field(default_factory=list)
     segment: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StreamEvent":
+        """The inverse of :meth:`to_dict` (an event a server sent)."""
+        words = [Word(w["word"], w["start"], w["end"]) for w in d.get("words", [])]
+        return cls(d["type"], d["text"], d["start"], d["end"], words, d.get("segment"))
 
     def to_dict(self) -> dict:
         out = {"type": self.type, "text": self.text, "start": self.start, "end": self.end}
@@ -124,6 +131,7 @@ class Stream:
         self.partial_text = ""
         self.segments = 0
         self.finished = False
+        self.flushed = False            # the end was decoded
         self.finals: list[StreamEvent] = []
         self._events: list[StreamEvent] = []
         self._resampler = None
@@ -168,12 +176,10 @@ class Stream:
             return
         self.buffer = np.concatenate([self.buffer, samples])
         self.received += len(samples)
-        self._classify()
 
     # ---- voice activity -----------------------------------------------------------------------------------------
-    def _classify(self, flush: bool = False) -> None:
-        """Run the VAD over the whole frames that arrived since it last ran."""
-        end = self.received if flush else self.received - (self.received - self.vad_done) % VAD_FRAME
+    def _classify(self, end: int) -> None:
+        """Run the VAD over the audio from where it stopped to ``end`` (whole frames, but at the stream's end)."""
         if end <= self.vad_done:
             return
         new = self.buffer[self.vad_done - self.buffer_start: end - self.buffer_start]
@@ -201,8 +207,13 @@ class Stream:
 
     def result(self) -> Result:
         """The finals so far as one :class:`Result` (a segment per final), for srt/vtt/json writers."""
-        segments = [Segment(e.start, e.end, e.text, e.words, i) for i, e in enumerate(self.finals)]
-        return Result(" ".join(e.text for e in self.finals), segments, self.options.get("language"), self.seconds)
+        return finals_result(self.finals, self.seconds, self.options.get("language"))
+
+
+def finals_result(finals: list[StreamEvent], seconds: float, language: str | None = None) -> Result:
+    """Final events -> one :class:`Result`, a segment per final."""
+    segments = [Segment(e.start, e.end, e.text, e.words, i) for i, e in enumerate(finals)]
+    return Result(" ".join(e.text for e in finals), segments, language, seconds)
 
 
 class StreamingRecognizer:
@@ -236,17 +247,22 @@ class StreamingRecognizer:
         return Stream(merged)
 
     def decode_streams(self, streams: list[Stream]) -> None:
-        """One step of every stream that is due: a decode when ``step_s`` of new audio arrived since the last (or
-        the stream finished), an endpoint when its rules say so. Events go to each stream's :meth:`pop_events`."""
-        for stream in streams:
-            self._step(stream)
+        """Bring every stream up to the audio it has: at each check point (every :data:`CHECK_FRAMES` VAD frames of
+        stream time), an endpoint when the rules say so, and a decode when ``step_s`` has passed since the last.
+        The points are fixed in stream time, so the events depend on the audio alone, not on how it was cut into
+        chunks or when this is called. Events go to each stream's :meth:`Stream.pop_events`."""
+        for s in streams:
+            while s.received >= s.vad_done + CHECK_FRAMES * VAD_FRAME:
+                self._step(s, s.vad_done + CHECK_FRAMES * VAD_FRAME)
+            if s.finished and not s.flushed:
+                s.flushed = True
+                self._step(s, s.received, last=True)
 
     # ---- one stream ---------------------------------------------------------------------------------------------
-    def _step(self, s: Stream) -> None:
-        if s.finished:
-            s._classify(flush=True)
-        now = s.received
-        if not s.speech_in_buffer:
+    def _step(self, s: Stream, now: int, last: bool = False) -> None:
+        """The stream as of sample ``now`` of its audio (``last``: the end)."""
+        s._classify(now)
+        if not s.speech_in_buffer and not (s.agreed or s.tentative):
             # nothing but silence since the utterance began: never decoded; keep a little for a word's onset
             s._trim(now - int(SPEECH_PAD_S * SAMPLE_RATE))
             s.utterance_start = s.buffer_start
@@ -255,13 +271,14 @@ class StreamingRecognizer:
         silence = (now - s.last_speech_end) / SAMPLE_RATE
         utterance = (now - s.utterance_start) / SAMPLE_RATE
         limit = self.rules.silence_after_text_s if s.partial_text else self.rules.silence_without_text_s
-        ending = s.finished or silence >= limit or utterance >= self.rules.max_utterance_s
+        ending = last or silence >= limit or utterance >= self.rules.max_utterance_s
         if not ending and now - s.decoded_to < self.step:
             return
         audio_end = min(now, s.last_speech_end + int(SPEECH_PAD_S * SAMPLE_RATE))
-        words = self._decode(s, audio_end)
+        # (a buffer trimmed past its speech has nothing new to hear: the last decode's words stand)
+        words = self._decode(s, audio_end) if audio_end > s.buffer_start else s.tentative
         s.decoded_to = now
-        mid_speech = audio_end == now and not s.finished
+        mid_speech = audio_end == now and not last
         if ending:
             # at a pause all is said; cut off mid-speech (max_utterance_s), only what two decodes agree on is
             self._agree(s, words[:self._agreement(s, words)] if mid_speech else words)

@@ -30,12 +30,10 @@ from asrforge.inference.whisper_timing import add_word_timestamps
 from asrforge.inference.whisper_windows import WhisperTranscribeOptions, decode_with_fallback, split_segments, with_decoding
 from asrforge.models.whisper import Whisper, load_whisper_checkpoint
 from asrforge.nn.int8 import DynamicInt8Linear, Int8Embedding, RowwiseInt8Linear, replace_linears
-from asrforge.preempt import yield_point
 from asrforge.progress import progress_bar
 from asrforge.text.whisper import WhisperTokenizer
 
 FIRST_WINDOWS_PER_BATCH = 8     # first windows of different recordings decoded together by transcribe_batch
-CPU_ENCODE_WINDOWS = 2        # windows the encoder takes at once on the CPU (see WhisperRecognizer.encode)
 
 
 class WhisperTranscriber:
@@ -108,20 +106,8 @@ class WhisperTranscriber:
 
     @torch.inference_mode()
     def encode(self, mel_windows: torch.Tensor) -> torch.Tensor:
-        """``(B, n_mels, 3000)`` -> encoder output ``(B, 1500, D)``.
-
-        On the CPU, two windows at a time with a yield point between (:mod:`asrforge.preempt`): a window costs the
-        same alone as in a batch of 8 there (measured with tiny.en and base, int8, 2 cores: within 10 %), and a
-        server can then slip a new request in after 0.25 s (tiny.en) to 0.6 s (base) instead of after all 8."""
-        windows = mel_windows.to(self.device, self.dtype)
-        if self.device.type != "cpu" or len(windows) <= CPU_ENCODE_WINDOWS:
-            return self.model.embed_audio(windows)
-        parts = []
-        for k in range(0, len(windows), CPU_ENCODE_WINDOWS):
-            if k:
-                yield_point()
-            parts.append(self.model.embed_audio(windows[k: k + CPU_ENCODE_WINDOWS]))
-        return torch.cat(parts)
+        """``(B, n_mels, 3000)`` -> encoder output ``(B, 1500, D)``."""
+        return self.model.embed_audio(mel_windows.to(self.device, self.dtype))
 
     def detect_language(self, audio: np.ndarray | str | Path) -> tuple[str, dict[str, float]]:
         wave = _as_wave(audio)

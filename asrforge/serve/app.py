@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +36,7 @@ from asrforge.inference.result import Result
 from asrforge.serve.errors import ApiError, bad_request
 from asrforge.serve.fields import AudioRequest, parse_form
 from asrforge.serve.formats import delta_event, done_event, response_body
+from asrforge.serve.live import LiveStreams, serve_stream
 from asrforge.serve.metrics import Metrics, RequestMetrics
 from asrforge.serve.models import ModelPool
 from asrforge.serve.scheduler import PIECE_SECONDS, SAMPLE_RATE, Job, Scheduler, cut_into_pieces
@@ -66,6 +67,7 @@ class ServerConfig:
     loader: Callable[[str], Recognizer] | None = None    # default: asrforge.load_model(path, device, dtype)
     temp_dir: str | None = None             # where uploads are copied while decoded; default: the system's
     inference_thread: bool = True           # False: the caller runs Scheduler.work_here (asrforge serve: the main thread)
+    max_streams: int = 8                    # live WebSocket streams at once; more are told to try again later
 
 
 class Server:
@@ -82,6 +84,7 @@ class Server:
         self.ready = threading.Event()
         self.load_error: str | None = None
         self.scheduler = Scheduler(config.max_queue, config.max_batch, own_thread=config.inference_thread)
+        self.live = LiveStreams(config.max_streams)
         self.temp: Path | None = None
         self._stop = threading.Event()
 
@@ -116,6 +119,7 @@ class Server:
 
     def _update_gauges(self) -> None:
         self.metrics.models_loaded.set(len(self.pool.loaded()))
+        self.metrics.live_streams.set(len(self.live.lag))
         stats = self.scheduler.stats()
         self.metrics.queue_requests.set(stats.jobs)
         self.metrics.queue_pieces.set(stats.pieces_waiting)
@@ -198,6 +202,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def translations(request: Request):
         return await _audio(server, request, "translate")
 
+    @app.websocket("/v1/audio/stream")
+    async def live_stream(ws: WebSocket):
+        await serve_stream(server, ws)
+
     app.add_middleware(UploadLimit, max_bytes=int(config.max_upload_mb * 2**20))
     if config.api_key:
         app.add_middleware(ApiKey, key=config.api_key)
@@ -216,12 +224,14 @@ class ApiKey:
         self.key = key.encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"authorization", b"")
         token = given[7:] if given[:7].lower() == b"bearer " else b""
         if hmac.compare_digest(token, self.key):
             return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":     # refused before the handshake: the client sees HTTP 403
+            return await send({"type": "websocket.close", "code": 1008})
         e = ApiError(401, "a valid API key is needed: send the header 'Authorization: Bearer <key>' with the key this "
                           "server was started with", None, "invalid_api_key")
         await JSONResponse(e.body(), 401, headers=e.response_headers())(scope, receive, send)

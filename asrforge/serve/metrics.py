@@ -4,7 +4,8 @@
 - ``asrforge_request_seconds{path}``: latency histogram, from the request's arrival to the last byte;
 - ``asrforge_audio_seconds_total{model}``: seconds of audio transcribed or translated;
 - ``asrforge_queue_requests`` / ``asrforge_queue_pieces``: requests admitted and pieces not yet decoded;
-- ``asrforge_models_loaded``: models in memory.
+- ``asrforge_models_loaded``: models in memory;
+- ``asrforge_live_streams``: WebSocket streams being recognized.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Metrics:
         self.queue_pieces = Gauge("asrforge_queue_pieces", "Pieces of audio waiting to be decoded",
                                   registry=self.registry)
         self.models_loaded = Gauge("asrforge_models_loaded", "Models in memory", registry=self.registry)
+        self.live_streams = Gauge("asrforge_live_streams", "WebSocket streams being recognized", registry=self.registry)
 
 
 class RequestMetrics:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asrforge.nn.linear import GeluMLP, Linear, linear
+from asrforge.preempt import yield_point
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class AudioEncoder(nn.Module):
             raise ValueError(f"{mel.shape[-1]} mel frames is more than this encoder's {2 * self.positional_embedding.shape[0]}")
         x = x + self.positional_embedding[: x.shape[1]].to(x.dtype)
         for block in self.blocks:
+            yield_point()       # a more urgent computation may run between two layers (asrforge.preempt)
             x = x + block.attn(block.attn_ln(x))
             x = x + block.mlp(block.mlp_ln(x))
         return self.ln_post(x)

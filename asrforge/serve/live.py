@@ -1,0 +1,204 @@
+"""``WS /v1/audio/stream``: live audio in, ``partial`` and ``final`` results out (the protocol: docs/streaming.md).
+
+client -> server: first a text message, the stream's settings::
+
+    {"model": NAME, "language": "en" | null, "sample_rate": 16000, "encoding": "pcm_s16le" | "pcm_f32le",
+     "task": "transcribe", "beam_size": 5}          # all but model optional
+
+then binary frames of little-endian mono samples, of any size (a sample split across two frames is joined), then
+``{"type": "end"}``. server -> client: ``{"type": "ready"}``; ``partial`` and ``final`` events as
+:class:`asrforge.inference.streaming.StreamEvent` gives them; ``{"type": "error", "message"}``; after ``end``, the
+last finals, ``{"type": "done"}`` and a normal close.
+
+Each stream's audio goes through the server's one worker (:meth:`Scheduler.call`, which a long batch lets in at
+its next decoding step), so streams never wait for whole uploads. A server that cannot keep up says so to new
+streams (an error and close code 1013, "try again later") instead of falling behind on every one: at
+``--max-streams`` live streams, or while a live stream's audio waits more than :data:`MAX_LAG_S` to be decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+
+import numpy as np
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from asrforge.errors import ConfigError
+from asrforge.inference.streaming import EndpointRules, Stream, StreamingRecognizer
+from asrforge.serve.errors import ApiError
+
+log = logging.getLogger("asrforge")
+
+ENCODINGS = {"pcm_s16le": np.dtype("<i2"), "pcm_f32le": np.dtype("<f4")}
+SETTINGS = ("model", "language", "sample_rate", "encoding", "task", "beam_size")
+MAX_LAG_S = 3.0                 # a live stream's audio waiting longer than this to be decoded: the server is behind
+CLOSE_NORMAL, CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_ERROR, CLOSE_TRY_LATER = 1000, 1003, 1008, 1011, 1013
+
+
+class Refusal(Exception):
+    """What to tell the client before closing with ``code``."""
+
+    def __init__(self, message: str, code: int = CLOSE_POLICY):
+        super().__init__(message)
+        self.code = code
+
+
+class LiveStreams:
+    """The live streams and how far behind each is (seconds its audio has waited for the worker)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.lag: dict[int, float] = {}
+        self._keys = itertools.count()
+
+    def admit(self) -> int:
+        if len(self.lag) >= self.limit:
+            raise Refusal(f"the server is at its limit of {self.limit} live streams (--max-streams); try again later",
+                          CLOSE_TRY_LATER)
+        behind = max(self.lag.values(), default=0.0)
+        if behind > MAX_LAG_S:
+            raise Refusal(f"the server is {behind:.1f} s behind on its live streams; try again later", CLOSE_TRY_LATER)
+        key = next(self._keys)
+        self.lag[key] = 0.0
+        return key
+
+    def leave(self, key: int) -> None:
+        self.lag.pop(key, None)
+
+
+def settings(text: str | None, served: list[str]) -> dict:
+    """The first message -> the stream's settings, or :class:`Refusal` naming the field at fault."""
+    try:
+        value = json.loads(text) if text is not None else None
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise Refusal('the first message must be a JSON object of the stream\'s settings, e.g. {"model": "'
+                      f'{served[0]}", "sample_rate": 16000, "encoding": "pcm_s16le"}}', CLOSE_UNSUPPORTED)
+    unknown = sorted(set(value) - set(SETTINGS))
+    if unknown:
+        raise Refusal(f"unknown setting(s) {', '.join(unknown)}; a stream takes {', '.join(SETTINGS)}")
+    model = value.get("model")
+    if model not in served:
+        raise Refusal(f"model {model!r} is not served here; this server has {', '.join(served)}")
+    rate = value.get("sample_rate", 16000)
+    if not isinstance(rate, int) or isinstance(rate, bool) or not 8000 <= rate <= 192000:
+        raise Refusal(f"sample_rate must be a whole number of samples per second from 8000 to 192000; got {rate!r}")
+    encoding = value.get("encoding", "pcm_s16le")
+    if encoding not in ENCODINGS:
+        raise Refusal(f"encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
+    language = value.get("language")
+    if language is not None and not isinstance(language, str):
+        raise Refusal(f"language must be a language code or null; got {language!r}")
+    task = value.get("task", "transcribe")
+    if task not in ("transcribe", "translate"):
+        raise Refusal(f"task must be transcribe or translate; got {task!r}")
+    beam = value.get("beam_size")
+    if beam is not None and (not isinstance(beam, int) or isinstance(beam, bool) or not 1 <= beam <= 64):
+        raise Refusal(f"beam_size must be a whole number from 1 to 64; got {beam!r}")
+    options = {"language": language, "beam_size": beam}
+    if task == "translate":
+        options["task"] = "translate"
+    return {"model": model, "sample_rate": rate, "dtype": ENCODINGS[encoding], "encoding": encoding,
+            "options": {k: v for k, v in options.items() if v is not None}}
+
+
+def _feed(engine: StreamingRecognizer, stream: Stream, samples: np.ndarray | None, rate: int) -> list[dict]:
+    """On the worker: new audio (None: the end) -> the events it gave."""
+    if samples is None:
+        stream.finish()
+    else:
+        stream.accept_waveform(samples, rate)
+    engine.decode_streams([stream])
+    return [e.to_dict() for e in stream.pop_events()]
+
+
+async def serve_stream(server, ws: WebSocket) -> None:
+    """One client's stream, from its settings to ``done`` (or an error); the server goes on either way."""
+    await ws.accept()
+    key = held = None
+    try:
+        try:
+            server.check_ready()
+        except ApiError as e:
+            raise Refusal(e.message, CLOSE_TRY_LATER) from None
+        first = await ws.receive()
+        if first["type"] == "websocket.disconnect":
+            return
+        config = settings(first.get("text"), server.pool.names())
+        key = server.live.admit()
+        model = config["model"]
+        recognizer = (server.pool.acquire_loaded(model)
+                      or await asyncio.wrap_future(server.scheduler.call(server.pool.acquire, model)))
+        held = model
+        try:
+            engine = StreamingRecognizer(recognizer, EndpointRules(), **config["options"])
+        except ConfigError as e:
+            raise Refusal(str(e)) from None
+        await ws.send_json({"type": "ready"})
+        await _pump(server, ws, engine, engine.create_stream(), config, key)
+    except Refusal as e:
+        await _close(ws, e.code, str(e))
+    except WebSocketDisconnect:
+        log.info("a live stream's client went away")
+    except Exception as e:              # a bug: this stream ends, the server goes on
+        log.exception("a live stream failed")
+        await _close(ws, CLOSE_ERROR, f"the stream failed ({type(e).__name__}: {e}); the server goes on serving")
+    finally:
+        if key is not None:
+            server.live.leave(key)
+        if held is not None:
+            server.pool.release(held)
+
+
+async def _pump(server, ws: WebSocket, engine: StreamingRecognizer, stream: Stream, config: dict, key: int) -> None:
+    dtype, rate = config["dtype"], config["sample_rate"]
+    carry = b""
+    started = None                      # when the first audio arrived; the stream is due to have been heard since
+    heard = 0.0                         # seconds of audio decoded
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        if message.get("bytes") is not None:
+            data = carry + message["bytes"]
+            whole = len(data) - len(data) % dtype.itemsize
+            carry = data[whole:]
+            if not whole:
+                continue
+            raw = np.frombuffer(data[:whole], dtype=dtype)
+            samples = raw.astype(np.float32) / 32768.0 if dtype.kind == "i" else raw.astype(np.float32)
+            started = started or time.monotonic()
+            events = await asyncio.wrap_future(server.scheduler.call(_feed, engine, stream, samples, rate))
+            heard += len(samples) / rate
+            server.live.lag[key] = max(0.0, time.monotonic() - started - heard)
+            for event in events:
+                await ws.send_json(event)
+            continue
+        try:
+            command = json.loads(message.get("text") or "")
+        except json.JSONDecodeError:
+            command = None
+        if command != {"type": "end"}:
+            raise Refusal(f'after the settings, send binary audio frames and then {{"type": "end"}}; got '
+                          f'{(message.get("text") or "")[:80]!r}')
+        if carry:
+            raise Refusal(f"the audio ended inside a sample ({len(carry)} stray byte(s) after the last whole "
+                          f"{config['encoding']} sample); send whole {dtype.itemsize}-byte samples")
+        for event in await asyncio.wrap_future(server.scheduler.call(_feed, engine, stream, None, rate)):
+            await ws.send_json(event)
+        await ws.send_json({"type": "done"})
+        await ws.close(CLOSE_NORMAL)
+        return
+
+
+async def _close(ws: WebSocket, code: int, message: str) -> None:
+    try:
+        await ws.send_json({"type": "error", "message": message})
+        await ws.close(code)
+    except (WebSocketDisconnect, RuntimeError):     # the client is gone already
+        pass
