@@ -104,9 +104,10 @@ SENTENCES = [
 VOICES = ["en-us+m1", "en+f2", "en-gb-x-rp+m3", "en-us+f4", "en-029+m5", "en-us+klatt2"]
 
 
-def long_form_recording(out: Path, minutes: float) -> tuple[str, str]:
+def long_form_recording(out: Path, minutes: float, pause_s: float = 0.5) -> tuple[str, str]:
     """A recording of at least ``minutes`` minutes and its reference: the shared read sentences, groups of three
-    FSDD digits and :data:`SENTENCES` in several eSpeak voices, in a fixed interleaved order, with 0.5-s pauses."""
+    FSDD digits and :data:`SENTENCES` in several eSpeak voices, in a fixed interleaved order, with pauses of
+    ``pause_s`` between them."""
     import random
 
     import numpy as np
@@ -120,14 +121,14 @@ def long_form_recording(out: Path, minutes: float) -> tuple[str, str]:
     real = [(load_audio(SHARED / "english" / u["audio_filepath"]), u["text"]) for u in lines]
     digit_files = sorted((SHARED / "fsdd" / "recordings").glob("*.wav"))
     engine = EspeakEngine.get()
-    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    pause = np.zeros(int(SAMPLE_RATE * pause_s), dtype=np.float32)
     pieces, words, seconds, k = [], [], 0.0, 0
     while seconds < 60 * minutes:
         if k % 8 == 0:
             wave, text = real[(k // 8) % len(real)]
         elif k % 8 == 4:
             picks = rng.sample(digit_files, 3)
-            wave = np.concatenate([np.concatenate([load_audio(p), pause[:4000]]) for p in picks])
+            wave = np.concatenate([np.concatenate([load_audio(p), np.zeros(4000, np.float32)]) for p in picks])
             text = " ".join(DIGITS[int(p.name.split("_")[0])] for p in picks)
         else:
             text = SENTENCES[k % len(SENTENCES)]

@@ -291,12 +291,14 @@ def test_websocket_streams_give_what_the_engine_gives_and_bad_ones_are_told_why(
     from asrforge.serve.app import ServerConfig
 
     audio = pcm16(two_utterances)
-    engine = StreamingRecognizer(load_model(babbler), EndpointRules())
-    _, expected, _ = replay(engine, np.frombuffer(audio, "<i2").astype(np.float32) / 32768.0)
-    expected_finals = [e.to_dict() for e in expected if e.type == "final"]
-
     with RunningServer(ServerConfig(models={"ctc": str(babbler)}, max_streams=2)) as server:
         server.wait_ready()
+        # what the engine gives, run on the server's worker thread (an untrained model's near ties could go the
+        # other way with another thread's OpenMP settings)
+        engine = StreamingRecognizer(load_model(babbler), EndpointRules())
+        samples = np.frombuffer(audio, "<i2").astype(np.float32) / 32768.0
+        _, expected, _ = server.internals.scheduler.call(replay, engine, samples).result(timeout=120)
+        expected_finals = [e.to_dict() for e in expected if e.type == "final"]
         # frames of odd sizes (samples split across frames), from several clients at once
         frames = [audio[k: k + 3201] for k in range(0, len(audio), 3201)]
         from concurrent.futures import ThreadPoolExecutor
