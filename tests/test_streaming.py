@@ -257,8 +257,10 @@ def ws_url(server) -> str:
     return server.url.replace("http://", "ws://") + "/v1/audio/stream"
 
 
-def live(server, settings, frames: list[bytes], headers=None) -> list[dict]:
-    """One stream: settings, frames, end -> every message the server sent, up to the close."""
+def live(server, settings, frames: list[bytes], headers=None, pace: float = 0.02) -> list[dict]:
+    """One stream: settings, frames (one every ``pace`` seconds: faster than speech, but each frame is decoded before
+    a second's worth waits, so the server's decode points are those of a live client), end -> every message the
+    server sent, up to the close."""
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
@@ -271,6 +273,7 @@ def live(server, settings, frames: list[bytes], headers=None) -> list[dict]:
                 frames = None
             for frame in frames or []:
                 ws.send(frame)
+                time.sleep(pace)
             if frames is not None:
                 ws.send(json.dumps({"type": "end"}))
             while True:
@@ -376,3 +379,15 @@ def test_a_websocket_needs_the_key_when_one_is_set(babbler):
         assert refused.value.response.status_code == 403
         got = live(server, {"model": "ctc"}, [], headers={"Authorization": "Bearer sesame"})
         assert got[-2:] == [{"type": "done"}, {"closed": 1000}]
+
+
+def test_a_caller_that_fell_behind_gets_one_decode_per_call_and_the_same_finals(two_utterances):
+    model = Scripted(two_utterances, WORDS)
+    engine = StreamingRecognizer(model, step_s=0.5)
+    stream = engine.create_stream()
+    stream.accept_waveform(two_utterances)          # the whole recording at once, as if decoding had stalled
+    stream.finish()
+    engine.decode_streams([stream])
+    finals = [e for e in stream.pop_events() if e.type == "final"]
+    assert [[w.word.strip() for w in e.words] for e in finals] == WORDS       # each pause still ends an utterance
+    assert len(model.calls) == 2                    # a decode at each endpoint, none of the stale steps between

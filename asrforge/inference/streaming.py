@@ -103,6 +103,14 @@ def _after_committed(words: list[Word], tail: list[str], committed_to: float) ->
     return next((i for i, w in enumerate(words) if (w.start + w.end) / 2 > committed_to), len(words))
 
 
+def _takes(recognizer: Recognizer, **option) -> bool:
+    try:
+        recognizer.check_options(**option)
+        return True
+    except ConfigError:
+        return False
+
+
 def _text(words: list[Word]) -> str:
     return " ".join(w.word.strip() for w in words if w.word.strip())
 
@@ -126,6 +134,7 @@ class Stream:
         self.prompted = 0               # how many of ``agreed`` are in it
         self.last_committed: list[str] = []   # the last few committed words, normalized
         self.utterance_start = 0        # sample where the current utterance's audio began
+        self.decodes = 0                # decodes of the current utterance so far
         self.agreed: list[Word] = []    # the current utterance's committed words
         self.tentative: list[Word] = []   # the last decode's words after the committed ones
         self.partial_text = ""
@@ -234,11 +243,7 @@ class StreamingRecognizer:
         self.trim = int(trim_s * SAMPLE_RATE)
         self.options = dict(options)
         recognizer.check_options(**self.options, word_timestamps=True)
-        try:
-            recognizer.check_options(initial_prompt="prompt")
-            self.prompts = True
-        except ConfigError:
-            self.prompts = False        # asrforge's own models take no prompt
+        self.prompts = _takes(recognizer, initial_prompt="prompt")    # asrforge's own models take none
 
     def create_stream(self, **options) -> Stream:
         """A new stream; ``options`` (``language``, ``beam_size``, ...) add to the engine's for this stream."""
@@ -250,17 +255,22 @@ class StreamingRecognizer:
         """Bring every stream up to the audio it has: at each check point (every :data:`CHECK_FRAMES` VAD frames of
         stream time), an endpoint when the rules say so, and a decode when ``step_s`` has passed since the last.
         The points are fixed in stream time, so the events depend on the audio alone, not on how it was cut into
-        chunks or when this is called. Events go to each stream's :meth:`Stream.pop_events`."""
+        chunks, as long as this is called at least once a step. Given more than a step of audio at once (the caller
+        fell behind), only the newest due decode is made: a decode of stale audio would only put it further behind.
+        Events go to each stream's :meth:`Stream.pop_events`."""
+        check = CHECK_FRAMES * VAD_FRAME
         for s in streams:
-            while s.received >= s.vad_done + CHECK_FRAMES * VAD_FRAME:
-                self._step(s, s.vad_done + CHECK_FRAMES * VAD_FRAME)
+            newest = s.vad_done + (s.received - s.vad_done) // check * check
+            while s.received >= s.vad_done + check:
+                self._step(s, s.vad_done + check, decode=s.vad_done + check + self.step > newest)
             if s.finished and not s.flushed:
                 s.flushed = True
                 self._step(s, s.received, last=True)
 
     # ---- one stream ---------------------------------------------------------------------------------------------
-    def _step(self, s: Stream, now: int, last: bool = False) -> None:
-        """The stream as of sample ``now`` of its audio (``last``: the end)."""
+    def _step(self, s: Stream, now: int, last: bool = False, decode: bool = True) -> None:
+        """The stream as of sample ``now`` of its audio (``last``: the end; ``decode``: a decode may be made here
+        unless an endpoint needs one)."""
         s._classify(now)
         if not s.speech_in_buffer and not (s.agreed or s.tentative):
             # nothing but silence since the utterance began: never decoded; keep a little for a word's onset
@@ -270,14 +280,16 @@ class StreamingRecognizer:
             return
         silence = (now - s.last_speech_end) / SAMPLE_RATE
         utterance = (now - s.utterance_start) / SAMPLE_RATE
-        limit = self.rules.silence_after_text_s if s.partial_text else self.rules.silence_without_text_s
+        # without text only once a decode gave none (at an endpoint the buffer is decoded anyway)
+        limit = self.rules.silence_without_text_s if s.decodes and not s.partial_text else self.rules.silence_after_text_s
         ending = last or silence >= limit or utterance >= self.rules.max_utterance_s
-        if not ending and now - s.decoded_to < self.step:
+        if not ending and (now - s.decoded_to < self.step or not decode):
             return
         audio_end = min(now, s.last_speech_end + int(SPEECH_PAD_S * SAMPLE_RATE))
         # (a buffer trimmed past its speech has nothing new to hear: the last decode's words stand)
         words = self._decode(s, audio_end) if audio_end > s.buffer_start else s.tentative
         s.decoded_to = now
+        s.decodes += 1
         mid_speech = audio_end == now and not last
         if ending:
             # at a pause all is said; cut off mid-speech (max_utterance_s), only what two decodes agree on is
@@ -294,7 +306,7 @@ class StreamingRecognizer:
                 s._trim(resume)
             else:
                 s._trim(now)            # the silence after the utterance goes (or audio that decoded to nothing)
-            s.utterance_start = s.buffer_start
+            s.utterance_start, s.decodes = s.buffer_start, 0
             return
         agreed = self._agreement(s, words)
         self._agree(s, words[:agreed])

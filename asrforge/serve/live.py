@@ -156,44 +156,69 @@ async def serve_stream(server, ws: WebSocket) -> None:
 
 
 async def _pump(server, ws: WebSocket, engine: StreamingRecognizer, stream: Stream, config: dict, key: int) -> None:
+    """Frames are read as they come (a task of their own) and decoded in one worker call per turn: audio that
+    arrived while the worker was busy is decoded together, so a stream that fell behind catches up."""
     dtype, rate = config["dtype"], config["sample_rate"]
-    carry = b""
+    arrived: list[np.ndarray] = []
+    ended = asyncio.Event()
+    wake = asyncio.Event()
+
+    async def read() -> None:
+        carry = b""
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            if message.get("bytes") is not None:
+                data = carry + message["bytes"]
+                whole = len(data) - len(data) % dtype.itemsize
+                carry = data[whole:]
+                if whole:
+                    raw = np.frombuffer(data[:whole], dtype=dtype)
+                    arrived.append(raw.astype(np.float32) / 32768.0 if dtype.kind == "i" else raw.astype(np.float32))
+                    wake.set()
+                continue
+            try:
+                command = json.loads(message.get("text") or "")
+            except json.JSONDecodeError:
+                command = None
+            if command != {"type": "end"}:
+                raise Refusal(f'after the settings, send binary audio frames and then {{"type": "end"}}; got '
+                              f'{(message.get("text") or "")[:80]!r}')
+            if carry:
+                raise Refusal(f"the audio ended inside a sample ({len(carry)} stray byte(s) after the last whole "
+                              f"{config['encoding']} sample); send whole {dtype.itemsize}-byte samples")
+            ended.set()
+            wake.set()
+            return
+
+    reader = asyncio.create_task(read())
     started = None                      # when the first audio arrived; the stream is due to have been heard since
     heard = 0.0                         # seconds of audio decoded
-    while True:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
-        if message.get("bytes") is not None:
-            data = carry + message["bytes"]
-            whole = len(data) - len(data) % dtype.itemsize
-            carry = data[whole:]
-            if not whole:
-                continue
-            raw = np.frombuffer(data[:whole], dtype=dtype)
-            samples = raw.astype(np.float32) / 32768.0 if dtype.kind == "i" else raw.astype(np.float32)
-            started = started or time.monotonic()
-            events = await asyncio.wrap_future(server.scheduler.call(_feed, engine, stream, samples, rate))
-            heard += len(samples) / rate
-            server.live.lag[key] = max(0.0, time.monotonic() - started - heard)
-            for event in events:
-                await ws.send_json(event)
-            continue
-        try:
-            command = json.loads(message.get("text") or "")
-        except json.JSONDecodeError:
-            command = None
-        if command != {"type": "end"}:
-            raise Refusal(f'after the settings, send binary audio frames and then {{"type": "end"}}; got '
-                          f'{(message.get("text") or "")[:80]!r}')
-        if carry:
-            raise Refusal(f"the audio ended inside a sample ({len(carry)} stray byte(s) after the last whole "
-                          f"{config['encoding']} sample); send whole {dtype.itemsize}-byte samples")
-        for event in await asyncio.wrap_future(server.scheduler.call(_feed, engine, stream, None, rate)):
-            await ws.send_json(event)
-        await ws.send_json({"type": "done"})
-        await ws.close(CLOSE_NORMAL)
-        return
+    try:
+        while True:
+            waiting = asyncio.create_task(wake.wait())
+            await asyncio.wait({reader, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if reader.done() and reader.exception() is not None:
+                raise reader.exception()
+            wake.clear()
+            if arrived:
+                samples = np.concatenate(arrived)
+                arrived.clear()
+                started = started or time.monotonic()
+                for event in await asyncio.wrap_future(server.scheduler.call(_feed, engine, stream, samples, rate)):
+                    await ws.send_json(event)
+                heard += len(samples) / rate
+                server.live.lag[key] = max(0.0, time.monotonic() - started - heard)
+            if ended.is_set() and not arrived:
+                for event in await asyncio.wrap_future(server.scheduler.call(_feed, engine, stream, None, rate)):
+                    await ws.send_json(event)
+                await ws.send_json({"type": "done"})
+                await ws.close(CLOSE_NORMAL)
+                return
+    finally:
+        reader.cancel()
 
 
 async def _close(ws: WebSocket, code: int, message: str) -> None:
