@@ -41,6 +41,8 @@ VAD_CONTEXT_FRAMES = 16         # frames of audio before the new ones that Siler
 CHECK_FRAMES = 8                # VAD frames between two looks at a stream (0.256 s): endpoints are found this finely
 SPEECH_PAD_S = 0.3              # kept around speech when the buffer is cut to it
 PROMPT_CHARS = 200              # committed text given as the prompt (whisper_streaming's figure)
+TOKENS_PER_SECOND = 8           # at most, text and timestamp tokens, per second of a buffer (speech has 3 to 5)
+MIN_TOKENS = 16
 MATCH_WINDOW_S = 1.5            # how far from the committed end a repeat of the committed words is looked for
 
 
@@ -244,6 +246,7 @@ class StreamingRecognizer:
         self.options = dict(options)
         recognizer.check_options(**self.options, word_timestamps=True)
         self.prompts = _takes(recognizer, initial_prompt="prompt")    # asrforge's own models take none
+        self.bounded = _takes(recognizer, sample_len=32)                # Whisper: tokens per window
 
     def create_stream(self, **options) -> Stream:
         """A new stream; ``options`` (``language``, ``beam_size``, ...) add to the engine's for this stream."""
@@ -331,6 +334,11 @@ class StreamingRecognizer:
         options = dict(s.options, word_timestamps=True)
         if self.prompts and s.committed_text:
             options["initial_prompt"] = s.committed_text[-PROMPT_CHARS:]
+        if self.bounded and "sample_len" not in options:
+            # a buffer of a few seconds holds a few tokens a second: a decode that loops (Whisper on a short
+            # stretch of digits) stops there instead of at 224 tokens, at every temperature of its fallback
+            # (one decode of a looping 2-s buffer took 11 s on base at beam 5)
+            options["sample_len"] = int(MIN_TOKENS + TOKENS_PER_SECOND * (audio_end - s.buffer_start) / SAMPLE_RATE)
         offset = s.buffer_start / SAMPLE_RATE
         result = self.recognizer.transcribe(s.buffer[: audio_end - s.buffer_start], **options)
         words = [Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3), w.probability)
