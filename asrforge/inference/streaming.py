@@ -41,8 +41,9 @@ VAD_CONTEXT_FRAMES = 16         # frames of audio before the new ones that Siler
 CHECK_FRAMES = 8                # VAD frames between two looks at a stream (0.256 s): endpoints are found this finely
 SPEECH_PAD_S = 0.3              # kept around speech when the buffer is cut to it
 PROMPT_CHARS = 200              # committed text given as the prompt (whisper_streaming's figure)
-TOKENS_PER_SECOND = 8           # at most, text and timestamp tokens, per second of a buffer (speech has 3 to 5)
-MIN_TOKENS = 16
+TOKENS_PER_SECOND = 16          # at most, text and timestamp tokens, per second of a buffer (speech has 3 to 5;
+                                # a loop must run long enough for the compression-ratio check to see it)
+MIN_TOKENS = 32
 MATCH_WINDOW_S = 1.5            # how far from the committed end a repeat of the committed words is looked for
 
 
