@@ -302,6 +302,24 @@ def test_real_decoding_on_tiny_model_runs_end_to_end(tiny):
         pipe.transcribe(audio, beam=3)
 
 
+def test_seeded_sampling_draws_the_same_tokens_and_sample_len_bounds_a_window(tiny):
+    from asrforge.decoding.whisper import GreedyDecoder
+    from asrforge.models.whisper.model import DecoderCache
+
+    logits = torch.zeros(16, 1000)          # flat: every draw is a fresh choice among 1000 tokens
+
+    def draw(seed):
+        tokens = torch.zeros(16, 1, dtype=torch.long)
+        return GreedyDecoder(1.0, 999, 1, seed).update(tokens, logits.clone(), torch.zeros(16), DecoderCache())[0]
+
+    assert torch.equal(draw(7), draw(7)) and not torch.equal(draw(7), draw(8))
+    model, tok, _ = tiny
+    audio = np.random.default_rng(1).normal(0, 0.05, 16000 * 3).astype(np.float32)
+    full = WhisperTranscriber(model, tok).transcribe(audio, language="en", temperature=1.0, seed=7)
+    bounded = WhisperTranscriber(model, tok).transcribe(audio, language="en", temperature=1.0, seed=7, sample_len=6)
+    assert max(len(s.tokens) for s in full.segments) > 7 and all(len(s.tokens) <= 7 for s in bounded.segments)
+
+
 def test_log_mel_matches_the_reference_definition():
     librosa = pytest.importorskip("librosa")
     audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)

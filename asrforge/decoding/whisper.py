@@ -37,6 +37,7 @@ class WhisperDecodeOptions:
     suppress_blank: bool = True
     without_timestamps: bool = False
     max_initial_timestamp: float | None = 1.0
+    seed: int | None = None                  # sampling: draws from a generator seeded so (None: torch's global one)
 
     def check(self) -> None:
         if self.task not in ("transcribe", "translate"):
@@ -151,16 +152,20 @@ class TimestampRules:
 class GreedyDecoder:
     """One row per sample (``n_group`` samples per audio); an audio is done when all its rows have ended."""
 
-    def __init__(self, temperature: float, eot: int, n_group: int):
+    def __init__(self, temperature: float, eot: int, n_group: int, seed: int | None = None):
         self.temperature, self.eot, self.n_group = temperature, eot, n_group
+        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor, cache: DecoderCache
                ) -> tuple[torch.Tensor, list[bool]]:
         """-> the rows with their next token, and per audio whether it is done."""
         if self.temperature == 0:
             nxt = logits.argmax(-1)
-        else:
+        elif self.generator is None:
             nxt = torch.distributions.Categorical(logits=logits / self.temperature).sample()
+        else:
+            probs = F.softmax(logits.float().cpu() / self.temperature, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=self.generator).view(-1).to(logits.device)
         logprobs = F.log_softmax(logits.float(), dim=-1)
         current = logprobs[torch.arange(len(nxt)), nxt]
         # logits and sums are on the CPU (see decode), tokens where the model is
@@ -298,7 +303,7 @@ def decode(model: Whisper, tokenizer: WhisperTokenizer, audio_features: torch.Te
         n_group, search = options.beam_size, BeamSearchDecoder(options.beam_size, tokenizer.eot, options.patience)
     else:
         n_group = options.best_of or 1
-        search = GreedyDecoder(options.temperature, tokenizer.eot, n_group)
+        search = GreedyDecoder(options.temperature, tokenizer.eot, n_group, options.seed)
 
     device = audio_features.device
     tokens = torch.tensor(initial, dtype=torch.long, device=device)

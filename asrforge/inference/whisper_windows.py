@@ -45,6 +45,7 @@ class WhisperTranscribeOptions:
     max_initial_timestamp: float | None = 1.0
     word_timestamps: bool = False
     sample_len: int | None = None                # most tokens decoded per window; default half the text context (224)
+    seed: int | None = None                      # fallback sampling from a generator seeded so: the same audio, the same text
     batch_size: int | None = None                # VAD-batched mode: decode this many 30-s chunks at once
     prepend_punctuations: str = PREPEND_PUNCTUATIONS   # with word timestamps: marks joined to the next word
     append_punctuations: str = APPEND_PUNCTUATIONS     # ... and to the previous word
@@ -70,7 +71,7 @@ class WhisperTranscribeOptions:
             task=self.task, language=language, temperature=temperature, length_penalty=self.length_penalty,
             prompt=tuple(prompt) or None, suppress_tokens=self.suppress_tokens, suppress_blank=self.suppress_blank,
             without_timestamps=self.without_timestamps, max_initial_timestamp=self.max_initial_timestamp,
-            sample_len=self.sample_len, **search)
+            sample_len=self.sample_len, seed=self.seed, **search)
 
     def too_repetitive(self, result: DecodeResult) -> bool:
         """The window loops: its text compresses far better than speech does."""
