@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import soxr
 
 from asrforge.errors import ConfigError
@@ -202,7 +203,9 @@ def test_stream_a_file_a_pipe_and_a_microphone_alike(babbler, speech_file, two_u
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two.json", "two.srt", "two.vtt"]
     assert json.loads((tmp_path / "two.json").read_text())["text"] == " ".join(e["text"] for e in finals)
 
-    pcm = (np.clip(two_utterances, -1, 1) * 32767).astype("<i2").tobytes()
+    held, _ = sf.read(str(speech_file), dtype="int16")     # the very samples the file holds, for the pipe and the mic
+    pcm = held.astype("<i2").tobytes()
+    heard_samples = held.astype(np.float32) / 32768
     code, piped, err = run_stream(capsys, "--model", str(babbler), "-", "--output-format", "jsonl", stdin=pcm,
                                   monkeypatch=monkeypatch)
     assert code == 0, err
@@ -213,7 +216,7 @@ def test_stream_a_file_a_pipe_and_a_microphone_alike(babbler, speech_file, two_u
 
         def __init__(self, samplerate, channels, dtype, device, blocksize, callback):
             assert (samplerate, channels, dtype) == (SR, 1, "float32")
-            self.blocks = [two_utterances[k: k + blocksize, None] for k in range(0, len(two_utterances), blocksize)]
+            self.blocks = [heard_samples[k: k + blocksize, None] for k in range(0, len(heard_samples), blocksize)]
             self.callback, self.active = callback, True
 
         def __enter__(self):
@@ -358,7 +361,8 @@ def test_websocket_streams_give_what_the_engine_gives_and_bad_ones_are_told_why(
         # asrforge stream --server gives what the local engine gives
         from asrforge.cli import main
 
-        wav = write_wav(Path(tempfile.mkdtemp()) / "two.wav", two_utterances)
+        wav = Path(tempfile.mkdtemp()) / "two.wav"      # the very samples the streams above sent
+        sf.write(str(wav), np.frombuffer(audio, "<i2"), SR, subtype="PCM_16")
         # (--realtime: at speaking pace the server decodes at the points a live client gets; sent as fast as the
         # socket takes them, frames that wait for the worker are decoded together, at other points)
         assert main(["stream", "--model", "ctc", "--server", ws_url(server), str(wav), "--realtime",

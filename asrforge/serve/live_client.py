@@ -14,6 +14,12 @@ from asrforge.errors import ConfigError
 from asrforge.inference.streaming import StreamEvent
 
 
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] -> little-endian 16-bit PCM, the inverse of reading it as ``int / 32768`` (so audio
+    read from a 16-bit file goes out as the very samples it holds)."""
+    return np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
 def stream_to_server(url: str, chunks: Iterable[np.ndarray], sample_rate: int, settings: dict,
                      on_events: Callable[[list[StreamEvent]], None], api_key: str | None = None) -> list[StreamEvent]:
     """Send ``chunks`` (float32 in [-1, 1] at ``sample_rate``) to the server at ``url`` with the stream ``settings``
@@ -70,7 +76,7 @@ def _converse(url: str, ws, chunks: Iterable[np.ndarray], sample_rate: int, sett
             for chunk in chunks:
                 if failure:
                     break
-                ws.send((np.clip(chunk, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+                ws.send(pcm16(chunk))
         except KeyboardInterrupt:   # the microphone's way to stop: the server still sends the last finals
             pass
         if not failure:
