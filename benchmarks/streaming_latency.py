@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_load import free_port  # noqa: E402
 from whisper_vs_peers import SHARED, long_form_recording, normalize  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,12 +125,6 @@ def run_engine(recognizer, wave: np.ndarray, streams: int) -> tuple[list[tuple[f
 
 
 # ---- through a WebSocket ----------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(proc: subprocess.Popen, port: int, log: Path) -> None:
     deadline = time.monotonic() + 300
     while True:

@@ -35,34 +35,46 @@ def file_chunks(path: str | Path, chunk_s: float = 0.1, realtime: bool = False,
         yield wave[k: k + step]
 
 
+class PcmDecoder:
+    """Raw little-endian mono PCM (``s16le`` or ``f32le``) -> float32 samples in [-1, 1], as the bytes arrive: a
+    read or a frame may stop mid-sample, so the bytes of a split sample wait for the next."""
+
+    def __init__(self, encoding: str, name: str):
+        if encoding not in ENCODINGS:
+            raise ConfigError(f"encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
+        self.encoding, self.name = encoding, name
+        self.dtype = ENCODINGS[encoding]
+        self.carry = b""
+
+    def feed(self, data: bytes) -> np.ndarray:
+        """The whole samples of ``carry + data`` ``(n,)`` (possibly none)."""
+        data = self.carry + data
+        whole = len(data) - len(data) % self.dtype.itemsize
+        self.carry = data[whole:]
+        raw = np.frombuffer(data[:whole], dtype=self.dtype)
+        return raw.astype(np.float32) / 32768.0 if raw.dtype.kind == "i" else raw.astype(np.float32)
+
+    def end(self) -> None:
+        """The audio ended: :class:`AudioError` if it ended inside a sample."""
+        if self.carry:
+            raise AudioError(f"{self.name}: the audio ended inside a sample ({len(self.carry)} stray byte(s) after "
+                             f"the last whole {self.encoding} sample); send whole {self.dtype.itemsize}-byte samples")
+
+
 def pcm_chunks(stream: BinaryIO, encoding: str = "s16le", sample_rate: int = 16000,
                chunk_s: float = 0.1, name: str = "standard input") -> Iterator[np.ndarray]:
-    """Raw little-endian mono PCM (``s16le`` or ``f32le``) read from a binary stream until it ends; a read may stop
-    mid-sample, so the bytes of a split sample wait for the next read."""
-    if encoding not in ENCODINGS:
-        raise ConfigError(f"encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
-    dtype = ENCODINGS[encoding]
-    want = max(dtype.itemsize, int(chunk_s * sample_rate) * dtype.itemsize)
-    carry = b""
+    """Raw PCM (see :class:`PcmDecoder`) read from a binary stream until it ends."""
+    decoder = PcmDecoder(encoding, name)
+    want = max(decoder.dtype.itemsize, int(chunk_s * sample_rate) * decoder.dtype.itemsize)
     read = getattr(stream, "read1", stream.read)     # whatever is there, not a full chunk: a live pipe trickles
     while True:
         data = read(want)
         if not data:
             break
-        data = carry + data
-        whole = len(data) - len(data) % dtype.itemsize
-        carry = data[whole:]
-        if whole:
-            yield _samples(np.frombuffer(data[:whole], dtype=dtype))
-    if carry:
-        raise AudioError(f"{name}: the audio ended inside a sample ({len(carry)} stray byte(s) after the last whole "
-                         f"{encoding} sample); send whole {dtype.itemsize}-byte samples")
-
-
-def _samples(raw: np.ndarray) -> np.ndarray:
-    if raw.dtype.kind == "i":
-        return raw.astype(np.float32) / 32768.0
-    return raw.astype(np.float32)
+        samples = decoder.feed(data)
+        if len(samples):
+            yield samples
+    decoder.end()
 
 
 def microphone_chunks(sample_rate: int = 16000, chunk_s: float = 0.1, device: str | int | None = None,

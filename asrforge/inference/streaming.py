@@ -33,10 +33,9 @@ import numpy as np
 from asrforge.errors import ConfigError
 from asrforge.inference.recognizer import Recognizer
 from asrforge.inference.result import Result, Segment, Word
-from asrforge.inference.vad import speech_probabilities
+from asrforge.inference.vad import VAD_FRAME, speech_probabilities
 
 SAMPLE_RATE = 16000
-VAD_FRAME = 512                 # Silero's frame at 16 kHz (32 ms)
 VAD_CONTEXT_FRAMES = 16         # frames of audio before the new ones that Silero sees again (its state warms up)
 CHECK_FRAMES = 8                # VAD frames between two looks at a stream (0.256 s): endpoints are found this finely
 SPEECH_PAD_S = 0.3              # kept around speech when the buffer is cut to it
@@ -131,7 +130,6 @@ class Stream:
         self.vad_done = 0               # samples classified by the VAD (whole frames)
         self.vad_tail = np.zeros(0, dtype=np.float32)  # the audio just before vad_done, seen again for context
         self.last_speech_end: int | None = None       # end of the last speech frame
-        self.speech_in_buffer = False
         self.committed_to = 0.0         # seconds: end of the last committed word
         self.committed_text = ""        # the prompt: committed text whose audio has left the buffer
         self.prompted = 0               # how many of ``agreed`` are in it
@@ -200,7 +198,6 @@ class Stream:
         for k, p in enumerate(probs):
             if p >= 0.5:
                 self.last_speech_end = min(end, self.vad_done + (k + 1) * VAD_FRAME)
-                self.speech_in_buffer = True
         self.vad_tail = audio[-VAD_CONTEXT_FRAMES * VAD_FRAME:]
         self.vad_done = end
 
@@ -214,8 +211,11 @@ class Stream:
         cut = min(max(0, min(to_sample, self.vad_done) - self.buffer_start), len(self.buffer))
         self.buffer = self.buffer[cut:]
         self.buffer_start += cut
-        if self.last_speech_end is None or self.last_speech_end <= self.buffer_start:
-            self.speech_in_buffer = False
+
+    @property
+    def speech_in_buffer(self) -> bool:
+        """Whether the VAD heard speech in the audio the buffer holds."""
+        return self.last_speech_end is not None and self.last_speech_end > self.buffer_start
 
     def result(self) -> Result:
         """The finals so far as one :class:`Result` (a segment per final), for srt/vtt/json writers."""

@@ -18,6 +18,7 @@ import torch
 from asrforge.errors import ConfigError
 
 SAMPLE_RATE = 16000
+VAD_FRAME = 512                 # Silero's frame at 16 kHz (32 ms)
 # Silero's model is one TorchScript module with state of its own (reset after each file), shared by the process:
 # two threads running it at once corrupt that state and crash in TorchScript (seen with two server requests)
 _RUNNING = threading.Lock()
@@ -59,14 +60,14 @@ def speech_spans(wave: np.ndarray, options: VadOptions = VadOptions()) -> list[t
 
 
 def speech_probabilities(wave: np.ndarray) -> np.ndarray:
-    """16 kHz samples ``(N,)`` -> Silero's speech probability of each 512-sample (32-ms) frame ``(ceil(N / 512),)``;
+    """16 kHz samples ``(N,)`` -> Silero's speech probability of each :data:`VAD_FRAME` (32-ms) frame ``(frames,)``;
     a last partial frame is padded with zeros. For streams: each call starts from a fresh state, so give the
     frames before the new ones again for context."""
     model, _ = _silero()
-    frames = -(-len(wave) // 512)
+    frames = -(-len(wave) // VAD_FRAME)
     if not frames:
         return np.zeros(0, dtype=np.float32)
-    padded = np.zeros(frames * 512, dtype=np.float32)
+    padded = np.zeros(frames * VAD_FRAME, dtype=np.float32)
     padded[: len(wave)] = wave
     with _RUNNING, torch.inference_mode():
         model.reset_states()

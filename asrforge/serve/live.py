@@ -27,13 +27,14 @@ import time
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from asrforge.errors import ConfigError
+from asrforge.audio.live import PcmDecoder
+from asrforge.errors import AudioError, ConfigError
 from asrforge.inference.streaming import EndpointRules, Stream, StreamingRecognizer
 from asrforge.serve.errors import ApiError
 
 log = logging.getLogger("asrforge")
 
-ENCODINGS = {"pcm_s16le": np.dtype("<i2"), "pcm_f32le": np.dtype("<f4")}
+ENCODINGS = {"pcm_s16le": "s16le", "pcm_f32le": "f32le"}        # the protocol's names -> PcmDecoder's
 SETTINGS = ("model", "language", "sample_rate", "encoding", "task", "beam_size")
 MAX_LAG_S = 3.0                 # a live stream's audio waiting longer than this to be decoded: the server is behind
 CLOSE_NORMAL, CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_ERROR, CLOSE_TRY_LATER = 1000, 1003, 1008, 1011, 1013
@@ -103,7 +104,7 @@ def settings(text: str | None, served: list[str]) -> dict:
     options = {"language": language, "beam_size": beam}
     if task == "translate":
         options["task"] = "translate"
-    return {"model": model, "sample_rate": rate, "dtype": ENCODINGS[encoding], "encoding": encoding,
+    return {"model": model, "sample_rate": rate, "encoding": ENCODINGS[encoding],
             "options": {k: v for k, v in options.items() if v is not None}}
 
 
@@ -158,24 +159,21 @@ async def serve_stream(server, ws: WebSocket) -> None:
 async def _pump(server, ws: WebSocket, engine: StreamingRecognizer, stream: Stream, config: dict, key: int) -> None:
     """Frames are read as they come (a task of their own) and decoded in one worker call per turn: audio that
     arrived while the worker was busy is decoded together, so a stream that fell behind catches up."""
-    dtype, rate = config["dtype"], config["sample_rate"]
+    rate = config["sample_rate"]
+    decoder = PcmDecoder(config["encoding"], "the stream")
     arrived: list[np.ndarray] = []
     ended = asyncio.Event()
     wake = asyncio.Event()
 
     async def read() -> None:
-        carry = b""
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             if message.get("bytes") is not None:
-                data = carry + message["bytes"]
-                whole = len(data) - len(data) % dtype.itemsize
-                carry = data[whole:]
-                if whole:
-                    raw = np.frombuffer(data[:whole], dtype=dtype)
-                    arrived.append(raw.astype(np.float32) / 32768.0 if dtype.kind == "i" else raw.astype(np.float32))
+                samples = decoder.feed(message["bytes"])
+                if len(samples):
+                    arrived.append(samples)
                     wake.set()
                 continue
             try:
@@ -185,9 +183,10 @@ async def _pump(server, ws: WebSocket, engine: StreamingRecognizer, stream: Stre
             if command != {"type": "end"}:
                 raise Refusal(f'after the settings, send binary audio frames and then {{"type": "end"}}; got '
                               f'{(message.get("text") or "")[:80]!r}')
-            if carry:
-                raise Refusal(f"the audio ended inside a sample ({len(carry)} stray byte(s) after the last whole "
-                              f"{config['encoding']} sample); send whole {dtype.itemsize}-byte samples")
+            try:
+                decoder.end()
+            except AudioError as e:
+                raise Refusal(str(e)) from None
             ended.set()
             wake.set()
             return
