@@ -97,6 +97,21 @@ class Recipe:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     lm: LMConfig = field(default_factory=LMConfig)
 
+    def __post_init__(self):
+        if getattr(self.model, "streaming", False):
+            check_streaming_features(self.features)
+
+
+def check_streaming_features(features: FeatureConfig) -> None:
+    """A streaming model's features of a frame must not depend on audio after it: statistics of the whole
+    utterance or speaker (CMVN), deltas over later frames and trimming by the loudest frame all do."""
+    wrong = [f"{name}={value}" for name, value, fine in (
+        ("features.cmvn", features.cmvn, ("global", "none")), ("features.deltas", features.deltas, (False,)),
+        ("features.trim_db", features.trim_db, (None,))) if value not in fine]
+    if wrong:
+        raise ValueError(f"model.streaming: {', '.join(wrong)} needs audio that has not arrived yet; a streaming model "
+                         "takes features.cmvn: global (or none), features.deltas: false, features.trim_db: null")
+
 
 SHIPPED = importlib.resources.files("asrforge") / "recipes"     # the recipes the package ships
 

@@ -61,8 +61,15 @@ def test_every_shipped_recipe_loads(recipe):
     if recipe.startswith("demo_"):   # every demo recipe names the family its file promises
         expected = {"demo_conformer_ctc.yaml": ("ctc", "conformer"), "demo_ctc.yaml": ("ctc", "rnn"),
                     "demo_las.yaml": ("las", "pyramid"), "demo_transformer.yaml": ("transformer", "transformer"),
-                    "demo_joint.yaml": ("joint", "conformer"), "demo_rnnt.yaml": ("rnnt", "rnn")}[recipe]
+                    "demo_joint.yaml": ("joint", "conformer"), "demo_rnnt.yaml": ("rnnt", "rnn"),
+                    "demo_ctc_streaming.yaml": ("ctc", "rnn"), "demo_rnnt_streaming.yaml": ("rnnt", "rnn")}[recipe]
         assert (r.model.family, r.model.encoder.kind) == expected
+        # a streaming recipe is its offline one with a causal encoder and features that need no future audio
+        assert getattr(r.model, "streaming", False) == recipe.endswith("_streaming.yaml")
+        if recipe.endswith("_streaming.yaml"):
+            offline = load_recipe(recipe.replace("_streaming", ""))
+            assert not r.model.encoder.bidirectional and r.features.cmvn == "global"
+            assert (r.train, r.decode, r.specaugment) == (offline.train, offline.decode, offline.specaugment)
 
 
 def test_checkpoints_saved_with_a_retired_setting_load_when_it_was_off():

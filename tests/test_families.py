@@ -36,12 +36,16 @@ FAMILIES = {
     "rnnt-stateless-streaming": {"family": "rnnt", "predictor": "stateless", "streaming": True, "dropout": 0.0,
                                  "encoder": {"hidden": 32, "layers": 2, "bidirectional": False, "conv_channels": 4,
                                              "dropout": 0.0}, "pred_hidden": 32, "joint_dim": 32},
+    "ctc-streaming": {"family": "ctc", "streaming": True, "dropout": 0.0,
+                      "encoder": {"hidden": 32, "layers": 2, "bidirectional": False, "conv_channels": 4, "dropout": 0.0}},
 }
 
 
 def make_model(name: str, seed: int = 0):
     torch.manual_seed(seed)
-    recipe = recipe_from_dict({"model": FAMILIES[name], "features": {"n_mels": DIM}})
+    # a streaming model's features need no future audio (no utterance CMVN)
+    features = {"n_mels": DIM, **({"cmvn": "none"} if FAMILIES[name].get("streaming") else {})}
+    recipe = recipe_from_dict({"model": FAMILIES[name], "features": features})
     return build_model(recipe.model, DIM, VOCAB)
 
 

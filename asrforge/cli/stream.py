@@ -33,9 +33,13 @@ def add_parsers(sub) -> None:
     s.add_argument("--rate", type=int, default=16000, help="with - and --mic: samples per second (default 16000)")
     s.add_argument("--language", help="Whisper: the language code (default: detected)")
     s.add_argument("--beam-size", type=count, help="default: the model's own (Whisper: greedy)")
-    s.add_argument("--step", type=positive, default=1.0, help="seconds of new audio between decodes (default 1.0)")
-    s.add_argument("--endpoint-silence", type=positive, default=1.0,
-                   help="seconds of silence after speech that end an utterance (default 1.0)")
+    s.add_argument("--step", type=positive, default=1.0, help="re-decoding models (Whisper): seconds of new audio "
+                   "between decodes (default 1.0)")
+    s.add_argument("--chunk-ms", type=positive, default=320, help="streaming models (model.streaming): milliseconds "
+                   "of audio per encoder step (default 320)")
+    s.add_argument("--endpoint-silence", type=positive, default=None,
+                   help="seconds of silence after speech that end an utterance (default 1.0; 0.6 for streaming "
+                        "models, which decode the silence themselves)")
     s.add_argument("--max-utterance", type=positive, default=20.0, help="seconds an utterance lasts at most (default 20)")
     s.add_argument("--output-format", default="text", choices=["text", "jsonl"],
                    help="text: finals as lines (on a terminal, the partial line is rewritten in place); jsonl: one "
@@ -79,13 +83,19 @@ def stream(args) -> None:
 
 
 def _local(args, chunks, rate: int, show) -> tuple[list, float]:
-    from asrforge.inference.recognizer import load_model
-    from asrforge.inference.streaming import EndpointRules, StreamingRecognizer
+    from dataclasses import replace
 
-    rules = EndpointRules(silence_after_text_s=args.endpoint_silence, max_utterance_s=args.max_utterance)
+    from asrforge.inference.native_streaming import NATIVE_RULES, streaming_engine
+    from asrforge.inference.recognizer import load_model
+    from asrforge.inference.streaming import EndpointRules
+
+    recognizer = load_model(args.model, device=args.device, dtype=args.dtype)
+    defaults = NATIVE_RULES if recognizer.streaming else EndpointRules()
+    rules = replace(defaults, max_utterance_s=args.max_utterance,
+                    silence_after_text_s=args.endpoint_silence or defaults.silence_after_text_s)
     options = {"beam_size": args.beam_size} if args.beam_size else {}
-    engine = StreamingRecognizer(load_model(args.model, device=args.device, dtype=args.dtype), rules,
-                                 step_s=args.step, trim_s=min(15.0, 0.75 * args.max_utterance), **options)
+    engine = streaming_engine(recognizer, rules, step_s=args.step, trim_s=min(15.0, 0.75 * args.max_utterance),
+                              chunk_ms=args.chunk_ms, **options)
     s = engine.create_stream(language=args.language)
     try:
         for chunk in chunks:

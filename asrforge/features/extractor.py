@@ -31,7 +31,12 @@ class FeatureConfig:
     htk_mel: bool = False         # False: Slaney mel scale (librosa's default)
     # "speaker": statistics pooled over all of a speaker's utterances (the manifest's speaker field), computed
     # by the dataset; an utterance with no speaker, or a lone file at transcription, is its own speaker.
-    cmvn: Literal["utterance", "speaker", "none"] = "utterance"
+    # "global": one mean and deviation per dimension over the training set (``asrforge train`` measures them into
+    # global_mean/global_std, which the checkpoint's recipe then holds): a frame's features depend on it alone,
+    # as a streaming model's must.
+    cmvn: Literal["utterance", "speaker", "global", "none"] = "utterance"
+    global_mean: list[float] | None = None
+    global_std: list[float] | None = None
     # Speaker statistics from each recording's speech only: the frames from the first to the last that come within
     # this many dB of the recording's loudest (None: every frame). Recordings differ in how much silence they keep
     # before and after the speech (FSDD's are cut to the word, people's are not), and a mean over silence and
@@ -75,6 +80,12 @@ class FeatureExtractor:
                                   "or null for every frame")
         if config.trim_margin_ms < 0:
             raise ConfigError(f"features.trim_margin_ms={config.trim_margin_ms} must be 0 or more")
+        self.global_stats = None
+        if config.global_mean is not None or config.global_std is not None:
+            if not (len(config.global_mean or ()) == len(config.global_std or ()) == config.dim):
+                raise ConfigError(f"features.global_mean and features.global_std must both hold {config.dim} numbers "
+                                  "(one per feature dimension); leave both out and `asrforge train` measures them")
+            self.global_stats = CMVNStats(torch.tensor(config.global_mean), torch.tensor(config.global_std))
         self.config = config
         self.window = torch.hann_window(config.win_length, periodic=True)
         self.mel = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin,
@@ -95,7 +106,7 @@ class FeatureExtractor:
         c = self.config
         return mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax, htk=c.htk_mel, warp=warp).float()
 
-    def _features(self, power: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
+    def power_features(self, power: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
         """Power spectrum ``(T, F)`` -> every frame's features ``(T, D)``, before CMVN."""
         feats = torch.log(power @ self.filterbank(warp).T + LOG_FLOOR)
         if self.dct is not None:
@@ -122,13 +133,13 @@ class FeatureExtractor:
         """``(N,)`` -> ``(T, D)`` features before CMVN (what speaker statistics are accumulated from), of the
         frames ``features.trim_db`` keeps."""
         power = self.power_spectrogram(torch.as_tensor(wave, dtype=torch.float32))
-        return self._features(power, warp)[self._kept(power)]
+        return self.power_features(power, warp)[self._kept(power)]
 
     def statistics_frames(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``(N,)`` -> the un-normalized frames ``(T', D)`` that speaker statistics are pooled from."""
         power = self.power_spectrogram(torch.as_tensor(wave, dtype=torch.float32))
         kept = self._kept(power)
-        feats, power = self._features(power)[kept], power[kept]
+        feats, power = self.power_features(power)[kept], power[kept]
         if self.config.stats_trim_db is None:
             return feats
         first, end = _loud_span(power, self.config.stats_trim_db)
@@ -141,9 +152,20 @@ class FeatureExtractor:
         feats = self.unnormalized(wave, warp)
         if self.config.cmvn == "speaker" and speaker_stats is not None:
             feats = speaker_stats.apply(feats)
-        elif self.config.cmvn != "none":
+        elif self.config.cmvn in ("global", "none"):
+            feats = self.frame_normalized(feats)
+        else:
             feats = utterance_cmvn(feats)
         return feats.contiguous()
+
+    def frame_normalized(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(T, D)`` un-normalized -> normalized frame by frame (``cmvn`` global or none), as streaming needs."""
+        if self.config.cmvn == "none":
+            return feats
+        if self.global_stats is None:
+            raise ConfigError("features.cmvn=global needs features.global_mean and features.global_std; "
+                              "`asrforge train` measures them on data.train")
+        return self.global_stats.apply(feats)
 
 
 def _loud_span(power: torch.Tensor, below_db: float) -> tuple[int, int]:

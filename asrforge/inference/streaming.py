@@ -117,28 +117,14 @@ def _text(words: list[Word]) -> str:
     return " ".join(w.word.strip() for w in words if w.word.strip())
 
 
-class Stream:
-    """One audio source's state. Feed it with :meth:`accept_waveform`, end it with :meth:`finish`; events come out
-    of :meth:`pop_events` after :meth:`StreamingRecognizer.decode_streams`."""
+class AudioStream:
+    """What every engine's stream shares: audio in (resampled to 16 kHz as it arrives), events out. Feed it with
+    :meth:`accept_waveform`, end it with :meth:`finish`; events come out of :meth:`pop_events` after the engine's
+    ``decode_streams``. An engine's stream takes the 16 kHz samples in ``_append``."""
 
     def __init__(self, options: dict):
         self.options = options
-        self.buffer = np.zeros(0, dtype=np.float32)   # the current utterance's audio
-        self.buffer_start = 0           # the buffer's first sample, counted from the stream's start
         self.received = 0               # samples received (16 kHz)
-        self.decoded_to = 0             # where the audio ended at the last decode
-        self.vad_done = 0               # samples classified by the VAD (whole frames)
-        self.vad_tail = np.zeros(0, dtype=np.float32)  # the audio just before vad_done, seen again for context
-        self.last_speech_end: int | None = None       # end of the last speech frame
-        self.committed_to = 0.0         # seconds: end of the last committed word
-        self.committed_text = ""        # the prompt: committed text whose audio has left the buffer
-        self.prompted = 0               # how many of ``agreed`` are in it
-        self.last_committed: list[str] = []   # the last few committed words, normalized
-        self.utterance_start = 0        # sample where the current utterance's audio began
-        self.decodes = 0                # decodes of the current utterance so far
-        self.agreed: list[Word] = []    # the current utterance's committed words
-        self.tentative: list[Word] = []   # the last decode's words after the committed ones
-        self.partial_text = ""
         self.segments = 0
         self.finished = False
         self.flushed = False            # the end was decoded
@@ -147,7 +133,6 @@ class Stream:
         self._resampler = None
         self._rate: int | None = None
 
-    # ---- input --------------------------------------------------------------------------------------------------
     def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
         """Mono float samples ``(N,)`` in [-1, 1] at ``sample_rate`` (resampled to 16 kHz as they arrive)."""
         if self.finished:
@@ -165,13 +150,21 @@ class Stream:
             raise ConfigError(f"sample_rate changed from {self._rate} to {sample_rate} within one stream")
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)
-        self._append(samples)
+        if len(samples):
+            self.received += len(samples)
+            self._append(samples)
 
     def finish(self) -> None:
-        """No more audio: the next :meth:`StreamingRecognizer.decode_streams` commits what is left."""
+        """No more audio: the engine's next ``decode_streams`` commits what is left."""
         if self._resampler is not None and not self.finished:
-            self._append(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            rest = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            if len(rest):
+                self.received += len(rest)
+                self._append(rest)
         self.finished = True
+
+    def _append(self, samples: np.ndarray) -> None:
+        raise NotImplementedError
 
     def pop_events(self) -> list[StreamEvent]:
         events, self._events = self._events, []
@@ -181,11 +174,39 @@ class Stream:
     def seconds(self) -> float:
         return self.received / SAMPLE_RATE
 
+    def _emit(self, event: StreamEvent) -> None:
+        self._events.append(event)
+        if event.type == "final":
+            self.finals.append(event)
+
+    def result(self) -> Result:
+        """The finals so far as one :class:`Result` (a segment per final), for srt/vtt/json writers."""
+        return finals_result(self.finals, self.seconds, self.options.get("language"))
+
+
+class Stream(AudioStream):
+    """One audio source's state in a :class:`StreamingRecognizer`."""
+
+    def __init__(self, options: dict):
+        super().__init__(options)
+        self.buffer = np.zeros(0, dtype=np.float32)   # the current utterance's audio
+        self.buffer_start = 0           # the buffer's first sample, counted from the stream's start
+        self.decoded_to = 0             # where the audio ended at the last decode
+        self.vad_done = 0               # samples classified by the VAD (whole frames)
+        self.vad_tail = np.zeros(0, dtype=np.float32)  # the audio just before vad_done, seen again for context
+        self.last_speech_end: int | None = None       # end of the last speech frame
+        self.committed_to = 0.0         # seconds: end of the last committed word
+        self.committed_text = ""        # the prompt: committed text whose audio has left the buffer
+        self.prompted = 0               # how many of ``agreed`` are in it
+        self.last_committed: list[str] = []   # the last few committed words, normalized
+        self.utterance_start = 0        # sample where the current utterance's audio began
+        self.decodes = 0                # decodes of the current utterance so far
+        self.agreed: list[Word] = []    # the current utterance's committed words
+        self.tentative: list[Word] = []   # the last decode's words after the committed ones
+        self.partial_text = ""
+
     def _append(self, samples: np.ndarray) -> None:
-        if not len(samples):
-            return
         self.buffer = np.concatenate([self.buffer, samples])
-        self.received += len(samples)
 
     # ---- voice activity -----------------------------------------------------------------------------------------
     def _classify(self, end: int) -> None:
@@ -201,11 +222,6 @@ class Stream:
         self.vad_tail = audio[-VAD_CONTEXT_FRAMES * VAD_FRAME:]
         self.vad_done = end
 
-    def _emit(self, event: StreamEvent) -> None:
-        self._events.append(event)
-        if event.type == "final":
-            self.finals.append(event)
-
     def _trim(self, to_sample: int) -> None:
         """Forget the audio before ``to_sample`` (stream time; never past what the VAD has seen)."""
         cut = min(max(0, min(to_sample, self.vad_done) - self.buffer_start), len(self.buffer))
@@ -216,10 +232,6 @@ class Stream:
     def speech_in_buffer(self) -> bool:
         """Whether the VAD heard speech in the audio the buffer holds."""
         return self.last_speech_end is not None and self.last_speech_end > self.buffer_start
-
-    def result(self) -> Result:
-        """The finals so far as one :class:`Result` (a segment per final), for srt/vtt/json writers."""
-        return finals_result(self.finals, self.seconds, self.options.get("language"))
 
 
 def finals_result(finals: list[StreamEvent], seconds: float, language: str | None = None) -> Result:

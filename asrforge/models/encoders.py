@@ -64,6 +64,46 @@ class RNNEncoder(nn.Module):
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.rnn(*self.frontend(x, x_lens))
 
+    # ---- streaming (unidirectional only) ----------------------------------------------------------------------
+    def initial_state(self, x: torch.Tensor) -> "EncoderStream":
+        """A new stream's state, for input frames like ``x (T, D)``."""
+        return EncoderStream(self.frontend.initial_state(x))
+
+    def forward_chunks(self, chunks: list[torch.Tensor], states: list["EncoderStream"],
+                       finals: list[bool]) -> list[torch.Tensor]:
+        """The next input frames of several streams ``(T_i, D)`` -> the output frames they complete ``(T_i', H)``,
+        the recurrent layers run on all of them at once; ``finals[i]``: stream ``i``'s input ends here. A stream's
+        outputs over its whole input equal :meth:`forward`'s on it, however the input is cut."""
+        front = [self.frontend.forward_chunk(x, s.frontend, final) for x, s, final in zip(chunks, states, finals)]
+        busy = [i for i, h in enumerate(front) if h.shape[0]]
+        if not busy:
+            return front
+        lens = torch.tensor([front[i].shape[0] for i in busy])
+        padded = nn.utils.rnn.pad_sequence([front[i] for i in busy], batch_first=True)
+        previous = [states[i].rnn for i in busy]
+        if all(p is None for p in previous):
+            start = None
+        else:
+            zero = self.rnn.zero_state(1, padded)
+            filled = [zero if p is None else p for p in previous]
+            start = (tuple(torch.cat(parts, dim=1) for parts in zip(*filled)) if isinstance(zero, tuple)
+                     else torch.cat(filled, dim=1))
+        out, _, end = self.rnn.forward_state(padded, lens, start)
+        for j, i in enumerate(busy):
+            states[i].rnn = (tuple(part[:, j: j + 1] for part in end) if isinstance(end, tuple)
+                             else end[:, j: j + 1])
+            front[i] = out[j, : lens[j]]
+        return front
+
+
+@dataclass
+class EncoderStream:
+    """A stream's place in a recurrent encoder: its front end's, and the recurrent layers' state after the last
+    output frame (None before the first)."""
+
+    frontend: object
+    rnn: object = None
+
 
 @dataclass
 class PyramidEncoderConfig:
@@ -201,6 +241,16 @@ class ConformerEncoder(nn.Module):
         for layer in self.layers:
             h = layer(h, valid)
         return h, lens
+
+
+def check_streaming(config) -> None:
+    """A model with ``streaming: true`` needs an encoder that sees no future frames and decodes chunk by chunk."""
+    if not config.streaming or config.encoder.causal:
+        return
+    causal = [n for n in ENCODERS.names() if "bidirectional" in ENCODERS.get(n).config.__dataclass_fields__]
+    raise ValueError(f"model.streaming needs an encoder that sees no future frames; encoder {config.encoder.kind!r} "
+                     f"here is bidirectional. Allowed: model.encoder.kind one of {causal} with "
+                     "model.encoder.bidirectional: false")
 
 
 def encoder_field(default: str):

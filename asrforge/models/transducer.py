@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from asrforge.config import fill_registry_defaults
-from asrforge.models.encoders import build_encoder, encoder_field
+from asrforge.models.encoders import build_encoder, check_streaming, encoder_field
 from asrforge.nn.linear import Linear
-from asrforge.registry import ENCODERS, MODELS
+from asrforge.registry import MODELS
 from asrforge.text.special import BLANK_ID
 
 
@@ -37,11 +37,7 @@ class TransducerModelConfig:
             raise ValueError("model.pred_hidden, pred_layers, joint_dim and context_size must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("model.dropout must be in [0, 1)")
-        if self.streaming and not self.encoder.causal:
-            causal = [n for n in ENCODERS.names() if "bidirectional" in ENCODERS.get(n).config.__dataclass_fields__]
-            raise ValueError(f"model.streaming needs an encoder that sees no future frames; encoder "
-                             f"{self.encoder.kind!r} here is bidirectional. Allowed: model.encoder.kind one of {causal} "
-                             "with model.encoder.bidirectional: false")
+        check_streaming(self)
 
 
 class LSTMPredictor(nn.Module):
@@ -116,6 +112,15 @@ class TransducerModel(nn.Module):
         """``(B, T, D) -> (B, T', joint_dim)`` already projected for the joint network."""
         h, h_lens = self.encoder(x, x_lens)
         return self.enc_proj(h), h_lens
+
+    def initial_stream(self, x: torch.Tensor):
+        """A new stream's encoder state (``model.streaming``), for feature frames like ``x (T, D)``."""
+        return self.encoder.initial_state(x)
+
+    def forward_chunks(self, chunks: list[torch.Tensor], states: list, finals: list[bool]) -> list[torch.Tensor]:
+        """The next feature frames of several streams ``(T_i, D)`` -> the projected encoder frames ``(T_i', J)``
+        they complete (see the encoder's ``forward_chunks``)."""
+        return [self.enc_proj(h) for h in self.encoder.forward_chunks(chunks, states, finals)]
 
     def joint(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """Projected encoder and predictor outputs (broadcastable) -> unnormalized logits over the vocabulary."""

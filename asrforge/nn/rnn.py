@@ -21,7 +21,19 @@ class RNNStack(nn.Module):
         self.out_dim = hidden * (2 if bidirectional else 1)
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        packed = pack_padded_sequence(x, x_lens.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        out, x_lens, _ = self.forward_state(x, x_lens)
         return out, x_lens
+
+    def zero_state(self, batch: int, like: torch.Tensor):
+        """The state :meth:`forward_state` starts from when given None, for ``batch`` sequences like ``like``."""
+        r = self.rnn
+        zeros = like.new_zeros(r.num_layers * (2 if r.bidirectional else 1), batch, r.hidden_size)
+        return (zeros, zeros) if isinstance(r, nn.LSTM) else zeros
+
+    def forward_state(self, x: torch.Tensor, x_lens: torch.Tensor, state=None):
+        """:meth:`forward` from ``state`` (None: zeros), also returning the state after each sequence's last frame:
+        ``(layers * directions, B, hidden)``, a pair of them for an LSTM. Lengths must be at least 1."""
+        packed = pack_padded_sequence(x, x_lens.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return out, x_lens, state

@@ -29,7 +29,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asrforge.audio.live import PcmDecoder
 from asrforge.errors import AudioError, ConfigError
-from asrforge.inference.streaming import EndpointRules, Stream, StreamingRecognizer
+from asrforge.inference.native_streaming import streaming_engine
+from asrforge.inference.streaming import AudioStream, StreamingRecognizer
 from asrforge.serve.errors import ApiError
 
 log = logging.getLogger("asrforge")
@@ -108,7 +109,7 @@ def settings(text: str | None, served: list[str]) -> dict:
             "options": {k: v for k, v in options.items() if v is not None}}
 
 
-def _feed(engine: StreamingRecognizer, stream: Stream, samples: np.ndarray | None, rate: int) -> list[dict]:
+def _feed(engine: StreamingRecognizer, stream: AudioStream, samples: np.ndarray | None, rate: int) -> list[dict]:
     """On the worker: new audio (None: the end) -> the events it gave."""
     if samples is None:
         stream.finish()
@@ -137,7 +138,7 @@ async def serve_stream(server, ws: WebSocket) -> None:
                       or await asyncio.wrap_future(server.scheduler.call(server.pool.acquire, model)))
         held = model
         try:
-            engine = StreamingRecognizer(recognizer, EndpointRules(), **config["options"])
+            engine = streaming_engine(recognizer, **config["options"])
         except ConfigError as e:
             raise Refusal(str(e)) from None
         await ws.send_json({"type": "ready"})
@@ -156,7 +157,7 @@ async def serve_stream(server, ws: WebSocket) -> None:
             server.pool.release(held)
 
 
-async def _pump(server, ws: WebSocket, engine: StreamingRecognizer, stream: Stream, config: dict, key: int) -> None:
+async def _pump(server, ws: WebSocket, engine: StreamingRecognizer, stream: AudioStream, config: dict, key: int) -> None:
     """Frames are read as they come (a task of their own) and decoded in one worker call per turn: audio that
     arrived while the worker was busy is decoded together, so a stream that fell behind catches up."""
     rate = config["sample_rate"]

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,12 +28,12 @@ from torch.utils.data import DataLoader
 from asrforge.data.augment import SpecAugment, WaveAugment
 from asrforge.config import to_dict
 from asrforge.data.dataset import ItemMaker, SpeechDataset, collate
-from asrforge.data.manifest import Skipped, Utterance, missing_audio, read_manifest
+from asrforge.data.manifest import Skipped, Utterance, load_utterance, missing_audio, read_manifest
 from asrforge.data.sampler import DurationBatchSampler
 from asrforge.data.shards import ShardStream, is_shard_spec, pool_speaker_statistics, read_index, shard_speakers
 from asrforge.decoding.kneser_ney import write_lm
 from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
-from asrforge.features import FeatureExtractor
+from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.inference.evaluate import evaluate_dataset
 from asrforge.inference.transcriber import LM_FILE, Transcriber
@@ -126,6 +126,26 @@ def _ignore_interrupts(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+GLOBAL_STATS_UTTS = 2000       # utterances global CMVN is measured on at most (evenly spread over data.train)
+
+
+def global_statistics(features: FeatureConfig, utts: list, progress: bool = False) -> FeatureConfig:
+    """``features`` with ``global_mean``/``global_std`` measured on (up to :data:`GLOBAL_STATS_UTTS` of) ``utts``."""
+    extractor = FeatureExtractor(features)
+    acc = CMVNAccumulator()
+    step = max(1, len(utts) // GLOBAL_STATS_UTTS)
+    for u in progress_bar(utts[::step], desc="global CMVN statistics", unit="utt", disable=not progress, leave=False):
+        try:
+            acc.add(extractor.unnormalized(load_utterance(u)))
+        except AsrforgeError:
+            continue            # the dataset reports unreadable audio
+    if not acc.frames:
+        raise ConfigError("features.cmvn=global: none of data.train's audio could be read to measure statistics")
+    stats = acc.stats()
+    return replace(features, global_mean=[round(v, 5) for v in stats.mean.tolist()],
+                   global_std=[round(v, 5) for v in stats.std.tolist()])
+
+
 class Trainer:
     def __init__(self, recipe: Recipe, out_dir: str | Path, resume: bool = False, progress: bool = True):
         self.out = Path(out_dir)
@@ -163,6 +183,12 @@ class Trainer:
             raise ConfigError(f"data.train {recipe.data.train}: none of its {len(train_texts)} utterances has a transcript "
                               "(after normalization); training needs text. Manifests of untranscribed audio "
                               "(`prepare folder --audio-only`) are for augment.* and `asrforge adapt`")
+        if recipe.features.cmvn == "global" and recipe.features.global_mean is None:
+            if shards:
+                raise ConfigError("features.cmvn=global with shards: measure the statistics on a manifest first "
+                                  "and give them as features.global_mean and features.global_std")
+            recipe = self.recipe = replace(recipe, features=global_statistics(recipe.features, train_utts,
+                                                                              self.progress))
         dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", None)
         self.manifest_skips += dev_skips
         self.tokenizer = (tokenizer_from_state(checkpoint["tokenizer"]) if checkpoint else
