@@ -1,0 +1,121 @@
+"""A streaming asrforge model (``model.streaming: true``) at real-time pace: latency, accuracy, streams held.
+
+    python benchmarks/native_streaming.py --streaming EXP/rnnt_streaming --offline EXP/rnnt \
+        --manifest CORPUS/test.jsonl [--utts 60] [--pause 1.0] [--beam 1] [--streams 1 4 8 16]
+
+The demo corpus's held-out voices (``asrforge synth``; the manifest's utterances joined with ``--pause`` seconds
+of silence between them, as people pause between sentences) are replayed in 100-ms chunks at the pace they were
+spoken through :class:`asrforge.inference.native_streaming.NativeStreamingRecognizer`, as 1, 4, 8 ... streams at
+once in one engine (their chunks batched in one encoder call). Per row it prints one JSON line: the WER of the
+finals against the reference; the latency of each final (arrival from the start of the replay minus the end time
+of the words it covers) and of the first partial of each utterance (arrival minus the end of the audio it covers,
+as streaming_latency.py measures it, and arrival minus the start of the utterance's first word), median and p90; seconds of decoding per second of audio; how late a chunk was taken in at worst (``max_lag_s``:
+real time is held when this stays under a chunk or two). Then the manifest's WER decoded offline by the streaming
+model (the same as streamed, utterance by utterance: its contract) and by ``--offline``, the same recipe trained
+with a bidirectional encoder and utterance CMVN: the price of streaming.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from streaming_latency import CHUNK, SR, paced, quantiles, summary  # noqa: E402
+
+
+def replay(engine, wave: np.ndarray, streams: int) -> tuple[list[tuple[float, dict]], dict]:
+    """``streams`` copies of ``wave`` replayed side by side in ``engine``; the events of the first."""
+    live = [engine.create_stream() for _ in range(streams)]
+    events: list[tuple[float, dict]] = []
+    busy = lag = 0.0
+    start = time.monotonic()
+    for k, chunk in enumerate(paced(wave, start)):
+        lag = max(lag, time.monotonic() - start - k * CHUNK / SR)
+        for s in live:
+            s.accept_waveform(chunk, SR)
+        t = time.monotonic()
+        engine.decode_streams(live)
+        busy += time.monotonic() - t
+        now = time.monotonic() - start
+        events += [(now, e.to_dict()) for e in live[0].pop_events()]
+        for s in live[1:]:
+            s.pop_events()
+    for s in live:
+        s.finish()
+    t = time.monotonic()
+    engine.decode_streams(live)
+    busy += time.monotonic() - t
+    now = time.monotonic() - start
+    events += [(now, e.to_dict()) for e in live[0].pop_events()]
+    return events, {"streams": streams, "max_lag_s": round(lag, 3),
+                    "decode_seconds_per_audio_second": round(busy / (len(wave) / SR * streams), 4)}
+
+
+def partial_after_onset(events: list[tuple[float, dict]]) -> list[float]:
+    """Per utterance: when its first partial arrived minus when its first word began (the final's word times)."""
+    out, first = [], None
+    for arrived, e in events:
+        if e["type"] == "partial" and first is None and e["text"]:
+            first = arrived
+        elif e["type"] == "final":
+            if first is not None and e["words"]:
+                out.append(first - e["words"][0]["start"])
+            first = None
+    return out
+
+
+def joined(manifest: Path, utts: int, pause: float) -> tuple[np.ndarray, str]:
+    from asrforge.data.manifest import load_utterance, read_manifest
+
+    rows = read_manifest(manifest)[0][:utts]
+    gap = np.zeros(int(pause * SR), np.float32)
+    wave = np.concatenate([part for u in rows for part in (gap, load_utterance(u))] + [gap])
+    return wave, " ".join(u.text for u in rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--streaming", required=True, help="an experiment folder or checkpoint with model.streaming")
+    ap.add_argument("--offline", help="the same recipe trained offline, for the price of streaming")
+    ap.add_argument("--manifest", required=True, help="held-out utterances (the demo corpus's test.jsonl)")
+    ap.add_argument("--utts", type=int, default=60)
+    ap.add_argument("--pause", type=float, default=1.0)
+    ap.add_argument("--beam", type=int, default=1)
+    ap.add_argument("--chunk-ms", type=float, default=320)
+    ap.add_argument("--streams", type=int, nargs="+", default=[1, 4, 8, 16])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    import torch
+
+    from asrforge.inference.native_streaming import NativeStreamingRecognizer
+    from asrforge.inference.recognizer import load_model
+
+    torch.set_num_threads(args.threads)
+    recognizer = load_model(args.streaming)
+    engine = NativeStreamingRecognizer(recognizer, chunk_ms=args.chunk_ms, beam_size=args.beam)
+    wave, reference = joined(Path(args.manifest), args.utts, args.pause)
+    rows = []
+    for n in args.streams:
+        events, extra = replay(engine, wave, n)
+        extra["first_partial_after_word_start_s"] = quantiles(partial_after_onset(events))
+        rows.append(summary(f"asrforge native, beam {args.beam}", events, reference, None, extra))
+        print(json.dumps(rows[-1]), flush=True)
+    def manifest_wer(model) -> float:
+        return round(100 * model.evaluate(args.manifest, progress=False, beam_size=args.beam).summary()["wer"], 2)
+
+    offline = {"streaming_model": manifest_wer(recognizer)}
+    if args.offline:
+        offline["offline_recipe"] = manifest_wer(load_model(args.offline))
+    print(json.dumps({"name": "native_streaming", "streaming": args.streaming, "offline": args.offline,
+                      "audio_seconds": round(len(wave) / SR, 1), "utts": args.utts, "beam": args.beam,
+                      "chunk_ms": args.chunk_ms, "manifest_wer": offline, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
