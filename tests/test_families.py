@@ -34,6 +34,7 @@ FAMILIES = {
     "rnnt-conformer": {"family": "rnnt", "encoder": {"kind": "conformer", "conv_kernel": 5, **TINY_ATT},
                       "pred_hidden": 32, "joint_dim": 32, "dropout": 0.0},
     "rnnt-stateless-streaming": {"family": "rnnt", "predictor": "stateless", "streaming": True, "dropout": 0.0,
+                                 "ctc_weight": 0.3,
                                  "encoder": {"hidden": 32, "layers": 2, "bidirectional": False, "conv_channels": 4,
                                              "dropout": 0.0}, "pred_hidden": 32, "joint_dim": 32},
     "ctc-streaming": {"family": "ctc", "streaming": True, "dropout": 0.0,

@@ -204,7 +204,8 @@ def tone(seconds: float) -> np.ndarray:
 def test_an_utterance_ends_after_the_silence_the_rules_name_and_only_then():
     engine = loudness_engine()
     # sound 0.5-1.0 s, a pause of 0.4 s (shorter than the rule: the utterance goes on), sound 1.4-1.8 s, silence
-    wave = np.concatenate([np.zeros(SR // 2), tone(0.5), np.zeros(int(0.4 * SR)), tone(0.4), np.zeros(2 * SR)])
+    wave = np.concatenate([np.zeros(SR // 2), tone(0.5), np.zeros(int(0.4 * SR)), tone(0.4), np.zeros(2 * SR),
+                           tone(0.3), np.zeros(SR)])       # and one more after the endpoint: 3.8-4.1 s
     s = engine.create_stream()
     arrivals = []
     for i in range(0, len(wave), 1600):
@@ -212,8 +213,10 @@ def test_an_utterance_ends_after_the_silence_the_rules_name_and_only_then():
         engine.decode_streams([s])
         arrivals += [((i + 1600) / SR, e) for e in s.pop_events()]
     finals = [(t, e) for t, e in arrivals if e.type == "final"]
-    assert [e.text for _, e in finals] == ["oo"]       # the short pause did not end it; the long one did
-    (arrived, final), = finals
+    assert [e.text for _, e in finals] == ["oo", "o"]   # the short pause did not end it; the long one did
+    (arrived, final), (_, after) = finals
+    # the utterance after an endpoint starts afresh (a new encoder state), its times still counted from the start
+    assert after.start == pytest.approx(3.8, abs=0.1) and after.end == pytest.approx(4.1, abs=0.1)
     assert final.start == pytest.approx(0.5, abs=0.1) and final.end == pytest.approx(1.8, abs=0.1)
     # the final came once 0.6 s of silence were decoded, a chunk (0.32 s) after at most
     assert 1.8 + 0.6 <= arrived + 0.05 and arrived <= 1.8 + 0.6 + 0.32 + 0.1 + 0.05
@@ -292,3 +295,32 @@ def test_stream_command_with_a_streaming_model(streaming_checkpoint, tmp_path, m
     offline = Transcriber.from_checkpoint(streaming_checkpoint).transcribe(str(path))
     assert " ".join(e["text"] for e in lines if e["type"] == "final") == offline.text
     assert (tmp_path / "digits.srt").is_file() and json.loads((tmp_path / "digits.json").read_text())["text"] == offline.text
+
+
+def test_websocket_streams_of_a_streaming_model_share_one_engine_and_give_its_finals(streaming_checkpoint):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serve_fixtures import RunningServer
+    from test_streaming import live, pcm16
+
+    from asrforge.serve.app import ServerConfig
+
+    wave = np.concatenate([spoken("four nine", seed=2), np.zeros(SR, np.float32), spoken("six", seed=3),
+                           np.zeros(SR, np.float32)])
+    audio = pcm16(wave)
+    samples = np.frombuffer(audio, "<i2").astype(np.float32) / 32768.0
+    with RunningServer(ServerConfig(models={"rnnt": str(streaming_checkpoint)}, max_streams=3)) as server:
+        server.wait_ready()
+        engine = streaming_engine(Transcriber.from_checkpoint(streaming_checkpoint))
+        expected = server.internals.scheduler.call(stream_through, engine, samples, 3200).result(timeout=120)
+        expected_finals = [e.to_dict() for e in expected if e.type == "final"]
+        assert expected_finals and all(e["words"] for e in expected_finals)
+        frames = [audio[k: k + 3201] for k in range(0, len(audio), 3201)]
+        with ThreadPoolExecutor(3) as pool:
+            runs = list(pool.map(lambda _: live(server, {"model": "rnnt"}, frames), range(3)))
+        for got in runs:
+            assert got[0] == {"type": "ready"} and got[-2:] == [{"type": "done"}, {"closed": 1000}]
+            assert [m for m in got if m.get("type") == "final"] == expected_finals
+        assert server.internals.live.groups == {}          # the streams left, and their shared engine with them
+        got = live(server, {"model": "rnnt", "language": "en"}, [])
+        assert got[0]["type"] == "error" and "language" in got[0]["message"] and got[-1] == {"closed": 1008}

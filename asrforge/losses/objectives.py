@@ -54,10 +54,16 @@ def _attention(model, outputs, tokens, token_lens) -> LossOutput:
 
 
 def _transducer(model, outputs, tokens, token_lens) -> LossOutput:
-    logits, h_lens = outputs
+    logits, h_lens, ctc_log_probs = outputs
     # per-token normalization, as for CTC: long and short utterances weigh alike per symbol
     per_utt = transducer_loss(logits, tokens, h_lens, token_lens, reduction="none")
     loss = (per_utt / token_lens.clamp(min=1)).mean()
+    if ctc_log_probs is not None:
+        # auxiliary CTC on the encoder; utterances too short for CTC keep their transducer loss
+        ctc = ctc_loss(ctc_log_probs, h_lens, tokens, token_lens)
+        if ctc.loss is not None:
+            w = getattr(model, "module", model).config.ctc_weight
+            loss = (1 - w) * loss + w * ctc.loss
     return LossOutput(loss, torch.ones_like(token_lens, dtype=torch.bool))
 
 

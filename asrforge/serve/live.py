@@ -50,12 +50,34 @@ class Refusal(Exception):
 
 
 class LiveStreams:
-    """The live streams and how far behind each is (seconds its audio has waited for the worker)."""
+    """The live streams, how far behind each is (seconds its audio has waited for the worker), and one engine per
+    loaded model that all of its streams share: a worker call for one stream decodes every stream of that engine
+    with audio due, in one batch where the engine batches (streaming models encode all their chunks at once)."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.lag: dict[int, float] = {}
         self._keys = itertools.count()
+        self.groups: dict[int, tuple[object, list[AudioStream]]] = {}   # id(recognizer) -> (engine, its streams)
+
+    def join(self, recognizer, options: dict) -> tuple[object, AudioStream]:
+        """A new stream of ``recognizer``'s engine (made with its first stream); ConfigError for options it refuses."""
+        engine, members = self.groups.get(id(recognizer)) or (streaming_engine(recognizer), [])
+        stream = engine.create_stream(**options)
+        self.groups[id(recognizer)] = (engine, members + [stream])
+        return engine, stream
+
+    def part(self, recognizer, stream: AudioStream) -> None:
+        engine, members = self.groups.get(id(recognizer), (None, []))
+        rest = [m for m in members if m is not stream]
+        if rest:
+            self.groups[id(recognizer)] = (engine, rest)
+        else:
+            self.groups.pop(id(recognizer), None)
+
+    def peers(self, recognizer) -> list[AudioStream]:
+        """The streams sharing ``recognizer``'s engine, as of now (the list is replaced, never changed in place)."""
+        return self.groups.get(id(recognizer), (None, []))[1]
 
     def admit(self) -> int:
         if len(self.lag) >= self.limit:
@@ -109,20 +131,22 @@ def settings(text: str | None, served: list[str]) -> dict:
             "options": {k: v for k, v in options.items() if v is not None}}
 
 
-def _feed(engine: StreamingRecognizer, stream: AudioStream, samples: np.ndarray | None, rate: int) -> list[dict]:
-    """On the worker: new audio (None: the end) -> the events it gave."""
+def _feed(engine: StreamingRecognizer, stream: AudioStream, samples: np.ndarray | None, rate: int,
+          peers: list[AudioStream]) -> list[dict]:
+    """On the worker: new audio (None: the end) -> the events it gave. Every stream of the engine (``peers``) is
+    brought up to the audio it has, together; their events wait in their own streams for their own calls."""
     if samples is None:
         stream.finish()
     else:
         stream.accept_waveform(samples, rate)
-    engine.decode_streams([stream])
+    engine.decode_streams(peers if stream in peers else [*peers, stream])
     return [e.to_dict() for e in stream.pop_events()]
 
 
 async def serve_stream(server, ws: WebSocket) -> None:
     """One client's stream, from its settings to ``done`` (or an error); the server goes on either way."""
     await ws.accept()
-    key = held = None
+    key = held = stream = recognizer = None
     try:
         try:
             server.check_ready()
@@ -138,11 +162,11 @@ async def serve_stream(server, ws: WebSocket) -> None:
                       or await asyncio.wrap_future(server.scheduler.call(server.pool.acquire, model)))
         held = model
         try:
-            engine = streaming_engine(recognizer, **config["options"])
+            engine, stream = server.live.join(recognizer, config["options"])
         except ConfigError as e:
             raise Refusal(str(e)) from None
         await ws.send_json({"type": "ready"})
-        await _pump(server, ws, engine, engine.create_stream(), config, key)
+        await _pump(server, ws, engine, stream, config, key, lambda: server.live.peers(recognizer))
     except Refusal as e:
         await _close(ws, e.code, str(e))
     except WebSocketDisconnect:
@@ -153,11 +177,14 @@ async def serve_stream(server, ws: WebSocket) -> None:
     finally:
         if key is not None:
             server.live.leave(key)
+        if stream is not None:
+            server.live.part(recognizer, stream)
         if held is not None:
             server.pool.release(held)
 
 
-async def _pump(server, ws: WebSocket, engine: StreamingRecognizer, stream: AudioStream, config: dict, key: int) -> None:
+async def _pump(server, ws: WebSocket, engine: StreamingRecognizer, stream: AudioStream, config: dict, key: int,
+                peers) -> None:
     """Frames are read as they come (a task of their own) and decoded in one worker call per turn: audio that
     arrived while the worker was busy is decoded together, so a stream that fell behind catches up."""
     rate = config["sample_rate"]
@@ -207,12 +234,14 @@ async def _pump(server, ws: WebSocket, engine: StreamingRecognizer, stream: Audi
                 samples = np.concatenate(arrived)
                 arrived.clear()
                 started = started or time.monotonic()
-                for event in await asyncio.wrap_future(server.scheduler.call(_feed, engine, stream, samples, rate)):
+                decoded = server.scheduler.call(_feed, engine, stream, samples, rate, peers())
+                for event in await asyncio.wrap_future(decoded):
                     await ws.send_json(event)
                 heard += len(samples) / rate
                 server.live.lag[key] = max(0.0, time.monotonic() - started - heard)
             if ended.is_set() and not arrived:
-                for event in await asyncio.wrap_future(server.scheduler.call(_feed, engine, stream, None, rate)):
+                decoded = server.scheduler.call(_feed, engine, stream, None, rate, peers())
+                for event in await asyncio.wrap_future(decoded):
                     await ws.send_json(event)
                 await ws.send_json({"type": "done"})
                 await ws.close(CLOSE_NORMAL)
