@@ -8,8 +8,8 @@ of silence between them, as people pause between sentences) are replayed in 100-
 spoken through :class:`asrforge.inference.native_streaming.NativeStreamingRecognizer`, as 1, 4, 8 ... streams at
 once in one engine (their chunks batched in one encoder call). Per row it prints one JSON line: the WER of the
 finals against the reference; the latency of each final (arrival from the start of the replay minus the end time
-of the words it covers) and of the first partial of each utterance (arrival minus the end of the audio it covers,
-as streaming_latency.py measures it, and arrival minus the start of the utterance's first word), median and p90; seconds of decoding per second of audio; how late a chunk was taken in at worst (``max_lag_s``:
+of the words it covers, as streaming_latency.py measures it, and minus the end of the utterance's audio) and of
+the first partial of each utterance (arrival minus the start of the utterance's audio), median and p90; seconds of decoding per second of audio; how late a chunk was taken in at worst (``max_lag_s``:
 real time is held when this stays under a chunk or two). Then the manifest's WER decoded offline by the streaming
 model (the same as streamed, utterance by utterance: its contract) and by ``--offline``, the same recipe trained
 with a bidirectional encoder and utterance CMVN: the price of streaming.
@@ -57,26 +57,40 @@ def replay(engine, wave: np.ndarray, streams: int) -> tuple[list[tuple[float, di
                     "decode_seconds_per_audio_second": round(busy / (len(wave) / SR * streams), 4)}
 
 
-def partial_after_onset(events: list[tuple[float, dict]]) -> list[float]:
-    """Per utterance: when its first partial arrived minus when its first word began (the final's word times)."""
-    out, first = [], None
-    for arrived, e in events:
-        if e["type"] == "partial" and first is None and e["text"]:
-            first = arrived
-        elif e["type"] == "final":
-            if first is not None and e["words"]:
-                out.append(first - e["words"][0]["start"])
-            first = None
-    return out
-
-
-def joined(manifest: Path, utts: int, pause: float) -> tuple[np.ndarray, str]:
+def joined(manifest: Path, utts: int, pause: float) -> tuple[np.ndarray, str, list[tuple[float, float]]]:
+    """The manifest's first ``utts`` utterances with ``pause`` seconds of silence before, between and after them
+    -> the audio, the reference, and where each utterance's audio lies (seconds)."""
     from asrforge.data.manifest import load_utterance, read_manifest
 
     rows = read_manifest(manifest)[0][:utts]
     gap = np.zeros(int(pause * SR), np.float32)
-    wave = np.concatenate([part for u in rows for part in (gap, load_utterance(u))] + [gap])
-    return wave, " ".join(u.text for u in rows)
+    parts, spans, at = [], [], 0
+    for u in rows:
+        audio = load_utterance(u)
+        parts += [gap, audio]
+        spans.append(((at + len(gap)) / SR, (at + len(gap) + len(audio)) / SR))
+        at += len(gap) + len(audio)
+    return np.concatenate(parts + [gap]), " ".join(u.text for u in rows), spans
+
+
+def audio_latencies(events: list[tuple[float, dict]], spans: list[tuple[float, float]]) -> dict:
+    """Latencies against the audio itself: each final's arrival minus the end of the utterance audio it overlaps
+    most (a file's end: at or after its last word), and each utterance's first partial's arrival minus the start of
+    that audio (at or before its first word)."""
+    def span_of(start: float, end: float) -> tuple[float, float]:
+        return max(spans, key=lambda sp: min(end, sp[1]) - max(start, sp[0]))
+
+    finals, partials, first = [], [], None
+    for arrived, e in events:
+        if e["type"] == "partial" and first is None and e["text"]:
+            first = (arrived, e)
+        elif e["type"] == "final":
+            start, end = span_of(e["start"], e["end"])
+            finals.append(arrived - end)
+            if first is not None:
+                partials.append(first[0] - start)
+            first = None
+    return {"final_after_audio_end_s": quantiles(finals), "first_partial_after_audio_start_s": quantiles(partials)}
 
 
 def main() -> None:
@@ -99,11 +113,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     recognizer = load_model(args.streaming)
     engine = NativeStreamingRecognizer(recognizer, chunk_ms=args.chunk_ms, beam_size=args.beam)
-    wave, reference = joined(Path(args.manifest), args.utts, args.pause)
+    wave, reference, spans = joined(Path(args.manifest), args.utts, args.pause)
     rows = []
     for n in args.streams:
         events, extra = replay(engine, wave, n)
-        extra["first_partial_after_word_start_s"] = quantiles(partial_after_onset(events))
+        extra.update(audio_latencies(events, spans))
         rows.append(summary(f"asrforge native, beam {args.beam}", events, reference, None, extra))
         print(json.dumps(rows[-1]), flush=True)
     def manifest_wer(model) -> float:
