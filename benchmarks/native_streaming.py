@@ -20,41 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streaming_latency import CHUNK, SR, paced, quantiles, summary  # noqa: E402
-
-
-def replay(engine, wave: np.ndarray, streams: int) -> tuple[list[tuple[float, dict]], dict]:
-    """``streams`` copies of ``wave`` replayed side by side in ``engine``; the events of the first."""
-    live = [engine.create_stream() for _ in range(streams)]
-    events: list[tuple[float, dict]] = []
-    busy = lag = 0.0
-    start = time.monotonic()
-    for k, chunk in enumerate(paced(wave, start)):
-        lag = max(lag, time.monotonic() - start - k * CHUNK / SR)
-        for s in live:
-            s.accept_waveform(chunk, SR)
-        t = time.monotonic()
-        engine.decode_streams(live)
-        busy += time.monotonic() - t
-        now = time.monotonic() - start
-        events += [(now, e.to_dict()) for e in live[0].pop_events()]
-        for s in live[1:]:
-            s.pop_events()
-    for s in live:
-        s.finish()
-    t = time.monotonic()
-    engine.decode_streams(live)
-    busy += time.monotonic() - t
-    now = time.monotonic() - start
-    events += [(now, e.to_dict()) for e in live[0].pop_events()]
-    return events, {"streams": streams, "max_lag_s": round(lag, 3),
-                    "decode_seconds_per_audio_second": round(busy / (len(wave) / SR * streams), 4)}
+from streaming_latency import SR, quantiles, run_engine, summary  # noqa: E402
 
 
 def joined(manifest: Path, utts: int, pause: float) -> tuple[np.ndarray, str, list[tuple[float, float]]]:
@@ -116,7 +87,7 @@ def main() -> None:
     wave, reference, spans = joined(Path(args.manifest), args.utts, args.pause)
     rows = []
     for n in args.streams:
-        events, extra = replay(engine, wave, n)
+        events, extra = run_engine(engine, wave, n)
         extra.update(audio_latencies(events, spans))
         rows.append(summary(f"asrforge native, beam {args.beam}", events, reference, None, extra))
         print(json.dumps(rows[-1]), flush=True)
