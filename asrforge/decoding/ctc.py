@@ -57,6 +57,12 @@ class CTCGreedy:
                 self.tokens.append(symbol)
             self.previous = symbol
 
+    def best(self) -> Hypothesis:
+        return Hypothesis(list(self.tokens), 0.0)
+
+    def result(self) -> list[Hypothesis]:
+        return [self.best()]
+
 
 def ctc_prefix_beam_search(log_probs: torch.Tensor, length: int, options: CTCBeamOptions = CTCBeamOptions(),
                            blank: int = 0, lm: WordLMScorer | None = None) -> list[Hypothesis]:

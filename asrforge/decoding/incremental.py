@@ -42,10 +42,10 @@ class CTCSearch:
         self.frames += log_probs.shape[0]
 
     def best(self) -> Hypothesis:
-        return Hypothesis(list(self.search.tokens), 0.0) if isinstance(self.search, CTCGreedy) else self.search.best()
+        return self.search.best()
 
     def result(self) -> Hypothesis:
-        return self.best() if isinstance(self.search, CTCGreedy) else self.search.result()[0]
+        return self.search.result()[0]
 
 
 class TransducerSearch:

@@ -56,11 +56,15 @@ class GreedyState:
         return Hypothesis(list(self.tokens), self.score, list(self.frames))
 
 
-def greedy_start(model, device: torch.device) -> GreedyState:
-    """A new utterance's greedy state: the predictor has seen the blank that starts every utterance."""
+def _predictor_start(model, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """The predictor's output ``(1, J)`` and state after the blank that starts every utterance."""
     state = model.predictor.initial_state(1, device)
-    pred, state = model.predict_step(torch.full((1,), BLANK_ID, dtype=torch.long, device=device), state)
-    return GreedyState(pred, state)
+    return model.predict_step(torch.full((1,), BLANK_ID, dtype=torch.long, device=device), state)
+
+
+def greedy_start(model, device: torch.device) -> GreedyState:
+    """A new utterance's greedy state."""
+    return GreedyState(*_predictor_start(model, device))
 
 
 @torch.inference_mode()
@@ -175,9 +179,7 @@ class BeamState:
 
 def beam_start(model, device: torch.device, lm: WordLMScorer | None = None) -> BeamState:
     """A new utterance's beam: the empty hypothesis, the predictor having seen the starting blank."""
-    state = model.predictor.initial_state(1, device)
-    pred, state = model.predict_step(torch.full((1,), BLANK_ID, dtype=torch.long, device=device), state)
-    return BeamState([_Hyp((), 0.0, (), 0, lm.initial() if lm is not None else None)], pred, state)
+    return BeamState([_Hyp((), 0.0, (), 0, lm.initial() if lm is not None else None)], *_predictor_start(model, device))
 
 
 @torch.inference_mode()

@@ -133,13 +133,14 @@ def settings(text: str | None, served: list[str]) -> dict:
 
 def _feed(engine: StreamingRecognizer, stream: AudioStream, samples: np.ndarray | None, rate: int,
           peers: list[AudioStream]) -> list[dict]:
-    """On the worker: new audio (None: the end) -> the events it gave. Every stream of the engine (``peers``) is
-    brought up to the audio it has, together; their events wait in their own streams for their own calls."""
+    """On the worker: new audio (None: the end) -> the events it gave. Every stream of the engine (``peers``, this
+    one among them: it joined before its first call) is brought up to the audio it has, together; their events
+    wait in their own streams for their own calls."""
     if samples is None:
         stream.finish()
     else:
         stream.accept_waveform(samples, rate)
-    engine.decode_streams(peers if stream in peers else [*peers, stream])
+    engine.decode_streams(peers)
     return [e.to_dict() for e in stream.pop_events()]
 
 
