@@ -18,7 +18,8 @@ from asrforge.inference.native_streaming import NativeStreamingRecognizer, strea
 from asrforge.inference.streaming import EndpointRules, StreamingRecognizer
 from asrforge.inference.transcriber import Transcriber
 from asrforge.models.build import build_model
-from asrforge.models.encoders import RNNEncoder, RNNEncoderConfig
+from asrforge.models.encoders import (ConformerEncoder, ConformerEncoderConfig, RNNEncoder, RNNEncoderConfig,
+                                     TransformerEncoder, TransformerEncoderConfig)
 from asrforge.nn.subsampling import Conv2dSubsampling
 from asrforge.recipe import recipe_from_dict
 from asrforge.text import CharTokenizer
@@ -30,18 +31,22 @@ NEVER = EndpointRules(silence_after_text_s=1e4, silence_without_text_s=1e4, max_
 TOKENIZER = CharTokenizer.build(["zero one two three four five six seven eight nine"])
 
 
-def streaming_recipe(family: str, beam: int, **model):
-    spec = {"family": family, "streaming": True, "dropout": 0.0,
-            "encoder": {"hidden": 32, "layers": 2, "bidirectional": False, "conv_channels": 4, "dropout": 0.0}}
+RNN = {"hidden": 32, "layers": 2, "bidirectional": False, "conv_channels": 4, "dropout": 0.0}
+CONFORMER = {"kind": "conformer", "d_model": 32, "heads": 2, "layers": 2, "ff_mult": 2, "conv_kernel": 5,
+             "conv_channels": 4, "dropout": 0.0, "chunk_frames": 3, "left_chunks": 2}
+
+
+def streaming_recipe(family: str, beam: int, encoder: dict = RNN, **model):
+    spec = {"family": family, "streaming": True, "dropout": 0.0, "encoder": encoder}
     if family == "rnnt":
         spec.update(pred_hidden=32, joint_dim=32)
     spec.update(model)
     return recipe_from_dict({"model": spec, "features": {"n_mels": 40, "cmvn": "none"}, "decode": {"beam_size": beam}})
 
 
-def random_transcriber(family: str, beam: int, seed: int = 0, **model) -> Transcriber:
+def random_transcriber(family: str, beam: int, seed: int = 0, encoder: dict = RNN, **model) -> Transcriber:
     """An untrained streaming model: it emits a different string for every input, so any difference shows."""
-    recipe = streaming_recipe(family, beam, **model)
+    recipe = streaming_recipe(family, beam, encoder, **model)
     torch.manual_seed(seed)
     return Transcriber(build_model(recipe.model, recipe.features.dim, TOKENIZER.vocab_size), recipe, TOKENIZER)
 
@@ -114,10 +119,57 @@ def test_encoder_chunks_of_several_streams_equal_each_whole(rnn_type):
                 torch.testing.assert_close(torch.cat(parts), expected, atol=1e-5, rtol=1e-4)
 
 
+def chunked_encoders():
+    for chunk, left in ((1, 0), (3, 2), (4, -1), (8, 1)):
+        yield ConformerEncoder(ConformerEncoderConfig(**{**CONFORMER, "d_model": 16, "chunk_frames": chunk,
+                                                         "left_chunks": left}), 40)
+        yield TransformerEncoder(TransformerEncoderConfig(d_model=16, heads=2, layers=2, ff=32, conv_channels=4,
+                                                          dropout=0.0, chunk_frames=chunk, left_chunks=left), 40)
+
+
+@pytest.mark.parametrize("encoder", list(chunked_encoders()), ids=lambda e: f"{type(e).__name__}-{e.chunk_frames}-{e.left_chunks}")
+def test_chunked_attention_encoders_stream_several_streams_exactly_as_they_run_whole(encoder):
+    """Keys and values of the left context cached per layer (and a causal convolution's last inputs): the
+    streams, cut anywhere and batched together at different offsets, give what each gives in one piece."""
+    torch.manual_seed(0)
+    encoder.eval()
+    inputs = [torch.randn(n, 40) for n in (5, 40, 77, 1)]
+    with torch.no_grad():
+        whole = [encoder(x[None], torch.tensor([x.shape[0]]))[0][0] for x in inputs]
+        for size in (1, 3, 32, 100):
+            states = [encoder.initial_state(x) for x in inputs]
+            outs = [[] for _ in inputs]
+            for i in range(0, 77, size):
+                live = [k for k, x in enumerate(inputs) if i < x.shape[0]]
+                got = encoder.forward_chunks([inputs[k][i: i + size] for k in live], [states[k] for k in live],
+                                             [i + size >= inputs[k].shape[0] for k in live])
+                for k, h in zip(live, got):
+                    outs[k].append(h)
+            for parts, expected in zip(outs, whole):
+                torch.testing.assert_close(torch.cat(parts), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_a_chunked_encoder_never_reads_past_the_chunk_and_a_whole_attention_one_does():
+    torch.manual_seed(0)
+    x = torch.randn(64, 40)
+    later = x.clone()
+    later[40:] = torch.randn(24, 40)          # input frames 40.. feed encoder frames 10.. (x4, 3 frames ahead)
+    for chunk, reads_ahead in ((4, False), (0, True)):
+        encoder = ConformerEncoder(ConformerEncoderConfig(**{**CONFORMER, "chunk_frames": chunk}), 40).eval()
+        with torch.no_grad():
+            a, b = (encoder(v[None], torch.tensor([64]))[0][0] for v in (x, later))
+        # encoder frames 0..7 are two whole chunks of 4, and no frame of theirs reads past input frame 31
+        assert torch.allclose(a[:8], b[:8]) != reads_ahead
+    with pytest.raises(ValueError, match="chunk_frames > 0"):
+        encoder.initial_state(x)
+
+
 # ---- the contract ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("family,beam", [("ctc", 1), ("ctc", 4), ("rnnt", 1), ("rnnt", 4)])
-def test_streaming_gives_exactly_the_offline_output_for_every_chunk_size(family, beam):
-    transcriber = random_transcriber(family, beam)
+@pytest.mark.parametrize("family,beam,encoder", [("ctc", 1, RNN), ("ctc", 4, RNN), ("rnnt", 1, RNN), ("rnnt", 4, RNN),
+                                                 ("ctc", 4, CONFORMER), ("rnnt", 4, CONFORMER)],
+                         ids=["ctc-1", "ctc-4", "rnnt-1", "rnnt-4", "ctc-4-conformer", "rnnt-4-conformer"])
+def test_streaming_gives_exactly_the_offline_output_for_every_chunk_size(family, beam, encoder):
+    transcriber = random_transcriber(family, beam, encoder=encoder)
     wave = noise(2.5)
     offline = transcriber.transcribe(wave)
     assert offline.text
@@ -139,9 +191,11 @@ def test_an_lstm_predictor_and_a_stateless_one_both_keep_their_hypotheses_across
         assert [e.text for e in events if e.type == "final"] == [transcriber.transcribe(wave).text]
 
 
-@pytest.mark.parametrize("family,beam", [("ctc", 4), ("rnnt", 1), ("rnnt", 4)])
-def test_streams_decoded_in_one_batch_equal_each_alone(family, beam):
-    transcriber = random_transcriber(family, beam, seed=1)
+@pytest.mark.parametrize("family,beam,encoder", [("ctc", 4, RNN), ("rnnt", 1, RNN), ("rnnt", 4, RNN),
+                                                 ("rnnt", 1, CONFORMER)],
+                         ids=["ctc-4", "rnnt-1", "rnnt-4", "rnnt-1-conformer"])
+def test_streams_decoded_in_one_batch_equal_each_alone(family, beam, encoder):
+    transcriber = random_transcriber(family, beam, seed=1, encoder=encoder)
     waves = [noise(s, seed=i) for i, s in enumerate((0.7, 2.0, 1.3))]
     engine = NativeStreamingRecognizer(transcriber, NEVER)
     alone = [[e.text for e in stream_through(engine, w, 800) if e.type == "final"] for w in waves]

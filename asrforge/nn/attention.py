@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from asrforge.nn.linear import Linear
+
+
+@dataclass
+class LayerCache:
+    """What one stream's encoder layer keeps between chunks: the keys and values ``(H, K, Dh)`` of the frames its
+    next chunk may still attend, and for a convolution the last ``kernel - 1`` inputs ``(kernel - 1, D)``."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    conv: torch.Tensor | None = None
 
 
 def rotary_tables(length: int, head_dim: int, device: torch.device, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,12 +56,16 @@ class MultiHeadAttention(nn.Module):
         k, v = self.kv(memory).chunk(2, dim=-1)
         return self._split(k), self._split(v)
 
-    def attend(self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """``query (B, Tq, D)`` over projected ``k, v (B, H, Tk, Dh)`` -> ``(B, Tq, D)``."""
+    def attend(self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+               query_start: int = 0) -> torch.Tensor:
+        """``query (B, Tq, D)`` over projected ``k, v (B, H, Tk, Dh)`` -> ``(B, Tq, D)``; ``query_start``: the key
+        position of the first query (rotary positions: queries that follow cached keys sit after them)."""
         q = self._split(self.q(query))
         if self.rotary:
-            cos, sin = rotary_tables(max(q.shape[2], k.shape[2]), self.head_dim, q.device)
-            q, k = apply_rotary(q, cos[: q.shape[2]], sin[: q.shape[2]]), apply_rotary(k, cos[: k.shape[2]], sin[: k.shape[2]])
+            Tq, Tk = q.shape[2], k.shape[2]
+            cos, sin = rotary_tables(max(query_start + Tq, Tk), self.head_dim, q.device)
+            q = apply_rotary(q, cos[query_start: query_start + Tq], sin[query_start: query_start + Tq])
+            k = apply_rotary(k, cos[:Tk], sin[:Tk])
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None],
                                              dropout_p=self.dropout if self.training else 0.0)
         B, H, T, Dh = out.shape
@@ -57,6 +73,38 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.attend(query, *self.project_kv(memory), mask)
+
+    def empty_cache(self, like: torch.Tensor) -> LayerCache:
+        """A stream's cache before its first chunk: no earlier keys (``like``: a tensor of the dtype and device)."""
+        empty = like.new_zeros(self.heads, 0, self.head_dim)
+        return LayerCache(empty, empty)
+
+    def attend_chunk(self, h: torch.Tensor, lengths: list[int], past: list[tuple[torch.Tensor, torch.Tensor]],
+                     keep: int) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Self-attention of the next chunk of several streams over their own earlier frames.
+
+        ``h (B, c, D)``: each stream's chunk (``lengths[i]`` real frames, the rest padding); ``past[i]``: the keys
+        and values ``(H, K_i, Dh)`` of stream ``i``'s earlier frames it may still attend (``K_i`` may be 0).
+        Returns ``(B, c, D)`` and each stream's keys and values to keep for the next chunk: its last ``keep``
+        frames (``keep < 0``: all). The caches are aligned at their ends, so every query sits at the same key
+        position and rotary positions keep each stream's offsets between query and key.
+        """
+        k_new, v_new = self.project_kv(h)                     # (B, H, c, Dh)
+        B, H, c, Dh = k_new.shape
+        K = max(pk.shape[1] for pk, _ in past)
+        k = k_new.new_zeros(B, H, K + c, Dh)
+        v = k_new.new_zeros(B, H, K + c, Dh)
+        mask = torch.zeros(B, 1, K + c, dtype=torch.bool, device=h.device)
+        k[:, :, K:], v[:, :, K:] = k_new, v_new
+        kept = []
+        for i, ((pk, pv), n) in enumerate(zip(past, lengths)):
+            Ki = pk.shape[1]
+            k[i, :, K - Ki: K], v[i, :, K - Ki: K] = pk, pv
+            mask[i, 0, K - Ki: K + n] = True
+            grown_k, grown_v = torch.cat([pk, k_new[i, :, :n]], dim=1), torch.cat([pv, v_new[i, :, :n]], dim=1)
+            start = 0 if keep < 0 else max(0, grown_k.shape[1] - keep)
+            kept.append((grown_k[:, start:], grown_v[:, start:]))
+        return self.attend(h, k, v, mask, query_start=K), kept
 
 
 class LocationAwareAttention(nn.Module):

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from asrforge.nn.attention import MultiHeadAttention
+from asrforge.nn.attention import LayerCache, MultiHeadAttention
 from asrforge.nn.linear import Linear
 
 
@@ -31,7 +31,8 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """``x (B, T, D), mask (B, 1, T) -> (B, T, D)``: pre-norm self-attention and feed-forward."""
+    """``x (B, T, D), valid (B, T) bool -> (B, T, D)``: pre-norm self-attention and feed-forward;
+    ``mask (B or 1, T or 1, T)`` limits self-attention further (chunks); padding is always masked."""
 
     def __init__(self, dim: int, heads: int, ff: int, dropout: float):
         super().__init__()
@@ -40,10 +41,22 @@ class EncoderLayer(nn.Module):
         self.ff = FeedForward(dim, ff, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm1(x)
-        x = x + self.drop(self.attn(h, h, mask))
+        attend = valid[:, None, :] if mask is None else valid[:, None, :] & mask
+        x = x + self.drop(self.attn(h, h, attend))
         return x + self.drop(self.ff(self.norm2(x)))
+
+    def empty_cache(self, like: torch.Tensor) -> LayerCache:
+        return self.attn.empty_cache(like)
+
+    def forward_chunk(self, x: torch.Tensor, lengths: list[int], caches: list[LayerCache],
+                      keep: int) -> tuple[torch.Tensor, list[LayerCache]]:
+        """The next chunk of several streams ``x (B, c, D)`` with their caches -> ``(B, c, D)`` and the caches
+        for the next chunk (see :meth:`MultiHeadAttention.attend_chunk`)."""
+        attended, kv = self.attn.attend_chunk(self.norm1(x), lengths, [(c.keys, c.values) for c in caches], keep)
+        x = x + attended
+        return x + self.ff(self.norm2(x)), [LayerCache(k, v) for k, v in kv]
 
 
 class DecoderLayer(nn.Module):
