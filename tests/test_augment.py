@@ -174,3 +174,32 @@ def test_pauses_are_room_tone_at_the_asked_level_around_the_untouched_speech():
     for bad in ({"pad_prob": 1.5}, {"pad_prob": 0.5, "pad_s": [-0.1, 0.5]}, {"pad_prob": 0.5, "pad_floor_db": [-20, -40]}):
         with pytest.raises(ConfigError, match="augment.pad_"):
             WaveAugment(AugmentConfig(**bad))
+
+
+def test_pauses_alone_keep_cached_features_and_each_epoch_cuts_its_own_pauses(corpus, monkeypatch):
+    """With cached features and pauses as the only augmentation, an utterance is read and featurized once with
+    the longest pauses; every epoch then cuts that to the pauses it draws, around the same speech frames."""
+    import asrforge.data.dataset as dataset_module
+
+    utts, _ = read_manifest(corpus / "train.jsonl")
+    tok = CharTokenizer.build(Normalizer()(u.text) for u in utts)
+    features = FeatureExtractor(FeatureConfig(cmvn="none"))
+    reads = []
+    real_load = dataset_module.load_utterance
+    monkeypatch.setattr(dataset_module, "load_utterance", lambda u: reads.append(u.id) or real_load(u))
+    ds = SpeechDataset(utts[:1], features, tok, Normalizer(), cache_features=True,
+                       wave_augment=WaveAugment(AugmentConfig(pad_prob=0.7, pad_s=[0.1, 0.5])))
+    alone = features(real_load(utts[0]))
+    epochs = [ds[(0, e)].feats for e in range(12)]
+    assert reads == [utts[0].id] and isinstance(ds.cache[0], tuple)
+    assert torch.equal(ds[(0, 3)].feats, epochs[3])                       # an epoch is reproduced exactly
+    lengths = {f.shape[0] - alone.shape[0] for f in epochs}
+    assert 0 in lengths and len(lengths) > 2                               # some epochs pause, some do not
+    assert all(lengths_ == 0 or 2 * 10 <= lengths_ <= 2 * 50 for lengths_ in lengths)
+    for f in epochs:
+        quiet = f.mean(1) < alone.mean(1).min()                            # room tone is quieter than any speech frame
+        lead = int(quiet[: f.shape[0] // 2].sum())
+        # the speech frames away from the edges (whose windows reach into the pause) are the unpadded ones
+        torch.testing.assert_close(f[lead + 2: lead + alone.shape[0] - 2], alone[2:-2], atol=1e-4, rtol=1e-4)
+    plain = ds.features_of(0)                                              # no generator: no pauses
+    assert plain.shape == alone.shape and torch.allclose(plain[2:-2], alone[2:-2], atol=1e-4)

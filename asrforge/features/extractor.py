@@ -149,7 +149,10 @@ class FeatureExtractor:
                  warp: float = 1.0) -> torch.Tensor:
         """``(N,)`` -> normalized ``(T, D)`` (fewer frames with ``features.trim_db``); ``speaker_stats`` is used
         when ``cmvn`` is "speaker"; ``warp`` is a VTLP factor (training only)."""
-        feats = self.unnormalized(wave, warp)
+        return self.normalized(self.unnormalized(wave, warp), speaker_stats)
+
+    def normalized(self, feats: torch.Tensor, speaker_stats: CMVNStats | None = None) -> torch.Tensor:
+        """``(T, D)`` un-normalized -> what ``features.cmvn`` makes of them."""
         if self.config.cmvn == "speaker" and speaker_stats is not None:
             feats = speaker_stats.apply(feats)
         elif self.config.cmvn in ("global", "none"):

@@ -61,11 +61,22 @@ class AugmentConfig:
     pad_s: list[float] = field(default_factory=lambda: [0.0, 1.0])
     pad_floor_db: list[float] = field(default_factory=lambda: [-60.0, -30.0])
 
+    def active(self) -> dict[str, bool]:
+        """Which augmentations this config turns on."""
+        return {"speed": bool(self.speed_factors), "noise": bool(self.noise_manifest or self.noise_colors),
+                "gain": bool(self.gain_db), "bandlimit": self.bandlimit_prob > 0, "vtlp": bool(self.vtlp),
+                "crop": self.crop_prob > 0, "reverb": self.reverb_prob > 0, "pauses": self.pad_prob > 0}
+
     @property
     def enabled(self) -> bool:
-        return bool(self.speed_factors or self.noise_manifest or self.noise_colors or self.gain_db
-                    or self.bandlimit_prob > 0 or self.vtlp or self.crop_prob > 0 or self.reverb_prob > 0
-                    or self.pad_prob > 0)
+        return any(self.active().values())
+
+    @property
+    def pauses_only(self) -> bool:
+        """Pauses are the only augmentation: features can then be computed once, with the longest pauses, and cut
+        to each epoch's pauses (what keeps ``data.cache_features`` worth having)."""
+        others = self.active()
+        return others.pop("pauses") and not any(others.values())
 
 
 # power spectral density falls as 1/f**exponent
@@ -191,14 +202,26 @@ class WaveAugment:
         # one pool: each recording and each colour is an equally likely source
         self.noise_count = (len(self.noises) if self.noises else 0) + len(config.noise_colors)
 
+    def pauses(self, gen: torch.Generator) -> tuple[float, float]:
+        """Seconds of pause drawn for before and after an utterance (both 0 when none is drawn)."""
+        c = self.config
+        if c.pad_prob > 0 and float(torch.rand((), generator=gen)) < c.pad_prob:
+            return _uniform(gen, *c.pad_s), _uniform(gen, *c.pad_s)
+        return 0.0, 0.0
+
+    def with_longest_pauses(self, wave: np.ndarray, gen: torch.Generator) -> np.ndarray:
+        """``wave`` with the longest pauses ``pad_s`` allows at both ends, room tone at a level drawn once."""
+        longest = self.config.pad_s[1]
+        return pad_with_pauses(wave, longest, longest, _uniform(gen, *self.config.pad_floor_db), gen)
+
     def __call__(self, wave: np.ndarray, gen: torch.Generator) -> np.ndarray:
         c = self.config
         if c.crop_prob > 0 and float(torch.rand((), generator=gen)) < c.crop_prob:
             wave = recut_edges(wave, _uniform(gen, *c.crop_ms), _uniform(gen, *c.crop_ms))
-        if c.pad_prob > 0 and float(torch.rand((), generator=gen)) < c.pad_prob:
+        before, after = self.pauses(gen)
+        if before or after:
             # before speed, reverberation and noise, so the pauses are slowed, reverberate and get noisy too
-            wave = pad_with_pauses(wave, _uniform(gen, *c.pad_s), _uniform(gen, *c.pad_s),
-                                   _uniform(gen, *c.pad_floor_db), gen)
+            wave = pad_with_pauses(wave, before, after, _uniform(gen, *c.pad_floor_db), gen)
         if c.speed_factors:
             wave = speed_perturb(wave, c.speed_factors[int(torch.randint(0, len(c.speed_factors), (), generator=gen))])
         if c.reverb_prob > 0 and float(torch.rand((), generator=gen)) < c.reverb_prob:
