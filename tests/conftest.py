@@ -30,6 +30,8 @@ TINY_RECIPE = {
                         "model.decoder.layers=1", "model.decoder.ff=64", "decode.joint_search=rescore"],
     "demo_rnnt.yaml": ["model.encoder.hidden=32", "model.encoder.layers=1", "model.encoder.conv_channels=4",
                        "model.pred_hidden=32", "model.joint_dim=32"],
+    "demo_conformer_rnnt.yaml": ["model.encoder.d_model=32", "model.encoder.heads=2", "model.encoder.layers=1",
+                                 "model.encoder.conv_channels=4", "model.pred_hidden=32", "model.joint_dim=32"],
 }
 
 

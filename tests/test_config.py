@@ -33,7 +33,7 @@ def test_bad_recipes_fail_with_allowed_values(override, message):
 
 
 def test_missing_recipe_file(tmp_path):
-    with pytest.raises(ConfigError, match="neither a YAML file nor a shipped recipe; shipped: demo_conformer_ctc, demo_ctc"):
+    with pytest.raises(ConfigError, match="neither a YAML file nor a shipped recipe; shipped: demo_conformer_ctc, demo_conformer_rnnt, demo_ctc"):
         load_recipe(tmp_path / "none.yaml")
     with pytest.raises(ConfigError, match="is neither"):
         load_recipe("demo_cct")
@@ -62,14 +62,16 @@ def test_every_shipped_recipe_loads(recipe):
         expected = {"demo_conformer_ctc.yaml": ("ctc", "conformer"), "demo_ctc.yaml": ("ctc", "rnn"),
                     "demo_las.yaml": ("las", "pyramid"), "demo_transformer.yaml": ("transformer", "transformer"),
                     "demo_joint.yaml": ("joint", "conformer"), "demo_rnnt.yaml": ("rnnt", "rnn"),
-                    "demo_ctc_streaming.yaml": ("ctc", "rnn"), "demo_rnnt_streaming.yaml": ("rnnt", "rnn")}[recipe]
+                    "demo_conformer_rnnt.yaml": ("rnnt", "conformer"),
+                    "demo_ctc_streaming.yaml": ("ctc", "rnn"), "demo_rnnt_streaming.yaml": ("rnnt", "conformer")}[recipe]
         assert (r.model.family, r.model.encoder.kind) == expected
         # a streaming recipe is its offline one with a causal encoder and features that need no future audio
         assert getattr(r.model, "streaming", False) == recipe.endswith("_streaming.yaml")
         if recipe.endswith("_streaming.yaml"):
-            offline = load_recipe(recipe.replace("_streaming", ""))
-            assert not r.model.encoder.bidirectional and r.features.cmvn == "global"
-            assert (r.train, r.specaugment) == (offline.train, offline.specaugment)
+            offline = load_recipe({"demo_ctc_streaming.yaml": "demo_ctc",
+                                   "demo_rnnt_streaming.yaml": "demo_conformer_rnnt"}[recipe])
+            assert r.model.encoder.causal and not offline.model.encoder.causal and r.features.cmvn == "global"
+            assert (r.train, r.specaugment, r.model.family) == (offline.train, offline.specaugment, offline.model.family)
 
 
 def test_checkpoints_saved_with_a_retired_setting_load_when_it_was_off():

@@ -23,7 +23,7 @@ from asrforge.models.encoders import (ConformerEncoder, ConformerEncoderConfig, 
 from asrforge.nn.subsampling import Conv2dSubsampling
 from asrforge.recipe import recipe_from_dict
 from asrforge.text import CharTokenizer
-from conftest import REPO, tiny_overrides
+from conftest import REPO, TINY_RECIPE, tiny_overrides
 from serve_fixtures import spoken, write_wav
 
 SR = 16000
@@ -312,13 +312,13 @@ def test_a_model_not_trained_to_stream_is_refused_and_the_factory_picks_the_engi
 # ---- training and the command line ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def streaming_checkpoint(tmp_path_factory, corpus):
-    """A tiny streaming RNN-T trained a few steps with global CMVN (accuracy irrelevant)."""
+    """A tiny chunked-Conformer transducer trained a few steps with global CMVN (accuracy irrelevant)."""
     from asrforge.recipe import load_recipe
     from asrforge.train.trainer import Trainer
 
     exp = tmp_path_factory.mktemp("rnnt_streaming")
-    overrides = tiny_overrides(corpus, **{"model.pred_hidden": 32, "model.joint_dim": 32, "decode.beam_size": 2})
-    overrides = [o for o in overrides if not o.startswith("model.dropout")]
+    overrides = [o for o in tiny_overrides(corpus, **{"decode.beam_size": 2}) if not o.startswith("model.")]
+    overrides += TINY_RECIPE["demo_conformer_rnnt.yaml"]
     Trainer(load_recipe(REPO / "configs" / "demo_rnnt_streaming.yaml", overrides), exp, progress=False).fit()
     return exp / "best.pt"
 
