@@ -5,11 +5,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import soundfile as sf
 import soxr
+
+from asrforge.inference import load_model
 
 SR = 16000
 
@@ -66,3 +69,15 @@ def spoken(text: str, voice: str = "en-us", seed: int = 0) -> np.ndarray:
 def write_wav(path, wave: np.ndarray):
     sf.write(str(path), wave, SR)
     return path
+
+
+def load_multilingual(path):
+    """load_model, except that the tiny Whisper (an English-only-sized vocabulary) gets a multilingual tokenizer
+    (en/de/fr), so that language detection and translation run."""
+    from asrforge.inference.whisper import WhisperTranscriber
+    from asrforge.text.whisper import WhisperTokenizer
+
+    recognizer = load_model(path)
+    if isinstance(recognizer, WhisperTranscriber):
+        return WhisperTranscriber(recognizer.model, WhisperTokenizer.from_folder(Path(path).parent, multilingual=True))
+    return recognizer

@@ -9,13 +9,12 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
 import openai
 import pytest
-from serve_fixtures import SR, RunningServer, spoken, write_wav
+from serve_fixtures import SR, RunningServer, load_multilingual, spoken, write_wav
 from whisper_fixtures import tiny_whisper
 
 from asrforge.inference import load_model
@@ -44,18 +43,6 @@ def audio(tmp_path_factory):
     pause = np.zeros(SR, dtype=np.float32)
     long_wave = np.concatenate([np.concatenate([spoken(texts[i % 3], seed=i), pause]) for i in range(24)])[: 70 * SR]
     return {"short": files, "long": write_wav(folder / "long.wav", long_wave)}
-
-
-def load_multilingual(path):
-    """load_model, except that the tiny Whisper (an English-only-sized vocabulary) gets a multilingual tokenizer
-    (en/de/fr), so that language detection and translation run."""
-    from asrforge.inference.whisper import WhisperTranscriber
-    from asrforge.text.whisper import WhisperTokenizer
-
-    recognizer = load_model(path)
-    if isinstance(recognizer, WhisperTranscriber):
-        return WhisperTranscriber(recognizer.model, WhisperTokenizer.from_folder(Path(path).parent, multilingual=True))
-    return recognizer
 
 
 @pytest.fixture(scope="module")

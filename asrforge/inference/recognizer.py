@@ -26,6 +26,7 @@ class Recognizer(Protocol):
     tasks: tuple[str, ...]              # "transcribe", and "translate" (into English) where it can
     word_timestamps: bool               # whether results can carry word times
     streaming: bool                     # whether it is built to decode audio as it arrives
+    beam_size: int                      # the beam it searches with when no beam_size is given (1: greedy)
 
     def check_options(self, **options) -> None:
         """Raise :class:`~asrforge.errors.ConfigError`, naming the option and why, for what the model cannot take."""

@@ -159,6 +159,11 @@ class Transcriber:
         """Whether the model was built to decode as audio arrives (a causal transducer: ``model.streaming``)."""
         return bool(getattr(self.recipe.model, "streaming", False))
 
+    @property
+    def beam_size(self) -> int:
+        """The recipe's ``decode.beam_size``: what a transcription without ``beam_size`` searches with."""
+        return self.decode_config().beam_size
+
     def decode_config(self, beam_size: int | None = None, **overrides) -> DecodeConfig:
         """The recipe's ``decode.*``, with ``beam_size`` (None: the recipe's) and any other of its keys changed.
         This is where "no beam size given" is resolved, for every command and the library alike."""

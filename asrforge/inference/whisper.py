@@ -42,6 +42,7 @@ class WhisperTranscriber:
     sample_rate = SAMPLE_RATE
     word_timestamps = True          # from the cross-attention of the alignment heads
     streaming = False
+    beam_size = 1                   # greedy unless beam_size is given, as openai-whisper's transcribe()
 
     def __init__(self, model: Whisper, tokenizer: WhisperTokenizer, device: str | torch.device = "cpu",
                  source: str = ""):

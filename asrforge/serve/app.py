@@ -46,6 +46,7 @@ log = logging.getLogger("asrforge")
 
 AUDIO_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations")
 OPEN_PATHS = ("/health", "/ready")
+KEY_PROTOCOL = "asrforge.key."          # a WebSocket subprotocol carrying the API key, for browsers
 DISCONNECT_POLL_S = 0.25
 # the options Recognizer.transcribe takes -> the form field a request names them with
 OPTION_FIELDS = {"initial_prompt": "prompt", "language": "language", "temperature": "temperature",
@@ -68,6 +69,7 @@ class ServerConfig:
     temp_dir: str | None = None             # where uploads are copied while decoded; default: the system's
     inference_thread: bool = True           # False: the caller runs Scheduler.work_here (asrforge serve: the main thread)
     max_streams: int = 8                    # live WebSocket streams at once; more are told to try again later
+    ui_path: str | None = None              # where the web app is mounted ("/ui", or "/"); None: no web app
 
 
 class Server:
@@ -86,6 +88,7 @@ class Server:
         self.scheduler = Scheduler(config.max_queue, config.max_batch, own_thread=config.inference_thread)
         self.live = LiveStreams(config.max_streams)
         self.temp: Path | None = None
+        self.ui_temp: Path | None = None    # the web app's files (Gradio's cache), when it is mounted
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -97,8 +100,9 @@ class Server:
     def stop(self) -> None:
         self._stop.set()
         self.scheduler.stop()
-        if self.temp is not None:
-            shutil.rmtree(self.temp, ignore_errors=True)
+        for folder in (self.temp, self.ui_temp):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _load(self) -> None:
         try:
@@ -123,6 +127,19 @@ class Server:
         stats = self.scheduler.stats()
         self.metrics.queue_requests.set(stats.jobs)
         self.metrics.queue_pieces.set(stats.pieces_waiting)
+
+    async def acquire(self, name: str) -> Recognizer:
+        """The model ``name``, held until ``pool.release(name)``: at once when it is in memory; loading it is
+        PyTorch's work, so that waits for the worker."""
+        return (self.pool.acquire_loaded(name)
+                or await asyncio.wrap_future(self.scheduler.call(self.pool.acquire, name)))
+
+    async def pieces(self, wave):
+        """16 kHz samples ``(N,)`` -> :func:`cut_into_pieces`; only a long recording needs the worker (Silero VAD
+        finds its pauses), a short one is one piece."""
+        if len(wave) <= PIECE_SECONDS * SAMPLE_RATE:
+            return cut_into_pieces(wave)
+        return await asyncio.wrap_future(self.scheduler.call(cut_into_pieces, wave))
 
     def check_ready(self) -> None:
         if self.load_error:
@@ -206,9 +223,13 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def live_stream(ws: WebSocket):
         await serve_stream(server, ws)
 
+    if config.ui_path is not None:
+        from asrforge.serve.ui import mount_ui
+
+        mount_ui(app, server, config.ui_path)
     app.add_middleware(UploadLimit, max_bytes=int(config.max_upload_mb * 2**20))
     if config.api_key:
-        app.add_middleware(ApiKey, key=config.api_key)
+        app.add_middleware(ApiKey, key=config.api_key, ui_path=config.ui_path)
     app.add_middleware(RequestMetrics, metrics=server.metrics,
                        paths=AUDIO_PATHS + OPEN_PATHS + ("/metrics", "/v1/models"))
     return app
@@ -216,18 +237,32 @@ def create_app(config: ServerConfig) -> FastAPI:
 
 class ApiKey:
     """ASGI middleware: every path but :data:`OPEN_PATHS` needs ``Authorization: Bearer <key>``, compared in
-    constant time. (A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``, which hides a client's
-    disconnect from the routes: a cancelled request would go on decoding.)"""
+    constant time. A browser cannot set headers on a WebSocket, so a live stream may instead offer the
+    subprotocol ``asrforge.key.<key>`` (see :mod:`asrforge.serve.live`). The web app's pages (under ``ui_path``,
+    but never ``/v1/*`` or ``/metrics``) pass: Gradio asks for the key at its own login page. (A plain ASGI
+    middleware rather than Starlette's ``BaseHTTPMiddleware``, which hides a client's disconnect from the routes:
+    a cancelled request would go on decoding.)"""
 
-    def __init__(self, app, key: str):
+    def __init__(self, app, key: str, ui_path: str | None = None):
         self.app = app
         self.key = key.encode()
+        self.ui_prefix = None if ui_path is None else ui_path.rstrip("/") + "/"
+
+    def _open(self, path: str) -> bool:
+        if path in OPEN_PATHS:
+            return True
+        if self.ui_prefix is None or path.startswith("/v1/") or path in ("/v1", "/metrics"):
+            return False
+        return (path + "/").startswith(self.ui_prefix)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket") or self._open(scope["path"]):
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"authorization", b"")
         token = given[7:] if given[:7].lower() == b"bearer " else b""
+        if scope["type"] == "websocket" and not token:
+            offered = [p for p in scope.get("subprotocols", ()) if p.startswith(KEY_PROTOCOL)]
+            token = offered[0][len(KEY_PROTOCOL):].encode() if offered else b""
         if hmac.compare_digest(token, self.key):
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":     # refused before the handshake: the client sees HTTP 403
@@ -269,18 +304,14 @@ async def _audio(server: Server, request: Request, task: str) -> Response:
             raise bad_request(f"stream=true sends text events; it takes response_format json or text, not "
                               f"{req.response_format}", "stream")
         options = req.options()
-        # a model in memory is taken at once; loading one is PyTorch's work, so it waits for the worker
-        recognizer = (server.pool.acquire_loaded(req.model)
-                      or await asyncio.wrap_future(server.scheduler.call(server.pool.acquire, req.model)))
+        recognizer = await server.acquire(req.model)
         try:
             try:
                 recognizer.check_options(**options)
             except ConfigError as e:
                 raise _refusal(e, options, req.model) from None
             wave = await run_in_threadpool(read_upload, req.upload, server.temp)
-            # only a long upload needs the worker (Silero VAD finds its pauses); a short one is one piece
-            pieces = (cut_into_pieces(wave) if len(wave) <= PIECE_SECONDS * SAMPLE_RATE
-                      else await asyncio.wrap_future(server.scheduler.call(cut_into_pieces, wave)))
+            pieces = await server.pieces(wave)
             duration = len(wave) / SAMPLE_RATE
             del wave
             if req.stream:

@@ -37,6 +37,7 @@ log = logging.getLogger("asrforge")
 
 ENCODINGS = {"pcm_s16le": "s16le", "pcm_f32le": "f32le"}        # the protocol's names -> PcmDecoder's
 SETTINGS = ("model", "language", "sample_rate", "encoding", "task", "beam_size")
+PROTOCOL = "asrforge"            # the subprotocol a browser offers beside its key
 MAX_LAG_S = 3.0                 # a live stream's audio waiting longer than this to be decoded: the server is behind
 CLOSE_NORMAL, CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_ERROR, CLOSE_TRY_LATER = 1000, 1003, 1008, 1011, 1013
 
@@ -146,7 +147,9 @@ def _feed(engine: StreamingRecognizer, stream: AudioStream, samples: np.ndarray 
 
 async def serve_stream(server, ws: WebSocket) -> None:
     """One client's stream, from its settings to ``done`` (or an error); the server goes on either way."""
-    await ws.accept()
+    # a browser that sent its API key as a subprotocol (asrforge.serve.app.ApiKey) also offered "asrforge"; the
+    # server must choose one of those offered or the browser drops the connection
+    await ws.accept(subprotocol=PROTOCOL if PROTOCOL in ws.scope.get("subprotocols", ()) else None)
     key = held = stream = recognizer = None
     try:
         try:
@@ -159,8 +162,7 @@ async def serve_stream(server, ws: WebSocket) -> None:
         config = settings(first.get("text"), server.pool.names())
         key = server.live.admit()
         model = config["model"]
-        recognizer = (server.pool.acquire_loaded(model)
-                      or await asyncio.wrap_future(server.scheduler.call(server.pool.acquire, model)))
+        recognizer = await server.acquire(model)
         held = model
         try:
             engine, stream = server.live.join(recognizer, config["options"])
