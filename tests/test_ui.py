@@ -242,7 +242,7 @@ def test_upload_and_transcribe_in_the_browser(page, recording, babbler):
     page.locator("input[type=file]").first.set_input_files(str(recording))
     page.get_by_role("button", name="Transcribe", exact=True).click()
     page.wait_for_function("document.querySelector('svg.asrforge-waveform g.segment') !== null", timeout=60000)
-    page.get_by_text(".srt", exact=True).wait_for(timeout=30000)       # the downloads, with the last update          # the downloads, with the last update
+    page.get_by_text(".srt", exact=True).wait_for(timeout=30000)       # the downloads, with the last update
     assert transcript(page) == expected
     assert shot(page, "ui-transcribe").stat().st_size > 10_000
 

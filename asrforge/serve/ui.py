@@ -72,14 +72,16 @@ def language_choices(languages: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def model_note(name: str, caps: dict) -> str:
+    """What the chosen model offers, in a sentence, and why any control is off."""
     langs = caps["languages"]
-    lines = [f"**{html.escape(name)}** — "
-             + (f"{len(langs)} languages, detected when not chosen" if len(langs) > 1
-                else (f"reads {LANGUAGE_NAMES.get(langs[0], langs[0])}" if langs else "reads the language it was trained on"))
-             + "; " + ("transcribes and translates into English" if "translate" in caps["tasks"] else "transcribes only")
-             + "; " + ("word times" if caps["words"] else "no word times (its decoder has no alignment to the audio)")
-             + f"; beam {caps['beam_size']} unless changed"
-             + ("; built to stream" if caps["streaming"] else "")]
+    if len(langs) > 1:
+        reads = f"{len(langs)} languages, detected when not chosen"
+    else:
+        reads = f"reads {LANGUAGE_NAMES.get(langs[0], langs[0])}" if langs else "reads the language it was trained on"
+    offers = [reads, "transcribes and translates into English" if "translate" in caps["tasks"] else "transcribes only",
+              "word times" if caps["words"] else "no word times (its decoder has no alignment to the audio)",
+              f"beam {caps['beam_size']} unless changed"] + (["built to stream"] if caps["streaming"] else [])
+    lines = [f"**{html.escape(name)}** — " + "; ".join(offers)]
     if not caps["sampling"]:
         why = caps["sampling_why"].removeprefix("temperature: ")
         lines.append(f"Temperature is off: {why}")
