@@ -37,7 +37,7 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 30
     max_minutes: float | None = None     # wall-clock budget; training stops cleanly and saves when it runs out
-    fit_schedule_to_budget: bool = True  # after epoch 1, shorten the LR schedule to the epochs that fit the budget
+    fit_schedule_to_budget: bool = True  # after epoch 1 (and 2, with cached features), fit the LR schedule to the epochs the budget holds
     max_steps: int | None = None
     lr: float = 1e-3
     warmup_steps: int = 300

@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 import soundfile as sf
@@ -99,6 +100,24 @@ def test_time_budget_stops_and_saves(corpus, tmp_path):
     # no epoch was validated: null (Infinity is not JSON that jq or a browser reads)
     assert summary["best_dev_wer"] is None and "Infinity" not in json.dumps(summary)
     assert load_checkpoint(tmp_path / "c" / "last.pt")["train_state"]["step"] == summary["steps"]
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_the_schedule_is_fitted_to_the_budget_after_the_first_epoch_and_again_after_a_cache_filling_one(
+        corpus, tmp_path, cached):
+    """Epoch 1 took 67 s (and, with cached features, computed them all), epoch 2 then 50 s, of a 10-minute budget:
+    8 epochs fit after the first; with cached features the second refits to 2 + 483 // 50 = 11."""
+    overrides = tiny_overrides(corpus, **{"train.max_minutes": 10, "train.epochs": 60,
+                                          "data.cache_features": str(cached).lower()})
+    trainer = Trainer(load_recipe(DEMO, overrides), tmp_path / "t", progress=False)
+    trainer.state.planned_epochs = 60
+    for epoch, elapsed, seconds in ((1, 67.0, 67.0), (2, 117.0, 50.0)):
+        trainer.state.epoch, trainer.state.elapsed = epoch, elapsed
+        trainer._end_of_epoch(time.time() - seconds, finished=True)
+        if epoch == 1:
+            assert trainer.state.planned_epochs == 8
+    assert trainer.state.planned_epochs == (11 if cached else 8)
+    assert trainer.scheduler.total_steps == trainer.state.planned_epochs * trainer.steps_per_epoch
 
 
 def test_bad_items_are_skipped_counted_and_named(corpus, tmp_path):

@@ -142,7 +142,7 @@ def live_markup(models: list[str], key_needed: bool) -> str:
     options = "".join(f'<option value="{html.escape(m)}">{html.escape(m)}</option>' for m in models)
     key = ('<label>API key <input class="af-key" type="password" autocomplete="current-password" '
            'placeholder="the key this server was started with"></label>') if key_needed else ""
-    return (f'<div class="af-live" data-key-needed="{str(key_needed).lower()}">'
+    return ('<div class="af-live">'
             f'<div class="af-row"><label>Model <select class="af-model">{options}</select></label>{key}'
             '<button class="af-start" type="button">Start</button>'
             '<button class="af-stop" type="button" disabled>Stop</button></div>'
@@ -165,12 +165,16 @@ LIVE_CSS = """
 def build_ui(server: "Server") -> gr.Blocks:
     names = server.pool.names()
 
-    async def describe(name: str) -> dict:
+    def check(name: str) -> None:
+        """The server is ready and serves ``name``, or the page says why not."""
         try:
             server.check_ready()
             server.pool.served(name)
         except ApiError as e:
             raise gr.Error(e.message) from None
+
+    async def describe(name: str) -> dict:
+        check(name)
         recognizer = await server.acquire(name)     # a --lazy server loads it now
         try:
             return capabilities(recognizer)
@@ -184,11 +188,7 @@ def build_ui(server: "Server") -> gr.Blocks:
                          temperature: float):
         if not audio:
             raise gr.Error("there is no recording yet: upload a file or record one with the microphone")
-        try:
-            server.check_ready()
-            server.pool.served(name)
-        except ApiError as e:
-            raise gr.Error(e.message) from None
+        check(name)
         filename = Path(audio).name
         recognizer = await server.acquire(name)
         try:
