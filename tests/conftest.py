@@ -64,6 +64,19 @@ def trained(tmp_path_factory, corpus) -> Path:
 
 
 @pytest.fixture(scope="session")
+def whisper_pt(tmp_path_factory) -> Path:
+    """The tiny random Whisper (whisper_fixtures.tiny_whisper) saved as an OpenAI .pt beside its tokenizer.json."""
+    from whisper_fixtures import tiny_whisper
+
+    from asrforge.models.whisper import save_openai
+
+    folder = tmp_path_factory.mktemp("whisper")
+    model, _ = tiny_whisper(folder)
+    save_openai(model, folder / "tiny.pt")
+    return folder / "tiny.pt"
+
+
+@pytest.fixture(scope="session")
 def babbler(tmp_path_factory) -> Path:
     """An untrained (seeded) BiLSTM-CTC checkpoint, greedy, no LM: it says a different string of letters for every
     recording, which makes a wrong, swapped or lost output visible (the tiny trained model says nothing at all)."""

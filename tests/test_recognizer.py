@@ -18,17 +18,6 @@ from asrforge.inference.transcriber import Transcriber
 from asrforge.inference.whisper import WhisperTranscriber
 from asrforge.recipe import load_recipe, shipped_recipes
 from asrforge.registry import MODELS, PRETRAINED_MODELS
-from whisper_fixtures import tiny_whisper
-
-
-@pytest.fixture(scope="module")
-def whisper_pt(tmp_path_factory):
-    from asrforge.models.whisper import save_openai
-
-    folder = tmp_path_factory.mktemp("whisper")
-    model, _ = tiny_whisper(folder)
-    save_openai(model, folder / "tiny.pt")
-    return folder / "tiny.pt"
 
 
 def test_a_checkpoint_file_is_read_once_to_tell_its_kind_and_build_it(trained, whisper_pt, monkeypatch):

@@ -15,22 +15,11 @@ import numpy as np
 import openai
 import pytest
 from serve_fixtures import SR, RunningServer, load_multilingual, spoken, write_wav
-from whisper_fixtures import tiny_whisper
 
 from asrforge.inference import load_model
 from asrforge.serve.app import ServerConfig
 
 KEY = "test-key-1234"
-
-
-@pytest.fixture(scope="module")
-def whisper_pt(tmp_path_factory):
-    from asrforge.models.whisper import save_openai
-
-    folder = tmp_path_factory.mktemp("whisper")
-    model, _ = tiny_whisper(folder)
-    save_openai(model, folder / "tiny.pt")
-    return folder / "tiny.pt"
 
 
 @pytest.fixture(scope="module")

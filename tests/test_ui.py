@@ -15,23 +15,12 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from serve_fixtures import SR, RunningServer, load_multilingual, spoken, write_wav
-from whisper_fixtures import tiny_whisper
 
 from asrforge.inference.writers import to_srt, to_vtt
 from asrforge.serve.app import ServerConfig
 
 CHROMIUM = "/usr/bin/chromium"
 KEY = "ui-key-5678"
-
-
-@pytest.fixture(scope="module")
-def whisper_pt(tmp_path_factory):
-    from asrforge.models.whisper import save_openai
-
-    folder = tmp_path_factory.mktemp("whisper")
-    model, _ = tiny_whisper(folder)
-    save_openai(model, folder / "tiny.pt")
-    return folder / "tiny.pt"
 
 
 @pytest.fixture(scope="module")
