@@ -35,7 +35,7 @@ from asrforge.inference.writers import write_result
 from asrforge.serve.errors import ApiError
 from asrforge.serve.fields import AudioRequest
 from asrforge.serve.scheduler import SAMPLE_RATE, Job, join_results
-from asrforge.serve.waveform import waveform_svg
+from asrforge.serve.waveform import Waveform
 from asrforge.text.whisper_languages import LANGUAGE_NAMES
 
 if TYPE_CHECKING:
@@ -204,8 +204,8 @@ def build_ui(server: "Server") -> gr.Blocks:
             duration = len(wave) / SAMPLE_RATE
             if not len(wave):
                 raise gr.Error(f"{filename} holds no audio (0 samples)")
-            picture = waveform_svg(wave, SAMPLE_RATE)
-            yield f"Decoding {filename} ({duration:.1f} s) with {name}…", "", picture, [], [], None
+            picture = await asyncio.to_thread(Waveform, wave, SAMPLE_RATE)     # reads every sample: off the loop
+            yield f"Decoding {filename} ({duration:.1f} s) with {name}…", "", picture.svg(), [], [], None
             started = time.monotonic()
             pieces = await server.pieces(wave)
             arrived: asyncio.Queue = asyncio.Queue()
@@ -228,7 +228,7 @@ def build_ui(server: "Server") -> gr.Blocks:
                         done = ready
                         so_far = join_results(job.results[:done], job.starts[:done], duration)
                         yield (f"Decoded {done} of {len(pieces)} pieces of {filename}…", so_far.text,
-                               waveform_svg(wave, SAMPLE_RATE, so_far.segments), segment_rows(so_far),
+                               picture.svg(so_far.segments), segment_rows(so_far),
                                word_rows(so_far), None)
                 try:
                     result = job.future.result()
@@ -245,7 +245,7 @@ def build_ui(server: "Server") -> gr.Blocks:
                 files = [str(write_result(result, stem, folder, fmt)[0]) for fmt in DOWNLOADS]
                 # Gradio copies the files into its cache as this is sent; the copies are what the page links to
                 yield (summary(result, name, time.monotonic() - started), result.text.strip(),
-                       waveform_svg(wave, SAMPLE_RATE, result.segments), segment_rows(result), word_rows(result),
+                       picture.svg(result.segments), segment_rows(result), word_rows(result),
                        files)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -51,40 +51,50 @@ def _clock(seconds: float, duration: float) -> str:
     return f"{minutes}:{s:02d}"
 
 
-def waveform_svg(wave: np.ndarray, sample_rate: int, segments: list[Segment] = (), columns: int = COLUMNS) -> str:
-    """16 kHz samples ``(N,)`` and the segments decoded so far -> an SVG element (a string) as wide as its
-    container. Each segment is a tinted band over its time span, labelled with its number (the row of the
-    segment table), with its text as the band's tooltip."""
-    duration = max(len(wave) / sample_rate, 1e-3)
-    lows, highs = envelope(np.asarray(wave, np.float32), columns)
-    n = len(lows)
-    peak = float(max(np.max(np.abs(lows)), np.max(np.abs(highs)), 1e-4))
-    mid = HEIGHT / 2
-    x = (np.arange(n) + 0.5) * (COLUMNS / n)
-    top = mid - highs / peak * (mid - 4)
-    bottom = mid - lows / peak * (mid - 4)
-    outline = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, top))
-    outline += " " + " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x[::-1], bottom[::-1]))
-    parts = [f'<svg class="asrforge-waveform" viewBox="0 0 {COLUMNS} {HEIGHT + AXIS}" width="100%" role="img" '
-             f'aria-label="waveform of the recording, {duration:.1f} s, {len(segments)} segments" '
-             'xmlns="http://www.w3.org/2000/svg">',
-             f'<rect x="0" y="0" width="{COLUMNS}" height="{HEIGHT}" fill="#f8fafc"/>']
-    for i, s in enumerate(segments):
-        left = COLUMNS * max(0.0, s.start) / duration
-        width = max(1.0, COLUMNS * (min(s.end, duration) - max(0.0, s.start)) / duration)
-        color = PALETTE[i % len(PALETTE)]
-        parts.append(f'<g class="segment"><title>{i}: {s.start:.2f}-{s.end:.2f} s {_escape(s.text.strip())}</title>'
-                     f'<rect x="{left:.1f}" y="0" width="{width:.1f}" height="{HEIGHT}" fill="{color}" '
-                     f'fill-opacity="0.14"/><rect x="{left:.1f}" y="{HEIGHT - 4}" width="{width:.1f}" height="4" '
-                     f'fill="{color}"/><text x="{left + 2:.1f}" y="11" font-size="10" fill="{color}">{i}</text></g>')
-    parts.append(f'<polygon points="{outline}" fill="#334155"/>')
-    step = _tick_step(duration)
-    for k in range(int(duration / step) + 1):
-        t = k * step
-        px = COLUMNS * t / duration
-        anchor = "start" if k == 0 else ("end" if px > COLUMNS - 20 else "middle")
-        parts.append(f'<line x1="{px:.1f}" y1="{HEIGHT}" x2="{px:.1f}" y2="{HEIGHT + 4}" stroke="#64748b"/>'
-                     f'<text x="{px:.1f}" y="{HEIGHT + 15}" font-size="10" fill="#475569" '
-                     f'text-anchor="{anchor}">{_clock(t, duration)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+class Waveform:
+    """A recording's picture, drawn once (the envelope and the time axis) and given the segments decoded so far
+    each time the page updates: ``Waveform(wave, 16000).svg(segments)``."""
+
+    def __init__(self, wave: np.ndarray, sample_rate: int, columns: int = COLUMNS):
+        """16 kHz samples ``(N,)``; the envelope reads every sample once, so a long recording is drawn here and not
+        again for each update."""
+        self.duration = max(len(wave) / sample_rate, 1e-3)
+        lows, highs = envelope(np.asarray(wave, np.float32), columns)
+        n = len(lows)
+        peak = float(max(np.max(np.abs(lows)), np.max(np.abs(highs)), 1e-4))
+        mid = HEIGHT / 2
+        x = (np.arange(n) + 0.5) * (COLUMNS / n)
+        top = mid - highs / peak * (mid - 4)
+        bottom = mid - lows / peak * (mid - 4)
+        outline = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, top))
+        outline += " " + " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x[::-1], bottom[::-1]))
+        self.shape = f'<polygon points="{outline}" fill="#334155"/>'
+        step = _tick_step(self.duration)
+        ticks = []
+        for k in range(int(self.duration / step) + 1):
+            t = k * step
+            px = COLUMNS * t / self.duration
+            anchor = "start" if k == 0 else ("end" if px > COLUMNS - 20 else "middle")
+            ticks.append(f'<line x1="{px:.1f}" y1="{HEIGHT}" x2="{px:.1f}" y2="{HEIGHT + 4}" stroke="#64748b"/>'
+                         f'<text x="{px:.1f}" y="{HEIGHT + 15}" font-size="10" fill="#475569" '
+                         f'text-anchor="{anchor}">{_clock(t, self.duration)}</text>')
+        self.axis = "".join(ticks)
+
+    def svg(self, segments: list[Segment] = ()) -> str:
+        """An SVG element (a string) as wide as its container. Each segment is a tinted band over its time span,
+        labelled with its number (the row of the segment table), with its text as the band's tooltip."""
+        duration = self.duration
+        parts = [f'<svg class="asrforge-waveform" viewBox="0 0 {COLUMNS} {HEIGHT + AXIS}" width="100%" role="img" '
+                 f'aria-label="waveform of the recording, {duration:.1f} s, {len(segments)} segments" '
+                 'xmlns="http://www.w3.org/2000/svg">',
+                 f'<rect x="0" y="0" width="{COLUMNS}" height="{HEIGHT}" fill="#f8fafc"/>']
+        for i, s in enumerate(segments):
+            left = COLUMNS * max(0.0, s.start) / duration
+            width = max(1.0, COLUMNS * (min(s.end, duration) - max(0.0, s.start)) / duration)
+            color = PALETTE[i % len(PALETTE)]
+            parts.append(f'<g class="segment"><title>{i}: {s.start:.2f}-{s.end:.2f} s {_escape(s.text.strip())}'
+                         f'</title><rect x="{left:.1f}" y="0" width="{width:.1f}" height="{HEIGHT}" fill="{color}" '
+                         f'fill-opacity="0.14"/><rect x="{left:.1f}" y="{HEIGHT - 4}" width="{width:.1f}" height="4" '
+                         f'fill="{color}"/><text x="{left + 2:.1f}" y="11" font-size="10" fill="{color}">{i}</text></g>')
+        parts += [self.shape, self.axis, "</svg>"]
+        return "".join(parts)
