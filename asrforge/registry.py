@@ -50,3 +50,4 @@ MODELS = Registry("model family")                 # cls(config, input_dim, vocab
 PRETRAINED_MODELS = Registry("pretrained model family")   # cls(config): the checkpoint ``config.init`` names, loaded
 ENCODERS = Registry("encoder")                    # cls(config, input_dim)
 DECODERS = Registry("attention decoder")          # cls(config, memory_dim, vocab_size)
+SPEAKER_EMBEDDERS = Registry("speaker embedding model")   # cls(path or None, device): .embed(windows) -> (B, D)

@@ -85,3 +85,33 @@ def decode_overrides(words: list[str]) -> dict:
     if unknown:
         raise ConfigError(f"unknown decode option(s) {unknown}; known: {known}")
     return out
+
+
+def add_diarize_arguments(p) -> None:
+    """The speaker options of ``diarize`` and ``transcribe --diarize``."""
+    g = p.add_argument_group("speakers (extra diarize)")
+    n = g.add_mutually_exclusive_group()
+    n.add_argument("--num-speakers", type=count, help="the number of speakers, when known (default: found)")
+    n.add_argument("--min-speakers", type=count, help="at least this many speakers (default 1)")
+    g.add_argument("--max-speakers", type=count, help="at most this many speakers (default 8)")
+    g.add_argument("--clustering", choices=["spectral", "agglomerative"], default="spectral",
+                   help="spectral: the count from distinct voices (default); agglomerative: merge under a threshold")
+    g.add_argument("--embedding-model", default="resemblyzer",
+                   help="speaker embedding model: resemblyzer (default; its weights ship in the resemblyzer package), "
+                        "resemblyzer:PATH/pretrained.pt, or torchscript:PATH (a module taking (B, N) 16-kHz "
+                        "waveforms to (B, D) embeddings)")
+
+
+def diarize_options(args):
+    """The command line's speaker options -> :class:`DiarizeOptions` (checked: min <= max)."""
+    from asrforge.inference.diarization import DiarizeOptions
+
+    if args.num_speakers and args.max_speakers:
+        raise AsrforgeError("--num-speakers fixes the count; leave out --max-speakers (or use --min-speakers)")
+    try:
+        return DiarizeOptions(num_speakers=args.num_speakers, min_speakers=args.min_speakers or 1,
+                              max_speakers=args.max_speakers or max(8, args.min_speakers or 1),
+                              method=args.clustering).check()
+    except ConfigError as e:
+        raise AsrforgeError(str(e).replace("min_speakers", "--min-speakers").replace("max_speakers", "--max-speakers")
+                            ) from None

@@ -42,6 +42,9 @@ def _server_arguments(s, port: int) -> None:
     s.add_argument("--model-ttl", type=positive, default=None,
                    help="unload a model after this many seconds without requests (reloaded on the next one)")
     s.add_argument("--lazy", action="store_true", help="load each model on its first request instead of at start")
+    s.add_argument("--speaker-model", default="resemblyzer",
+                   help="the speaker embedding model of response_format=diarized_json (extra diarize): resemblyzer, "
+                        "resemblyzer:PATH or torchscript:PATH (see asrforge diarize --help)")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
 
@@ -70,7 +73,8 @@ def serve(args) -> None:
                           api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                           max_upload_mb=args.max_upload_mb, max_queue=args.max_queue, max_batch=args.max_batch,
                           max_streams=args.max_streams,
-                          model_ttl=args.model_ttl, lazy=args.lazy, inference_thread=False, ui_path=ui_path)
+                          model_ttl=args.model_ttl, lazy=args.lazy, inference_thread=False, ui_path=ui_path,
+                          speaker_model=args.speaker_model)
     app = create_app(config)
     if ui_path is not None:
         host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host

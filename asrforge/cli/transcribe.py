@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from asrforge.cli.args import (DECODE_OVERRIDE_HELP, add_lm_arguments, boolean, count, decode_overrides,
-                               is_decode_override, lm_options, positive)
+from asrforge.cli.args import (DECODE_OVERRIDE_HELP, add_diarize_arguments, add_lm_arguments, boolean, count,
+                               decode_overrides, diarize_options, is_decode_override, lm_options, positive)
 from asrforge.errors import AsrforgeError
 
 STDIN = "-"
@@ -38,6 +38,10 @@ def add_parsers(sub) -> None:
                    "utterances already in it are skipped, so a stopped job continues where it stopped")
     m.add_argument("--batch-seconds", type=positive, default=None,
                    help="with --manifest: audio seconds transcribed and written together (default: 120)")
+    r.add_argument("--diarize", action="store_true",
+                   help="find who spoke when: every segment and word gets a speaker, subtitles are split where the "
+                        "speaker changes and led by [SPEAKER_1] (extra diarize; options below)")
+    add_diarize_arguments(r)
     add_lm_arguments(r)
     w = r.add_argument_group("Whisper options (as in openai-whisper)")
     w.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "int8"],
@@ -93,6 +97,9 @@ def transcribe(args) -> int:
         return transcribe_manifest(args, audio, overrides)
     if args.batch_seconds is not None:
         raise AsrforgeError("--batch-seconds applies to --manifest")
+    speaker_flags = args.num_speakers or args.min_speakers or args.max_speakers or args.embedding_model != "resemblyzer"
+    if speaker_flags and not args.diarize:
+        raise AsrforgeError("--num-speakers, --min-speakers, --max-speakers and --embedding-model go with --diarize")
     if not audio:
         raise AsrforgeError("give the audio to transcribe: files, folders or - (standard input), or --manifest M "
                             "--output-manifest OUT.jsonl")
@@ -106,6 +113,8 @@ def transcribe_manifest(args, audio: list[str], overrides: list[str]) -> int:
 
     if not (args.manifest and args.output_manifest):
         raise AsrforgeError("--manifest and --output-manifest go together: the manifest to read and the one to write")
+    if args.diarize:
+        raise AsrforgeError("--diarize transcribes files or folders; a manifest's utterances are one speaker each")
     if audio or args.output_dir or args.same_speaker:
         raise AsrforgeError("--manifest transcribes the manifest's audio into --output-manifest; leave out audio "
                             "files, --output-dir and --same-speaker (speaker CMVN uses the manifest's speakers)")
@@ -159,8 +168,9 @@ def audio_inputs(paths: list[str]) -> list[tuple[str, str]]:
 
 def transcribe_files(args, audio: list[str], overrides: list[str]) -> int:
     """Transcribe each file; a bad file is reported and skipped, the rest still run. Returns the failures."""
-    from asrforge.audio.io import decode_audio_bytes
+    from asrforge.audio.io import decode_audio_bytes, load_audio
     from asrforge.inference import load_model
+    from asrforge.inference.speakers import transcribe_with_speakers
     from asrforge.inference.writers import WRITERS, write_result
     from asrforge.progress import progress_bar
 
@@ -193,6 +203,11 @@ def transcribe_files(args, audio: list[str], overrides: list[str]) -> int:
         print(f"asrforge: {args.model} was trained with speaker CMVN; each file is normalized on its own, which costs "
               "accuracy (on FSDD, 17 % WER became 56 %). Give 20 or more files of one speaker with --same-speaker.",
               file=sys.stderr)
+    diarizer = None
+    if args.diarize:
+        from asrforge.inference.diarization import load_diarizer
+
+        diarizer = load_diarizer(args.embedding_model, args.device, diarize_options(args))
     failures, written = 0, 0
     # many files into a folder: one bar over the files instead of a line per file written
     many = bool(output_dir) and len(inputs) > 1
@@ -200,7 +215,12 @@ def transcribe_files(args, audio: list[str], overrides: list[str]) -> int:
     for path, name in inputs:
         try:
             source = decode_audio_bytes(sys.stdin.buffer.read()) if path == STDIN else path
-            result = recognizer.transcribe(source, progress=len(files) == 1 and sys.stderr.isatty(), **options)
+            progress = len(files) == 1 and sys.stderr.isatty()
+            if diarizer is None:
+                result = recognizer.transcribe(source, progress=progress, **options)
+            else:
+                result = transcribe_with_speakers(recognizer, diarizer, load_audio(source) if isinstance(source, str)
+                                                  else source, progress=progress, **options)
         except AsrforgeError as e:
             bar.write(f"asrforge: skipped {path}: {e}", file=sys.stderr)
             failures += 1

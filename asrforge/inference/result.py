@@ -2,8 +2,9 @@
 
 :meth:`Result.to_dict` gives openai-whisper's layout (``{"text", "segments": [{"id", "seek", "start", "end",
 "text", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob", "words"}], "language"}``)
-plus ``duration``. Fields a model does not produce are left out: asrforge's own models have no sampling
-temperature or no-speech probability, and only models that align words to the audio give ``words``.
+plus ``duration``, and ``speaker`` on segments and words when the speakers were found (diarization). Fields a
+model does not produce are left out: asrforge's own models have no sampling temperature or no-speech
+probability, and only models that align words to the audio give ``words``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ class Word:
     start: float                        # seconds from the start of the input
     end: float
     probability: float | None = None    # Whisper: the decoder's probability of the word's tokens
+    speaker: str | None = None          # with diarization: who said it (SPEAKER_1, ...)
 
     def to_dict(self) -> dict:
-        return _without_none({"word": self.word, "start": self.start, "end": self.end, "probability": self.probability})
+        return _without_none({"word": self.word, "start": self.start, "end": self.end, "probability": self.probability,
+                              "speaker": self.speaker})
 
 
 @dataclass
@@ -36,9 +39,10 @@ class Segment:
     avg_logprob: float | None = None
     compression_ratio: float | None = None
     no_speech_prob: float | None = None
+    speaker: str | None = None          # with diarization: who spoke it (SPEAKER_1, ...)
 
-    _ORDER = ("id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio",
-              "no_speech_prob")
+    _ORDER = ("id", "seek", "start", "end", "speaker", "text", "tokens", "temperature", "avg_logprob",
+              "compression_ratio", "no_speech_prob")
 
     def to_dict(self) -> dict:
         out = _without_none({k: getattr(self, k) for k in self._ORDER})

@@ -1,5 +1,6 @@
 """Write transcription results as txt, srt, vtt, tsv or json, named ``<output dir>/<audio stem>.<format>``
-as openai-whisper names them."""
+as openai-whisper names them. With speakers (diarization) each segment's text is led by ``[SPEAKER_1]``; json
+carries them as ``speaker`` fields."""
 
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ def format_timestamp(seconds: float, always_hours: bool = False, decimal: str = 
     return f"{head}{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
 
 
+def _spoken(segment: Segment) -> str:
+    """The segment's text, after ``[SPEAKER_1] `` when its speaker is known."""
+    return (f"[{segment.speaker}] " if segment.speaker else "") + segment.text.strip()
+
+
 def _cue_text(segment: Segment) -> str:
-    return segment.text.strip().replace("-->", "->")   # "-->" would end the cue's timing line
+    return _spoken(segment).replace("-->", "->")   # "-->" would end the cue's timing line
 
 
 def to_txt(result: Result) -> str:
-    return "".join(s.text.strip() + "\n" for s in result.segments)
+    return "".join(_spoken(s) + "\n" for s in result.segments)
 
 
 def to_srt(result: Result) -> str:
@@ -41,7 +47,7 @@ def to_vtt(result: Result) -> str:
 def to_tsv(result: Result) -> str:
     """Milliseconds as integers, as the reference writes them (tabs in text become spaces)."""
     rows = ["start\tend\ttext"]
-    rows += [f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{s.text.strip().replace(chr(9), ' ')}"
+    rows += [f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{_spoken(s).replace(chr(9), ' ')}"
              for s in result.segments]
     return "\n".join(rows) + "\n"
 

@@ -70,6 +70,7 @@ class ServerConfig:
     inference_thread: bool = True           # False: the caller runs Scheduler.work_here (asrforge serve: the main thread)
     max_streams: int = 8                    # live WebSocket streams at once; more are told to try again later
     ui_path: str | None = None              # where the web app is mounted ("/ui", or "/"); None: no web app
+    speaker_model: str = "resemblyzer"      # diarized_json's speaker embedding model (KIND or KIND:PATH)
 
 
 class Server:
@@ -89,6 +90,7 @@ class Server:
         self.live = LiveStreams(config.max_streams)
         self.temp: Path | None = None
         self.ui_temp: Path | None = None    # the web app's files (Gradio's cache), when it is mounted
+        self._diarizer = None               # loaded on the first request for speakers
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -140,6 +142,21 @@ class Server:
         if len(wave) <= PIECE_SECONDS * SAMPLE_RATE:
             return cut_into_pieces(wave)
         return await asyncio.wrap_future(self.scheduler.call(cut_into_pieces, wave))
+
+    async def diarize(self, wave, options=None):
+        """Who spoke when in 16 kHz samples ``(N,)`` (a :class:`Diarization`), on the worker; the diarizer is
+        loaded by the first request that asks, and a server without the ``diarize`` extra says so as a 400."""
+        def run():
+            from asrforge.inference.diarization import load_diarizer
+
+            if self._diarizer is None:
+                self._diarizer = load_diarizer(self.config.speaker_model, self.config.device)
+            return self._diarizer(wave, options)
+        try:
+            return await asyncio.wrap_future(self.scheduler.call(run))
+        except ConfigError as e:
+            raise ApiError(400, f"this server cannot find speakers: {e}", "response_format",
+                           "diarization_unavailable") from None
 
     def check_ready(self) -> None:
         if self.load_error:
@@ -306,6 +323,8 @@ async def _audio(server: Server, request: Request, task: str) -> Response:
         options = req.options()
         recognizer = await server.acquire(req.model)
         try:
+            if req.diarize and recognizer.word_timestamps:
+                options.setdefault("word_timestamps", True)     # words take speakers, segments split at changes
             try:
                 recognizer.check_options(**options)
             except ConfigError as e:
@@ -313,7 +332,8 @@ async def _audio(server: Server, request: Request, task: str) -> Response:
             wave = await run_in_threadpool(read_upload, req.upload, server.temp)
             pieces = await server.pieces(wave)
             duration = len(wave) / SAMPLE_RATE
-            del wave
+            if not req.diarize:
+                del wave
             if req.stream:
                 response = _stream(server, request, req, recognizer, options, pieces, duration)
                 streaming = True
@@ -321,6 +341,10 @@ async def _audio(server: Server, request: Request, task: str) -> Response:
             job = Job(recognizer, options, pieces, duration, asyncio.get_running_loop())
             server.scheduler.submit(job)
             result = await _wait(server, request, job)
+            if req.diarize:
+                from asrforge.inference.speakers import assign_speakers
+
+                result = assign_speakers(result, await server.diarize(wave, req.diarize_options()))
             server.metrics.audio_seconds.labels(req.model).inc(duration)
             body, media = response_body(result, req.response_format, task, req.granularities)
             return Response(body, media_type=media)

@@ -3,8 +3,9 @@
 OpenAI's fields: ``file``, ``model``, ``language``, ``prompt``, ``response_format``, ``temperature``,
 ``timestamp_granularities[]`` (the official client's bracketed name; the plain name is taken too), ``stream``,
 and ``chunking_strategy`` (only ``auto``: long audio is always cut at pauses here). asrforge's own, documented in
-docs/serving.md: ``beam_size``, ``best_of``, ``patience``, ``length_penalty``. Every error names the field and
-what it may hold.
+docs/serving.md: ``beam_size``, ``best_of``, ``patience``, ``length_penalty``, and with
+``response_format=diarized_json`` (OpenAI's speaker format; transcriptions only) ``num_speakers``,
+``min_speakers``, ``max_speakers``. Every error names the field and what it may hold.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass, field
 
 from asrforge.serve.errors import bad_request
 
-RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
 GRANULARITIES = ("segment", "word")
 OPENAI_FIELDS = ("file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]",
                  "timestamp_granularities", "stream", "chunking_strategy")
 OWN_FIELDS = ("beam_size", "best_of", "patience", "length_penalty")
+SPEAKER_FIELDS = ("num_speakers", "min_speakers", "max_speakers")      # with diarized_json
 TRANSLATION_FIELDS = tuple(f for f in OPENAI_FIELDS if f not in ("language", "timestamp_granularities[]",
                                                                  "timestamp_granularities")) + OWN_FIELDS
 
@@ -37,6 +39,19 @@ class AudioRequest:
     granularities: tuple[str, ...] = ()
     stream: bool = False
     own: dict = field(default_factory=dict)     # beam_size, ... as the recognizer takes them
+    speakers: dict = field(default_factory=dict)    # num_speakers, ... as DiarizeOptions takes them
+
+    @property
+    def diarize(self) -> bool:
+        return self.response_format == "diarized_json"
+
+    def diarize_options(self):
+        """The speaker fields as :class:`DiarizeOptions` (the count found between 1 and 8 where none is given)."""
+        from asrforge.inference.diarization import DiarizeOptions
+
+        at_least = self.speakers.get("min_speakers", 1)
+        return DiarizeOptions(num_speakers=self.speakers.get("num_speakers"), min_speakers=at_least,
+                              max_speakers=self.speakers.get("max_speakers", max(8, at_least)))
 
     def options(self) -> dict:
         """The keyword options of ``Recognizer.transcribe`` this request asks for (what it leaves out is left out,
@@ -95,7 +110,7 @@ def _boolean(form, name: str) -> bool:
 
 def parse_form(form, task: str) -> AudioRequest:
     """A parsed multipart form -> :class:`AudioRequest`, or :class:`ApiError` 400 naming the field at fault."""
-    allowed = OPENAI_FIELDS + OWN_FIELDS if task == "transcribe" else TRANSLATION_FIELDS
+    allowed = OPENAI_FIELDS + OWN_FIELDS + SPEAKER_FIELDS if task == "transcribe" else TRANSLATION_FIELDS
     unknown = sorted(set(form.keys()) - set(allowed))
     if unknown:
         raise bad_request(f"unknown field(s) {', '.join(unknown)}; this endpoint takes {', '.join(allowed)}",
@@ -112,6 +127,9 @@ def parse_form(form, task: str) -> AudioRequest:
     if response_format not in RESPONSE_FORMATS:
         raise bad_request(f"response_format {response_format!r} is not one of {', '.join(RESPONSE_FORMATS)}",
                           "response_format")
+    if response_format == "diarized_json" and task != "transcribe":
+        raise bad_request("response_format diarized_json is for transcriptions (/v1/audio/transcriptions); a "
+                          "translation answers json, text, srt, vtt or verbose_json", "response_format")
     granularities: list[str] = []
     for name in ("timestamp_granularities[]", "timestamp_granularities"):
         for value in form.getlist(name):
@@ -133,8 +151,18 @@ def parse_form(form, task: str) -> AudioRequest:
         value = _number(form, name, kind, low, high)
         if value is not None:
             own[name] = value
+    speakers = {name: value for name in SPEAKER_FIELDS if (value := _number(form, name, int, 1, 32)) is not None}
+    if speakers and response_format != "diarized_json":
+        raise bad_request(f"{next(iter(speakers))} goes with response_format diarized_json (the format with speakers); "
+                          f"got {response_format}", next(iter(speakers)))
+    if "num_speakers" in speakers and len(speakers) > 1:
+        raise bad_request("num_speakers fixes the count; leave out min_speakers and max_speakers", "num_speakers")
+    if speakers.get("min_speakers", 1) > speakers.get("max_speakers", 32):
+        raise bad_request(f"min_speakers ({speakers['min_speakers']}) is above max_speakers "
+                          f"({speakers['max_speakers']})", "min_speakers")
     temperature = _number(form, "temperature", float, 0.0, 1.0)
     return AudioRequest(task=task, model=model, upload=uploads[0], response_format=response_format,
                         language=(_one(form, "language") or None) if task == "transcribe" else None,
                         prompt=_one(form, "prompt") or None, temperature=temperature or 0.0,
-                        granularities=tuple(granularities), stream=_boolean(form, "stream"), own=own)
+                        granularities=tuple(granularities), stream=_boolean(form, "stream"), own=own,
+                        speakers=speakers)

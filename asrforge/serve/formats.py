@@ -1,7 +1,9 @@
 """A :class:`Result` as OpenAI's audio API answers: ``json``, ``text``, ``srt``, ``vtt``, ``verbose_json``, and
 the Server-Sent Events of ``stream=true``. Field for field as in the ``openai`` package's ``types/audio/``:
 ``Transcription``, ``TranscriptionVerbose`` (``TranscriptionSegment``, ``TranscriptionWord``), ``Translation``,
-``TranslationVerbose`` and the stream's ``transcript.text.delta`` / ``transcript.text.done`` events.
+``TranslationVerbose``, ``TranscriptionDiarized`` (``diarized_json``: segments of one speaker each, speakers
+lettered A, B, ... as OpenAI letters them) and the stream's ``transcript.text.delta`` / ``transcript.text.done``
+events.
 
 What a model does not measure is null rather than made up: asrforge's own models decode by search, so their
 segments have no tokens of Whisper's vocabulary, log-probability, compression ratio or no-speech probability.
@@ -47,6 +49,24 @@ def verbose_object(result: Result, task: str, granularities: tuple[str, ...]) ->
     return out
 
 
+def speaker_letter(speaker: str | None) -> str:
+    """``SPEAKER_1`` -> ``A``, ``SPEAKER_2`` -> ``B``, ... (past Z: ``AA``, ``AB``, ...); no speaker: ``A``."""
+    number = int(speaker.rsplit("_", 1)[1]) if speaker and speaker.rsplit("_", 1)[-1].isdigit() else 1
+    letters = ""
+    while number > 0:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def diarized_object(result: Result) -> dict:
+    """``TranscriptionDiarized``: the transcript and its segments, each of one speaker."""
+    segments = [{"type": "transcript.text.segment", "id": f"seg_{s.id}", "start": s.start, "end": s.end,
+                 "text": s.text.strip(), "speaker": speaker_letter(s.speaker)} for s in result.segments]
+    return {"task": "transcribe", "duration": round(result.duration, 3), "text": result.text.strip(),
+            "segments": segments, "usage": usage(result.duration)}
+
+
 def response_body(result: Result, response_format: str, task: str, granularities: tuple[str, ...]) -> tuple[str, str]:
     """-> ``(body, media type)`` for a finished request."""
     if response_format == "json":
@@ -54,6 +74,8 @@ def response_body(result: Result, response_format: str, task: str, granularities
             "application/json"
     if response_format == "verbose_json":
         return json.dumps(verbose_object(result, task, granularities), ensure_ascii=False), "application/json"
+    if response_format == "diarized_json":
+        return json.dumps(diarized_object(result), ensure_ascii=False), "application/json"
     if response_format == "text":
         return result.text.strip() + "\n", TEXT_FORMATS["text"]
     writer = {"srt": to_srt, "vtt": to_vtt}[response_format]

@@ -3,7 +3,8 @@
 Two tabs. **Transcribe**: a recording uploaded or spoken into the microphone, the model, its language (or
 detection), the task, timestamps (none, segments, words), beam size and temperature; the transcript grows piece
 by piece as a long recording is decoded, beside a picture of the waveform with the segments marked, tables of
-segments and words, and the result as .txt, .srt, .vtt and .json files. A control the model cannot take is
+segments and words, and the result as .txt, .srt, .vtt and .json files; with "Speakers" ticked, who spoke
+when (segments split and coloured by speaker, subtitles led by ``[SPEAKER_1]``). A control the model cannot take is
 greyed out, with the reason in the model's note. **Live**: the microphone streamed to ``/v1/audio/stream``
 (partials as they change, finals as they are fixed), from the page's own JavaScript.
 
@@ -29,8 +30,10 @@ import gradio as gr
 
 from asrforge.audio.io import load_audio
 from asrforge.errors import AsrforgeError, AudioError, ConfigError
+from asrforge.inference.diarization import DiarizeOptions
 from asrforge.inference.recognizer import Recognizer
 from asrforge.inference.result import Result
+from asrforge.inference.speakers import assign_speakers
 from asrforge.inference.writers import write_result
 from asrforge.serve.errors import ApiError
 from asrforge.serve.fields import AudioRequest
@@ -102,7 +105,8 @@ def control_updates(name: str, caps: dict) -> tuple:
 
 # ---- what a result looks like on the page -----------------------------------------------------------------------
 def segment_rows(result: Result) -> list[list]:
-    return [[i, round(s.start, 2), round(s.end, 2), s.text.strip()] for i, s in enumerate(result.segments)]
+    return [[i, round(s.start, 2), round(s.end, 2), s.speaker or "", s.text.strip()]
+            for i, s in enumerate(result.segments)]
 
 
 def word_rows(result: Result) -> list[list]:
@@ -110,7 +114,7 @@ def word_rows(result: Result) -> list[list]:
              None if w.probability is None else round(w.probability, 3)] for w in result.words]
 
 
-def summary(result: Result, name: str, seconds: float) -> str:
+def summary(result: Result, name: str, seconds: float, speaker_note: str | None = None) -> str:
     parts = [f"**{html.escape(result.source or 'the recording')}** by **{html.escape(name)}**: "
              f"{result.duration:.1f} s of audio in {seconds:.1f} s "
              f"({seconds / max(result.duration, 1e-6):.2f} s per second of audio)"]
@@ -118,6 +122,11 @@ def summary(result: Result, name: str, seconds: float) -> str:
         probability = (result.language_probs or {}).get(result.language)
         parts.append(f"language **{LANGUAGE_NAMES.get(result.language, result.language)}** ({result.language}"
                      + (f", detected with probability {probability:.2f})" if probability is not None else ")"))
+    speakers = list(dict.fromkeys(s.speaker for s in result.segments if s.speaker))
+    if speakers:
+        parts.append(f"**{len(speakers)}** speaker{'s' if len(speakers) > 1 else ''}")
+    if speaker_note:
+        parts.append(html.escape(speaker_note))
     if not result.text.strip():
         parts.append("no speech was recognized")
     return " · ".join(parts)
@@ -185,7 +194,7 @@ def build_ui(server: "Server") -> gr.Blocks:
         return control_updates(name, await describe(name))
 
     async def transcribe(audio: str | None, name: str, language: str, task: str, timestamps: str, beam: float,
-                         temperature: float):
+                         temperature: float, speakers: bool = False, num_speakers: float = 0):
         if not audio:
             raise gr.Error("there is no recording yet: upload a file or record one with the microphone")
         check(name)
@@ -193,6 +202,8 @@ def build_ui(server: "Server") -> gr.Blocks:
         recognizer = await server.acquire(name)
         try:
             options = options_from_controls(task, language, timestamps, beam, temperature, recognizer.beam_size)
+            if speakers and recognizer.word_timestamps:
+                options.setdefault("word_timestamps", True)     # words take speakers, segments split at changes
             try:
                 recognizer.check_options(**options)
             except ConfigError as e:
@@ -237,6 +248,14 @@ def build_ui(server: "Server") -> gr.Blocks:
             finally:
                 if not job.future.done():       # the page was closed or the run stopped: drop what is left
                     server.scheduler.cancel(job)
+            if speakers:
+                yield (f"Finding who spoke when in {filename}…", result.text.strip(), picture.svg(result.segments),
+                       segment_rows(result), word_rows(result), None)
+                try:
+                    found = await server.diarize(wave, DiarizeOptions(num_speakers=int(num_speakers) or None))
+                except ApiError as e:
+                    raise gr.Error(e.message) from None
+                result = assign_speakers(result, found)
             server.metrics.audio_seconds.labels(name).inc(duration)
             result.source = filename
             folder = Path(tempfile.mkdtemp(prefix="result-", dir=server.ui_temp / "results"))
@@ -244,7 +263,8 @@ def build_ui(server: "Server") -> gr.Blocks:
                 stem = Path(filename).stem or "transcript"
                 files = [str(write_result(result, stem, folder, fmt)[0]) for fmt in DOWNLOADS]
                 # Gradio copies the files into its cache as this is sent; the copies are what the page links to
-                yield (summary(result, name, time.monotonic() - started), result.text.strip(),
+                yield (summary(result, name, time.monotonic() - started, found.note if speakers else None),
+                       result.text.strip(),
                        picture.svg(result.segments), segment_rows(result), word_rows(result),
                        files)
             finally:
@@ -272,6 +292,10 @@ def build_ui(server: "Server") -> gr.Blocks:
                         beam = gr.Slider(1, MAX_BEAM, value=1, step=1, label="Beam size", info="1 is greedy")
                         temperature = gr.Slider(0.0, 1.0, value=0.0, step=0.1, label="Temperature",
                                                 info="above 0 samples, falling back to higher ones")
+                    with gr.Row():
+                        speakers = gr.Checkbox(False, label="Speakers", info="find who spoke when")
+                        num_speakers = gr.Number(0, minimum=0, maximum=32, step=1, precision=0,
+                                                 label="Number of speakers", info="0: find it")
                     run = gr.Button("Transcribe", variant="primary")
                 with gr.Column(scale=3, min_width=300):
                     status = gr.Markdown("Upload a recording or record one, then press Transcribe.")
@@ -279,8 +303,8 @@ def build_ui(server: "Server") -> gr.Blocks:
                                             elem_id="af-transcript")
                     picture = gr.HTML(label="Waveform")
                     with gr.Accordion("Segments", open=True):
-                        segments = gr.Dataframe(headers=["#", "start", "end", "text"], wrap=True, interactive=False,
-                                                column_widths=["8%", "14%", "14%", "64%"])
+                        segments = gr.Dataframe(headers=["#", "start", "end", "speaker", "text"], wrap=True,
+                                                interactive=False, column_widths=["7%", "12%", "12%", "15%", "54%"])
                     with gr.Accordion("Words", open=False):
                         words = gr.Dataframe(headers=["word", "start", "end", "probability"], interactive=False)
                     downloads = gr.File(label="Download", file_count="multiple", interactive=False)
@@ -290,7 +314,7 @@ def build_ui(server: "Server") -> gr.Blocks:
         controls = [language, task, timestamps, beam, temperature, note]
         model.change(on_model, model, controls, show_progress="hidden", api_name="describe_model")
         demo.load(on_model, model, controls, show_progress="hidden", api_visibility="private")
-        run.click(transcribe, [audio, model, language, task, timestamps, beam, temperature],
+        run.click(transcribe, [audio, model, language, task, timestamps, beam, temperature, speakers, num_speakers],
                   [status, transcript, picture, segments, words, downloads], api_name="transcribe",
                   concurrency_limit=server.config.max_queue)
     return demo

@@ -82,19 +82,27 @@ class Waveform:
 
     def svg(self, segments: list[Segment] = ()) -> str:
         """An SVG element (a string) as wide as its container. Each segment is a tinted band over its time span,
-        labelled with its number (the row of the segment table), with its text as the band's tooltip."""
+        labelled with its number (the row of the segment table), with its text as the band's tooltip. Segments
+        with speakers are coloured by speaker (one colour per speaker, named in a legend) instead of in turn."""
         duration = self.duration
         parts = [f'<svg class="asrforge-waveform" viewBox="0 0 {COLUMNS} {HEIGHT + AXIS}" width="100%" role="img" '
                  f'aria-label="waveform of the recording, {duration:.1f} s, {len(segments)} segments" '
                  'xmlns="http://www.w3.org/2000/svg">',
                  f'<rect x="0" y="0" width="{COLUMNS}" height="{HEIGHT}" fill="#f8fafc"/>']
+        speakers = list(dict.fromkeys(s.speaker for s in segments if s.speaker))
         for i, s in enumerate(segments):
             left = COLUMNS * max(0.0, s.start) / duration
             width = max(1.0, COLUMNS * (min(s.end, duration) - max(0.0, s.start)) / duration)
-            color = PALETTE[i % len(PALETTE)]
-            parts.append(f'<g class="segment"><title>{i}: {s.start:.2f}-{s.end:.2f} s {_escape(s.text.strip())}'
-                         f'</title><rect x="{left:.1f}" y="0" width="{width:.1f}" height="{HEIGHT}" fill="{color}" '
+            by = speakers.index(s.speaker) if s.speaker in speakers else i
+            color = PALETTE[by % len(PALETTE)]
+            who = f"{_escape(s.speaker)} " if s.speaker else ""
+            parts.append(f'<g class="segment" data-speaker="{_escape(s.speaker or "")}"><title>{i}: {s.start:.2f}-'
+                         f'{s.end:.2f} s {who}{_escape(s.text.strip())}</title><rect x="{left:.1f}" y="0" width="{width:.1f}" height="{HEIGHT}" fill="{color}" '
                          f'fill-opacity="0.14"/><rect x="{left:.1f}" y="{HEIGHT - 4}" width="{width:.1f}" height="4" '
                          f'fill="{color}"/><text x="{left + 2:.1f}" y="11" font-size="10" fill="{color}">{i}</text></g>')
+        for k, speaker in enumerate(speakers):        # the legend, top right
+            x = COLUMNS - 8 - 78 * (len(speakers) - k)
+            parts.append(f'<g class="speaker"><rect x="{x}" y="4" width="10" height="10" fill="{PALETTE[k % len(PALETTE)]}"/>'
+                         f'<text x="{x + 13}" y="13" font-size="10" fill="#334155">{_escape(speaker)}</text></g>')
         parts += [self.shape, self.axis, "</svg>"]
         return "".join(parts)
