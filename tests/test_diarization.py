@@ -94,6 +94,12 @@ def test_clustering_counts_distinct_groups_and_keeps_a_given_count():
     assert len(set(cluster_speakers(points, method="agglomerative"))) == 3
     assert len(set(cluster_speakers(points[:20]))) == 1
     assert cluster_speakers(points[:1]).tolist() == [0]
+    # an hour of speech is more windows than are clustered at once: evenly spaced ones are, the rest join them
+    many = np.concatenate([c + 0.15 * rng.normal(size=(700, 32)) for c in centres])
+    many /= np.linalg.norm(many, axis=1, keepdims=True)
+    labels = cluster_speakers(many)
+    assert len(many) > 2000 and len(set(labels)) == 3
+    assert all(len(set(labels[i * 700:(i + 1) * 700])) == 1 for i in range(3))
 
 
 def test_the_front_end_is_librosas_melspectrogram():

@@ -69,7 +69,7 @@ def test_a_recording_gives_the_models_transcript_segments_and_downloads(client, 
     status, text, picture, segments, words, files = client.predict(handle_file(str(recording)), *controls(),
                                                                    api_name="/transcribe")
     assert text == expected.text.strip()
-    assert [r[3] for r in rows(segments)] == [s.text.strip() for s in expected.segments]
+    assert [r[4] for r in rows(segments)] == [s.text.strip() for s in expected.segments]
     assert [[r[1], r[2]] for r in rows(segments)] == [[round(s.start, 2), round(s.end, 2)] for s in expected.segments]
     assert "interview" in status and "s per second of audio" in status
     assert picture.startswith("<svg") and picture.count('class="segment"') == len(expected.segments)
@@ -234,6 +234,24 @@ def test_upload_and_transcribe_in_the_browser(page, recording, babbler):
     page.get_by_text(".srt", exact=True).wait_for(timeout=30000)       # the downloads, with the last update
     assert transcript(page) == expected
     assert shot(page, "ui-transcribe").stat().st_size > 10_000
+
+
+def test_speakers_in_the_browser_colour_the_segments(page, tmp_path):
+    from diarize_fixtures import conversation
+
+    talk = write_wav(tmp_path / "two-voices.wav", conversation()[0])
+    page.locator("input[type=file]").first.set_input_files(str(talk))
+    page.get_by_role("checkbox", name="Speakers").check()
+    page.get_by_role("button", name="Transcribe", exact=True).click()
+    page.wait_for_function("document.querySelectorAll('svg.asrforge-waveform g.speaker').length === 2",
+                           timeout=90000)
+    page.get_by_text(".srt", exact=True).wait_for(timeout=30000)
+    legend = page.locator("svg.asrforge-waveform g.speaker text").all_text_contents()
+    assert legend == ["SPEAKER_1", "SPEAKER_2"]
+    bands = page.locator("svg.asrforge-waveform g.segment")
+    assert {bands.nth(i).get_attribute("data-speaker") for i in range(bands.count())} == {"SPEAKER_1", "SPEAKER_2"}
+    assert page.get_by_text("2 speakers").count() >= 1
+    shot(page, "ui-speakers")
 
 
 def test_bad_files_are_told_on_the_page(page, tmp_path):

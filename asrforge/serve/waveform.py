@@ -16,6 +16,7 @@ from asrforge.inference.result import Segment
 COLUMNS = 600           # envelope columns: finer than a laptop screen needs, coarse enough to stay a few kB
 HEIGHT = 120
 AXIS = 18               # pixels under the waveform for the time axis
+LEGEND = 16             # pixels above it naming the speakers, when segments have them
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#dc2626", "#7c3aed", "#0891b2")   # segment bands, in turn
 
 
@@ -85,11 +86,18 @@ class Waveform:
         labelled with its number (the row of the segment table), with its text as the band's tooltip. Segments
         with speakers are coloured by speaker (one colour per speaker, named in a legend) instead of in turn."""
         duration = self.duration
-        parts = [f'<svg class="asrforge-waveform" viewBox="0 0 {COLUMNS} {HEIGHT + AXIS}" width="100%" role="img" '
-                 f'aria-label="waveform of the recording, {duration:.1f} s, {len(segments)} segments" '
-                 'xmlns="http://www.w3.org/2000/svg">',
-                 f'<rect x="0" y="0" width="{COLUMNS}" height="{HEIGHT}" fill="#f8fafc"/>']
         speakers = list(dict.fromkeys(s.speaker for s in segments if s.speaker))
+        legend = LEGEND if speakers else 0         # a strip above the waveform naming each speaker's colour
+        parts = [f'<svg class="asrforge-waveform" viewBox="0 0 {COLUMNS} {legend + HEIGHT + AXIS}" width="100%" '
+                 f'role="img" aria-label="waveform of the recording, {duration:.1f} s, {len(segments)} segments'
+                 + (f', {len(speakers)} speakers' if speakers else '') + '" xmlns="http://www.w3.org/2000/svg">']
+        for k, speaker in enumerate(speakers):
+            x = 2 + 72 * k
+            parts.append(f'<g class="speaker"><rect x="{x}" y="2" width="10" height="10" '
+                         f'fill="{PALETTE[k % len(PALETTE)]}"/><text x="{x + 13}" y="11" font-size="10" '
+                         f'fill="#334155">{_escape(speaker)}</text></g>')
+        parts += [f'<g transform="translate(0,{legend})">',
+                  f'<rect x="0" y="0" width="{COLUMNS}" height="{HEIGHT}" fill="#f8fafc"/>']
         for i, s in enumerate(segments):
             left = COLUMNS * max(0.0, s.start) / duration
             width = max(1.0, COLUMNS * (min(s.end, duration) - max(0.0, s.start)) / duration)
@@ -97,12 +105,9 @@ class Waveform:
             color = PALETTE[by % len(PALETTE)]
             who = f"{_escape(s.speaker)} " if s.speaker else ""
             parts.append(f'<g class="segment" data-speaker="{_escape(s.speaker or "")}"><title>{i}: {s.start:.2f}-'
-                         f'{s.end:.2f} s {who}{_escape(s.text.strip())}</title><rect x="{left:.1f}" y="0" width="{width:.1f}" height="{HEIGHT}" fill="{color}" '
-                         f'fill-opacity="0.14"/><rect x="{left:.1f}" y="{HEIGHT - 4}" width="{width:.1f}" height="4" '
-                         f'fill="{color}"/><text x="{left + 2:.1f}" y="11" font-size="10" fill="{color}">{i}</text></g>')
-        for k, speaker in enumerate(speakers):        # the legend, top right
-            x = COLUMNS - 8 - 78 * (len(speakers) - k)
-            parts.append(f'<g class="speaker"><rect x="{x}" y="4" width="10" height="10" fill="{PALETTE[k % len(PALETTE)]}"/>'
-                         f'<text x="{x + 13}" y="13" font-size="10" fill="#334155">{_escape(speaker)}</text></g>')
-        parts += [self.shape, self.axis, "</svg>"]
+                         f'{s.end:.2f} s {who}{_escape(s.text.strip())}</title><rect x="{left:.1f}" y="0" '
+                         f'width="{width:.1f}" height="{HEIGHT}" fill="{color}" fill-opacity="0.14"/><rect '
+                         f'x="{left:.1f}" y="{HEIGHT - 4}" width="{width:.1f}" height="4" fill="{color}"/><text '
+                         f'x="{left + 2:.1f}" y="11" font-size="10" fill="{color}">{i}</text></g>')
+        parts += [self.shape, self.axis, "</g>", "</svg>"]
         return "".join(parts)
