@@ -302,3 +302,15 @@ def test_the_web_app_colours_segments_by_speaker(served, tmp_path):
                            api_name="/transcribe")
     plain_rows = plain[3]["data"] if isinstance(plain[3], dict) else plain[3]
     assert all(r[3] == "" for r in plain_rows) and 'class="speaker"' not in plain[2]
+
+
+def test_whisper_transcripts_take_speakers_from_its_word_times(whisper_pt, diarizer, two_voices):
+    from asrforge.inference import load_model
+    from asrforge.inference.speakers import transcribe_with_speakers
+
+    wave, _ = two_voices
+    result = transcribe_with_speakers(load_model(whisper_pt), diarizer, wave)
+    assert result.segments and all(s.speaker in ("SPEAKER_1", "SPEAKER_2") for s in result.segments)
+    assert all(s.words is not None for s in result.segments)          # word times were asked for
+    assert all(w.speaker == s.speaker for s in result.segments for w in s.words)
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(result.segments, result.segments[1:]))
