@@ -11,10 +11,10 @@ import errno
 import os
 import sys
 
-from asrforge.cli import data, demo, diarize, evaluate, lm, recipes, serve, stream, train, transcribe
+from asrforge.cli import data, demo, diarize, evaluate, export, lm, recipes, serve, stream, train, transcribe
 from asrforge.errors import AsrforgeError
 
-GROUPS = (data, lm, train, evaluate, transcribe, diarize, stream, serve, demo, recipes)     # the order `asrforge --help` lists them in
+GROUPS = (data, lm, train, evaluate, transcribe, diarize, stream, serve, export, demo, recipes)     # the order `asrforge --help` lists them in
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.features.whisper import WhisperFeatures, pad_to_window
 from asrforge.inference.whisper_evaluate import evaluate_whisper, whisper_dataset
 from asrforge.devices import resolve_device
-from asrforge.models.whisper import Whisper, save_huggingface, save_openai, side_files_folder
+from asrforge.models.whisper import Whisper, save_huggingface, save_openai, side_files_folder, tokenizer_files
 from asrforge.progress import log, progress_bar
 from asrforge.recipe import Recipe
 from asrforge.registry import PRETRAINED_MODELS
@@ -37,10 +37,6 @@ from asrforge.text import Normalizer
 from asrforge.text.whisper import WhisperTokenizer
 from asrforge.train.schedule import WarmupCosine
 from asrforge.train.trainer import _load_split
-
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json", "normalizer.json", "preprocessor_config.json")
-
 
 class WhisperTargets:
     """Transcript -> decoder tokens ``prefix + text + <|endoftext|>`` (the tokenizer role in a dataset)."""
@@ -211,14 +207,12 @@ class WhisperFineTuner:
         return summary
 
     def _save(self) -> None:
-        files = [self.tokenizer_folder / name for name in TOKENIZER_FILES if (self.tokenizer_folder / name).is_file()]
+        files = tokenizer_files(self.tokenizer_folder, self.tokenizer, self.out)
         save_openai(self.model, self.out / "whisper.pt")
         for f in files:   # asrforge reads an OpenAI .pt's tokenizer from beside it
-            (self.out / f.name).write_bytes(f.read_bytes())
-        if not any(f.name == "tokenizer.json" for f in files):   # read from a .tiktoken: write it out as JSON
-            self.tokenizer.tk.save(str(self.out / "tokenizer.json"))
-            files.append(self.out / "tokenizer.json")
-        save_huggingface(self.model, self.out / "hf", files)
+            if f.parent.resolve() != self.out.resolve():
+                (self.out / f.name).write_bytes(f.read_bytes())
+        save_huggingface(self.model, self.out / "hf", files, self.tokenizer)
 
     def _log(self, record: dict) -> None:
         with open(self.out / "train_log.jsonl", "a") as f:

@@ -23,6 +23,9 @@ from asrforge.errors import CheckpointError
 from asrforge.models.whisper.model import Whisper, WhisperDims
 from asrforge.nn.int8 import quantize_rows
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "normalizer.json", "preprocessor_config.json")
+
 FORMATS_HELP = ("supported Whisper formats: an OpenAI .pt file (dims + model_state_dict); a Hugging Face folder "
                 "(config.json + model.safetensors or pytorch_model.bin); a CTranslate2/faster-whisper folder "
                 "(model.bin + config.json)")
@@ -67,6 +70,18 @@ def detect_format(path: Path) -> str:
     if fmt is None:
         raise CheckpointError(f"{path} is not a Whisper checkpoint I can read; {FORMATS_HELP}")
     return fmt
+
+
+def tokenizer_files(folder: Path, tokenizer, out: Path) -> list[Path]:
+    """The tokenizer files in ``folder`` that a saved checkpoint carries beside it; a tokenizer read from a
+    ``.tiktoken`` file (a :class:`~asrforge.text.whisper.WhisperTokenizer`) is written to ``out`` as
+    ``tokenizer.json``, which every runtime reads."""
+    files = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+    if not any(f.name == "tokenizer.json" for f in files):
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.tk.save(str(out / "tokenizer.json"))
+        files.append(out / "tokenizer.json")
+    return files
 
 
 def side_files_folder(path: str | Path) -> Path:
@@ -171,8 +186,10 @@ def _read_huggingface(path: Path) -> LoadedWhisper:
     return LoadedWhisper(dims, state, [tuple(h) for h in heads] if heads else None, side_files_folder(path))
 
 
-def save_huggingface(model: Whisper, folder: str | Path, tokenizer_files: list[Path] = ()) -> None:
-    """Write a folder that ``WhisperForConditionalGeneration.from_pretrained(folder)`` loads."""
+def save_huggingface(model: Whisper, folder: str | Path, tokenizer_files: list[Path] = (), tokenizer=None) -> None:
+    """Write a folder that ``WhisperForConditionalGeneration.from_pretrained(folder)`` loads; given the
+    :class:`~asrforge.text.whisper.WhisperTokenizer`, its ``generation_config.json`` also holds what
+    ``model.generate`` needs (start, end and task tokens, suppressed tokens, the languages)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -191,9 +208,25 @@ def save_huggingface(model: Whisper, folder: str | Path, tokenizer_files: list[P
     }
     config.update(_special_ids(tokenizer_files))
     (folder / "config.json").write_text(json.dumps(config, indent=2))
-    (folder / "generation_config.json").write_text(json.dumps({"alignment_heads": [list(h) for h in model.alignment_heads]}, indent=2))
+    generation = {"alignment_heads": [list(h) for h in model.alignment_heads], **_special_ids(tokenizer_files)}
+    if tokenizer is not None:
+        generation.update(_generation(model, tokenizer))
+    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2))
     for f in tokenizer_files:
         (folder / Path(f).name).write_bytes(Path(f).read_bytes())
+
+
+def _generation(model: Whisper, tok) -> dict:
+    """transformers' Whisper generation settings, from the tokenizer (as the Hub's Whisper folders hold them)."""
+    out = {"decoder_start_token_id": tok.sot, "bos_token_id": tok.sot, "eos_token_id": tok.eot, "pad_token_id": tok.eot,
+           "no_timestamps_token_id": tok.no_timestamps, "prev_sot_token_id": tok.sot_prev,
+           "max_length": model.dims.n_text_ctx, "max_initial_timestamp_index": 50, "return_timestamps": False,
+           "begin_suppress_tokens": [tok.encode(" ")[0], tok.eot],
+           "suppress_tokens": sorted(tok.non_speech_tokens), "is_multilingual": model.is_multilingual}
+    if model.is_multilingual:
+        out["lang_to_id"] = {f"<|{code}|>": token for code, token in zip(tok.language_codes, tok.language_tokens)}
+        out["task_to_id"] = {"transcribe": tok.transcribe, "translate": tok.translate}
+    return out
 
 
 def _special_ids(tokenizer_files) -> dict:

@@ -1,0 +1,1 @@
+"""Models written for other runtimes: Whisper checkpoints for faster-whisper, transformers and openai-whisper."""
