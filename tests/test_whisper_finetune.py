@@ -123,3 +123,23 @@ def test_vtlp_is_refused_for_whisper_front_end(setup, tmp_path, capsys):
     assert main(["train", "configs/whisper_finetune.yaml", f"model.init={root / 'init'}", f"data.train={root / 'm.jsonl'}",
                  f"data.dev={root / 'm.jsonl'}", "augment.vtlp=[0.9,1.1]", "--out", str(tmp_path / "x")]) == 2
     assert "augment.vtlp" in capsys.readouterr().err
+
+
+def test_long_audio_and_long_transcripts_are_skipped_and_a_wrong_init_is_named(setup, trained, tmp_path, capsys):
+    root, _ = setup
+    lines = (root / "m.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    extra = [first | {"id": "too-long-audio", "duration": 31.0},
+             first | {"id": "too-long-text", "text": " ".join(["fox"] * 200)}]      # beyond the 64-token context
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines + [json.dumps(e) for e in extra]) + "\n")
+    out = tmp_path / "exp"
+    assert main(["train", "configs/whisper_finetune.yaml", f"model.init={root / 'init'}", f"data.train={manifest}",
+                 f"data.dev={root / 'm.jsonl'}", "train.epochs=1", "data.max_batch_size=4", "augment.speed_factors=[]",
+                 "augment.gain_db=[]", "specaugment.enabled=false", "--out", str(out)]) == 0
+    skipped = {json.loads(line)["item"]: json.loads(line)["reason"] for line in (out / "skipped.jsonl").open()}
+    assert "longer than" in skipped["too-long-audio"] and "more than this model's 64" in skipped["too-long-text"]
+    assert main(["train", "configs/whisper_finetune.yaml", f"model.init={trained}", f"data.train={manifest}",
+                 f"data.dev={root / 'm.jsonl'}", "--out", str(tmp_path / "wrong")]) == 2
+    err = capsys.readouterr().err
+    assert str(trained) in err and "Traceback" not in err
