@@ -100,7 +100,7 @@ class SuppressBlank:
     """No window starts with a bare space or ends before saying anything."""
 
     def __init__(self, tokenizer: WhisperTokenizer, sample_begin: int):
-        self.ids = tokenizer.encode(" ") + [tokenizer.eot]
+        self.ids = tokenizer.blank_tokens
         self.sample_begin = sample_begin
 
     def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
@@ -373,8 +373,7 @@ def _suppress_ids(tokenizer: WhisperTokenizer, spec: tuple[int, ...] | str) -> l
     ids = [t for t in spec if t >= 0]
     if -1 in spec:
         ids += tokenizer.non_speech_tokens
-    ids += [tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm, tokenizer.no_speech]
-    return sorted(set(ids))
+    return sorted(set(ids) | set(tokenizer.control_tokens))
 
 
 def with_options(options: WhisperDecodeOptions, **changes) -> WhisperDecodeOptions:

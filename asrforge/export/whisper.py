@@ -44,11 +44,7 @@ def whisper_source(path: str | Path) -> Path:
 def ctranslate2_config(tokenizer: WhisperTokenizer) -> dict:
     """What CTranslate2's converter writes into config.json and faster-whisper reads back."""
     return {"lang_ids": tokenizer.language_tokens,     # written for English-only models too, as the converter does
-            # never sampled: the symbols openai-whisper suppresses by default, and the task tokens it adds to them
-            "suppress_ids": sorted(set(tokenizer.non_speech_tokens) | {
-                tokenizer.translate, tokenizer.transcribe, tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm,
-                tokenizer.no_speech}),
-            "suppress_ids_begin": [tokenizer.encode(" ")[0], tokenizer.eot]}
+            "suppress_ids": tokenizer.suppressed_tokens, "suppress_ids_begin": tokenizer.blank_tokens}
 
 
 def write_vocabulary(tokenizer: WhisperTokenizer, n_vocab: int, path: Path) -> None:
@@ -74,7 +70,6 @@ def save_whisper(model: Whisper, tokenizer: WhisperTokenizer, tokenizer_folder: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = tokenizer_files(tokenizer_folder, tokenizer, out)
-    files = [f for f in files if f.parent.resolve() != out.resolve()]     # already in place
     if fmt == "ctranslate2":
         save_ctranslate2(model, out, quantization, ctranslate2_config(tokenizer), files)
         write_vocabulary(tokenizer, model.dims.n_vocab, out / "vocabulary.txt")
@@ -83,9 +78,7 @@ def save_whisper(model: Whisper, tokenizer: WhisperTokenizer, tokenizer_folder: 
     if fmt == "huggingface":
         save_huggingface(weights, out, files, tokenizer)
         return [out / "model.safetensors"]
-    save_openai(weights, out / RUN_CHECKPOINT)
-    for f in files:
-        (out / f.name).write_bytes(f.read_bytes())
+    save_openai(weights, out / RUN_CHECKPOINT, files)
     return [out / RUN_CHECKPOINT]
 
 

@@ -142,6 +142,22 @@ class WhisperTokenizer:
                     result.add(ids[0])
         return sorted(result)
 
+    @cached_property
+    def control_tokens(self) -> list[int]:
+        """The task and start tokens: never sampled, whatever ``suppress_tokens`` says (as the reference does)."""
+        return [self.transcribe, self.translate, self.sot, self.sot_prev, self.sot_lm, self.no_speech]
+
+    @cached_property
+    def suppressed_tokens(self) -> list[int]:
+        """What decoding suppresses by default (``suppress_tokens="-1"``): the non-speech symbols and the control
+        tokens; also what CTranslate2's ``suppress_ids`` and transformers' ``suppress_tokens`` list."""
+        return sorted(set(self.non_speech_tokens) | set(self.control_tokens))
+
+    @cached_property
+    def blank_tokens(self) -> list[int]:
+        """Suppressed at a window's first step: a bare space, and the end before anything was said."""
+        return self.encode(" ") + [self.eot]
+
     def split_to_words(self, tokens: list[int], language: str | None) -> tuple[list[str], list[list[int]]]:
         """Group ordinary tokens into words: at spaces, or per character cluster for languages without spaces."""
         if language in NO_SPACE_LANGUAGES:

@@ -208,10 +208,7 @@ class WhisperFineTuner:
 
     def _save(self) -> None:
         files = tokenizer_files(self.tokenizer_folder, self.tokenizer, self.out)
-        save_openai(self.model, self.out / "whisper.pt")
-        for f in files:   # asrforge reads an OpenAI .pt's tokenizer from beside it
-            if f.parent.resolve() != self.out.resolve():
-                (self.out / f.name).write_bytes(f.read_bytes())
+        save_openai(self.model, self.out / "whisper.pt", files)
         save_huggingface(self.model, self.out / "hf", files, self.tokenizer)
 
     def _log(self, record: dict) -> None:

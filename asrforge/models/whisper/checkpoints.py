@@ -120,14 +120,23 @@ def _read_openai(path: Path, contents: dict | None = None) -> LoadedWhisper:
     return LoadedWhisper(WhisperDims(**ckpt["dims"]), ckpt["model_state_dict"], heads, side_files_folder(path))
 
 
-def save_openai(model: Whisper, path: str | Path) -> None:
-    """Write ``model`` as an OpenAI ``.pt`` that ``whisper.load_model(path)`` reads."""
+def save_openai(model: Whisper, path: str | Path, tokenizer_files: list[Path] = ()) -> None:
+    """Write ``model`` as an OpenAI ``.pt`` that ``whisper.load_model(path)`` reads, the tokenizer files beside it
+    (where asrforge looks for them)."""
     mask = torch.zeros(model.dims.n_text_layer, model.dims.n_text_head, dtype=torch.bool)
     for layer, head in model.alignment_heads:
         mask[layer, head] = True
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"dims": model.dims.to_dict(), "model_state_dict": state, "alignment_heads": mask}, path)
+    _copy_into(tokenizer_files, Path(path).parent)
+
+
+def _copy_into(files, folder: Path) -> None:
+    """Copy ``files`` into ``folder`` (a file already there stays as it is)."""
+    for f in map(Path, files):
+        if f.parent.resolve() != folder.resolve():
+            (folder / f.name).write_bytes(f.read_bytes())
 
 
 # ---------------------------------------------------------------- Hugging Face
@@ -212,8 +221,7 @@ def save_huggingface(model: Whisper, folder: str | Path, tokenizer_files: list[P
     if tokenizer is not None:
         generation.update(_generation(model, tokenizer))
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2))
-    for f in tokenizer_files:
-        (folder / Path(f).name).write_bytes(Path(f).read_bytes())
+    _copy_into(tokenizer_files, folder)
 
 
 def _generation(model: Whisper, tok) -> dict:
@@ -221,8 +229,8 @@ def _generation(model: Whisper, tok) -> dict:
     out = {"decoder_start_token_id": tok.sot, "bos_token_id": tok.sot, "eos_token_id": tok.eot, "pad_token_id": tok.eot,
            "no_timestamps_token_id": tok.no_timestamps, "prev_sot_token_id": tok.sot_prev,
            "max_length": model.dims.n_text_ctx, "max_initial_timestamp_index": 50, "return_timestamps": False,
-           "begin_suppress_tokens": [tok.encode(" ")[0], tok.eot],
-           "suppress_tokens": sorted(tok.non_speech_tokens), "is_multilingual": model.is_multilingual}
+           "begin_suppress_tokens": tok.blank_tokens, "suppress_tokens": tok.suppressed_tokens,
+           "is_multilingual": model.is_multilingual}
     if model.is_multilingual:
         out["lang_to_id"] = {f"<|{code}|>": token for code, token in zip(tok.language_codes, tok.language_tokens)}
         out["task_to_id"] = {"transcribe": tok.transcribe, "translate": tok.translate}
@@ -435,5 +443,4 @@ def save_ctranslate2(model: Whisper, folder: str | Path, quantization: str = "fl
     cfg = dict(config or {})
     cfg["alignment_heads"] = [list(h) for h in model.alignment_heads]
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
-    for f in tokenizer_files:
-        (folder / Path(f).name).write_bytes(Path(f).read_bytes())
+    _copy_into(tokenizer_files, folder)
