@@ -110,8 +110,7 @@ def diarize_options(args):
         raise AsrforgeError("--num-speakers fixes the count; leave out --max-speakers (or use --min-speakers)")
     try:
         return DiarizeOptions(num_speakers=args.num_speakers, min_speakers=args.min_speakers or 1,
-                              max_speakers=args.max_speakers or max(8, args.min_speakers or 1),
-                              method=args.clustering).check()
+                              max_speakers=args.max_speakers, method=args.clustering).check()
     except ConfigError as e:
         raise AsrforgeError(str(e).replace("min_speakers", "--min-speakers").replace("max_speakers", "--max-speakers")
                             ) from None

@@ -20,6 +20,7 @@ from asrforge.inference.speaker_embedding import load_embedder
 from asrforge.inference.vad import SAMPLE_RATE, VadOptions, speech_spans
 
 FRAME = 0.01              # seconds per frame of the speaker map
+MOST_SPEAKERS = 8         # the most speakers found when no bound is given
 MIN_WINDOW_S = 0.4        # a stretch of speech shorter than this is not embedded; it takes its neighbours' speaker
 # Speech for diarization: a lower threshold and wider margins than transcription's cutting uses, since speech
 # missed here is counted against the turns (on the benchmark's conversations: 1.2 % missed, 0.2 % false alarm)
@@ -30,13 +31,17 @@ SPEECH = VadOptions(threshold=0.35, min_silence_ms=100, speech_pad_ms=100, max_c
 class DiarizeOptions:
     num_speakers: int | None = None     # known beforehand; None: estimated within [min_speakers, max_speakers]
     min_speakers: int = 1
-    max_speakers: int = 8
+    max_speakers: int | None = None     # None: 8, or min_speakers when that is more
     window_s: float = 1.5
     hop_s: float = 0.25
     method: Method = "spectral"
     threshold: float = 0.35             # agglomerative: the cosine distance under which clusters merge
     min_turn_s: float = 0.3
     join_gap_s: float = 0.5
+
+    def __post_init__(self):
+        if self.max_speakers is None:
+            object.__setattr__(self, "max_speakers", max(MOST_SPEAKERS, self.min_speakers))
 
     def check(self) -> "DiarizeOptions":
         from asrforge.errors import ConfigError

@@ -45,11 +45,16 @@ def _joined(words: list[Word]) -> str:
     return " ".join(w.word.strip() for w in words)
 
 
-def transcribe_with_speakers(recognizer, diarizer, wave, diarize_options=None, **options) -> Result:
-    """Transcribe 16-kHz samples ``(N,)`` and find who spoke when: one call for the CLI, the server and the web
-    app. Word times are asked for where the model has them (so segments split at speaker changes) unless
-    ``word_timestamps`` is given."""
+def with_word_times(recognizer, options: dict) -> dict:
+    """``options`` asking for word times where the model has them and they were not set either way: words take
+    speakers, and segments split where the speaker changes."""
     if recognizer.word_timestamps and options.get("word_timestamps") is None:
-        options["word_timestamps"] = True
-    result = recognizer.transcribe(wave, **options)
+        return {**options, "word_timestamps": True}
+    return options
+
+
+def transcribe_with_speakers(recognizer, diarizer, wave, diarize_options=None, **options) -> Result:
+    """Transcribe 16-kHz samples ``(N,)`` and find who spoke when (the server and the web app, which decode in
+    pieces on their scheduler, use :func:`with_word_times` and :func:`assign_speakers` themselves)."""
+    result = recognizer.transcribe(wave, **with_word_times(recognizer, options))
     return assign_speakers(result, diarizer(wave, diarize_options))

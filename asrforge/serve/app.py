@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from asrforge.errors import ConfigError
 from asrforge.inference.recognizer import Recognizer
 from asrforge.inference.result import Result
+from asrforge.inference.speakers import assign_speakers, with_word_times
 from asrforge.serve.errors import ApiError, bad_request
 from asrforge.serve.fields import AudioRequest, parse_form
 from asrforge.serve.formats import delta_event, done_event, response_body
@@ -323,8 +324,8 @@ async def _audio(server: Server, request: Request, task: str) -> Response:
         options = req.options()
         recognizer = await server.acquire(req.model)
         try:
-            if req.diarize and recognizer.word_timestamps:
-                options.setdefault("word_timestamps", True)     # words take speakers, segments split at changes
+            if req.diarize:
+                options = with_word_times(recognizer, options)
             try:
                 recognizer.check_options(**options)
             except ConfigError as e:
@@ -342,8 +343,6 @@ async def _audio(server: Server, request: Request, task: str) -> Response:
             server.scheduler.submit(job)
             result = await _wait(server, request, job)
             if req.diarize:
-                from asrforge.inference.speakers import assign_speakers
-
                 result = assign_speakers(result, await server.diarize(wave, req.diarize_options()))
             server.metrics.audio_seconds.labels(req.model).inc(duration)
             body, media = response_body(result, req.response_format, task, req.granularities)

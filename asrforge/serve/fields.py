@@ -49,9 +49,7 @@ class AudioRequest:
         """The speaker fields as :class:`DiarizeOptions` (the count found between 1 and 8 where none is given)."""
         from asrforge.inference.diarization import DiarizeOptions
 
-        at_least = self.speakers.get("min_speakers", 1)
-        return DiarizeOptions(num_speakers=self.speakers.get("num_speakers"), min_speakers=at_least,
-                              max_speakers=self.speakers.get("max_speakers", max(8, at_least)))
+        return DiarizeOptions(**self.speakers)
 
     def options(self) -> dict:
         """The keyword options of ``Recognizer.transcribe`` this request asks for (what it leaves out is left out,

@@ -33,7 +33,7 @@ from asrforge.errors import AsrforgeError, AudioError, ConfigError
 from asrforge.inference.diarization import DiarizeOptions
 from asrforge.inference.recognizer import Recognizer
 from asrforge.inference.result import Result
-from asrforge.inference.speakers import assign_speakers
+from asrforge.inference.speakers import assign_speakers, with_word_times
 from asrforge.inference.writers import write_result
 from asrforge.serve.errors import ApiError
 from asrforge.serve.fields import AudioRequest
@@ -202,8 +202,8 @@ def build_ui(server: "Server") -> gr.Blocks:
         recognizer = await server.acquire(name)
         try:
             options = options_from_controls(task, language, timestamps, beam, temperature, recognizer.beam_size)
-            if speakers and recognizer.word_timestamps:
-                options.setdefault("word_timestamps", True)     # words take speakers, segments split at changes
+            if speakers:
+                options = with_word_times(recognizer, options)
             try:
                 recognizer.check_options(**options)
             except ConfigError as e:
