@@ -22,10 +22,12 @@ FORMAT = "asrforge-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path: str | Path, recipe, tokenizer, model: torch.nn.Module, **extra) -> None:
+def save_checkpoint(path: str | Path, recipe, tokenizer, model: torch.nn.Module | dict, **extra) -> None:
+    """``model``: a module, or the weights to keep of it (a LoRA run keeps its adapters alone)."""
     path = Path(path)
+    weights = model if isinstance(model, dict) else model.state_dict()
     state = {"format": FORMAT, "version": VERSION, "recipe": to_dict(recipe), "tokenizer": tokenizer.state_dict(),
-             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}
+             "model": {k: v.detach().cpu() for k, v in weights.items()}, **extra}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # atomic: an interrupted save never leaves a broken checkpoint
@@ -96,4 +98,8 @@ def open_checkpoint(path: str | Path) -> OpenedCheckpoint:
     contents = _read(path, mmap=True)
     if isinstance(contents, dict) and "dims" in contents and "model_state_dict" in contents:
         return OpenedCheckpoint("whisper", path, contents)
-    return OpenedCheckpoint("asrforge", path, _validated(path, contents))
+    state = _validated(path, contents)
+    if state["recipe"].get("model", {}).get("family") == "whisper":
+        raise CheckpointError(f"{path} is the training state of a Whisper fine-tuning run (for --resume); its model is "
+                              f"the run's folder {path.parent} (whisper.pt, or LoRA adapters on their base): give that")
+    return OpenedCheckpoint("asrforge", path, state)

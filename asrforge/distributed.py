@@ -50,6 +50,15 @@ def broadcast_value(value: float, info: DistInfo) -> float:
     return float(t.item())
 
 
+def sum_values(values: list[float], info: DistInfo) -> list[float]:
+    """Each of ``values`` summed over the ranks (every rank must call it, with as many values)."""
+    if not info.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def gather_objects(value, info: DistInfo) -> list:
     """Every rank's ``value`` (picklable), in rank order, on every rank; ``[value]`` when not distributed."""
     if not info.enabled:

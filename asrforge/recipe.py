@@ -53,6 +53,12 @@ class TrainConfig:
     # toward speaker-independent states. Needs a `speaker` on the training utterances. 0: off.
     speaker_adversarial: float = 0.0
     amp: bool = True                     # mixed precision on GPU (bfloat16 where supported, else float16)
+    grad_checkpointing: bool = False     # recompute each block's activations in the backward pass (Whisper):
+                                         # less memory for longer batches, about a third more time per step
+    # Whisper fine-tuning: the share of training targets that carry timestamps (<|0.00|> text <|end|>, the end
+    # found by voice activity); the rest are <|notimestamps|>. Whisper was trained on both, and a model tuned
+    # without timestamps forgets them (its subtitles and long-form transcription break).
+    timestamp_ratio: float = 0.5
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     threads: int | None = None           # CPU threads per process (default: cores / processes)
@@ -62,6 +68,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.speaker_adversarial < 0:
             raise ValueError("train.speaker_adversarial must be >= 0 (0 turns it off)")
+        if not 0.0 <= self.timestamp_ratio <= 1.0:
+            raise ValueError("train.timestamp_ratio must be in [0, 1] (the share of targets with timestamps)")
 
 
 @dataclass

@@ -180,14 +180,14 @@ def subset(manifest: Path, n: int, out: Path) -> Path:
 
 
 def finetune_whisper(args, data: Path, exp: Path) -> dict:
-    from asrforge.train.whisper_finetune import WhisperFineTuner
+    from asrforge.train.trainer import Trainer
 
     before = {"wer": None} if args.skip_before else load_model(args.whisper).evaluate(data / "test.jsonl", beam_size=1).summary()
     recipe = load_recipe("fsdd_whisper",
                          [f"model.init={args.whisper}", *([f"train.epochs={args.epochs}"] if args.epochs else []),
                           f"data.train={subset(data / 'train.jsonl', args.train_utts, data / 'train-subset.jsonl')}",
                           f"data.dev={subset(data / 'dev.jsonl', args.dev_utts, data / 'dev-subset.jsonl')}", *args.overrides])
-    trained = WhisperFineTuner(recipe, exp, progress=False).fit()
+    trained = Trainer(recipe, exp, progress=False).fit()
     after = load_model(exp / "whisper.pt").evaluate(data / "test.jsonl", beam_size=recipe.decode.beam_size).summary()
     was = "" if before["wer"] is None else f"{100 * before['wer']:.2f}% before fine-tuning, "
     print(f"held out {data.name}: WER {was}{100 * after['wer']:.2f}% after", file=sys.stderr)

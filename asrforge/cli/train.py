@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from asrforge.cli.args import add_lm_arguments, count, lm_options, positive
-from asrforge.errors import AsrforgeError, ConfigError
+from asrforge.errors import AsrforgeError
 
 
 def add_parsers(sub) -> None:
@@ -37,23 +37,18 @@ def add_parsers(sub) -> None:
 
 
 def train(args) -> None:
-    from asrforge.models.whisper.config import WhisperModelConfig
     from asrforge.recipe import load_recipe
     from asrforge.train.trainer import Trainer
 
     recipe = load_recipe(args.config, args.overrides)
-    trained = [n for n in ("best.pt", "last.pt", "whisper.pt") if (Path(args.out) / n).is_file()]
+    trained = [n for n in ("best.pt", "last.pt", "whisper.pt", "adapters.json") if (Path(args.out) / n).is_file()]
     if trained and not (args.resume or args.overwrite):
         raise AsrforgeError(f"{args.out} already holds a trained model ({', '.join(trained)}); continue it with --resume, "
                             "start it again with --overwrite, or give another --out")
-    if isinstance(recipe.model, WhisperModelConfig):   # fine-tuning a pretrained checkpoint: its own loop
-        if args.resume:
-            raise ConfigError("--resume is not supported for Whisper fine-tuning; start again with model.init=EXP/whisper.pt")
-        from asrforge.train.whisper_finetune import WhisperFineTuner
-
-        summary = WhisperFineTuner(recipe, args.out).fit()
-    else:
-        summary = Trainer(recipe, args.out, resume=args.resume).fit()
+    if args.overwrite and int(os.environ.get("RANK", 0)) == 0:
+        for name in ("train_log.jsonl", "results.json"):   # a fresh run's log and figures are its own
+            (Path(args.out) / name).unlink(missing_ok=True)
+    summary = Trainer(recipe, args.out, resume=args.resume).fit()
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(summary))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ class Item:
     tokens: torch.Tensor     # (L,) int64
     text: str                # normalized reference
     speaker: str | None = None
+    language: str | None = None   # the manifest's `lang`
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Batch:
     texts: list[str]
     bad: list[BadItem]
     speakers: list[str | None] = field(default_factory=list)   # per utterance, None where the manifest has none
+    languages: list[str | None] = field(default_factory=list)  # per utterance, the manifest's `lang` or None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,21 +79,35 @@ class ItemMaker:
     def generator(self, epoch: int, key: int | str) -> torch.Generator:
         return torch.Generator().manual_seed(item_seed(self.seed, epoch, key))
 
-    def tokens(self, text: str) -> torch.Tensor:
-        """Normalized text -> ids; raises AsrforgeError for empty or out-of-vocabulary text."""
+    def tokens(self, text: str, language: str | None = None, audio: Callable[[], np.ndarray] | None = None,
+               gen: torch.Generator | None = None) -> torch.Tensor:
+        """Normalized text -> ids; raises AsrforgeError for empty or out-of-vocabulary text.
+
+        A tokenizer with ``encode_utterance(text, language, audio, gen)`` makes targets from more than the text
+        (Whisper's: the language token, and timestamps where the speech ends in ``audio()``, the waveform as the
+        model hears it, augmentation included); ``gen`` is the item's own generator, so its draws repeat on resume.
+        """
         if not text:
             raise AsrforgeError("transcript is empty after normalization; fix the text or drop the line")
         if self.tokenizer is None:
             return torch.zeros(0, dtype=torch.long)
-        return torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+        encode_utterance = getattr(self.tokenizer, "encode_utterance", None)
+        ids = (encode_utterance(text, language, audio, gen) if encode_utterance is not None
+               else self.tokenizer.encode(text))
+        return torch.tensor(ids, dtype=torch.long)
+
+    def heard(self, wave: np.ndarray, gen: torch.Generator | None) -> tuple[np.ndarray, float]:
+        """The waveform as training hears it (augmented when augmentation is on and ``gen`` given) and the
+        VTLP warp factor drawn for it."""
+        if self.wave_augment is None or gen is None:
+            return wave, 1.0
+        wave = self.wave_augment(wave, gen)
+        return wave, self.wave_augment.warp_factor(gen)
 
     def wave_features(self, wave: np.ndarray, gen: torch.Generator | None,
                       speaker_stats: CMVNStats | None = None) -> torch.Tensor:
-        warp = 1.0
-        if self.wave_augment is not None and gen is not None:
-            wave = self.wave_augment(wave, gen)
-            warp = self.wave_augment.warp_factor(gen)
-        return self.featurize(wave, speaker_stats, warp)
+        heard, warp = self.heard(wave, gen)
+        return self.featurize(heard, speaker_stats, warp)
 
     def featurize(self, wave: np.ndarray, speaker_stats: CMVNStats | None = None, warp: float = 1.0) -> torch.Tensor:
         # only FeatureExtractor takes statistics and warps; other front ends (Whisper's log-mel) take the wave alone
@@ -99,21 +116,23 @@ class ItemMaker:
         return self.features(wave, speaker_stats, warp)
 
     def finish(self, uid: str, feats: torch.Tensor, tokens: torch.Tensor, text: str, gen: torch.Generator,
-               speaker: str | None = None) -> Item:
+               speaker: str | None = None, language: str | None = None) -> Item:
         if self.specaugment is not None:
             feats = self.specaugment(feats, gen)
-        return Item(uid, feats, tokens, text, speaker)
+        return Item(uid, feats, tokens, text, speaker, language)
 
     def __call__(self, uid: str, wave: np.ndarray, raw_text: str, epoch: int, speaker: str | None = None,
-                 speaker_stats: CMVNStats | None = None) -> Item | BadItem:
+                 speaker_stats: CMVNStats | None = None, language: str | None = None) -> Item | BadItem:
         """The whole path for one streamed utterance."""
         text = self.normalizer(raw_text)
         gen = self.generator(epoch, uid)
         try:
-            tokens = self.tokens(text)
+            heard, warp = self.heard(wave, gen)
+            feats = self.featurize(heard, speaker_stats, warp)
+            tokens = self.tokens(text, language, lambda: heard, gen)
         except AsrforgeError as e:
             return BadItem(uid, str(e))
-        return self.finish(uid, self.wave_features(wave, gen, speaker_stats), tokens, text, gen, speaker)
+        return self.finish(uid, feats, tokens, text, gen, speaker, language)
 
 
 class SpeechDataset(Dataset):
@@ -181,19 +200,26 @@ class SpeechDataset(Dataset):
 
         The cache holds features, or waveforms when augmentation is on (features then differ every epoch).
         """
+        return self._features_and_audio(index, generator)[0]
+
+    def _features_and_audio(self, index: int, generator: torch.Generator | None
+                            ) -> tuple[torch.Tensor, Callable[[], np.ndarray] | None]:
+        """:meth:`features_of`, and what gives the waveform those features were computed from (read again
+        only if asked: most targets need the text alone); None where pauses are cut from cached features."""
         cache = self.cache if self.cache is not None else {}
         stats = self.speaker_stats.get(self.utts[index].speaker)
         if self._cuts_pauses:
             if index not in cache:
                 cache[index] = self._with_longest_pauses(index)
-            return self._cut_pauses(*cache[index], generator, stats)
+            return self._cut_pauses(*cache[index], generator, stats), None
         if self.maker.wave_augment is None:
             if index not in cache:
                 cache[index] = self.maker.featurize(self.wave(index), stats)
-            return cache[index]
+            return cache[index], lambda: self.wave(index)
         if index not in cache:
             cache[index] = self.wave(index)
-        return self.maker.wave_features(cache[index], generator, stats)
+        heard, warp = self.maker.heard(cache[index], generator)
+        return self.maker.featurize(heard, stats, warp), lambda: heard
 
     @property
     def _cuts_pauses(self) -> bool:
@@ -229,11 +255,11 @@ class SpeechDataset(Dataset):
         uid = u.id or str(index)
         gen = self.maker.generator(epoch, index)
         try:
-            tokens = self.maker.tokens(text)
-            feats = self.features_of(index, gen)
+            feats, audio = self._features_and_audio(index, gen)
+            tokens = self.maker.tokens(text, u.language, audio, gen)
         except AsrforgeError as e:
             return BadItem(uid, str(e))
-        return self.maker.finish(uid, feats, tokens, text, gen, u.speaker)
+        return self.maker.finish(uid, feats, tokens, text, gen, u.speaker, u.language)
 
 
 def collate(items: list[Item | BadItem]) -> Batch:
@@ -253,4 +279,5 @@ def collate(items: list[Item | BadItem]) -> Batch:
         feat_lens=torch.tensor([it.feats.shape[0] for it in good], dtype=torch.long),
         tokens=tokens, token_lens=torch.tensor([it.tokens.shape[0] for it in good], dtype=torch.long),
         texts=[it.text for it in good], bad=bad, speakers=[it.speaker for it in good],
+        languages=[it.language for it in good],
     )

@@ -29,6 +29,7 @@ class Utterance:
     speaker: str | None = None
     id: str | None = None
     channel: int | None = None  # 0-based; None: the channels averaged
+    language: str | None = None  # the line's `lang` (or `language`): a multilingual Whisper's language token
 
 
 @dataclass
@@ -75,10 +76,14 @@ def parse_object(obj: object, base: str) -> Utterance:
         raise ManifestError(f"channel must be a channel number counted from 0, got {channel!r}")
     path = os.path.join(base, str(obj["audio_filepath"]))    # an absolute path stays as it is
     speaker, uid = obj.get("speaker"), obj.get("id")
+    language = obj.get("lang", obj.get("language"))
+    if language is not None and (not isinstance(language, str) or not language.strip()):
+        raise ManifestError(f"lang must be a language name or code such as \"de\", got {language!r}")
     return Utterance(
         audio_filepath=path, duration=duration, text=obj["text"], offset=offset,
         speaker=None if speaker is None else str(speaker),
         id=str(uid) if uid is not None else os.path.splitext(os.path.basename(path))[0], channel=channel,
+        language=None if language is None else language.strip(),
     )
 
 
@@ -109,8 +114,11 @@ def write_manifest(path: str | Path, utts: list[Utterance], relative: bool = Tru
     with open(tmp, "w", encoding="utf-8") as f:
         for u in utts:
             row = asdict(u)
-            if row["channel"] is None:
-                del row["channel"]       # the usual case: keep lines as other NeMo-style tools write them
+            for key in ("channel", "language"):
+                if row[key] is None:
+                    del row[key]         # the usual case: keep lines as other NeMo-style tools write them
+            if "language" in row:
+                row["lang"] = row.pop("language")
             audio = Path(u.audio_filepath)
             if relative and audio.is_absolute() and audio.resolve().is_relative_to(base):
                 row["audio_filepath"] = os.path.relpath(audio.resolve(), base)

@@ -95,6 +95,8 @@ def write_shards(manifest: str | Path, out: str | Path, shard_size: int = 1000, 
                 continue
             flac, frames = encoded
             meta = {"id": u.id, "text": u.text, "duration": round(frames / SAMPLE_RATE, 4), "speaker": u.speaker}
+            if u.language is not None:
+                meta["lang"] = u.language
             sink.write({"__key__": _unique_key(u.id, keys), "flac": flac, "json": json.dumps(meta).encode()})
             seconds += meta["duration"]
             texts.append(u.text)
@@ -284,7 +286,8 @@ class ShardStream(IterableDataset):
                 if produced <= skip:
                     continue
                 items = [self.maker(m["id"], w, m["text"], self.epoch, m.get("speaker"),
-                                    self.speaker_stats.get(m.get("speaker"))) for m, w in batch]
+                                    self.speaker_stats.get(m.get("speaker")), m.get("lang", m.get("language")))
+                         for m, w in batch]
                 yield collate(items + bad)
                 bad.clear()
 

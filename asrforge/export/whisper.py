@@ -19,22 +19,19 @@ from pathlib import Path
 
 from asrforge.checkpoint import open_checkpoint
 from asrforge.errors import CheckpointError, ConfigError
-from asrforge.models.whisper import (Whisper, load_whisper_checkpoint, save_ctranslate2, save_huggingface, save_openai,
+from asrforge.models.whisper import (RUN_CHECKPOINT, Whisper, load_whisper_checkpoint, save_ctranslate2, save_huggingface, save_openai,
                                      side_files_folder, tokenizer_files)
 from asrforge.text.whisper import WhisperTokenizer
 
 FORMATS = ("ctranslate2", "huggingface", "openai")
 QUANTIZATIONS = {"ctranslate2": ("float32", "float16", "int8"), "huggingface": ("float32", "float16"),
                  "openai": ("float32", "float16")}
-RUN_CHECKPOINT = "whisper.pt"       # what a Whisper fine-tuning run's folder holds
 
 
 def whisper_source(path: str | Path) -> Path:
-    """The checkpoint ``path`` names: a fine-tuning run's folder means its ``whisper.pt``; an asrforge model is
-    refused by name (these formats hold Whisper models)."""
+    """The checkpoint ``path`` names (a fine-tuning run's folder is one: its ``whisper.pt``, or its LoRA adapters
+    merged into their base); an asrforge model is refused by name (these formats hold Whisper models)."""
     path = Path(path)
-    if path.is_dir() and (path / RUN_CHECKPOINT).is_file():
-        return path / RUN_CHECKPOINT
     if open_checkpoint(path).kind != "whisper":
         raise ConfigError(f"{path} is an asrforge model; --format {', '.join(FORMATS)} write Whisper checkpoints, so "
                           "give a Whisper checkpoint or a Whisper fine-tuning run's folder")

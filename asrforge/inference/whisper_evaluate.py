@@ -37,8 +37,8 @@ def whisper_dataset(utts: list[Utterance], model: Whisper, text: Normalizer | No
 def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: SpeechDataset, language: str | None,
                      task: str = "transcribe", beam_size: int = 1, batch_size: int = 16, progress: bool = True,
                      hypotheses: Path | None = None, desc: str = "decoding") -> Evaluation:
-    """Decode every utterance of ``dataset`` and score it; ``language=None`` detects it per utterance
-    (multilingual models). Each utterance's id, reference and raw hypothesis go to ``hypotheses`` (JSONL)."""
+    """Decode every utterance of ``dataset`` and score it in its manifest ``lang``, else ``language``
+    (``None``: detected per utterance by multilingual models). Each utterance's id, reference and raw hypothesis go to ``hypotheses`` (JSONL)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -58,7 +58,9 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
         if not len(batch):
             continue
         features = model.encoder(pad_to_window(batch.feats, batch.feat_lens).to(device, dtype))
-        results = decode(model, tokenizer, features, options)
+        # a manifest line's `lang` is that utterance's language; the others take ``language``
+        results = decode(model, tokenizer, features, options,
+                         languages=[lang if lang is not None else language for lang in batch.languages])
         for uid, ref, result, speaker in zip(batch.ids, batch.texts, results, batch.speakers):
             report.add(uid, score(ref), score(result.text), speaker)
             lines.append(json.dumps({"id": uid, "ref": ref, "hyp": result.text}, ensure_ascii=False))

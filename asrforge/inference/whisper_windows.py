@@ -121,6 +121,13 @@ def split_segments(tokenizer: WhisperTokenizer, result: DecodeResult, seek: int,
     (in mel frames): the end of the last complete segment, or the window's end when nothing was left open."""
     tb = tokenizer.timestamp_begin
     tokens = result.tokens
+    # a timestamp past the window's audio (the last window of a file is short) is held at its end: segments
+    # lie inside the recording
+    content_end = time_offset + segment_size * FRAME_SECONDS
+
+    def at(token: int) -> float:
+        return min(time_offset + (token - tb) * TIME_PRECISION, content_end)
+
     is_ts = [t >= tb for t in tokens]
     single_ending = is_ts[-2:] == [False, True]
     pairs = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
@@ -130,19 +137,18 @@ def split_segments(tokenizer: WhisperTokenizer, result: DecodeResult, seek: int,
         last = 0
         for cut in slices:
             part = tokens[last:cut]
-            out.append(_segment(tokenizer, part, time_offset + (part[0] - tb) * TIME_PRECISION,
-                                time_offset + (part[-1] - tb) * TIME_PRECISION))
+            out.append(_segment(tokenizer, part, at(part[0]), at(part[-1])))
             last = cut
         if single_ending:
             seek += segment_size        # nothing was left unfinished: take the whole window
         else:
-            seek += (tokens[last - 1] - tb) * INPUT_STRIDE   # resume where the last full segment ended
+            seek += min((tokens[last - 1] - tb) * INPUT_STRIDE, segment_size)   # where the last full segment ended
     else:
         duration = segment_size * FRAME_SECONDS
         stamps = [t for t in tokens if t >= tb]
         if stamps and stamps[-1] != tb:
             duration = (stamps[-1] - tb) * TIME_PRECISION
-        out.append(_segment(tokenizer, tokens, time_offset, time_offset + duration))
+        out.append(_segment(tokenizer, tokens, time_offset, min(time_offset + duration, content_end)))
         seek += segment_size
     return out, seek
 

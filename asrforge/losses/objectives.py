@@ -67,7 +67,22 @@ def _transducer(model, outputs, tokens, token_lens) -> LossOutput:
     return LossOutput(loss, torch.ones_like(token_lens, dtype=torch.bool))
 
 
-OBJECTIVES: dict[str, Callable[..., LossOutput]] = {"ctc": _ctc, "attention": _attention, "transducer": _transducer}
+def _whisper(model, logits, tokens, token_lens) -> LossOutput:
+    """``logits (B, L-1, V)`` of a Whisper decoder teacher-forced on ``tokens[:, :-1]`` (``tokens (B, L)`` are
+    ``<|startoftranscript|> [<|lang|> <|task|>] ... <|endoftext|>``): mean cross-entropy per token over what
+    follows the start-of-transcript sequence (the model's ``prompt_length`` tokens, which decoding gives, not
+    predicts): ``<|notimestamps|>`` or the first timestamp, the text, the end timestamp and ``<|endoftext|>``."""
+    m = getattr(model, "module", model)
+    targets = tokens[:, 1:].clone()
+    positions = torch.arange(targets.shape[1], device=tokens.device)[None]
+    learn = (positions >= m.prompt_length - 1) & (positions < token_lens[:, None] - 1)
+    loss = F.cross_entropy(logits.float().transpose(1, 2), targets.masked_fill(~learn, -100), ignore_index=-100,
+                           label_smoothing=m.label_smoothing)
+    return LossOutput(loss, torch.ones_like(token_lens, dtype=torch.bool))
+
+
+OBJECTIVES: dict[str, Callable[..., LossOutput]] = {"ctc": _ctc, "attention": _attention, "transducer": _transducer,
+                                                    "whisper": _whisper}
 
 
 def objective_for(model) -> Callable[..., LossOutput]:

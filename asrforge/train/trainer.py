@@ -35,10 +35,9 @@ from asrforge.decoding.kneser_ney import write_lm
 from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
-from asrforge.inference.evaluate import evaluate_dataset
-from asrforge.inference.transcriber import LM_FILE, Transcriber
+from asrforge.inference.transcriber import LM_FILE
 from asrforge.losses.objectives import objective_for
-from asrforge.models.build import build_model
+from asrforge.models.whisper.config import WhisperModelConfig
 from asrforge.progress import log, progress_bar
 from asrforge.recipe import Recipe, recipe_from_dict
 from asrforge.text import Normalizer, build_tokenizer, tokenizer_from_state
@@ -46,6 +45,8 @@ from asrforge import distributed as D
 from asrforge.train.adversary import NO_SPEAKER, SpeakerAdversary, reversal_scale, speaker_index
 from asrforge.checkpoint import load_checkpoint, save_checkpoint
 from asrforge.train.schedule import WarmupCosine
+from asrforge.train.task import ScratchTask
+from asrforge.train.whisper_task import WhisperTask
 
 
 @dataclass
@@ -57,6 +58,8 @@ class TrainState:
     elapsed: float = 0.0           # training seconds across resumes
     best_wer: float = math.inf
     best_loss: float = math.inf    # dev loss of best.pt: breaks ties in dev WER (a dev set often saturates at 0 %)
+    best_epoch: int | None = None  # the epoch the best weights are from (0: a pretrained model before training)
+    wer_before: float | None = None   # dev WER of a pretrained model before the first step
     skipped: dict = field(default_factory=dict)   # item id -> reason (unique items)
 
 
@@ -170,31 +173,43 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
 
         self.normalizer = Normalizer(recipe.text)
+        whisper = isinstance(recipe.model, WhisperModelConfig)
+        if whisper:
+            WhisperTask.check(recipe)
+        # the model's own limit (a Whisper window holds 30 s): longer utterances are skipped and reported
+        max_seconds = (WhisperTask if whisper else ScratchTask).max_seconds
+        max_train = min(x for x in (recipe.data.max_duration, max_seconds) if x) if (
+            recipe.data.max_duration or max_seconds) else None
         shards = is_shard_spec(recipe.data.train)
         if shards:
             index = read_index(recipe.data.train)
             raw_texts = index["transcripts"]
             self.manifest_skips = [Skipped(s["item"], s["reason"]) for s in index["skipped"]]
         else:
-            train_utts, self.manifest_skips = _load_split(recipe.data.train, "train", recipe.data.max_duration)
+            train_utts, self.manifest_skips = _load_split(recipe.data.train, "train", max_train)
             raw_texts = [u.text for u in train_utts]
         train_texts = [self.normalizer(t) for t in raw_texts]      # once: the tokenizer and the LM learn from them
         if not any(train_texts):
             raise ConfigError(f"data.train {recipe.data.train}: none of its {len(train_texts)} utterances has a transcript "
                               "(after normalization); training needs text. Manifests of untranscribed audio "
                               "(`prepare folder --audio-only`) are for augment.* and `asrforge adapt`")
-        if recipe.features.cmvn == "global" and recipe.features.global_mean is None:
+        if not whisper and recipe.features.cmvn == "global" and recipe.features.global_mean is None:
             if shards:
                 raise ConfigError("features.cmvn=global with shards: measure the statistics on a manifest first "
                                   "and give them as features.global_mean and features.global_std")
             recipe = self.recipe = replace(recipe, features=global_statistics(recipe.features, train_utts,
                                                                               self.progress))
-        dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", None)
+        dev_utts, dev_skips = _load_split(recipe.data.dev, "dev", max_seconds)
         self.manifest_skips += dev_skips
-        self.tokenizer = (tokenizer_from_state(checkpoint["tokenizer"]) if checkpoint else
-                          build_tokenizer(recipe.text, train_texts))
+        if whisper:
+            self.task = WhisperTask(recipe, self.out, self.dist.device, self.progress)
+        else:
+            tokenizer = (tokenizer_from_state(checkpoint["tokenizer"]) if checkpoint else
+                         build_tokenizer(recipe.text, train_texts))
+            self.task = ScratchTask(recipe, tokenizer, self.out, self.dist.device)
+        self.tokenizer = self.task.tokenizer
 
-        features = FeatureExtractor(recipe.features)
+        features = self.task.features
         specaug = SpecAugment(recipe.specaugment) if recipe.specaugment.enabled else None
         augment = WaveAugment(recipe.augment) if recipe.augment.enabled else None
         self.dev_set = SpeechDataset(dev_utts, features, None, self.normalizer, None,
@@ -207,7 +222,7 @@ class Trainer:
             self.train_set = None
             self.sampler = ShardStream(recipe.data.train, maker, recipe.data.max_batch_seconds, cfg.seed,
                                        self.dist.rank, world, max_batch_size=recipe.data.max_batch_size,
-                                       max_duration=recipe.data.max_duration,
+                                       max_duration=max_train,
                                        speaker_stats=(self._shard_speaker_stats(features)
                                                       if recipe.features.cmvn == "speaker" else None))
         else:
@@ -218,7 +233,7 @@ class Trainer:
                                                 seed=cfg.seed, rank=self.dist.rank, world=world,
                                                 max_batch_size=recipe.data.max_batch_size)
 
-        self.model = build_model(recipe.model, recipe.features.dim, self.tokenizer.vocab_size).to(self.dist.device)
+        self.model = self.task.model
         self.objective = objective_for(self.model)
         if recipe.lm.order > 0 and not recipe.lm.path and self.dist.is_main:
             # built first, so an interrupted run still has the LM its checkpoints decode with
@@ -226,7 +241,9 @@ class Trainer:
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None)
                     if self.dist.enabled else self.model)
         self.adversary, self.speakers = self._build_adversary(None if shards else train_utts)
-        params = list(self.model.parameters()) + (list(self.adversary.parameters()) if self.adversary else [])
+        # frozen weights (a Whisper encoder, the base of LoRA adapters) get no optimizer state
+        params = [p for p in self.model.parameters() if p.requires_grad] + (
+            list(self.adversary.parameters()) if self.adversary else [])
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         # the averaged copy includes buffers (BatchNorm statistics), so it is a complete model on its own
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
@@ -303,9 +320,9 @@ class Trainer:
 
     def _restore(self, ckpt: dict) -> None:
         if self.ema is not None:      # the recipe is the checkpoint's (_resumed_recipe), so the average is there
-            self.ema.module.load_state_dict(ckpt["model"])
+            self.task.load_weights(self.ema.module, ckpt["model"])
             self.ema.n_averaged.fill_(ckpt["ema_steps"])
-        self.model.load_state_dict(ckpt.get("training_model", ckpt["model"]))
+        self.task.load_weights(self.model, ckpt.get("training_model", ckpt["model"]))
         if self.adversary is not None:
             self.adversary.load_state_dict(ckpt["adversary"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -316,19 +333,22 @@ class Trainer:
         if torch.cuda.is_available() and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.dist.device)
 
-    def _save(self, name: str, full: bool) -> None:
-        extra = {"train_state": asdict(self.state)}
-        if full:
-            extra.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                         scaler=self.scaler.state_dict(),
-                         rng={"torch": torch.get_rng_state(),
-                              "cuda": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None})
-            if self.adversary is not None:
-                extra.update(adversary=self.adversary.state_dict())
-            if self.ema is not None:   # "model" holds the average; resuming needs the weights being trained too
-                extra.update(training_model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                             ema_steps=int(self.ema.n_averaged))
-        save_checkpoint(self.out / name, self.recipe, self.tokenizer, self.eval_model, **extra)
+    def _save_best(self) -> None:
+        """The evaluated weights, where inference looks for the run's model (the task says where and how)."""
+        self.task.save_best(self.eval_model, train_state=asdict(self.state))
+
+    def _save_last(self) -> None:
+        """``last.pt``: everything ``--resume`` needs to go on exactly as if never stopped."""
+        extra = {"train_state": asdict(self.state), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "rng": {"torch": torch.get_rng_state(),
+                         "cuda": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None}}
+        if self.adversary is not None:
+            extra.update(adversary=self.adversary.state_dict())
+        if self.ema is not None:   # "model" holds the average; resuming needs the weights being trained too
+            extra.update(training_model={k: v.detach().cpu() for k, v in self.task.weights(self.model).items()},
+                         ema_steps=int(self.ema.n_averaged))
+        save_checkpoint(self.out / "last.pt", self.recipe, self.tokenizer, self.task.weights(self.eval_model), **extra)
 
     def _log(self, record: dict) -> None:
         if self.dist.is_main:
@@ -359,9 +379,7 @@ class Trainer:
         if len(batch) == 0:
             # Every item was unusable (already counted). Under DDP this rank must still join the gradient
             # all-reduce, so it runs a dummy input whose loss is multiplied by zero.
-            self._zero_backward(self._loss(torch.zeros(1, 16, self.recipe.features.dim, device=dev),
-                                           torch.tensor([16], device=dev), torch.ones(1, 1, dtype=torch.long, device=dev),
-                                           torch.ones(1, dtype=torch.long, device=dev))[1])
+            self._zero_backward(self._loss(*self.task.dummy_inputs(dev))[1])
             return None
         out, outputs, adv_loss = self._loss(batch.feats.to(dev, non_blocking=True), batch.feat_lens.to(dev),
                                             batch.tokens.to(dev), batch.token_lens.to(dev), batch.speakers)
@@ -393,8 +411,9 @@ class Trainer:
 
     def _zero_backward(self, outputs) -> None:
         """A backward pass with zero gradients through every output tensor (keeps DDP ranks in step)."""
-        tensors = [t for t in (outputs if isinstance(outputs, tuple) else vars(outputs).values())
-                   if isinstance(t, torch.Tensor) and t.requires_grad]
+        parts = ((outputs,) if isinstance(outputs, torch.Tensor) else outputs if isinstance(outputs, tuple)
+                 else vars(outputs).values())
+        tensors = [t for t in parts if isinstance(t, torch.Tensor) and t.requires_grad]
         self.scaler.scale(sum(t.float().sum() for t in tensors) * 0.0).backward()
 
     def _optimizer_step(self) -> float:
@@ -424,8 +443,7 @@ class Trainer:
     def validate(self) -> dict:
         """Greedy WER/CER of the evaluated weights on data.dev, and their training objective there (``loss``)."""
         self.model.eval()
-        transcriber = Transcriber(self.eval_model, self.recipe, self.tokenizer, self.dist.device)
-        result = evaluate_dataset(transcriber, self.dev_set, transcriber.decode_config(beam_size=1), progress=False).summary()
+        result = self.task.validate(self.eval_model, self.dev_set)
         result["loss"] = self._dev_loss()
         self.model.train()
         return result
@@ -473,8 +491,49 @@ class Trainer:
             raise KeyboardInterrupt
         return summary
 
+    def check_batch_fits(self) -> None:
+        """Forward and backward of this epoch's largest batch (by padded size) before the first step, so a run that
+        cannot fit in memory says so at once and names the setting, instead of failing hours in. The weights, their
+        gradients, buffers and the random state are as before (the probe changes nothing a resume compares)."""
+        if self.train_set is None:       # shards: batches exist only as they stream
+            return
+        batches = self.sampler.batches(self.state.epoch)
+        if not batches:
+            return
+        durations = self.train_set.durations
+        largest = max(batches, key=lambda b: len(b) * max(durations[i] for i in b))
+        batch = collate([self.train_set[(i, self.state.epoch)] for i in largest])
+        if not len(batch):
+            return
+        buffers = {k: v.clone() for k, v in self.model.named_buffers()}     # BatchNorm statistics move in a forward
+        try:
+            with torch.random.fork_rng(devices=[self.dist.device] if self.dist.device.type == "cuda" else []):
+                dev = self.dist.device
+                out, outputs, _ = self._loss(batch.feats.to(dev), batch.feat_lens.to(dev), batch.tokens.to(dev),
+                                             batch.token_lens.to(dev))
+                if out.loss is not None:
+                    out.loss.backward()
+        except torch.OutOfMemoryError:
+            raise ConfigError(
+                f"the largest training batch ({len(batch)} utterances, up to {max(durations[i] for i in largest):.1f} s "
+                f"each) does not fit in {self.dist.device}'s memory; lower data.max_batch_seconds (now "
+                f"{self.recipe.data.max_batch_seconds:g}) or data.max_batch_size (now {self.recipe.data.max_batch_size}), "
+                "and raise train.accum_steps to keep the same batch per step"
+                + ("" if self.recipe.train.grad_checkpointing or not isinstance(self.task, WhisperTask)
+                   else ", or set train.grad_checkpointing=true")) from None
+        finally:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.model.load_state_dict(buffers, strict=False)
+            if self.dist.device.type == "cuda":
+                torch.cuda.empty_cache()
+
     def _fit(self, trace) -> dict:
         cfg = self.recipe.train
+        if self.dist.device.type == "cuda" and self.state.step == 0 and self.state.batch_in_epoch == 0:
+            self.check_batch_fits()     # on CPU, running out of memory is the OS killing the process, not an error
+        if self.task.scores_before_training and self.state.step == 0 and self.state.batch_in_epoch == 0 \
+                and self.state.wer_before is None:
+            self._score_before_training()
         started = time.time()
         stop = self._out_of_budget(started)
         while not stop and self.state.epoch < self.state.planned_epochs:
@@ -502,17 +561,21 @@ class Trainer:
                 if not last_micro:
                     continue
                 norm = self._optimizer_step()
-                if self.state.step % cfg.log_every == 0 and losses:
+                if self.state.step % cfg.log_every == 0:
+                    # the loss of every rank's batches (each rank alone saw only its share); a rank whose batches
+                    # were all unusable adds nothing
+                    total, count = D.sum_values([sum(losses), len(losses)], self.dist)
+                if self.state.step % cfg.log_every == 0 and count:
                     now = time.time()
                     rate = utts * self.dist.world / max(now - window_start, 1e-9)
-                    record = {"step": self.state.step, "epoch": self.state.epoch, "loss": sum(losses) / len(losses),
+                    record = {"step": self.state.step, "epoch": self.state.epoch, "loss": total / count,
                               "lr": self.scheduler.lr, "grad_norm": norm, "utts_per_s": rate}
                     known = [a for a in self._speaker_acc if a == a]   # NaN: a batch without named speakers
                     if known:   # near chance when the encoder hides the speaker
                         record["speaker_acc"] = sum(known) / len(known)
                     self._speaker_acc = []
                     self._log(record)
-                    bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", lr=f"{self.scheduler.lr:.2e}", utt_s=f"{rate:.0f}",
+                    bar.set_postfix(loss=f"{total / count:.3f}", lr=f"{self.scheduler.lr:.2e}", utt_s=f"{rate:.0f}",
                                     refresh=False)
                     losses, utts, window_start = [], 0, now
                 if self._out_of_budget(started):
@@ -537,12 +600,31 @@ class Trainer:
             torch.save(weights, self.out / "trace" / f"rank{self.dist.rank}_weights.pt")
         summary = {"epochs": self.state.epoch, "steps": self.state.step, "train_minutes": self.state.elapsed / 60,
                    # null, not Infinity (which JSON readers such as jq refuse), when no epoch was validated yet
-                   "best_dev_wer": self.state.best_wer if math.isfinite(self.state.best_wer) else None, "skipped": len(self.state.skipped) + len(self.manifest_skips)}
+                   "best_dev_wer": self.state.best_wer if math.isfinite(self.state.best_wer) else None,
+                   "best_epoch": self.state.best_epoch, "skipped": len(self.state.skipped) + len(self.manifest_skips),
+                   "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad)}
+        if self.state.wer_before is not None:
+            summary["dev_wer_before"] = self.state.wer_before
         if self.dist.is_main:
             self._write_skip_report()
+            (self.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
         D.barrier(self.dist)
         D.shutdown(self.dist)
         return summary
+
+    def _score_before_training(self) -> None:
+        """A pretrained model's dev WER as given: logged as epoch 0, and the best model until an epoch beats it."""
+        if self.dist.is_main:
+            metrics = self.validate()
+            self.state.wer_before = metrics["wer"]
+            self.state.best_wer, self.state.best_loss, self.state.best_epoch = metrics["wer"], metrics["loss"], 0
+            self._log({"epoch": 0, "step": 0, "dev_wer": metrics["wer"], "dev_cer": metrics["cer"],
+                       "dev_loss": metrics["loss"] if math.isfinite(metrics["loss"]) else None, "dev_utts": metrics["utts"]})
+            self._save_best()
+            if self.progress:
+                log.info(f"before training: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%")
+        self.state.wer_before = D.broadcast_value(float(self.state.wer_before or 0.0), self.dist)
+        D.barrier(self.dist)
 
     def _end_of_epoch(self, epoch_start: float, finished: bool) -> None:
         """Validate, save best/last, and (after the first epoch) fit the schedule to the time budget."""
@@ -554,11 +636,12 @@ class Trainer:
                               dev_utts=metrics["utts"])
                 if self._improves(metrics):
                     self.state.best_wer, self.state.best_loss = metrics["wer"], metrics["loss"]
-                    self._save("best.pt", full=False)
+                    self.state.best_epoch = self.state.epoch
+                    self._save_best()
                 if self.progress:
                     log.info(f"epoch {self.state.epoch}: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%  "
                                f"loss {metrics['loss']:.3f}  ({self.state.elapsed / 60:.1f} min)")
-            self._save("last.pt", full=True)
+            self._save_last()
             self._log(record)
         cfg = self.recipe.train
         # with data.cache_features the first epoch also computes every feature, so it is slower than the rest: the

@@ -52,7 +52,14 @@ class LoadedWhisper:
         return model.float()
 
 
+RUN_CHECKPOINT = "whisper.pt"       # what a (full) Whisper fine-tuning run's folder holds
+
+
 def _folder_format(path: Path) -> str | None:
+    if (path / RUN_CHECKPOINT).is_file():
+        return "run"
+    if (path / "adapters.json").is_file():
+        return "lora"
     if (path / "model.bin").is_file():
         return "ctranslate2"
     if (path / "config.json").is_file() and any((path / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
@@ -61,7 +68,8 @@ def _folder_format(path: Path) -> str | None:
 
 
 def is_whisper_folder(path: Path) -> bool:
-    """A Hugging Face or CTranslate2 folder (read by its file names, not its contents)."""
+    """A Hugging Face or CTranslate2 folder, or a Whisper fine-tuning run's (read by its file names, not its
+    contents)."""
     return _folder_format(path) is not None
 
 
@@ -100,12 +108,24 @@ def load_whisper_checkpoint(path: str | Path, contents: dict | None = None) -> L
     try:
         if fmt == "openai":
             return _read_openai(path, contents)
-        return {"huggingface": _read_huggingface, "ctranslate2": _read_ctranslate2}[fmt](path)
+        if fmt == "run":
+            return _read_openai(path / RUN_CHECKPOINT)
+        return {"huggingface": _read_huggingface, "ctranslate2": _read_ctranslate2, "lora": _read_lora}[fmt](path)
     except CheckpointError:
         raise
     except Exception as e:  # truncated files, wrong pickles, bad JSON: one message, not a traceback
         raise CheckpointError(f"cannot read {path} as a {fmt} Whisper checkpoint ({type(e).__name__}: {str(e)[:200]}); "
                               f"it may be corrupt or truncated. {FORMATS_HELP}") from None
+
+
+def _read_lora(path: Path) -> LoadedWhisper:
+    """A LoRA run's folder: its base checkpoint with the adapters merged into the weights."""
+    from asrforge.models.whisper.lora import merge_adapters, read_adapters
+
+    config, tensors = read_adapters(path)
+    base = load_whisper_checkpoint(config["base"])
+    model = merge_adapters(base.build(), tensors, config["rank"], config["alpha"])
+    return LoadedWhisper(base.dims, model.state_dict(), model.alignment_heads, path)
 
 
 # ---------------------------------------------------------------- OpenAI
@@ -129,10 +149,10 @@ def save_openai(model: Whisper, path: str | Path, tokenizer_files: list[Path] = 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"dims": model.dims.to_dict(), "model_state_dict": state, "alignment_heads": mask}, path)
-    _copy_into(tokenizer_files, Path(path).parent)
+    copy_into(tokenizer_files, Path(path).parent)
 
 
-def _copy_into(files, folder: Path) -> None:
+def copy_into(files, folder: Path) -> None:
     """Copy ``files`` into ``folder`` (a file already there stays as it is)."""
     for f in map(Path, files):
         if f.parent.resolve() != folder.resolve():
@@ -221,7 +241,7 @@ def save_huggingface(model: Whisper, folder: str | Path, tokenizer_files: list[P
     if tokenizer is not None:
         generation.update(_generation(model, tokenizer))
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2))
-    _copy_into(tokenizer_files, folder)
+    copy_into(tokenizer_files, folder)
 
 
 def _generation(model: Whisper, tok) -> dict:
@@ -443,4 +463,4 @@ def save_ctranslate2(model: Whisper, folder: str | Path, quantization: str = "fl
     cfg = dict(config or {})
     cfg["alignment_heads"] = [list(h) for h in model.alignment_heads]
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
-    _copy_into(tokenizer_files, folder)
+    copy_into(tokenizer_files, folder)

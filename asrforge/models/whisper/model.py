@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from torch import nn
 
 from asrforge.nn.linear import GeluMLP, Linear, linear
@@ -135,6 +136,7 @@ class AudioEncoder(nn.Module):
         self.register_buffer("positional_embedding", sinusoids(n_ctx, d))
         self.blocks = nn.ModuleList(ResidualBlock(d, heads) for _ in range(layers))
         self.ln_post = LayerNorm(d)
+        self.checkpointing = False     # train.grad_checkpointing: recompute each block in the backward pass
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """``(B, n_mels, 2T)`` log-mel -> ``(B, T, D)``; T is at most ``n_audio_ctx`` (1500 for 30 s)."""
@@ -144,11 +146,16 @@ class AudioEncoder(nn.Module):
         if x.shape[1] > self.positional_embedding.shape[0]:
             raise ValueError(f"{mel.shape[-1]} mel frames is more than this encoder's {2 * self.positional_embedding.shape[0]}")
         x = x + self.positional_embedding[: x.shape[1]].to(x.dtype)
+        recompute = self.checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
             yield_point()       # a more urgent computation may run between two layers (asrforge.preempt)
-            x = x + block.attn(block.attn_ln(x))
-            x = x + block.mlp(block.mlp_ln(x))
+            x = checkpoint(_encoder_block, block, x, use_reentrant=False) if recompute else _encoder_block(block, x)
         return self.ln_post(x)
+
+
+def _encoder_block(block: ResidualBlock, x: torch.Tensor) -> torch.Tensor:
+    x = x + block.attn(block.attn_ln(x))
+    return x + block.mlp(block.mlp_ln(x))
 
 
 class DecoderCache:
@@ -230,6 +237,7 @@ class TextDecoder(nn.Module):
         # None: logits come from the token embedding (tied weights). Int8 quantization puts a quantized copy of
         # that matrix here, because the vocabulary projection is the largest matmul of every decoding step.
         self.output_projection: nn.Module | None = None
+        self.checkpointing = False     # train.grad_checkpointing: recompute each block in the backward pass
 
     def forward(self, tokens: torch.Tensor, audio: torch.Tensor | None, cache: DecoderCache | None = None,
                 need_cross_weights: bool = False, logit_positions: list[int] | None = None
@@ -252,36 +260,14 @@ class TextDecoder(nn.Module):
         if offset and n_new > 1:
             mask = torch.ones(n_new, offset + n_new, dtype=torch.bool, device=tokens.device).tril(offset)
         cross_weights = []
+        recompute = self.checkpointing and self.training and torch.is_grad_enabled() and cache is None
         for i, block in enumerate(self.blocks):
-            h = block.attn_ln(x)
-            q, k, v = block.attn.split(block.attn.query(h)), *block.attn.project_kv(h)
-            if cache is not None:
-                k, v = cache.append(i, k, v, self.positional_embedding.shape[0])
-            out, _ = block.attn.attend(q, k, v, mask, causal=mask is None and n_new > 1, need_weights=False)
-            x = x + block.attn.out(out)
-
-            h = block.cross_attn_ln(x)
-            q = block.cross_attn.split(block.cross_attn.query(h))
-            if cache is None:      # teacher forcing (training, word alignment): the audio's keys are used once
-                out, w = block.cross_attn.attend(q, *block.cross_attn.project_kv(audio), None, False, need_cross_weights)
-            else:
-                if len(cache.cross_kv) <= i:
-                    cache.cross_kv.append(block.cross_attn.project_memory(audio))
-                keys_t, values = cache.cross_kv[i]
-                group = q.shape[0] // keys_t.shape[0]
-                if group > 1 and not need_cross_weights:
-                    # beams of one audio share its keys/values: fold them into the query axis instead of copying them
-                    n, heads, length, d = q.shape
-                    audios = keys_t.shape[0]
-                    q = q.view(audios, group, heads, length, d).transpose(1, 2).reshape(audios, heads, group * length, d)
-                    out, w = block.cross_attn.attend_memory(q, keys_t, values, False)
-                    out = out.view(audios, group, length, -1).reshape(n, length, -1)
-                else:
-                    out, w = block.cross_attn.attend_memory(q, keys_t, values, need_cross_weights)
-            x = x + block.cross_attn.out(out)
+            if recompute:      # teacher forcing in training: no cache, no cross-attention weights
+                x = checkpoint(self._block, i, block, x, audio, None, None, False, use_reentrant=False)[0]
+                continue
+            x, w = self._block(i, block, x, audio, cache, mask, need_cross_weights)
             if w is not None:
                 cross_weights.append(w)
-            x = x + block.mlp(block.mlp_ln(x))
         if cache is not None:
             cache.length = offset + n_new
         if logit_positions is not None:
@@ -292,6 +278,40 @@ class TextDecoder(nn.Module):
         else:
             logits = linear(x, self.token_embedding.weight.to(x.dtype)).float()   # output projection tied to the embedding
         return logits, cross_weights
+
+    def _block(self, i: int, block: ResidualBlock, x: torch.Tensor, audio: torch.Tensor | None,
+               cache: DecoderCache | None, mask: torch.Tensor | None, need_cross_weights: bool
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Layer ``i``: causal self-attention (through the cache when there is one), cross-attention to the
+        audio, MLP; returns the new ``x`` and the cross-attention scores if asked."""
+        n_new = x.shape[1]
+        h = block.attn_ln(x)
+        q, k, v = block.attn.split(block.attn.query(h)), *block.attn.project_kv(h)
+        if cache is not None:
+            k, v = cache.append(i, k, v, self.positional_embedding.shape[0])
+        out, _ = block.attn.attend(q, k, v, mask, causal=mask is None and n_new > 1, need_weights=False)
+        x = x + block.attn.out(out)
+
+        h = block.cross_attn_ln(x)
+        q = block.cross_attn.split(block.cross_attn.query(h))
+        if cache is None:      # teacher forcing (training, word alignment): the audio's keys are used once
+            out, w = block.cross_attn.attend(q, *block.cross_attn.project_kv(audio), None, False, need_cross_weights)
+        else:
+            if len(cache.cross_kv) <= i:
+                cache.cross_kv.append(block.cross_attn.project_memory(audio))
+            keys_t, values = cache.cross_kv[i]
+            group = q.shape[0] // keys_t.shape[0]
+            if group > 1 and not need_cross_weights:
+                # beams of one audio share its keys/values: fold them into the query axis instead of copying them
+                n, heads, length, d = q.shape
+                audios = keys_t.shape[0]
+                q = q.view(audios, group, heads, length, d).transpose(1, 2).reshape(audios, heads, group * length, d)
+                out, w = block.cross_attn.attend_memory(q, keys_t, values, False)
+                out = out.view(audios, group, length, -1).reshape(n, length, -1)
+            else:
+                out, w = block.cross_attn.attend_memory(q, keys_t, values, need_cross_weights)
+        x = x + block.cross_attn.out(out)
+        return x + block.mlp(block.mlp_ln(x)), w
 
     def cross_kv(self, audio: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's cross-attention keys/values for ``audio (B, T, D)``, projected once per audio; a cache
