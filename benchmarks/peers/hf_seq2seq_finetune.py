@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import time
 
 import numpy as np
@@ -84,9 +85,10 @@ def main() -> None:
     metrics = trainer.train().metrics
     wall = time.perf_counter() - start
     trainer.save_model(args.out)
+    shutil.copy(f"{args.model}/tokenizer.json", args.out)      # the trainer saves no tokenizer it was not given
     print(json.dumps({"system": "transformers Seq2SeqTrainer", "samples_per_s": args.steps * args.batch / wall,
                       "hf_train_samples_per_second": metrics.get("train_samples_per_second"), "train_s": wall,
-                      "steps": args.steps, "batch": args.batch, "final_loss": metrics.get("train_loss"),
+                      "steps": args.steps, "batch": args.batch, "mean_loss": metrics.get("train_loss"),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
                       "torch_threads": torch.get_num_threads()}))
