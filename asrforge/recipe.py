@@ -59,6 +59,9 @@ class TrainConfig:
     # found by voice activity); the rest are <|notimestamps|>. Whisper was trained on both, and a model tuned
     # without timestamps forgets them (its subtitles and long-form transcription break).
     timestamp_ratio: float = 0.5
+    # Whisper with model.freeze_encoder and no augment.*/specaugment: the encoder's states of each clip are kept (in
+    # CPU memory, up to this many GB) after the first epoch, which then skips the encoder; exact. 0: off.
+    frozen_encoder_cache_gb: float = 2.0
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     threads: int | None = None           # CPU threads per process (default: cores / processes)
@@ -68,6 +71,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.speaker_adversarial < 0:
             raise ValueError("train.speaker_adversarial must be >= 0 (0 turns it off)")
+        if self.frozen_encoder_cache_gb < 0:
+            raise ValueError("train.frozen_encoder_cache_gb must be >= 0 (0 turns it off)")
         if not 0.0 <= self.timestamp_ratio <= 1.0:
             raise ValueError("train.timestamp_ratio must be in [0, 1] (the share of targets with timestamps)")
 

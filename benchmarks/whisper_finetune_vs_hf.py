@@ -5,14 +5,15 @@
         [--variants hf,asrforge,asrforge-2proc,asrforge-full,asrforge-lora]
 
 The same weights (the checkpoint written as a Hugging Face folder by asrforge's own saver), the same
-``--train-utts`` recordings of the four FSDD speakers (seeded), the same steps (one epoch), learning rate, warm-up,
+``--train-utts`` recordings of the four FSDD speakers (seeded), the same steps (``--epochs``, default 1), learning rate, warm-up,
 cosine schedule, gradient clipping and batch, no augmentation, targets without timestamps (what the peer's recipe
 trains), the encoder frozen unless the variant says otherwise. Each trained model is scored the same way, by
 ``asrforge evaluate`` (greedy) on ``--dev-utts`` held-out recordings of the same speakers (FSDD's official test
 indices 0-4). Samples per second count training steps only: the peer's over ``trainer.train()`` (features
 computed before, as its recipe does), asrforge's from its log windows (each step, its data loading included;
 per-epoch validation excluded). Peak RSS is the largest process's. Variants: ``asrforge-2proc``: 2 processes under
-torchrun (gloo), half the batch each; ``asrforge-full``: the encoder trained too; ``asrforge-lora``: LoRA rank 16 on
+torchrun (gloo), half the batch each; ``asrforge-recompute``: the frozen encoder's states not kept across epochs
+(``train.frozen_encoder_cache_gb=0``); ``asrforge-full``: the encoder trained too; ``asrforge-lora``: LoRA rank 16 on
 the decoder's attention. Prints one JSON line per variant, then a table.
 """
 
@@ -73,7 +74,7 @@ def run(cmd: list[str], env: dict | None = None) -> tuple[str, float]:
 def asrforge_run(name: str, hf: Path, train: Path, dev: Path, out: Path, args, steps: int, extra: list[str],
                  processes: int = 1) -> dict:
     exp = out / name
-    overrides = [f"model.init={hf}", f"data.train={train}", f"data.dev={dev}", "train.epochs=1",
+    overrides = [f"model.init={hf}", f"data.train={train}", f"data.dev={dev}", f"train.epochs={args.epochs}",
                  f"data.max_batch_size={args.batch // processes}", f"train.lr={args.lr}", f"train.warmup_steps={args.warmup}",
                  "train.final_lr_ratio=0.0", "train.weight_decay=0.0", "train.log_every=1", "augment.speed_factors=[]",
                  "augment.gain_db=[]", "specaugment.enabled=false", "train.timestamp_ratio=0", "data.cache_features=true",
@@ -110,6 +111,7 @@ def main() -> None:
     ap.add_argument("--train-utts", type=int, default=300)
     ap.add_argument("--dev-utts", type=int, default=100)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=1, help="epochs over --train-utts (the peer: as many steps)")
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--out", default="exp/whisper-ft-vs-hf")
@@ -121,7 +123,7 @@ def main() -> None:
     if not hf.exists():
         run([sys.executable, "-m", "asrforge.cli", "export", args.whisper, "--format", "huggingface", "--out", str(hf)])
     train, dev = split(Path(args.fsdd), args.train_utts, args.dev_utts, out)
-    steps = math.ceil(args.train_utts / args.batch)     # one epoch
+    steps = args.epochs * math.ceil(args.train_utts / args.batch)
     rows = [{"system": "checkpoint as given", "dev_wer": dev_wer(hf, dev)}]
     variants = args.variants.split(",")
     for variant in variants:
@@ -136,6 +138,9 @@ def main() -> None:
             row = json.loads(stdout.strip().splitlines()[-1]) | {"model": str(out / "hf-trained")}
         elif variant == "asrforge":
             row = asrforge_run("frozen-encoder", hf, train, dev, out, args, steps, [])
+        elif variant == "asrforge-recompute":     # the frozen encoder run every epoch, its states not kept
+            row = asrforge_run("frozen-encoder-recompute", hf, train, dev, out, args, steps,
+                               ["train.frozen_encoder_cache_gb=0"])
         elif variant == "asrforge-2proc":
             row = asrforge_run("frozen-encoder-2proc", hf, train, dev, out, args, steps, [], processes=2)
         elif variant == "asrforge-full":
@@ -150,6 +155,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps({"machine": machine(), "train_utts": args.train_utts, "dev_utts": args.dev_utts, "steps": steps,
+                      "epochs": args.epochs,
                       "batch": args.batch, "lr": args.lr}))
     print("\n| system | samples/s | peak RSS MB | trainable params | dev WER |\n|---|---|---|---|---|")
     for r in rows:

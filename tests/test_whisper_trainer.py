@@ -305,3 +305,43 @@ def test_timestamps_survive_fine_tuning_and_long_recordings_are_transcribed_whol
     assert all(a["start"] <= b["start"] for a, b in zip(seg, seg[1:]))
     assert all(0.0 <= s["start"] <= s["end"] <= result["duration"] for s in seg)
     assert seg[-1]["end"] > result["duration"] - 30                          # the last window was decoded too
+
+
+# ---------------------------------------------------------------- a frozen encoder's states, kept
+
+def test_kept_encoder_states_equal_the_encoder_bit_for_bit(corpus):
+    from asrforge.features.whisper import pad_to_window
+    from asrforge.train.whisper_task import EncoderStates
+
+    root, _ = corpus
+    encoder = load_whisper_checkpoint(root / "init").build().eval().encoder
+    torch.manual_seed(0)
+    feats, lens = torch.randn(4, 120, 80), torch.tensor([120, 90, 60, 100])
+    kept = EncoderStates(max_bytes=2**30)
+    first = kept.encode(feats[:2], lens[:2], encoder)                      # both new
+    mixed = kept.encode(feats[[1, 2, 0, 3]], lens[[1, 2, 0, 3]], encoder)  # two kept, two new, in another batch
+    with torch.no_grad():
+        direct = encoder(pad_to_window(feats, lens))
+    assert torch.equal(first, direct[:2]) and torch.equal(mixed, direct[[1, 2, 0, 3]])
+    assert (kept.hits, kept.misses) == (2, 4) and len(kept.states) == 4
+    full = EncoderStates(max_bytes=first[0].numel() * 4)                    # room for one: the rest recomputed
+    full.encode(feats, lens, encoder)
+    assert len(full.states) == 1 and torch.equal(full.encode(feats, lens, encoder), direct)
+
+
+def test_a_run_with_kept_encoder_states_ends_with_the_weights_of_one_without(corpus, tmp_path):
+    root, _ = corpus
+    settings = {"train.epochs": 3, "specaugment.enabled": "false", "augment.speed_factors": "[]",
+                "train.timestamp_ratio": 0.0}
+    runs = {}
+    for name, gb in (("kept", 1.0), ("recomputed", 0)):
+        trainer = Trainer(load_recipe(RECIPE, overrides(root, **settings, **{"train.frozen_encoder_cache_gb": gb})),
+                          tmp_path / name, progress=False)
+        trainer.fit()
+        runs[name] = trainer
+    states = runs["kept"].task.encoder_states
+    assert runs["recomputed"].task.encoder_states is None
+    assert states.hits >= 2 * len(TEXTS) and len(states.states) == len(TEXTS)   # epochs 2 and 3 skip the encoder
+    a, b = (load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("kept", "recomputed"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

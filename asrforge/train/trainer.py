@@ -87,7 +87,7 @@ def _load_split(paths: str | list[str] | None, name: str, max_duration: float | 
 
 # where, and for how long, a run goes: a resumed run may change these (and data.*) and still continue exactly
 RESUME_MAY_CHANGE = ("train.max_minutes", "train.max_steps", "train.device", "train.threads", "train.amp",
-                     "train.log_every", "train.trace")
+                     "train.log_every", "train.trace", "train.frozen_encoder_cache_gb")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
