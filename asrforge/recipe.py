@@ -59,8 +59,8 @@ class TrainConfig:
     # found by voice activity); the rest are <|notimestamps|>. Whisper was trained on both, and a model tuned
     # without timestamps forgets them (its subtitles and long-form transcription break).
     timestamp_ratio: float = 0.5
-    # Whisper with model.freeze_encoder and no augment.*/specaugment: the encoder's states of each clip are kept (in
-    # CPU memory, up to this many GB) after the first epoch, which then skips the encoder; exact. 0: off.
+    # Whisper with model.freeze_encoder, no augment.*/specaugment and more than one epoch: each clip's encoder states
+    # are kept (in CPU memory, up to this many GB) and later epochs skip the encoder; exact. 0: off.
     frozen_encoder_cache_gb: float = 2.0
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda | cuda:N

@@ -220,9 +220,9 @@ class WhisperTask:
             p.requires_grad_(not cfg.freeze_encoder)
         whisper.encoder.checkpointing = whisper.decoder.checkpointing = recipe.train.grad_checkpointing
         self.lora_layers = self._add_adapters(whisper) if cfg.lora.rank else []
-        # a frozen encoder fed the same features every epoch gives the same states: keep them
+        # a frozen encoder fed the same features every epoch gives the same states: keep them (for a second epoch)
         keep = (cfg.freeze_encoder and recipe.train.frozen_encoder_cache_gb > 0 and not recipe.augment.enabled
-                and not recipe.specaugment.enabled)
+                and not recipe.specaugment.enabled and recipe.train.epochs > 1)
         self.encoder_states = EncoderStates(int(recipe.train.frozen_encoder_cache_gb * 2**30)) if keep else None
         self.model = WhisperTraining(whisper, cfg.freeze_encoder, 3 if words.multilingual else 1,
                                      cfg.label_smoothing, self.encoder_states).to(device)
