@@ -46,3 +46,17 @@ def tiny_whisper(folder: Path, seed: int = 0, n_mels: int = 80) -> tuple[Whisper
             if p.dim() == 1 and "ln" not in name:
                 p.normal_(0, 0.02)   # non-zero biases, so a lost bias cannot go unnoticed
     return model.eval(), tok
+
+
+def trainable_init(root: Path, seed: int = 3) -> Whisper:
+    """The tiny model made to hear its input (at its small random init the sinusoidal positions drown the audio:
+    its front end is made louder), saved in Hugging Face layout as ``root/init`` with its tokenizer in
+    ``root/tok``: the starting point of the fine-tuning tests."""
+    from asrforge.models.whisper import save_huggingface
+
+    model, _ = tiny_whisper(root / "tok", seed=seed)
+    with torch.no_grad():
+        model.encoder.conv1.weight.mul_(10)
+        model.encoder.conv2.weight.mul_(3)
+    save_huggingface(model, root / "init", [root / "tok" / "tokenizer.json"])
+    return model
