@@ -144,11 +144,9 @@ def split_segments(tokenizer: WhisperTokenizer, result: DecodeResult, seek: int,
         else:
             seek += min((tokens[last - 1] - tb) * INPUT_STRIDE, segment_size)   # where the last full segment ended
     else:
-        duration = segment_size * FRAME_SECONDS
         stamps = [t for t in tokens if t >= tb]
-        if stamps and stamps[-1] != tb:
-            duration = (stamps[-1] - tb) * TIME_PRECISION
-        out.append(_segment(tokenizer, tokens, time_offset, min(time_offset + duration, content_end)))
+        end = at(stamps[-1]) if stamps and stamps[-1] != tb else content_end
+        out.append(_segment(tokenizer, tokens, time_offset, end))
         seek += segment_size
     return out, seek
 

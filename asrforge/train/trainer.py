@@ -101,6 +101,12 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _dev_record(metrics: dict) -> dict:
+    """A validation's figures as train_log.jsonl holds them (an infinite dev loss, nothing scorable, is null)."""
+    return {"dev_wer": metrics["wer"], "dev_cer": metrics["cer"],
+            "dev_loss": metrics["loss"] if math.isfinite(metrics["loss"]) else None, "dev_utts": metrics["utts"]}
+
+
 class StopOnInterrupt:
     """Ctrl-C while training: the step in hand finishes, ``last.pt`` is saved where training stopped (resumable
     exactly, like a time-budget stop), and then the run ends with KeyboardInterrupt. A second Ctrl-C stops at
@@ -178,8 +184,8 @@ class Trainer:
             WhisperTask.check(recipe)
         # the model's own limit (a Whisper window holds 30 s): longer utterances are skipped and reported
         max_seconds = (WhisperTask if whisper else ScratchTask).max_seconds
-        max_train = min(x for x in (recipe.data.max_duration, max_seconds) if x) if (
-            recipe.data.max_duration or max_seconds) else None
+        limits = [x for x in (recipe.data.max_duration, max_seconds) if x]
+        max_train = min(limits) if limits else None
         shards = is_shard_spec(recipe.data.train)
         if shards:
             index = read_index(recipe.data.train)
@@ -529,10 +535,10 @@ class Trainer:
 
     def _fit(self, trace) -> dict:
         cfg = self.recipe.train
-        if self.dist.device.type == "cuda" and self.state.step == 0 and self.state.batch_in_epoch == 0:
+        fresh = self.state.step == 0 and self.state.batch_in_epoch == 0
+        if fresh and self.dist.device.type == "cuda":
             self.check_batch_fits()     # on CPU, running out of memory is the OS killing the process, not an error
-        if self.task.scores_before_training and self.state.step == 0 and self.state.batch_in_epoch == 0 \
-                and self.state.wer_before is None:
+        if fresh and self.task.scores_before_training and self.state.wer_before is None:
             self._score_before_training()
         started = time.time()
         stop = self._out_of_budget(started)
@@ -561,11 +567,11 @@ class Trainer:
                 if not last_micro:
                     continue
                 norm = self._optimizer_step()
-                if self.state.step % cfg.log_every == 0:
-                    # the loss of every rank's batches (each rank alone saw only its share); a rank whose batches
-                    # were all unusable adds nothing
-                    total, count = D.sum_values([sum(losses), len(losses)], self.dist)
-                if self.state.step % cfg.log_every == 0 and count:
+                # the loss of every rank's batches (each rank alone saw only its share); a rank whose batches
+                # were all unusable adds nothing
+                total, count = (D.sum_values([sum(losses), len(losses)], self.dist)
+                                if self.state.step % cfg.log_every == 0 else (0.0, 0))
+                if count:
                     now = time.time()
                     rate = utts * self.dist.world / max(now - window_start, 1e-9)
                     record = {"step": self.state.step, "epoch": self.state.epoch, "loss": total / count,
@@ -618,8 +624,7 @@ class Trainer:
             metrics = self.validate()
             self.state.wer_before = metrics["wer"]
             self.state.best_wer, self.state.best_loss, self.state.best_epoch = metrics["wer"], metrics["loss"], 0
-            self._log({"epoch": 0, "step": 0, "dev_wer": metrics["wer"], "dev_cer": metrics["cer"],
-                       "dev_loss": metrics["loss"] if math.isfinite(metrics["loss"]) else None, "dev_utts": metrics["utts"]})
+            self._log({"epoch": 0, "step": 0, **_dev_record(metrics)})
             self._save_best()
             if self.progress:
                 log.info(f"before training: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%")
@@ -632,8 +637,7 @@ class Trainer:
         if self.dist.is_main:
             if finished:
                 metrics = self.validate()
-                record.update(dev_wer=metrics["wer"], dev_cer=metrics["cer"], dev_loss=metrics["loss"] if math.isfinite(metrics["loss"]) else None,
-                              dev_utts=metrics["utts"])
+                record.update(_dev_record(metrics))
                 if self._improves(metrics):
                     self.state.best_wer, self.state.best_loss = metrics["wer"], metrics["loss"]
                     self.state.best_epoch = self.state.epoch

@@ -28,9 +28,10 @@ from asrforge.data.dataset import SpeechDataset
 from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.features.whisper import TIME_PRECISION, WhisperFeatures, pad_to_window
 from asrforge.inference.vad import SAMPLE_RATE, VadOptions, speech_spans
-from asrforge.inference.whisper_evaluate import evaluate_whisper
+from asrforge.inference.whisper_evaluate import MAX_SECONDS, evaluate_whisper
 from asrforge.models.whisper import RUN_CHECKPOINT, Whisper, save_openai, side_files_folder, tokenizer_files
 from asrforge.models.whisper.checkpoints import copy_into
+from asrforge.models.whisper.config import require_init
 from asrforge.models.whisper.lora import save_adapters
 from asrforge.recipe import Recipe
 from asrforge.registry import PRETRAINED_MODELS
@@ -189,14 +190,12 @@ class WhisperTask:
     """Front end, targets, model, loss, dev scoring and saving for fine-tuning a Whisper checkpoint."""
 
     scores_before_training = True      # dev WER of the checkpoint as given, logged as epoch 0
-    max_seconds = 30.0                 # one window per utterance: longer ones are skipped and reported
+    max_seconds = MAX_SECONDS          # one window per utterance: longer ones are skipped and reported
 
     @staticmethod
     def check(recipe: Recipe) -> None:
         """Settings that cannot work for Whisper, refused by name before any data is read."""
-        if not recipe.model.init:
-            raise ConfigError("model.init is not set; pass model.init=PATH to a Whisper checkpoint "
-                              "(OpenAI .pt, Hugging Face folder or CTranslate2 folder)")
+        require_init(recipe.model)
         if recipe.augment.vtlp:
             raise ConfigError("augment.vtlp warps the mel filters of asrforge's own front end; a Whisper checkpoint's "
                               "log-mel front end is fixed. Remove it (augment.vtlp=[]) and use augment.speed_factors")

@@ -44,10 +44,14 @@ class WhisperModelConfig:
             raise ValueError("model.label_smoothing must be in [0, 1)")
 
 
-@PRETRAINED_MODELS.register("whisper", WhisperModelConfig)
-def load_pretrained_whisper(config: WhisperModelConfig) -> Whisper:
-    """The Whisper model ``config.init`` holds, with its weights, in float32."""
+def require_init(config: WhisperModelConfig) -> None:
     if not config.init:
         raise ConfigError("model.init is not set; pass model.init=PATH to a Whisper checkpoint "
                           "(OpenAI .pt, Hugging Face folder or CTranslate2 folder)")
+
+
+@PRETRAINED_MODELS.register("whisper", WhisperModelConfig)
+def load_pretrained_whisper(config: WhisperModelConfig) -> Whisper:
+    """The Whisper model ``config.init`` holds, with its weights, in float32."""
+    require_init(config)
     return load_whisper_checkpoint(config.init).build()
