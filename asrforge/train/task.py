@@ -35,6 +35,7 @@ class ScratchTask:
 
     scores_before_training = False     # a random model's WER says nothing
     max_seconds = None                 # no limit of the model's own (data.max_duration applies)
+    grad_checkpointing = False         # train.grad_checkpointing is Whisper's
 
     def __init__(self, recipe: Recipe, tokenizer: Tokenizer, out: Path, device: torch.device):
         if recipe.train.grad_checkpointing:

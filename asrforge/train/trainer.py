@@ -525,7 +525,7 @@ class Trainer:
                 f"each) does not fit in {self.dist.device}'s memory; lower data.max_batch_seconds (now "
                 f"{self.recipe.data.max_batch_seconds:g}) or data.max_batch_size (now {self.recipe.data.max_batch_size}), "
                 "and raise train.accum_steps to keep the same batch per step"
-                + ("" if self.recipe.train.grad_checkpointing or not isinstance(self.task, WhisperTask)
+                + ("" if self.recipe.train.grad_checkpointing or not self.task.grad_checkpointing
                    else ", or set train.grad_checkpointing=true")) from None
         finally:
             self.optimizer.zero_grad(set_to_none=True)

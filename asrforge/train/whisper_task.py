@@ -191,6 +191,7 @@ class WhisperTask:
 
     scores_before_training = True      # dev WER of the checkpoint as given, logged as epoch 0
     max_seconds = MAX_SECONDS          # one window per utterance: longer ones are skipped and reported
+    grad_checkpointing = True          # train.grad_checkpointing recomputes its encoder and decoder blocks
 
     @staticmethod
     def check(recipe: Recipe) -> None:
