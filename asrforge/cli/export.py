@@ -1,4 +1,5 @@
-"""``export``: a Whisper checkpoint or fine-tuning run written for faster-whisper, transformers or openai-whisper."""
+"""``export``: a Whisper checkpoint or fine-tuning run written for faster-whisper, transformers or openai-whisper;
+an asrforge CTC or transducer model written as ONNX graphs."""
 
 from __future__ import annotations
 
@@ -6,19 +7,30 @@ import sys
 
 
 def add_parsers(sub) -> None:
-    e = sub.add_parser("export", help="write a Whisper checkpoint or fine-tuning run for another runtime "
-                                      "(CTranslate2/faster-whisper, Hugging Face transformers, openai-whisper)")
-    e.add_argument("source", help="a Whisper checkpoint (OpenAI .pt, Hugging Face or CTranslate2 folder) or a "
-                                  "Whisper fine-tuning run's folder")
-    e.add_argument("--format", required=True, choices=["ctranslate2", "huggingface", "openai"])
+    e = sub.add_parser("export", help="write a model for another runtime: an asrforge CTC or transducer model as "
+                                      "ONNX graphs; a Whisper checkpoint or fine-tuning run for CTranslate2/"
+                                      "faster-whisper, Hugging Face transformers or openai-whisper")
+    e.add_argument("source", help="an asrforge checkpoint or experiment folder (--format onnx); a Whisper checkpoint "
+                                  "(OpenAI .pt, Hugging Face or CTranslate2 folder) or a Whisper fine-tuning run's folder")
+    e.add_argument("--format", required=True, choices=["onnx", "ctranslate2", "huggingface", "openai"])
     e.add_argument("--quantization", default="float32", choices=["float32", "float16", "int8"],
-                   help="weights: float32 (default); float16; int8 (ctranslate2 only)")
+                   help="weights: float32 (default); float16 (Whisper formats); int8 (onnx: onnxruntime's dynamic "
+                        "quantization; ctranslate2)")
     e.add_argument("--out", required=True, help="a new (or empty) folder to write")
     e.add_argument("--tokenizer", help="folder holding tokenizer.json, if not beside the checkpoint")
     e.set_defaults(func=export)
 
 
 def export(args) -> None:
+    if args.format == "onnx":
+        from asrforge.export.onnx import export_onnx
+        from asrforge.extras import require_extra
+
+        require_extra("onnx", "asrforge export --format onnx", "onnx", "onnxruntime")
+        for path in export_onnx(args.source, args.out, args.quantization):
+            print(f"wrote {path}", file=sys.stderr)
+        print(f"exported {args.source} as ONNX ({args.quantization}) into {args.out}", file=sys.stderr)
+        return
     from asrforge.export.whisper import export_whisper
 
     written = export_whisper(args.source, args.format, args.out, args.quantization, args.tokenizer)

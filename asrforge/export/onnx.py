@@ -1,0 +1,219 @@
+"""An asrforge model as ONNX graphs: ``asrforge export EXP --format onnx [--quantization int8] --out DIR``.
+
+The folder holds, for each family:
+
+- CTC (every encoder): ``model.onnx``: ``x (N, T, D) float32, x_lens (N,) int64 -> log_probs (N, T', V),
+  log_prob_lens (N,)``.
+- transducer: ``encoder.onnx`` (``x, x_lens -> encoder_out (N, T', J), encoder_out_lens``, already projected for
+  the joiner), ``decoder.onnx`` (one prediction-network step; an LSTM predictor: ``y (N,), h, c -> decoder_out
+  (N, J), next_h, next_c`` with ``h, c (N, layers, H)``; a stateless one: ``y (N, context_size) -> decoder_out``),
+  ``joiner.onnx`` (``encoder_out (N, J), decoder_out (N, J) -> logits (N, V)``).
+- ``tokens.txt`` (``piece id`` per line; a space is written ``▁``) and ``asrforge_onnx.json``: the graphs, the front
+  end (the recipe's ``features`` section) and the decoding defaults (``decode``). Each graph carries the same JSON
+  as ONNX metadata (``asrforge``), with ``vocab_size`` and, for a stateless predictor, ``context_size``.
+
+Batch and time axes are dynamic, and padding never changes a real frame's output (the encoders' contract), so one
+graph serves any batch. ``--quantization int8`` runs onnxruntime's dynamic quantization (int8 weights, activations
+quantized per call) over every graph. The exported graphs compute the full-utterance forward pass; a streaming
+encoder's chunk caches are not yet graph inputs, and attention decoders are refused by name (see ``UNSUPPORTED``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from asrforge.checkpoint import load_checkpoint, open_checkpoint
+from asrforge.errors import ConfigError
+from asrforge.inference.transcriber import Transcriber
+
+FORMAT = "asrforge-onnx"
+FORMAT_VERSION = 1
+CONFIG_FILE = "asrforge_onnx.json"
+OPSET = 17
+QUANTIZATIONS = ("float32", "int8")
+UNSUPPORTED = {
+    "attention": "attention decoders (las, transformer, joint CTC/attention) need a decoder step graph with the "
+                 "self-attention cache as inputs and outputs, which the exporter does not write yet; train a ctc or "
+                 "rnnt model to deploy with ONNX",
+}
+SPACE = "\u2581"      # how tokens.txt writes a space (sherpa-onnx and SentencePiece spell word starts so)
+
+
+class CTCGraph(nn.Module):
+    """``x (N, T, D), x_lens (N,) -> log_probs (N, T', V), log_prob_lens (N,)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor):
+        return self.model(x, x_lens)
+
+
+class TransducerEncoderGraph(nn.Module):
+    """``x (N, T, D), x_lens (N,) -> encoder_out (N, T', J), encoder_out_lens (N,)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor):
+        return self.model.encode(x, x_lens)
+
+
+class LSTMDecoderGraph(nn.Module):
+    """One LSTM predictor step: ``y (N,), h (N, L, H), c (N, L, H) -> decoder_out (N, J), next_h, next_c``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, y: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        out, state = self.model.predict_step(y, {"h": h, "c": c})
+        return out, state["h"], state["c"]
+
+
+class StatelessDecoderGraph(nn.Module):
+    """A stateless predictor on its last tokens: ``y (N, context_size) -> decoder_out (N, J)`` (sherpa-onnx's
+    decoder contract)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, y: torch.Tensor):
+        return self.model.pred_proj(self.model.predictor._mix(y))
+
+
+class JoinerGraph(nn.Module):
+    """``encoder_out (N, J), decoder_out (N, J) -> logits (N, V)`` (unnormalized)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, encoder_out: torch.Tensor, decoder_out: torch.Tensor):
+        return self.model.joint(encoder_out, decoder_out)
+
+
+def _graphs(model: nn.Module, input_dim: int) -> dict[str, tuple[nn.Module, tuple, list[str], list[str], dict]]:
+    """``name -> (module, example inputs, input names, output names, dynamic axes)`` for each graph of ``model``."""
+    x, x_lens = torch.randn(2, 64, input_dim), torch.tensor([64, 41])
+    frames = {"x": {0: "N", 1: "T"}, "x_lens": {0: "N"}}
+    if model.objective == "ctc":
+        return {"model": (CTCGraph(model), (x, x_lens), ["x", "x_lens"], ["log_probs", "log_prob_lens"],
+                          {**frames, "log_probs": {0: "N", 1: "T_out"}, "log_prob_lens": {0: "N"}})}
+    if model.objective != "transducer":
+        raise ConfigError(f"cannot export a {model.config.family!r} model to ONNX: {UNSUPPORTED[model.objective]}")
+    J = model.config.joint_dim
+    rows = {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}}
+    graphs = {"encoder": (TransducerEncoderGraph(model), (x, x_lens), ["x", "x_lens"],
+                          ["encoder_out", "encoder_out_lens"],
+                          {**frames, "encoder_out": {0: "N", 1: "T_out"}, "encoder_out_lens": {0: "N"}})}
+    if model.config.predictor == "lstm":
+        state = model.predictor.initial_state(3, torch.device("cpu"))
+        graphs["decoder"] = (LSTMDecoderGraph(model), (torch.tensor([0, 1, 2]), state["h"] + 0.1, state["c"] - 0.1),
+                             ["y", "h", "c"], ["decoder_out", "next_h", "next_c"],
+                             {"y": {0: "N"}, "h": {0: "N"}, "c": {0: "N"}, "decoder_out": {0: "N"},
+                              "next_h": {0: "N"}, "next_c": {0: "N"}})
+    else:
+        context = torch.zeros(3, model.config.context_size, dtype=torch.long)
+        graphs["decoder"] = (StatelessDecoderGraph(model), (context,), ["y"], ["decoder_out"],
+                             {"y": {0: "N"}, "decoder_out": {0: "N"}})
+    graphs["joiner"] = (JoinerGraph(model), (torch.randn(3, J), torch.randn(3, J)), ["encoder_out", "decoder_out"],
+                        ["logits"], {**rows, "logits": {0: "N"}})
+    return graphs
+
+
+def _description(transcriber: Transcriber, graphs: list[str], quantization: str) -> dict:
+    recipe, model = transcriber.recipe, transcriber.model
+    info = {"format": FORMAT, "version": FORMAT_VERSION, "objective": model.objective, "family": recipe.model.family,
+            "graphs": {name: f"{name}.onnx" for name in graphs}, "quantization": quantization,
+            "vocab_size": transcriber.tokenizer.vocab_size, "blank_id": 0,
+            "features": asdict(recipe.features), "decode": asdict(recipe.decode),
+            "source": str(transcriber.source)}
+    if model.objective == "transducer":
+        info["predictor"] = model.config.predictor
+        if model.config.predictor == "stateless":
+            info["context_size"] = model.config.context_size
+        else:
+            info["predictor_state"] = [model.config.pred_layers, model.config.pred_hidden]
+    return info
+
+
+def write_tokens(tokenizer, path: Path) -> None:
+    """``piece id`` per line, every id of the vocabulary in order; a space is written ``▁``."""
+    lines = [f"{tokenizer.piece(i).replace(' ', SPACE) or SPACE} {i}" for i in range(tokenizer.vocab_size)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _export_graph(module: nn.Module, inputs: tuple, names: list[str], outputs: list[str], axes: dict,
+                  path: Path, metadata: dict[str, str], quantization: str) -> None:
+    import onnx
+
+    module.eval()
+    raw = path if quantization == "float32" else path.with_suffix(".float32.onnx")
+    # ASRFORGE_ONEDNN_LINEAR: oneDNN's linear is a CPU kernel of its own, not an ONNX operator
+    previous = os.environ.get("ASRFORGE_ONEDNN_LINEAR")
+    os.environ["ASRFORGE_ONEDNN_LINEAR"] = "0"
+    try:
+        from asrforge.nn.linear import onednn_linear_available
+        onednn_linear_available.cache_clear()
+        with torch.no_grad():
+            torch.onnx.export(module, inputs, str(raw), dynamo=False, opset_version=OPSET, input_names=names,
+                              output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
+    finally:
+        if previous is None:
+            os.environ.pop("ASRFORGE_ONEDNN_LINEAR", None)
+        else:
+            os.environ["ASRFORGE_ONEDNN_LINEAR"] = previous
+        onednn_linear_available.cache_clear()
+    module.eval()     # torch.onnx.export restores the wrapper's mode onto every child
+    if quantization == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        try:
+            quantize_dynamic(str(raw), str(path), weight_type=QuantType.QInt8)
+        finally:
+            raw.unlink(missing_ok=True)
+    graph = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(path))
+
+
+def export_onnx(source: str | Path, out: str | Path, quantization: str = "float32") -> list[Path]:
+    """Write ``source`` (an asrforge checkpoint or experiment folder) as ONNX graphs into the new or empty folder
+    ``out``; returns the files written."""
+    if quantization not in QUANTIZATIONS:
+        raise ConfigError(f"--format onnx writes {' or '.join(QUANTIZATIONS)} graphs, not {quantization}")
+    if open_checkpoint(source).kind != "asrforge":
+        raise ConfigError(f"{source} is a Whisper checkpoint; --format onnx writes asrforge's own models (ctc, rnnt). "
+                          "Write Whisper for another runtime with --format ctranslate2, huggingface or openai")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} is not empty; give a new or empty folder")
+    transcriber = Transcriber.from_state(load_checkpoint(source), "cpu", lm=False)
+    model = transcriber.model.eval()
+    graphs = _graphs(model, transcriber.recipe.features.dim)
+    info = _description(transcriber, list(graphs), quantization)
+    metadata = {"asrforge": json.dumps(info), "vocab_size": str(info["vocab_size"]), "model_type": info["family"]}
+    if "context_size" in info:
+        metadata["context_size"] = str(info["context_size"])
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (module, inputs, names, outputs, axes) in graphs.items():
+        path = out / f"{name}.onnx"
+        _export_graph(module, inputs, names, outputs, axes, path, metadata, quantization)
+        written.append(path)
+    write_tokens(transcriber.tokenizer, out / "tokens.txt")
+    (out / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return written + [out / "tokens.txt", out / CONFIG_FILE]
