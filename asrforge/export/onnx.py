@@ -21,7 +21,6 @@ encoder's chunk caches are not yet graph inputs, and attention decoders are refu
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -45,58 +44,46 @@ UNSUPPORTED = {
 SPACE = "\u2581"      # how tokens.txt writes a space (sherpa-onnx and SentencePiece spell word starts so)
 
 
-class CTCGraph(nn.Module):
-    """``x (N, T, D), x_lens (N,) -> log_probs (N, T', V), log_prob_lens (N,)``."""
+class _Graph(nn.Module):
+    """One exported graph over ``model``: its ``forward`` is what the graph computes."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+
+
+class CTCGraph(_Graph):
+    """``x (N, T, D), x_lens (N,) -> log_probs (N, T', V), log_prob_lens (N,)``."""
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor):
         return self.model(x, x_lens)
 
 
-class TransducerEncoderGraph(nn.Module):
+class TransducerEncoderGraph(_Graph):
     """``x (N, T, D), x_lens (N,) -> encoder_out (N, T', J), encoder_out_lens (N,)``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor):
         return self.model.encode(x, x_lens)
 
 
-class LSTMDecoderGraph(nn.Module):
+class LSTMDecoderGraph(_Graph):
     """One LSTM predictor step: ``y (N,), h (N, L, H), c (N, L, H) -> decoder_out (N, J), next_h, next_c``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
 
     def forward(self, y: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
         out, state = self.model.predict_step(y, {"h": h, "c": c})
         return out, state["h"], state["c"]
 
 
-class StatelessDecoderGraph(nn.Module):
+class StatelessDecoderGraph(_Graph):
     """A stateless predictor on its last tokens: ``y (N, context_size) -> decoder_out (N, J)`` (sherpa-onnx's
     decoder contract)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
 
     def forward(self, y: torch.Tensor):
         return self.model.pred_proj(self.model.predictor._mix(y))
 
 
-class JoinerGraph(nn.Module):
+class JoinerGraph(_Graph):
     """``encoder_out (N, J), decoder_out (N, J) -> logits (N, V)`` (unnormalized)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
 
     def forward(self, encoder_out: torch.Tensor, decoder_out: torch.Tensor):
         return self.model.joint(encoder_out, decoder_out)
@@ -157,24 +144,12 @@ def _export_graph(module: nn.Module, inputs: tuple, names: list[str], outputs: l
                   path: Path, metadata: dict[str, str], quantization: str) -> None:
     import onnx
 
+    # eval before exporting: the exporter restores the wrapper's own mode onto every child afterwards
     module.eval()
     raw = path if quantization == "float32" else path.with_suffix(".float32.onnx")
-    # ASRFORGE_ONEDNN_LINEAR: oneDNN's linear is a CPU kernel of its own, not an ONNX operator
-    previous = os.environ.get("ASRFORGE_ONEDNN_LINEAR")
-    os.environ["ASRFORGE_ONEDNN_LINEAR"] = "0"
-    try:
-        from asrforge.nn.linear import onednn_linear_available
-        onednn_linear_available.cache_clear()
-        with torch.no_grad():
-            torch.onnx.export(module, inputs, str(raw), dynamo=False, opset_version=OPSET, input_names=names,
-                              output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
-    finally:
-        if previous is None:
-            os.environ.pop("ASRFORGE_ONEDNN_LINEAR", None)
-        else:
-            os.environ["ASRFORGE_ONEDNN_LINEAR"] = previous
-        onednn_linear_available.cache_clear()
-    module.eval()     # torch.onnx.export restores the wrapper's mode onto every child
+    with torch.no_grad():
+        torch.onnx.export(module, inputs, str(raw), dynamo=False, opset_version=OPSET, input_names=names,
+                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
     if quantization == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 

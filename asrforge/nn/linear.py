@@ -48,6 +48,8 @@ def onednn_linear_available() -> bool:
 def _onednn_eligible(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
+    if torch.jit.is_tracing():     # an ONNX export traces the model: oneDNN's kernel is not an ONNX operator
+        return False
     if x.numel() * weight.shape[0] < ONEDNN_MIN_MACS:      # rows * in * out
         return False
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
