@@ -1,16 +1,13 @@
 """Errors meant for people: each names the item at fault and what to do about it.
 
-The CLI catches :class:`AsrforgeError` and prints its message without a traceback;
-batch jobs catch it per item, skip the item and count it.
+The CLI catches :class:`AsrforgeError` and prints its message without a traceback; batch jobs catch it per item,
+skip the item and count it. The kinds the torch-free runtime raises too are defined there (one hierarchy for both
+packages); the two below arise only in data preparation and training.
 """
 
+from asrforge_runtime.errors import AsrforgeError, AudioError, CheckpointError, ConfigError
 
-class AsrforgeError(Exception):
-    """Base class for errors caused by the user's input, not by a bug."""
-
-
-class AudioError(AsrforgeError):
-    """An audio file is missing, empty or cannot be decoded."""
+__all__ = ["AsrforgeError", "AudioError", "CheckpointError", "ConfigError", "ManifestError", "TextError"]
 
 
 class ManifestError(AsrforgeError):
@@ -19,11 +16,3 @@ class ManifestError(AsrforgeError):
 
 class TextError(AsrforgeError):
     """A transcript is empty or cannot be tokenized."""
-
-
-class ConfigError(AsrforgeError):
-    """A recipe or an override names an unknown key or holds a bad value."""
-
-
-class CheckpointError(AsrforgeError):
-    """A checkpoint is missing, corrupt or not an asrforge checkpoint."""

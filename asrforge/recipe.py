@@ -15,7 +15,7 @@ import asrforge.models.build  # noqa: F401  (registers the ctc, las, transformer
 import asrforge.models.whisper.config  # noqa: F401  (registers the pretrained "whisper" family)
 from asrforge.data.augment import AugmentConfig, SpecAugmentConfig
 from asrforge.config import apply_overrides, from_dict, parse_yaml
-from asrforge.decoding.config import DecodeConfig
+from asrforge_runtime.search.config import DecodeConfig
 from asrforge.errors import ConfigError
 from asrforge.features import FeatureConfig
 from asrforge.registry import MODELS, PRETRAINED_MODELS

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asrforge.audio.io import load_audio
+from asrforge_runtime.audio import load_audio
 from asrforge.inference.diarization import SPEECH, DiarizeOptions, Diarizer, Turn
 from asrforge.inference.rttm import read_rttm, write_rttm
 from asrforge.inference.speaker_embedding import load_embedder

@@ -33,7 +33,7 @@ from _common import machine  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from asrforge.audio.io import SAMPLE_RATE, write_audio  # noqa: E402
+from asrforge_runtime.audio import SAMPLE_RATE, write_audio  # noqa: E402
 from asrforge.data.importers import prepare  # noqa: E402
 from asrforge.data.manifest import Utterance, load_utterance, read_manifest, write_manifest  # noqa: E402
 from asrforge.features.cmvn import CMVNAccumulator  # noqa: E402

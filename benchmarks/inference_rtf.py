@@ -25,9 +25,9 @@ from _common import machine  # noqa: E402
 from asrforge.data.dataset import SpeechDataset, collate  # noqa: E402
 from asrforge.data.manifest import read_manifest  # noqa: E402
 from asrforge.data.sampler import DurationBatchSampler  # noqa: E402
-from asrforge.decoding.ctc import ctc_greedy, ctc_prefix_beam_search  # noqa: E402
-from asrforge.decoding.ngram import NGramLM  # noqa: E402
-from asrforge.decoding.searches import ctc_beam_options  # noqa: E402
+from asrforge_runtime.search.ctc import ctc_greedy, ctc_prefix_beam_search  # noqa: E402
+from asrforge_runtime.search.ngram import NGramLM  # noqa: E402
+from asrforge_runtime.search.config import ctc_beam_options  # noqa: E402
 from asrforge.inference.transcriber import Transcriber  # noqa: E402
 from asrforge.metrics import wer  # noqa: E402
 

@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 
-from asrforge.audio.io import SAMPLE_RATE  # noqa: E402
+from asrforge_runtime.audio import SAMPLE_RATE  # noqa: E402
 from asrforge.data.manifest import load_utterance, read_manifest  # noqa: E402
 from asrforge.inference import load_model  # noqa: E402
 from asrforge.inference.transcriber import LONG_FORM_S  # noqa: E402

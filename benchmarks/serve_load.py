@@ -54,7 +54,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 def recordings(tmp: Path) -> tuple[list[Path], Path, Path]:
     """The request files (English sentences and 20 FSDD digits), one 10-minute file and the 3-s file."""
-    from asrforge.audio.io import load_audio
+    from asrforge_runtime.audio import load_audio
 
     english = [SHARED / "english" / "jfk.flac", SHARED / "english" / "LDC93S1.wav"]
     digits = sorted((SHARED / "fsdd" / "recordings").glob("*.wav"))[::100][:20]
@@ -83,7 +83,7 @@ def start(command: list[str], env: dict, url: str, ready_path: str, log: Path) -
 
 def run_level(client, model: str, files: list[Path], clients: int, requests: int, extra: dict) -> dict:
     """``requests`` transcriptions from ``clients`` threads -> throughput, latencies, failures."""
-    from asrforge.audio.io import audio_info
+    from asrforge_runtime.audio import audio_info
 
     seconds = {str(p): audio_info(p)[1] / audio_info(p)[0] for p in set(files)}
     order = [files[i % len(files)] for i in range(requests)]

@@ -253,7 +253,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     import torch
 
-    from asrforge.audio.io import load_audio
+    from asrforge_runtime.audio import load_audio
     from asrforge.inference.recognizer import load_model
 
     torch.set_num_threads(args.threads)

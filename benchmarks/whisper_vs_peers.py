@@ -113,7 +113,7 @@ def long_form_recording(out: Path, minutes: float, pause_s: float = 0.5) -> tupl
     import numpy as np
     import soundfile as sf
 
-    from asrforge.audio.io import SAMPLE_RATE, load_audio, resample
+    from asrforge_runtime.audio import SAMPLE_RATE, load_audio, resample
     from asrforge.data.synth.espeak import EspeakEngine
 
     rng = random.Random(0)
@@ -224,7 +224,7 @@ def long_file(out: Path, fsdd: Path) -> tuple[str, str]:
     import numpy as np
     import soundfile as sf
 
-    from asrforge.audio.io import load_audio
+    from asrforge_runtime.audio import load_audio
 
     lines = [json.loads(line) for line in (SHARED / "english" / "manifest.jsonl").read_text().splitlines()]
     sentences = [(SHARED / "english" / u["audio_filepath"], u["text"]) for u in lines]

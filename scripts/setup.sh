@@ -9,6 +9,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch first and pinned, so no dependency can pull in another build.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+# the torch-free runtime (runtime/) first: asrforge depends on it, and it is not on a package index
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ./runtime
 target="."
 [ -n "${1:-}" ] && target=".[$1]"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target"

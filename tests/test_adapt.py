@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.audio.io import SAMPLE_RATE, write_audio
+from asrforge_runtime.audio import SAMPLE_RATE, write_audio
 from asrforge.cli import main
 from asrforge.data.manifest import load_utterance, read_manifest
 from asrforge.decoding.kneser_ney import write_lm

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrforge.audio.io import SAMPLE_RATE, audio_info, load_audio
+from asrforge_runtime.audio import SAMPLE_RATE, audio_info, load_audio
 from asrforge.errors import AudioError
 from conftest import sine
 

@@ -7,7 +7,7 @@ import torch
 from asrforge.data.augment.waveform import (AugmentConfig, WaveAugment, add_noise, band_limit, colored_noise, pad_with_pauses,
                                     recut_edges, speech_span, speed_perturb)
 from asrforge.errors import ConfigError
-from asrforge.features.mel import warp_frequencies
+from asrforge_runtime.features import warp_frequencies
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import read_manifest
 from asrforge.features import FeatureConfig, FeatureExtractor
@@ -108,13 +108,13 @@ def test_dataset_takes_the_callers_normalized_texts_instead_of_normalizing_again
 
 
 def test_vtlp_warp_keeps_the_band_edge_and_is_continuous():
-    freqs = torch.linspace(0, 4000, 401, dtype=torch.float64)
+    freqs = np.linspace(0, 4000, 401)
     for factor in (0.85, 1.0, 1.15):
         warped = warp_frequencies(freqs, factor, top=4000.0)
         assert warped[0] == 0 and warped[-1] == pytest.approx(4000.0)
-        assert torch.all(warped[1:] > warped[:-1])                      # monotonic: no folding
+        assert np.all(warped[1:] > warped[:-1])                         # monotonic: no folding
         low = freqs < 3000 * min(factor, 1.0) / factor                 # below the knee it is a plain scaling
-        assert torch.allclose(warped[low], freqs[low] * factor)
+        np.testing.assert_allclose(warped[low], freqs[low] * factor)
 
 
 @pytest.mark.parametrize("factor", [0.9, 1.1])

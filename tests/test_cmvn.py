@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.audio.io import load_audio, write_audio
+from asrforge_runtime.audio import load_audio, write_audio
 from asrforge.data.dataset import BadItem, SpeechDataset
 from asrforge.data.manifest import Utterance, load_utterance, read_manifest
 from asrforge.features import FeatureConfig, FeatureExtractor

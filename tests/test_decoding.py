@@ -6,7 +6,7 @@ from collections import defaultdict
 import pytest
 import torch
 
-from asrforge.decoding import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
+from asrforge_runtime.search.ctc import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
 
 
 def collapse(path, blank=0):

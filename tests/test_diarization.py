@@ -16,11 +16,11 @@ from serve_fixtures import SR, write_wav
 from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.features.speaker import speaker_mels
 from asrforge.inference.diarization import Diarization, DiarizeOptions, Turn, load_diarizer
-from asrforge.inference.result import Result, Segment, Word
+from asrforge_runtime.result import Result, Segment, Word
 from asrforge.inference.rttm import read_rttm, to_rttm, write_rttm
 from asrforge.inference.speaker_clustering import cluster_speakers
 from asrforge.inference.speakers import assign_speakers
-from asrforge.inference.writers import to_json, to_srt, to_txt, to_vtt
+from asrforge_runtime.writers import to_json, to_srt, to_txt, to_vtt
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import torch
 
 from asrforge.config import to_dict
 from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search, attention_greedy, attention_rescore
-from asrforge.decoding.ctc_align import ctc_align
+from asrforge_runtime.search.ctc_align import ctc_align
 from asrforge.decoding.ctc_prefix_score import CTCPrefixScorer, pad_with_certain_blank
-from asrforge.decoding.config import DecodeConfig
+from asrforge_runtime.search.config import DecodeConfig
 from asrforge.decoding.searches import decode_batch
 from asrforge.decoding.transducer import TransducerOptions, transducer_beam_search, transducer_greedy
 from asrforge.errors import ConfigError

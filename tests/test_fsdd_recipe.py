@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrforge.audio.io import resample
+from asrforge_runtime.audio import resample
 from asrforge.data.synth.espeak import EspeakEngine
 from asrforge.data.synth.grammar import DIGITS
 from conftest import REPO

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from asrforge.audio.io import SAMPLE_RATE, write_audio
+from asrforge_runtime.audio import SAMPLE_RATE, write_audio
 
 from asrforge.data.dataset import BadItem, SpeechDataset
 from asrforge.data.manifest import load_utterance, read_manifest, write_manifest
@@ -53,7 +53,7 @@ def test_evaluation_skips_and_reports_missing_audio(trained, corpus, tmp_path):
 
 
 def test_transcribe_accepts_arrays_and_beam(trained, corpus):
-    from asrforge.audio.io import load_audio
+    from asrforge_runtime.audio import load_audio
     tr = Transcriber.from_checkpoint(trained)
     path = read_manifest(corpus / "test.jsonl")[0][0].audio_filepath
     by_path = tr.transcribe(path, beam_size=1)
@@ -193,7 +193,7 @@ def test_ctc_alignment_is_the_most_probable_path_through_the_topology(tokens, fr
     between them): the alignment found scores as the best of them, or there is none when frames are too few."""
     import itertools
 
-    from asrforge.decoding.ctc_align import ctc_align
+    from asrforge_runtime.search.ctc_align import ctc_align
 
     lp = torch.log_softmax(torch.randn(frames, 6, generator=torch.Generator().manual_seed(frames)), -1)
     states = [0] + [x for t in tokens for x in (t, 0)]

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from asrforge.audio.io import load_audio, write_audio
+from asrforge_runtime.audio import load_audio, write_audio
 from asrforge.data.manifest import read_manifest
 from conftest import REPO
 

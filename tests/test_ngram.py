@@ -6,13 +6,15 @@ import gzip
 import json
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
-from asrforge.decoding import CTCBeamOptions, ctc_prefix_beam_search
+from asrforge_runtime.search.ctc import CTCBeamOptions, ctc_prefix_beam_search
 from asrforge.decoding.kneser_ney import train_kneser_ney, write_lm
-from asrforge.decoding.ngram import BOS, EOS, LMError, NGramLM
-from asrforge.decoding.word_lm import WordLMScorer
+from asrforge_runtime.search.ngram import BOS, EOS, LMError, NGramLM
+from asrforge_runtime.search.word_lm import WordLMScorer
 from asrforge.text.tokenizer import CharTokenizer
 from conftest import REPO, tiny_overrides
 
@@ -141,30 +143,34 @@ class ScriptedAttentionModel:
 
 
 class ScriptedTransducer:
-    """A transducer "model" whose joint network returns the encoder frame itself: frame t's log-probabilities,
-    whatever was emitted before."""
+    """A transducer network whose joint network returns the encoder frame itself: frame t's log-probabilities,
+    whatever was emitted before (its tables are row counts)."""
 
-    def __init__(self):
-        self.predictor = self
+    def start(self):
+        return 1
 
-    def initial_state(self, n, device):
-        return {"h": torch.zeros(n, 1)}
+    def joint(self, enc, owners, t, table, rows):
+        return np.stack([enc[b, t] for b in owners])
 
-    def predict_step(self, tokens, state):
-        return torch.zeros(len(tokens), 1), {"h": torch.zeros(len(tokens), 1)}
+    def step(self, table, rows, tokens):
+        return len(rows)
 
-    def joint(self, enc, pred):
-        return enc
+    def select(self, table, rows):
+        return len(rows)
+
+    def concat(self, tables):
+        return sum(tables)
 
 
 def _scripted_searches(lp: torch.Tensor, lm: WordLMScorer | None, beam: int = 4) -> dict[str, list[int]]:
     """The best tokens of each family's beam search over the script ``lp (T, V)`` (token 0: <eos> / blank)."""
     from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search
-    from asrforge.decoding.transducer import TransducerOptions, transducer_beam_search
+    from asrforge_runtime.search.transducer import TransducerOptions, transducer_beam_search
 
     lens = torch.tensor([lp.shape[0]])
     return {"attention": attention_beam_search(ScriptedAttentionModel(), lp[None], lens, AttentionBeamOptions(beam), lm)[0][0].tokens,
-            "transducer": transducer_beam_search(ScriptedTransducer(), lp[None], lens, TransducerOptions(beam), lm)[0][0].tokens}
+            "transducer": transducer_beam_search(ScriptedTransducer(), lp[None].numpy(), [lp.shape[0]],
+                                                 TransducerOptions(beam), lm)[0][0].tokens}
 
 
 def test_attention_and_transducer_searches_fuse_the_lm():
@@ -282,7 +288,7 @@ def test_attention_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
 
 def test_transducer_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
     """The same for the transducer search, whose fused scores include the word bonus and so can rise."""
-    from asrforge.decoding.transducer import _fuse_word_lm, _Hyp
+    from asrforge_runtime.search.transducer import _fuse_word_lm, _Hyp
 
     g = torch.Generator().manual_seed(1)
     K, width = 4, 5
@@ -297,8 +303,8 @@ def test_transducer_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
             block = torch.randn(len(hyps), V, generator=g).log_softmax(-1) + torch.tensor([h.acoustic for h in hyps])[:, None]
             beams = []
             for lm in (scorer, exhaustive):
-                fused, following = _fuse_word_lm(block, hyps, lm, K, width)
-                top = fused.reshape(-1).topk(K)
+                fused, following = _fuse_word_lm(block.numpy(), hyps, lm, K, width)
+                top = torch.from_numpy(fused).reshape(-1).topk(K)
                 beams.append([(i, round(v, 5)) for v, i in zip(top.values.tolist(), top.indices.tolist()) if v > -math.inf])
                 if lm is scorer:
                     pruned_somewhere |= len(following) < len(hyps) * width
@@ -308,7 +314,7 @@ def test_transducer_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
 
 def test_a_zero_weight_lm_changes_no_search():
     """Weight 0, bonus 0: every family's fused search returns what its plain search does, scores included."""
-    from asrforge.decoding.config import DecodeConfig
+    from asrforge_runtime.search.config import DecodeConfig
     from asrforge.decoding.searches import decode_batch
     from test_families import VOCAB, make_model, tiny_batch
 

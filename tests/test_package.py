@@ -23,15 +23,19 @@ def run(*args, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
 def test_the_wheel_installs_into_a_fresh_environment_and_runs_the_demo_from_an_empty_folder(tmp_path):
     source = tmp_path / "source"              # built from a copy: the build leaves build/ and egg-info behind
     shutil.copytree(REPO / "asrforge", source / "asrforge", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "runtime", source / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     run(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--quiet", "-w", tmp_path / "dist", cwd=source)
-    wheel = next((tmp_path / "dist").glob("asrforge-*.whl"))
+    run(sys.executable, "-m", "pip", "wheel", "./runtime", "--no-deps", "--quiet", "-w", tmp_path / "dist", cwd=source)
+    wheel = next((tmp_path / "dist").glob("asrforge-0*.whl"))
+    runtime_wheel = next((tmp_path / "dist").glob("asrforge_runtime-*.whl"))
 
     venv.create(tmp_path / "env", with_pip=True)
     python = tmp_path / "env" / "bin" / "python"
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     run(*pip, "torch==2.13.0", cwd=tmp_path)              # first and pinned, as scripts/setup.sh installs it
+    run(*pip, runtime_wheel, cwd=tmp_path)                # then the runtime asrforge depends on
     run(*pip, wheel, cwd=tmp_path)
     asrforge = tmp_path / "env" / "bin" / "asrforge"
     located = run(python, "-c", "import asrforge, torch; print(asrforge.__file__, torch.__version__)", cwd=tmp_path)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from asrforge.cli import main
-from asrforge.decoding.config import DecodeConfig
+from asrforge_runtime.search.config import DecodeConfig
 from asrforge.errors import ConfigError
 from asrforge.inference import Result, Segment, Word, load_model
 from asrforge.inference.transcriber import Transcriber

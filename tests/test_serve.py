@@ -347,7 +347,7 @@ class Recording:
     def transcribe_batch(self, audio, **options):
         self.go.wait(10)
         self.batches.append([float(a[0]) for a in audio])
-        from asrforge.inference.result import Result, Segment
+        from asrforge_runtime.result import Result, Segment
 
         return [Result(f"p{int(a[0])}", [Segment(0.0, 1.0, f"p{int(a[0])}")], None, 1.0) for a in audio]
 
@@ -400,7 +400,7 @@ class Stepping:
         self.log, self.steps = log, steps
 
     def transcribe_batch(self, audio, **options):
-        from asrforge.inference.result import Result, Segment
+        from asrforge_runtime.result import Result, Segment
         from asrforge.preempt import yield_point
 
         names = [int(a[0]) for a in audio]

@@ -16,7 +16,7 @@ import soundfile as sf
 import soxr
 
 from asrforge.errors import ConfigError
-from asrforge.inference.result import Result, Segment, Word
+from asrforge_runtime.result import Result, Segment, Word
 from asrforge.inference.streaming import EndpointRules, StreamingRecognizer
 from asrforge.inference.vad import VadOptions, speech_spans
 from serve_fixtures import spoken, write_wav

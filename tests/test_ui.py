@@ -16,7 +16,7 @@ import pytest
 from gradio_client import Client, handle_file
 from serve_fixtures import SR, RunningServer, load_multilingual, spoken, write_wav
 
-from asrforge.inference.writers import to_srt, to_vtt
+from asrforge_runtime.writers import to_srt, to_vtt
 from asrforge.serve.app import ServerConfig
 
 CHROMIUM = "/usr/bin/chromium"

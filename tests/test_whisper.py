@@ -23,7 +23,7 @@ from asrforge.inference import Result, Segment, load_model
 from asrforge.inference import whisper as whisper_inference
 from asrforge.inference import whisper_windows
 from asrforge.inference.whisper import WhisperTranscriber
-from asrforge.inference.writers import to_srt, to_tsv, to_txt, to_vtt
+from asrforge_runtime.writers import to_srt, to_tsv, to_txt, to_vtt
 from asrforge.models.whisper import DecoderCache, load_whisper_checkpoint, save_ctranslate2, save_huggingface, save_openai
 from asrforge.text.whisper import WhisperTokenizer
 

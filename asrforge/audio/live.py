@@ -13,7 +13,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from asrforge.audio.io import load_audio
+from asrforge_runtime.audio import load_audio
 from asrforge.errors import AudioError, ConfigError
 from asrforge.extras import require_extra
 

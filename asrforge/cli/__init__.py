@@ -46,7 +46,7 @@ def own_message(e: AsrforgeError) -> str:
     text = str(e)
     if text.startswith("Caught ") and "Original Traceback" in text:
         last = text.rstrip().splitlines()[-1]
-        return last.split(": ", 1)[1] if last.startswith("asrforge.") and ": " in last else last
+        return last.split(": ", 1)[1] if last.startswith(("asrforge.", "asrforge_runtime.")) and ": " in last else last
     return text
 
 

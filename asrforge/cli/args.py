@@ -74,7 +74,7 @@ def decode_overrides(words: list[str]) -> dict:
     """``["decode.token_beam=4", ...]`` -> ``{"token_beam": 4}`` (values read as YAML reads them)."""
     from dataclasses import fields
 
-    from asrforge.decoding.config import DecodeConfig
+    from asrforge_runtime.search.config import DecodeConfig
 
     known = sorted(f.name for f in fields(DecodeConfig))
     out = {}

@@ -20,7 +20,7 @@ def add_parsers(sub) -> None:
 
 def diarize(args) -> int:
     """Diarize each file; a bad file is reported and skipped, the rest still run. Returns the failures."""
-    from asrforge.audio.io import load_audio
+    from asrforge_runtime.audio import load_audio
     from asrforge.cli.transcribe import audio_inputs
     from asrforge.devices import resolve_device
     from asrforge.inference.diarization import load_diarizer

@@ -68,7 +68,7 @@ def asrforge_model(path: str, device: str, lm_options: dict, why: str):
 
 def tune(args) -> None:
     from asrforge.data.dataset import SpeechDataset
-    from asrforge.decoding.ngram import NGramLM
+    from asrforge_runtime.search.ngram import NGramLM
     from asrforge.inference.evaluate import read_scored_manifest
     from asrforge.inference.lm_tuning import DEFAULT_BONUSES, DEFAULT_WEIGHTS, save_lm_settings, tune_lm
     from asrforge.inference.transcriber import recipe_lm_file

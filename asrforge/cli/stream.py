@@ -75,7 +75,7 @@ def stream(args) -> None:
     show.close()
     if args.output_dir:
         from asrforge.inference.streaming import finals_result
-        from asrforge.inference.writers import write_result
+        from asrforge_runtime.writers import write_result
 
         for fmt in ("srt", "vtt", "json"):
             for path in write_result(finals_result(finals, seconds, args.language), name, args.output_dir, fmt):

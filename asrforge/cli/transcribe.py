@@ -146,7 +146,7 @@ def audio_inputs(paths: list[str]) -> list[tuple[str, str]]:
     """Command-line inputs -> ``(audio file, output name)``: a file is itself, named by its stem; a folder is
     every audio file below it, sorted, named by its path inside the folder (so results mirror its layout);
     ``-`` is an audio stream on standard input, named ``stdin``."""
-    from asrforge.audio.io import AUDIO_SUFFIXES
+    from asrforge_runtime.audio import AUDIO_SUFFIXES
 
     if paths.count(STDIN) > 1:
         raise AsrforgeError("- (standard input) can be given once")
@@ -168,10 +168,10 @@ def audio_inputs(paths: list[str]) -> list[tuple[str, str]]:
 
 def transcribe_files(args, audio: list[str], overrides: list[str]) -> int:
     """Transcribe each file; a bad file is reported and skipped, the rest still run. Returns the failures."""
-    from asrforge.audio.io import decode_audio_bytes, load_audio
+    from asrforge_runtime.audio import decode_audio_bytes, load_audio
     from asrforge.inference import load_model
     from asrforge.inference.speakers import transcribe_with_speakers
-    from asrforge.inference.writers import WRITERS, write_result
+    from asrforge_runtime.writers import WRITERS, write_result
     from asrforge.progress import progress_bar
 
     inputs = audio_inputs(audio)

@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 from torch.utils.data import IterableDataset, get_worker_info
 
-from asrforge.audio.io import SAMPLE_RATE
+from asrforge_runtime.audio import SAMPLE_RATE
 from asrforge.data.dataset import BadItem, Batch, ItemMaker, collate
 from asrforge.data.manifest import Skipped, Utterance, load_utterance, read_manifest
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats

@@ -1,6 +1,3 @@
-"""Searches over model outputs. Each search has one frozen options dataclass."""
-
-from asrforge.decoding.hypothesis import Hypothesis
-from asrforge.decoding.ctc import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
-
-__all__ = ["Hypothesis", "CTCBeamOptions", "ctc_greedy", "ctc_prefix_beam_search"]
+"""Searches over model outputs. Each search has one frozen options dataclass; those that work on arrays of
+log-probabilities alone (CTC, the word n-gram, the transducer's search over any network) live in
+``asrforge_runtime.search``, which this package runs over PyTorch models."""

@@ -25,10 +25,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from asrforge.decoding.ctc import CTCBeamOptions, ctc_prefix_beam_search
+from asrforge_runtime.search.ctc import CTCBeamOptions, ctc_prefix_beam_search
 from asrforge.decoding.ctc_prefix_score import CTCPrefixScorer, pad_with_certain_blank
-from asrforge.decoding.hypothesis import Hypothesis
-from asrforge.decoding.word_lm import WordLMScorer, WordLMState, fuse_best_first
+from asrforge_runtime.search.hypothesis import Hypothesis
+from asrforge_runtime.search.word_lm import WordLMScorer, WordLMState, fuse_best_first
 from asrforge.text.special import EOS_ID as EOS, SOS_ID as SOS
 
 NEG_INF = float("-inf")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from asrforge.decoding.config import DecodeConfig
-from asrforge.decoding.ctc import CTCGreedy, CTCPrefixSearch
-from asrforge.decoding.hypothesis import Hypothesis
-from asrforge.decoding.searches import ctc_beam_options
-from asrforge.decoding.transducer import (TransducerOptions, beam_advance, beam_start, greedy_advance, greedy_start)
-from asrforge.decoding.word_lm import WordLMScorer
+from asrforge_runtime.search.config import DecodeConfig
+from asrforge_runtime.search.ctc import CTCGreedy, CTCPrefixSearch
+from asrforge_runtime.search.hypothesis import Hypothesis
+from asrforge_runtime.search.config import ctc_beam_options
+from asrforge.decoding.transducer import (TorchTransducer, TransducerOptions, beam_advance, beam_start, greedy_advance,
+                                          greedy_start)
+from asrforge_runtime.search.word_lm import WordLMScorer
 from asrforge.text.special import BLANK_ID
 
 
@@ -51,11 +52,12 @@ class CTCSearch:
 class TransducerSearch:
     """One utterance of a transducer: its greedy or beam state."""
 
-    def __init__(self, model, config: DecodeConfig, lm: WordLMScorer | None, device: torch.device):
+    def __init__(self, model, config: DecodeConfig, lm: WordLMScorer | None):
         self.options = TransducerOptions(beam_size=config.beam_size, max_symbols_per_frame=config.max_symbols_per_frame)
         self.lm = lm
         self.greedy = config.beam_size <= 1
-        self.state = greedy_start(model, device) if self.greedy else beam_start(model, device, lm)
+        net = TorchTransducer(model)
+        self.state = greedy_start(net) if self.greedy else beam_start(net, lm)
 
     @property
     def frames(self) -> int:
@@ -73,12 +75,12 @@ class TransducerSearch:
         return self.state.hypothesis() if self.greedy else self.state.ranked(self.lm)[0]
 
 
-def start_search(model, config: DecodeConfig, lm: WordLMScorer | None, device: torch.device):
+def start_search(model, config: DecodeConfig, lm: WordLMScorer | None):
     """A new utterance's search for ``model``'s objective (ctc | transducer)."""
     if model.objective == "ctc":
         return CTCSearch(config, lm)
     if model.objective == "transducer":
-        return TransducerSearch(model, config, lm, device)
+        return TransducerSearch(model, config, lm)
     raise ValueError(f"no incremental search for objective {model.objective!r}")
 
 
@@ -93,14 +95,15 @@ def advance(model, searches: list, outputs: list[torch.Tensor]) -> None:
     groups: dict[tuple, list[int]] = {}
     for i, search in enumerate(searches):
         groups.setdefault((search.greedy, search.options, id(search.lm)), []).append(i)
+    net = TorchTransducer(model)
     for members in groups.values():
         first = searches[members[0]]
-        lens = torch.tensor([outputs[i].shape[0] for i in members])
+        lens = [outputs[i].shape[0] for i in members]
         enc = torch.nn.utils.rnn.pad_sequence([outputs[i] for i in members], batch_first=True)
         states = [searches[i].state for i in members]
         if first.greedy:
-            new = greedy_advance(model, enc, lens, states, first.options)
+            new = greedy_advance(net, enc, lens, states, first.options)
         else:
-            new = beam_advance(model, enc, lens, states, first.options, first.lm)
+            new = beam_advance(net, enc, lens, states, first.options, first.lm)
         for i, state in zip(members, new):
             searches[i].state = state

@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable
 
-from asrforge.decoding.ngram import BOS, EOS, UNK, LMError, NGramLM
+from asrforge_runtime.search.ngram import BOS, EOS, UNK, LMError, NGramLM
 
 
 def _discount(counts: Iterable[int]) -> float:

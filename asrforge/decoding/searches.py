@@ -13,11 +13,11 @@ from typing import Callable
 import torch
 
 from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search, attention_greedy, attention_rescore
-from asrforge.decoding.config import DecodeConfig
-from asrforge.decoding.ctc import CTCBeamOptions, ctc_greedy, ctc_prefix_beam_search
-from asrforge.decoding.hypothesis import Hypothesis
+from asrforge_runtime.search.config import DecodeConfig, ctc_beam_options
+from asrforge_runtime.search.ctc import ctc_greedy, ctc_prefix_beam_search
+from asrforge_runtime.search.hypothesis import Hypothesis
 from asrforge.decoding.transducer import TransducerOptions, transducer_beam_search, transducer_greedy
-from asrforge.decoding.word_lm import WordLMScorer
+from asrforge_runtime.search.word_lm import WordLMScorer
 
 
 @dataclass
@@ -31,11 +31,6 @@ class Decoded:
     def hyps(self) -> list[Hypothesis]:
         """The best hypothesis of each utterance."""
         return [n[0] for n in self.nbest]
-
-
-def ctc_beam_options(config: DecodeConfig, nbest: int = 1) -> CTCBeamOptions:
-    return CTCBeamOptions(beam_size=config.beam_size, token_beam=config.token_beam, prune_logprob=config.prune_logprob,
-                          score_margin=config.score_margin, nbest=nbest)
 
 
 def _ctc(model, feats, lens, config: DecodeConfig, lm: WordLMScorer | None, nbest: int) -> Decoded:

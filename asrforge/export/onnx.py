@@ -9,8 +9,12 @@ The folder holds, for each family:
   (N, J), next_h, next_c`` with ``h, c (N, layers, H)``; a stateless one: ``y (N, context_size) -> decoder_out``),
   ``joiner.onnx`` (``encoder_out (N, J), decoder_out (N, J) -> logits (N, V)``).
 - ``tokens.txt`` (``piece id`` per line; a space is written ``▁``) and ``asrforge_onnx.json``: the graphs, the front
-  end (the recipe's ``features`` section) and the decoding defaults (``decode``). Each graph carries the same JSON
-  as ONNX metadata (``asrforge``), with ``vocab_size`` and, for a stateless predictor, ``context_size``.
+  end (the recipe's ``features`` section), the decoding defaults (``decode``), the text normalization scoring uses
+  (``text``) and the LM settings (``lm``). Each graph carries the same JSON as ONNX metadata (``asrforge``), with
+  ``vocab_size`` and, for a stateless predictor, ``context_size``.
+- ``lm.arpa`` (or ``lm.arpa.gz``): the word n-gram the model decodes with, when it has one.
+
+``asrforge_runtime`` runs the folder without PyTorch; ``asrforge.load_model(DIR)`` takes it as any model.
 
 Batch and time axes are dynamic, and padding never changes a real frame's output (the encoders' contract), so one
 graph serves any batch. ``--quantization int8`` runs onnxruntime's dynamic quantization (int8 weights, activations
@@ -21,6 +25,7 @@ encoder's chunk caches are not yet graph inputs, and attention decoders are refu
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,11 +34,10 @@ from torch import nn
 
 from asrforge.checkpoint import load_checkpoint, open_checkpoint
 from asrforge.errors import ConfigError
-from asrforge.inference.transcriber import Transcriber
+from asrforge.inference.transcriber import Transcriber, recipe_lm_file
+from asrforge_runtime.onnx_model import CONFIG_FILE, FORMAT, FORMAT_VERSION, SPACE, TOKENS_FILE
+from asrforge_runtime.recognizer import LM_FILE
 
-FORMAT = "asrforge-onnx"
-FORMAT_VERSION = 1
-CONFIG_FILE = "asrforge_onnx.json"
 OPSET = 17
 QUANTIZATIONS = ("float32", "int8")
 UNSUPPORTED = {
@@ -41,7 +45,6 @@ UNSUPPORTED = {
                  "self-attention cache as inputs and outputs, which the exporter does not write yet; train a ctc or "
                  "rnnt model to deploy with ONNX",
 }
-SPACE = "\u2581"      # how tokens.txt writes a space (sherpa-onnx and SentencePiece spell word starts so)
 
 
 class _Graph(nn.Module):
@@ -118,12 +121,21 @@ def _graphs(model: nn.Module, input_dim: int) -> dict[str, tuple[nn.Module, tupl
     return graphs
 
 
-def _description(transcriber: Transcriber, graphs: list[str], quantization: str) -> dict:
+def _lm_name(lm_file: Path | None) -> str | None:
+    """What the copied n-gram is called in the folder (gzipped ARPA stays gzipped)."""
+    if lm_file is None:
+        return None
+    return LM_FILE + (".gz" if lm_file.suffix == ".gz" else "")
+
+
+def _description(transcriber: Transcriber, graphs: list[str], quantization: str, lm_file: Path | None) -> dict:
     recipe, model = transcriber.recipe, transcriber.model
     info = {"format": FORMAT, "version": FORMAT_VERSION, "objective": model.objective, "family": recipe.model.family,
             "graphs": {name: f"{name}.onnx" for name in graphs}, "quantization": quantization,
             "vocab_size": transcriber.tokenizer.vocab_size, "blank_id": 0,
-            "features": asdict(recipe.features), "decode": asdict(recipe.decode),
+            "features": asdict(recipe.features), "decode": asdict(recipe.decode), "text": asdict(recipe.text),
+            "lm": {"weight": recipe.lm.weight, "word_bonus": recipe.lm.word_bonus,
+                   "closed_vocabulary": recipe.lm.closed_vocabulary, "file": _lm_name(lm_file)},
             "source": str(transcriber.source)}
     if model.objective == "transducer":
         info["predictor"] = model.config.predictor
@@ -179,7 +191,9 @@ def export_onnx(source: str | Path, out: str | Path, quantization: str = "float3
     transcriber = Transcriber.from_state(load_checkpoint(source), "cpu", lm=False)
     model = transcriber.model.eval()
     graphs = _graphs(model, transcriber.recipe.features.dim)
-    info = _description(transcriber, list(graphs), quantization)
+    lm_file = recipe_lm_file(transcriber.recipe, Path(transcriber.source))
+    lm_file = lm_file if lm_file is not None and lm_file.is_file() else None     # one named but missing: decode without
+    info = _description(transcriber, list(graphs), quantization, lm_file)
     metadata = {"asrforge": json.dumps(info), "vocab_size": str(info["vocab_size"]), "model_type": info["family"]}
     if "context_size" in info:
         metadata["context_size"] = str(info["context_size"])
@@ -189,6 +203,10 @@ def export_onnx(source: str | Path, out: str | Path, quantization: str = "float3
         path = out / f"{name}.onnx"
         _export_graph(module, inputs, names, outputs, axes, path, metadata, quantization)
         written.append(path)
-    write_tokens(transcriber.tokenizer, out / "tokens.txt")
+    write_tokens(transcriber.tokenizer, out / TOKENS_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    return written + [out / "tokens.txt", out / CONFIG_FILE]
+    written += [out / TOKENS_FILE, out / CONFIG_FILE]
+    if lm_file is not None:         # the n-gram the model decodes with travels with it
+        shutil.copyfile(lm_file, out / _lm_name(lm_file))
+        written.append(out / _lm_name(lm_file))
+    return written

@@ -1,90 +1,30 @@
-"""Waveform -> (T, D) feature matrix: log-mel filterbank or MFCC, normalized per utterance or per speaker."""
+"""Waveform -> (T, D) feature matrix: log-mel filterbank or MFCC, normalized per utterance or per speaker.
+
+The recipe's section, :class:`FeatureConfig`, is the runtime's (``asrforge_runtime.features``), whose numpy front end
+computes these same features for exported models; this one computes them with torch for training (frequency warping
+included) and for PyTorch models.
+"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
-from asrforge.audio.io import SAMPLE_RATE
 from asrforge.errors import ConfigError
 from asrforge.features.cmvn import CMVNStats, utterance_cmvn
 from asrforge.features.mel import dct_matrix, deltas, mel_filterbank
+from asrforge_runtime.features import LOG_FLOOR, FeatureConfig
 
-LOG_FLOOR = 1e-6  # keeps log() finite on digital silence
-
-
-@dataclass
-class FeatureConfig:
-    kind: Literal["fbank", "mfcc"] = "fbank"
-    sample_rate: int = SAMPLE_RATE
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    n_fft: int = 512
-    n_mels: int = 80
-    n_mfcc: int = 13
-    deltas: bool = False          # append first and second derivatives (MFCC or fbank)
-    fmin: float = 0.0
-    fmax: float | None = None
-    htk_mel: bool = False         # False: Slaney mel scale (librosa's default)
-    # "speaker": statistics pooled over all of a speaker's utterances (the manifest's speaker field), computed
-    # by the dataset; an utterance with no speaker, or a lone file at transcription, is its own speaker.
-    # "global": one mean and deviation per dimension over the training set (``asrforge train`` measures them into
-    # global_mean/global_std, which the checkpoint's recipe then holds): a frame's features depend on it alone,
-    # as a streaming model's must.
-    cmvn: Literal["utterance", "speaker", "global", "none"] = "utterance"
-    global_mean: list[float] | None = None
-    global_std: list[float] | None = None
-    # Speaker statistics from each recording's speech only: the frames from the first to the last that come within
-    # this many dB of the recording's loudest (None: every frame). Recordings differ in how much silence they keep
-    # before and after the speech (FSDD's are cut to the word, people's are not), and a mean over silence and
-    # speech moves with that share; pauses inside the speech still count, as the model hears them too.
-    stats_trim_db: float | None = None
-    # Cut the silence before and after the speech from every recording, in training, evaluation and transcription
-    # alike: frames outside the first to the last that come within this many dB of the recording's loudest are
-    # dropped, but for trim_margin_ms beside the speech (None: keep every frame). For models trained on corpora cut
-    # to the word (FSDD, synthetic speech): they read the silence people leave around a word as more words.
-    trim_db: float | None = None
-    trim_margin_ms: float = 100.0   # a weak consonant at a word's edge can lie 30 dB or more under its vowel
-
-    @property
-    def win_length(self) -> int:
-        return int(round(self.sample_rate * self.win_ms / 1000))
-
-    @property
-    def hop_length(self) -> int:
-        return int(round(self.sample_rate * self.hop_ms / 1000))
-
-    @property
-    def dim(self) -> int:
-        base = self.n_mels if self.kind == "fbank" else self.n_mfcc
-        return base * (3 if self.deltas else 1)
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames produced for ``num_samples`` samples (centered STFT)."""
-        return num_samples // self.hop_length + 1
+__all__ = ["FeatureConfig", "FeatureExtractor"]
 
 
 class FeatureExtractor:
     """Callable turning a mono waveform ``(N,)`` into features ``(T, D)`` (float32, CPU)."""
 
     def __init__(self, config: FeatureConfig):
-        if config.win_length > config.n_fft:
-            raise ValueError(f"features.win_ms={config.win_ms} gives {config.win_length} samples, more than n_fft={config.n_fft}")
-        for name in ("stats_trim_db", "trim_db"):
-            value = getattr(config, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"features.{name}={value}: give a positive number of dB under the loudest frame, "
-                                  "or null for every frame")
-        if config.trim_margin_ms < 0:
-            raise ConfigError(f"features.trim_margin_ms={config.trim_margin_ms} must be 0 or more")
+        config.check()
         self.global_stats = None
-        if config.global_mean is not None or config.global_std is not None:
-            if not (len(config.global_mean or ()) == len(config.global_std or ()) == config.dim):
-                raise ConfigError(f"features.global_mean and features.global_std must both hold {config.dim} numbers "
-                                  "(one per feature dimension); leave both out and `asrforge train` measures them")
+        if config.global_mean is not None:
             self.global_stats = CMVNStats(torch.tensor(config.global_mean), torch.tensor(config.global_std))
         self.config = config
         self.window = torch.hann_window(config.win_length, periodic=True)

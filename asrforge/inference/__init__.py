@@ -2,6 +2,6 @@
 into :class:`Result` s and scoring manifests."""
 
 from asrforge.inference.recognizer import Recognizer, load_model
-from asrforge.inference.result import Result, Segment, Word
+from asrforge_runtime.result import Result, Segment, Word
 
 __all__ = ["Recognizer", "Result", "Segment", "Word", "load_model"]

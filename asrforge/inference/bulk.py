@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from asrforge import distributed as D
-from asrforge.audio.io import SAMPLE_RATE
+from asrforge_runtime.audio import SAMPLE_RATE
 from asrforge.data.manifest import Utterance, load_utterance, parse_object, read_json_line
 from asrforge.errors import AsrforgeError, ManifestError
 from asrforge.progress import progress_bar

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 from torch.utils.data import DataLoader
 
-from asrforge.audio.io import SAMPLE_RATE
+from asrforge_runtime.audio import SAMPLE_RATE
 from asrforge.data.dataset import BadItem, SpeechDataset, collate
 from asrforge.data.manifest import Utterance, read_manifest
 from asrforge.data.sampler import DurationBatchSampler
-from asrforge.decoding.config import DecodeConfig
+from asrforge_runtime.search.config import DecodeConfig
 from asrforge.errors import AsrforgeError
 from asrforge.metrics import ErrorReport
 from asrforge.progress import progress_bar

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from asrforge.data.dataset import SpeechDataset
-from asrforge.decoding.config import DecodeConfig
-from asrforge.decoding.ngram import NGramLM
+from asrforge_runtime.search.config import DecodeConfig
+from asrforge_runtime.search.ngram import NGramLM
 from asrforge.decoding.searches import uses_word_bonus
 from asrforge.errors import CheckpointError
 from asrforge.inference.evaluate import evaluate_dataset

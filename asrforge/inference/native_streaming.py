@@ -32,7 +32,7 @@ import torch
 from asrforge.decoding.incremental import advance, start_search
 from asrforge.errors import ConfigError
 from asrforge.features.online import OnlineFeatures
-from asrforge.inference.result import Word
+from asrforge_runtime.result import Word
 from asrforge.inference.streaming import AudioStream, EndpointRules, StreamEvent
 from asrforge.inference.transcriber import DECODE_KEYS, Transcriber
 
@@ -102,7 +102,7 @@ class NativeStreamingRecognizer:
         return NativeStream(merged, OnlineFeatures(self.transcriber.features), config, self._search(config))
 
     def _search(self, config):
-        return start_search(self.model, config, self.transcriber.lm, self.transcriber.device)
+        return start_search(self.model, config, self.transcriber.lm)
 
     @torch.inference_mode()
     def decode_streams(self, streams: list[NativeStream]) -> None:

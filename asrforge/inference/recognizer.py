@@ -1,7 +1,7 @@
-"""``asrforge.load_model(path)``: one :class:`Recognizer` for Whisper checkpoints and asrforge's own alike.
+"""``asrforge.load_model(path)``: one :class:`Recognizer` for Whisper checkpoints, asrforge's own and exported ones.
 
-Whether a path holds Whisper or an asrforge model is decided here, once (a ``.pt`` file is read once); every
-command, benchmark, and the server and the web app use only what the protocol offers.
+Whether a path holds Whisper, an asrforge model or an exported ONNX folder is decided here, once (a ``.pt`` file is
+read once); every command, benchmark, and the server and the web app use only what the protocol offers.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import numpy as np
 from asrforge.checkpoint import open_checkpoint
 from asrforge.errors import ConfigError
 from asrforge.inference.evaluate import Evaluation
-from asrforge.inference.result import Result
+from asrforge_runtime.onnx_model import is_exported_folder
+from asrforge_runtime.result import Result
 
 
 class Recognizer(Protocol):
@@ -43,17 +44,25 @@ LM_OPTIONS = ("lm", "lm_weight", "word_bonus", "closed_vocabulary")
 
 def load_model(path: str | Path, device: str = "cpu", dtype: str = "float32", tokenizer: str | Path | None = None,
                lm_options: dict | None = None) -> Recognizer:
-    """A local asrforge or Whisper checkpoint -> its :class:`Recognizer` (nothing is downloaded).
+    """A local asrforge or Whisper checkpoint, or a folder ``asrforge export --format onnx`` wrote -> its
+    :class:`Recognizer` (nothing is downloaded).
 
     ``dtype`` (Whisper only): float32, float16/bfloat16 on a GPU, int8 on a CPU. ``tokenizer`` (Whisper only): a
     folder holding ``tokenizer.json`` when it is not beside the weights. ``lm_options`` (asrforge models): ``lm``
     (True: the recipe's n-gram, False: none, or an ARPA path), ``lm_weight``, ``word_bonus``, ``closed_vocabulary``.
     """
-    opened = open_checkpoint(path)
     lm_options = dict(lm_options or {})
     unknown = sorted(set(lm_options) - set(LM_OPTIONS))
     if unknown:
         raise ConfigError(f"unknown LM option(s) {unknown}; known: {', '.join(LM_OPTIONS)}")
+    if is_exported_folder(path):
+        from asrforge.inference.exported import ExportedModel
+
+        if device != "cpu" or dtype != "float32" or tokenizer is not None:
+            raise ConfigError(f"{path} is an exported ONNX model, which runs on the CPU as exported (float32 or int8 "
+                              "graphs); leave out --device, --dtype and --tokenizer")
+        return ExportedModel.load(path, **lm_options)
+    opened = open_checkpoint(path)
     if opened.kind == "whisper":
         from asrforge.inference.whisper import WhisperTranscriber
 

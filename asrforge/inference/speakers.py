@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from asrforge.inference.diarization import Diarization
-from asrforge.inference.result import Result, Segment, Word
+from asrforge_runtime.result import Result, Segment, Word
 
 
 def assign_speakers(result: Result, diarization: Diarization) -> Result:

@@ -32,7 +32,7 @@ import numpy as np
 
 from asrforge.errors import ConfigError
 from asrforge.inference.recognizer import Recognizer
-from asrforge.inference.result import Result, Segment, Word
+from asrforge_runtime.result import Result, Segment, Word
 from asrforge.inference.vad import VAD_FRAME, speech_probabilities
 
 SAMPLE_RATE = 16000

@@ -10,22 +10,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asrforge.audio.io import SAMPLE_RATE, load_audio
+from asrforge_runtime.audio import SAMPLE_RATE, load_audio
 from asrforge.checkpoint import load_checkpoint
 from asrforge.config import from_dict, to_dict
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import Skipped, Utterance, load_utterance
-from asrforge.decoding.config import DecodeConfig
-from asrforge.decoding.ctc_align import ctc_align
-from asrforge.decoding.ngram import NGramLM
+from asrforge_runtime.search.config import DecodeConfig
+from asrforge_runtime.search.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, decode_batch, uses_word_bonus
-from asrforge.decoding.word_lm import WordLMScorer
+from asrforge_runtime.search.word_lm import WordLMScorer
 from asrforge.devices import resolve_device
 from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.inference.evaluate import Evaluation, evaluate_dataset, read_scored_manifest
-from asrforge.inference.result import Result, Segment, Word
+from asrforge_runtime.result import Result, Segment, Word
+from asrforge_runtime.words import ctc_token_spans, words_from_spans
 from asrforge.inference.vad import VadOptions, speech_spans
 from asrforge.models.build import build_model
 from asrforge.progress import progress_bar
@@ -143,8 +143,7 @@ class Transcriber:
             self.lm = None
             return
         cfg = self.recipe.lm
-        pieces = [self.tokenizer.piece(i) if i != self.tokenizer.blank_id else "" for i in range(self.tokenizer.vocab_size)]
-        self.lm = WordLMScorer(lm, pieces, cfg.weight if weight is None else weight,
+        self.lm = WordLMScorer(lm, self.pieces, cfg.weight if weight is None else weight,
                                cfg.word_bonus if word_bonus is None else word_bonus,
                                cfg.closed_vocabulary if closed_vocabulary is None else closed_vocabulary)
 
@@ -240,52 +239,22 @@ class Transcriber:
         """Padded features ``(B, T, D)`` -> one string per utterance."""
         return [self.tokenizer.decode(h.tokens).strip() for h in self.decode(feats, feat_lens, config).hyps]
 
+    @functools.cached_property
+    def pieces(self) -> list[str]:
+        """Each token's text (the blank's empty), as word times and the word LM read them."""
+        blank = self.tokenizer.blank_id
+        return [self.tokenizer.piece(i) if i != blank else "" for i in range(self.tokenizer.vocab_size)]
+
     def words_from_frames(self, tokens: list[int], frames: list[int]) -> list[Word]:
         """Word times from the frame each token was emitted on (transducers)."""
-        return self._words(tokens, [(f, f) for f in frames])
+        return words_from_spans(self.pieces, tokens, [(f, f) for f in frames], self.frame_seconds)
 
     def word_times(self, log_probs: torch.Tensor, length: int, tokens: list[int] | None = None) -> list[Word]:
         """CTC word times. With ``tokens`` (the transcript a beam search chose), each token's frames come from
         aligning those tokens to ``log_probs`` (:func:`ctc_align`), so the times belong to the words shown;
         without, or when they cannot be aligned, from the best path: a token held over several frames spans them."""
-        if tokens is not None:
-            spans = ctc_align(log_probs[:length], tokens, self.tokenizer.blank_id)
-            if spans is not None:
-                return self._words(tokens, spans)
-        blank = self.tokenizer.blank_id
-        path_tokens: list[int] = []
-        spans: list[tuple[int, int]] = []
-        prev = blank
-        for t, tok in enumerate(log_probs[:length].argmax(-1).tolist()):
-            if tok != blank and tok == prev:
-                spans[-1] = (spans[-1][0], t)
-            elif tok != blank:
-                path_tokens.append(tok)
-                spans.append((t, t))
-            prev = tok
-        return self._words(path_tokens, spans)
-
-    def _words(self, tokens: list[int], spans: list[tuple[int, int]]) -> list[Word]:
-        """Tokens and each one's (first, last) frame -> words. A token whose text starts with a space (a space
-        character, or a BPE piece marked word-initial) begins a new word; a word spans its first token's first
-        frame to one frame past its last token's last frame."""
-        step = self.frame_seconds
-        words: list[Word] = []
-        open_word = False
-        for tok, (first, last) in zip(tokens, spans):
-            piece = self.tokenizer.piece(tok)
-            if piece.startswith(" "):
-                open_word = False
-                piece = piece.lstrip()
-            if not piece:
-                continue
-            if open_word:
-                words[-1].word += piece
-                words[-1].end = round((last + 1) * step, 3)
-            else:
-                words.append(Word(piece, round(first * step, 3), round((last + 1) * step, 3)))
-                open_word = True
-        return words
+        found, spans = ctc_token_spans(log_probs[:length].float().numpy(), tokens, self.tokenizer.blank_id)
+        return words_from_spans(self.pieces, found, spans, self.frame_seconds)
 
     @property
     def speaker_cmvn(self) -> bool:

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asrforge.audio.io import load_audio
+from asrforge_runtime.audio import load_audio
 from asrforge.decoding.whisper import DecodeResult, decode, detect_language
 from asrforge.devices import resolve_device
 from asrforge.errors import ConfigError
 from asrforge.features.whisper import FRAME_SECONDS, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
 from asrforge.inference.evaluate import Evaluation
-from asrforge.inference.result import Result, Segment
+from asrforge_runtime.result import Result, Segment
 from asrforge.inference.whisper_batched import transcribe_batched
 from asrforge.inference.whisper_timing import add_word_timestamps
 from asrforge.inference.whisper_windows import WhisperTranscribeOptions, decode_with_fallback, split_segments, with_decoding

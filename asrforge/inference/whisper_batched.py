@@ -32,7 +32,7 @@ import torch
 from asrforge.decoding.whisper import DecodeResult, decode, detect_language, with_options
 from asrforge.features.whisper import (FRAME_SECONDS, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram,
                                       pad_or_trim)
-from asrforge.inference.result import Result, Segment
+from asrforge_runtime.result import Result, Segment
 from asrforge.inference.vad import VadOptions, merge_spans, speech_spans
 from asrforge.inference.whisper_timing import add_word_timestamps
 from asrforge.inference.whisper_windows import WhisperTranscribeOptions, split_segments, with_decoding

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from asrforge.decoding.config import DecodeConfig
+from asrforge_runtime.search.config import DecodeConfig
 from asrforge.decoding.whisper import DecodeResult, WhisperDecodeOptions, decode
 from asrforge.errors import ConfigError
 from asrforge.features.whisper import FRAME_SECONDS, INPUT_STRIDE, TIME_PRECISION

@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from asrforge.errors import ConfigError
 from asrforge.inference.recognizer import Recognizer
-from asrforge.inference.result import Result
+from asrforge_runtime.result import Result
 from asrforge.inference.speakers import assign_speakers, with_word_times
 from asrforge.serve.errors import ApiError, bad_request
 from asrforge.serve.fields import AudioRequest, parse_form

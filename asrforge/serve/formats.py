@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 
-from asrforge.inference.result import Result, Segment
-from asrforge.inference.writers import to_srt, to_vtt
+from asrforge_runtime.result import Result, Segment
+from asrforge_runtime.writers import to_srt, to_vtt
 from asrforge.text.whisper_languages import LANGUAGE_NAMES
 
 TEXT_FORMATS = {"text": "text/plain", "srt": "text/plain", "vtt": "text/vtt"}

@@ -47,7 +47,7 @@ import numpy as np
 
 from asrforge.errors import AsrforgeError
 from asrforge.inference.recognizer import Recognizer
-from asrforge.inference.result import Result, Segment, Word
+from asrforge_runtime.result import Result, Segment, Word
 from asrforge.inference.vad import merge_spans, speech_spans
 from asrforge.preempt import yielding_to
 from asrforge.serve.errors import ApiError

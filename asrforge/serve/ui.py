@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from asrforge.audio.io import load_audio
+from asrforge_runtime.audio import load_audio
 from asrforge.errors import AsrforgeError, AudioError, ConfigError
 from asrforge.inference.diarization import DiarizeOptions
 from asrforge.inference.recognizer import Recognizer
-from asrforge.inference.result import Result
+from asrforge_runtime.result import Result
 from asrforge.inference.speakers import assign_speakers, with_word_times
-from asrforge.inference.writers import write_result
+from asrforge_runtime.writers import write_result
 from asrforge.serve.errors import ApiError
 from asrforge.serve.fields import AudioRequest
 from asrforge.serve.scheduler import SAMPLE_RATE, Job, join_results

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asrforge.audio.io import load_audio
+from asrforge_runtime.audio import load_audio
 from asrforge.errors import AudioError
 from asrforge.serve.errors import ApiError
 

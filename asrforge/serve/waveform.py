@@ -11,7 +11,7 @@ import html
 
 import numpy as np
 
-from asrforge.inference.result import Segment
+from asrforge_runtime.result import Segment
 
 COLUMNS = 600           # envelope columns: finer than a laptop screen needs, coarse enough to stay a few kB
 HEIGHT = 120

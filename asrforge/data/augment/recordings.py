@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from asrforge.audio.io import SAMPLE_RATE, audio_info, load_audio
+from asrforge_runtime.audio import SAMPLE_RATE, audio_info, load_audio
 from asrforge.data.manifest import Utterance, load_utterance, read_manifest
 from asrforge.errors import AudioError, ConfigError
 from asrforge.parallel import ordered_map

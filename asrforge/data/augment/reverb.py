@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from asrforge.audio.io import SAMPLE_RATE
+from asrforge_runtime.audio import SAMPLE_RATE
 
 # amplitude that falls 60 dB over rt60 seconds: 10 ** (-3 t / rt60)
 _DECAY_60DB = 3.0 * math.log(10.0)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from asrforge.audio.io import SAMPLE_RATE, resample
+from asrforge_runtime.audio import SAMPLE_RATE, resample
 from asrforge.data.augment.recordings import RecordingPool
 from asrforge.data.augment.reverb import reverberate, simulated_rir
 from asrforge.errors import ConfigError

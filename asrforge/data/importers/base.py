@@ -20,7 +20,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from asrforge.audio.io import decoder_message
+from asrforge_runtime.audio import decoder_message
 from asrforge.data.manifest import Skipped, Utterance, write_manifest
 from asrforge.errors import AsrforgeError
 from asrforge.parallel import ordered_map

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from asrforge.audio.io import AUDIO_SUFFIXES
+from asrforge_runtime.audio import AUDIO_SUFFIXES
 from asrforge.data.importers.base import Candidate, LayoutError, SplitListing
 from asrforge.data.manifest import Skipped
 

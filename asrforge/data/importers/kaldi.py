@@ -11,7 +11,7 @@ import os
 import shlex
 from pathlib import Path
 
-from asrforge.audio.io import audio_info
+from asrforge_runtime.audio import audio_info
 from asrforge.data.importers.base import Candidate, LayoutError, SplitListing
 from asrforge.data.importers.wav_scp import UnsupportedEntry, parse_wav_scp_entry
 from asrforge.data.manifest import Skipped, Utterance

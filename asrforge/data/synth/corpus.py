@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from asrforge.audio.io import SAMPLE_RATE, resample, write_audio
+from asrforge_runtime.audio import SAMPLE_RATE, resample, write_audio
 from asrforge.data.manifest import Utterance, write_manifest
 from asrforge.data.synth.espeak import EspeakEngine
 from asrforge.data.synth.grammar import DOMAINS

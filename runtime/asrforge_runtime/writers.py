@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from asrforge.inference.result import Result, Segment
+from asrforge_runtime.result import Result, Segment
 
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 

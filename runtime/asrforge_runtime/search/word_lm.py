@@ -20,7 +20,7 @@ import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from asrforge.decoding.ngram import BOS, EOS, LN10, NGramLM
+from asrforge_runtime.search.ngram import BOS, EOS, LN10, NGramLM
 
 NEG_INF = float("-inf")
 

@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from asrforge.errors import AsrforgeError
+from asrforge_runtime.errors import AsrforgeError
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LN10 = math.log(10.0)

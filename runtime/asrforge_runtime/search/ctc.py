@@ -1,4 +1,8 @@
-"""CTC searches: greedy (best path) and prefix beam search (best labeling, alignments summed)."""
+"""CTC searches: greedy (best path) and prefix beam search (best labeling, alignments summed).
+
+They read log-probabilities as arrays ``(T, V)``: numpy arrays, or anything ``numpy.asarray`` reads (a CPU torch tensor
+without gradient, as the PyTorch path gives them), so the runtime and the PyTorch recognizer search with the same code.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,9 @@ from operator import itemgetter
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from asrforge.decoding.hypothesis import Hypothesis
-from asrforge.decoding.word_lm import WordLMScorer
+from asrforge_runtime.search.hypothesis import Hypothesis
+from asrforge_runtime.search.word_lm import WordLMScorer
 
 NEG_INF = float("-inf")
 
@@ -24,10 +27,10 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
+def ctc_greedy(log_probs, lengths, blank: int = 0) -> list[list[int]]:
     """``(B, T, V), (B,) -> B`` token lists: argmax per frame, repeats merged, blanks removed."""
     out = []
-    for b, n in enumerate(lengths.tolist()):
+    for b, n in enumerate(np.asarray(lengths).tolist()):
         search = CTCGreedy(blank)
         search.advance(log_probs[b, :n])
         out.append(search.tokens)
@@ -51,8 +54,8 @@ class CTCGreedy:
         self.tokens: list[int] = []
         self.previous = blank        # the last frame's symbol: a repeat across chunks is merged too
 
-    def advance(self, log_probs: torch.Tensor) -> None:
-        for symbol in log_probs.argmax(-1).tolist():
+    def advance(self, log_probs) -> None:
+        for symbol in np.asarray(log_probs).argmax(-1).tolist():
             if symbol != self.previous and symbol != self.blank:
                 self.tokens.append(symbol)
             self.previous = symbol
@@ -64,7 +67,7 @@ class CTCGreedy:
         return [self.best()]
 
 
-def ctc_prefix_beam_search(log_probs: torch.Tensor, length: int, options: CTCBeamOptions = CTCBeamOptions(),
+def ctc_prefix_beam_search(log_probs, length: int, options: CTCBeamOptions = CTCBeamOptions(),
                            blank: int = 0, lm: WordLMScorer | None = None) -> list[Hypothesis]:
     """Prefix beam search over one utterance ``(T, V)``; returns up to ``options.nbest`` hypotheses, best first
     (:class:`CTCPrefixSearch` over all its frames at once)."""
@@ -95,9 +98,9 @@ class CTCPrefixSearch:
         self.beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
         self.lm_states = {(): lm.initial()} if lm is not None else None
 
-    def advance(self, log_probs: torch.Tensor) -> None:
+    def advance(self, log_probs) -> None:
         options, blank, lm = self.options, self.blank, self.lm
-        lp = log_probs.detach().float().cpu().numpy()
+        lp = np.asarray(log_probs, dtype=np.float32)
         if lp.shape[0] == 0:
             return
         k = min(options.token_beam or options.beam_size, lp.shape[1] - 1)

@@ -10,15 +10,14 @@ token the frames where it is most probably spoken.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 NEG_INF = -1e30
 
 
-def ctc_align(log_probs: torch.Tensor, tokens: list[int], blank: int) -> list[tuple[int, int]] | None:
-    """``log_probs`` ``(T, V)`` of one utterance and its token ids -> each token's ``(first, last)`` frame, or None
+def ctc_align(log_probs, tokens: list[int], blank: int) -> list[tuple[int, int]] | None:
+    """``log_probs`` ``(T, V)`` (an array) of one utterance and its token ids -> each token's ``(first, last)`` frame, or None
     when the frames are too few to spell the tokens."""
-    lp = log_probs.detach().float().cpu().numpy()
+    lp = np.asarray(log_probs, dtype=np.float32)
     T, L = lp.shape[0], len(tokens)
     if L == 0:
         return []

@@ -1,7 +1,7 @@
 """How an asrforge model is decoded: one frozen set of knobs for every family's search.
 
 A recipe's ``decode:`` section fills it (``decode.KEY=VALUE`` overrides it on the command line), a checkpoint
-carries it, and each search builds its own options from it (:mod:`asrforge.decoding.searches`). Knobs a
+carries it, an exported model's ``asrforge_onnx.json`` too, and each search builds its own options from it. Knobs a
 family's search does not use are ignored by it, so one recipe section serves every family.
 """
 
@@ -36,3 +36,11 @@ class DecodeConfig:
             raise ValueError("decode.ctc_weight must be in [0, 1]")
         if (self.token_beam is not None and self.token_beam < 1) or (self.candidates is not None and self.candidates < 1):
             raise ValueError("decode.token_beam and decode.candidates must be >= 1 (or null: follow beam_size)")
+
+
+def ctc_beam_options(config: DecodeConfig, nbest: int = 1):
+    """The CTC prefix beam search's options from ``config``."""
+    from asrforge_runtime.search.ctc import CTCBeamOptions
+
+    return CTCBeamOptions(beam_size=config.beam_size, token_beam=config.token_beam, prune_logprob=config.prune_logprob,
+                          score_margin=config.score_margin, nbest=nbest)

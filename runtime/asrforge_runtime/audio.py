@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from asrforge.errors import AudioError
+from asrforge_runtime.errors import AudioError
 
 SAMPLE_RATE = 16000  # every model in asrforge consumes 16 kHz audio
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".sph", ".aiff", ".aif"}   # what folders are searched for

@@ -1,0 +1,243 @@
+"""The front end without PyTorch: waveform ``(N,)`` -> features ``(T, D)`` as a recipe's ``features:`` section says.
+
+:class:`FeatureConfig` is that section itself (asrforge's recipes hold this class), and the mel filterbank and DCT
+below are the ones asrforge's PyTorch front end multiplies by. :class:`FrontEnd` computes log-mel or MFCC features
+with numpy (centred frames, zero padding, a periodic Hann window), deltas, trimming and CMVN as asrforge's
+``FeatureExtractor`` does; a test holds the two within 1e-4 of each other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from asrforge_runtime.audio import SAMPLE_RATE
+from asrforge_runtime.errors import ConfigError
+
+LOG_FLOOR = 1e-6    # keeps log() finite on digital silence
+CMVN_EPS = 1e-5     # keeps constant dimensions (digital silence) finite
+
+
+@dataclass
+class FeatureConfig:
+    kind: Literal["fbank", "mfcc"] = "fbank"
+    sample_rate: int = SAMPLE_RATE
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    n_mels: int = 80
+    n_mfcc: int = 13
+    deltas: bool = False          # append first and second derivatives (MFCC or fbank)
+    fmin: float = 0.0
+    fmax: float | None = None
+    htk_mel: bool = False         # False: Slaney mel scale (librosa's default)
+    # "speaker": statistics pooled over all of a speaker's utterances (the manifest's speaker field), computed
+    # by the dataset; an utterance with no speaker, or a lone file at transcription, is its own speaker.
+    # "global": one mean and deviation per dimension over the training set (``asrforge train`` measures them into
+    # global_mean/global_std, which the checkpoint's recipe then holds): a frame's features depend on it alone,
+    # as a streaming model's must.
+    cmvn: Literal["utterance", "speaker", "global", "none"] = "utterance"
+    global_mean: list[float] | None = None
+    global_std: list[float] | None = None
+    # Speaker statistics from each recording's speech only: the frames from the first to the last that come within
+    # this many dB of the recording's loudest (None: every frame). Recordings differ in how much silence they keep
+    # before and after the speech (FSDD's are cut to the word, people's are not), and a mean over silence and
+    # speech moves with that share; pauses inside the speech still count, as the model hears them too.
+    stats_trim_db: float | None = None
+    # Cut the silence before and after the speech from every recording, in training, evaluation and transcription
+    # alike: frames outside the first to the last that come within this many dB of the recording's loudest are
+    # dropped, but for trim_margin_ms beside the speech (None: keep every frame). For models trained on corpora cut
+    # to the word (FSDD, synthetic speech): they read the silence people leave around a word as more words.
+    trim_db: float | None = None
+    trim_margin_ms: float = 100.0   # a weak consonant at a word's edge can lie 30 dB or more under its vowel
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def dim(self) -> int:
+        base = self.n_mels if self.kind == "fbank" else self.n_mfcc
+        return base * (3 if self.deltas else 1)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for ``num_samples`` samples (centered STFT)."""
+        return num_samples // self.hop_length + 1
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` naming the ``features.*`` setting that cannot work."""
+        if self.win_length > self.n_fft:
+            raise ConfigError(f"features.win_ms={self.win_ms} gives {self.win_length} samples, more than "
+                              f"n_fft={self.n_fft}")
+        for name in ("stats_trim_db", "trim_db"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"features.{name}={value}: give a positive number of dB under the loudest frame, "
+                                  "or null for every frame")
+        if self.trim_margin_ms < 0:
+            raise ConfigError(f"features.trim_margin_ms={self.trim_margin_ms} must be 0 or more")
+        if self.global_mean is not None or self.global_std is not None:
+            if not (len(self.global_mean or ()) == len(self.global_std or ()) == self.dim):
+                raise ConfigError(f"features.global_mean and features.global_std must both hold {self.dim} numbers "
+                                  "(one per feature dimension); leave both out and `asrforge train` measures them")
+
+
+# ---- mel scale, filterbank, DCT (the same definitions librosa uses) -------------------------------------------------
+_F_SP = 200.0 / 3                                   # Slaney: linear below 1 kHz, logarithmic above
+_MIN_LOG_HZ, _MIN_LOG_MEL, _LOGSTEP = 1000.0, 1000.0 / _F_SP, math.log(6.4) / 27.0
+
+
+def hz_to_mel(freq: np.ndarray, htk: bool = False) -> np.ndarray:
+    freq = np.asarray(freq, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + freq / 700.0)
+    log = _MIN_LOG_MEL + np.log(np.maximum(freq, 1e-10) / _MIN_LOG_HZ) / _LOGSTEP
+    return np.where(freq >= _MIN_LOG_HZ, log, freq / _F_SP)
+
+
+def mel_to_hz(mel: np.ndarray, htk: bool = False) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    return np.where(mel >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel - _MIN_LOG_MEL)), _F_SP * mel)
+
+
+def warp_frequencies(freqs: np.ndarray, factor: float, top: float, knee_ratio: float = 0.85) -> np.ndarray:
+    """Vocal tract length perturbation's frequency warp (Jaitly & Hinton, 2013): ``f -> factor * f`` up to a
+    knee, then a straight line that lands on ``top`` at ``top``, so the band's edge stays where it is.
+
+    ``factor > 1`` moves formants up, as a shorter vocal tract does; pitch and timing are left alone, which is
+    what speed perturbation cannot do (it moves all three together).
+    """
+    knee = knee_ratio * top * min(factor, 1.0) / factor
+    upper = top - (top - factor * knee) * (top - freqs) / (top - knee)
+    return np.where(freqs <= knee, freqs * factor, upper)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
+                   htk: bool = False, slaney_norm: bool = True, warp: float = 1.0) -> np.ndarray:
+    """Triangular mel filters ``(n_mels, n_fft // 2 + 1)``, float64.
+
+    With ``slaney_norm`` each filter is scaled to unit area (constant energy per band). ``warp`` != 1 gathers
+    each FFT bin's energy into the filter of its warped frequency (:func:`warp_frequencies`, edge at ``fmax``).
+    """
+    fmax = sample_rate / 2 if fmax is None else fmax
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    if warp != 1.0:
+        fft_freqs = warp_frequencies(fft_freqs, warp, fmax)
+    hz_pts = mel_to_hz(np.linspace(float(hz_to_mel(fmin, htk)), float(hz_to_mel(fmax, htk)), n_mels + 2), htk)
+    widths = hz_pts[1:] - hz_pts[:-1]                       # (n_mels + 1,)
+    ramps = hz_pts[:, None] - fft_freqs[None, :]            # (n_mels + 2, F)
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(np.minimum(lower, upper), 0.0)
+    if slaney_norm:
+        weights *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]
+    return weights
+
+
+def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
+    """Orthonormal DCT-II basis ``(n_mels, n_mfcc)``, float64: ``mfcc = logmel @ basis``."""
+    n, k = np.arange(n_mels, dtype=np.float64), np.arange(n_mfcc, dtype=np.float64)
+    basis = np.cos(math.pi / n_mels * (n[:, None] + 0.5) * k[None, :])
+    basis[:, 0] *= math.sqrt(1.0 / n_mels)
+    basis[:, 1:] *= math.sqrt(2.0 / n_mels)
+    return basis
+
+
+def deltas(feats: np.ndarray, window: int = 2) -> np.ndarray:
+    """Regression deltas along time for ``(T, D)``, edges repeated (HTK/Kaldi formula)."""
+    T = feats.shape[0]
+    padded = np.concatenate([np.repeat(feats[:1], window, 0), feats, np.repeat(feats[-1:], window, 0)])
+    num = sum(n * (padded[window + n: window + n + T] - padded[window - n: window - n + T]) for n in range(1, window + 1))
+    return num / (2 * sum(n * n for n in range(1, window + 1)))
+
+
+def loud_span(power: np.ndarray, below_db: float) -> tuple[int, int]:
+    """Power spectrum ``(T, F)`` -> ``(first, last + 1)``: the frames from the first to the last whose energy comes
+    within ``below_db`` of the loudest frame's."""
+    energy_db = 10 * np.log10(power.sum(1) + LOG_FLOOR)
+    loud = np.flatnonzero(energy_db >= energy_db.max() - below_db)
+    return int(loud[0]), int(loud[-1]) + 1
+
+
+class FrontEnd:
+    """Callable turning a mono 16 kHz waveform ``(N,)`` into normalized features ``(T, D)`` float32 (fewer frames
+    with ``features.trim_db``). ``features.cmvn: speaker`` normalizes each input on its own, as asrforge does for a
+    lone file."""
+
+    def __init__(self, config: FeatureConfig):
+        config.check()
+        self.config = config
+        self.window = np.zeros(config.n_fft)
+        left = (config.n_fft - config.win_length) // 2      # the window centred in the FFT frame, as torch.stft does
+        self.window[left: left + config.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(config.win_length)
+                                                                         / config.win_length)
+        self.mel_t = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax,
+                                    htk=config.htk_mel).T.astype(np.float32)        # (F, n_mels)
+        self.dct = dct_matrix(config.n_mfcc, config.n_mels).astype(np.float32) if config.kind == "mfcc" else None
+        self.mean = self.std = None
+        if config.global_mean is not None:
+            self.mean = np.asarray(config.global_mean, dtype=np.float32)
+            self.std = np.asarray(config.global_std, dtype=np.float32)
+
+    def power_spectrogram(self, wave: np.ndarray) -> np.ndarray:
+        """``(N,)`` -> ``(T, n_fft//2+1)`` power spectrum: frame ``k`` centred on sample ``k * hop``, zeros beyond
+        the edges."""
+        c = self.config
+        pad = c.n_fft // 2
+        padded = np.concatenate([np.zeros(pad, np.float32), np.asarray(wave, np.float32), np.zeros(pad, np.float32)])
+        count = 1 + (padded.size - c.n_fft) // c.hop_length
+        frames = np.lib.stride_tricks.sliding_window_view(padded, c.n_fft)[:: c.hop_length][:count]
+        spec = np.fft.rfft(frames * self.window.astype(np.float32), axis=1)
+        return (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+
+    def power_features(self, power: np.ndarray) -> np.ndarray:
+        """Power spectrum ``(T, F)`` -> every frame's features ``(T, D)``, before CMVN."""
+        feats = np.log(power @ self.mel_t + LOG_FLOOR)
+        if self.dct is not None:
+            feats = feats @ self.dct
+        if self.config.deltas:
+            d1 = deltas(feats)
+            feats = np.concatenate([feats, d1, deltas(d1)], axis=1)
+        return feats.astype(np.float32, copy=False)
+
+    def kept_frames(self, power: np.ndarray) -> slice:
+        """The frames ``features.trim_db`` keeps of a power spectrum ``(T, F)``: all of them when it is unset."""
+        c = self.config
+        if c.trim_db is None:
+            return slice(0, power.shape[0])
+        first, end = loud_span(power, c.trim_db)
+        margin = int(round(c.trim_margin_ms / c.hop_ms))
+        return slice(max(0, first - margin), min(power.shape[0], end + margin))
+
+    def normalized(self, feats: np.ndarray) -> np.ndarray:
+        """``(T, D)`` un-normalized -> what ``features.cmvn`` makes of them (speaker: the input's own statistics)."""
+        cmvn = self.config.cmvn
+        if cmvn == "none":
+            return feats
+        if cmvn == "global":
+            if self.mean is None:
+                raise ConfigError("features.cmvn=global needs features.global_mean and features.global_std; "
+                                  "`asrforge train` measures them on data.train")
+            mean, std = self.mean, self.std
+        else:
+            mean, std = feats.mean(0), feats.std(0)
+        return ((feats - mean) / (std + CMVN_EPS)).astype(np.float32, copy=False)
+
+    def __call__(self, wave: np.ndarray) -> np.ndarray:
+        power = self.power_spectrogram(wave)
+        kept = self.kept_frames(power)
+        return np.ascontiguousarray(self.normalized(self.power_features(power)[kept]))
+
+    def trimmed_start(self, wave: np.ndarray) -> int:
+        """The first frame ``features.trim_db`` keeps of ``wave`` (0 without trimming): where frame 0 of the
+        features lies, in hops from the start."""
+        return 0 if self.config.trim_db is None else self.kept_frames(self.power_spectrogram(wave)).start

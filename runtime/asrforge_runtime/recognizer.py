@@ -1,0 +1,229 @@
+"""An exported folder as a recognizer: audio (paths or 16 kHz arrays) -> :class:`~asrforge_runtime.result.Result`.
+
+It offers what asrforge's ``Recognizer`` protocol asks of transcription (``transcribe``, ``transcribe_batch``,
+``check_options`` and what the model offers); ``asrforge.load_model(DIR)`` adds scoring on a manifest. Features are
+the runtime's numpy front end, the searches and the n-gram fusion those asrforge decodes PyTorch models with.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from asrforge_runtime.audio import SAMPLE_RATE, load_audio
+from asrforge_runtime.errors import CheckpointError, ConfigError
+from asrforge_runtime.features import FeatureConfig, FrontEnd
+from asrforge_runtime.long_form import LONG_FORM_S, long_form_spans
+from asrforge_runtime.onnx_model import ExportedFolder, open_folder
+from asrforge_runtime.result import Result, Segment, Word
+from asrforge_runtime.search.config import DecodeConfig, ctc_beam_options
+from asrforge_runtime.search.ctc import ctc_greedy, ctc_prefix_beam_search
+from asrforge_runtime.search.hypothesis import Hypothesis
+from asrforge_runtime.search.ngram import NGramLM
+from asrforge_runtime.search.transducer import TransducerOptions, transducer_beam_search, transducer_greedy
+from asrforge_runtime.search.word_lm import WordLMScorer
+from asrforge_runtime.words import ctc_token_spans, words_from_spans
+
+DECODE_KEYS = frozenset(f.name for f in fields(DecodeConfig))
+BATCH_SECONDS = 200.0   # padded audio seconds decoded at once
+LM_FILE = "lm.arpa"     # the n-gram the export copies beside the graphs when the model decodes with one (+.gz)
+
+
+def _known(cls, values: dict) -> dict:
+    """The entries of ``values`` that ``cls`` has fields for (a newer export may write more)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+class OnnxRecognizer:
+    """An exported CTC or transducer model with its front end, search defaults and optional word n-gram LM."""
+
+    sample_rate = SAMPLE_RATE
+    languages: tuple[str, ...] = ()     # it reads the one language it was trained on
+    tasks = ("transcribe",)
+    word_timestamps = True              # CTC and transducer outputs are aligned to frames
+    streaming = False                   # the exported graphs decode whole utterances
+
+    def __init__(self, folder: ExportedFolder, lm: NGramLM | None = None, lm_weight: float | None = None,
+                 word_bonus: float | None = None, closed_vocabulary: bool | None = None):
+        self.folder = folder
+        self.info = folder.info
+        self.source = str(folder.path)
+        self.network = folder.network
+        self.pieces = folder.pieces
+        self.blank = self.info["blank_id"]
+        self.features = FrontEnd(FeatureConfig(**_known(FeatureConfig, self.info["features"])))
+        self.decode_defaults = DecodeConfig(**_known(DecodeConfig, self.info["decode"]))
+        self.lm: WordLMScorer | None = None
+        if lm is not None:
+            cfg = self.info.get("lm", {})
+            self.lm = WordLMScorer(lm, self.pieces, cfg.get("weight", 0.5) if lm_weight is None else lm_weight,
+                                   cfg.get("word_bonus", 1.0) if word_bonus is None else word_bonus,
+                                   cfg.get("closed_vocabulary", False) if closed_vocabulary is None else closed_vocabulary)
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int | None = None, lm: str | Path | bool = True,
+             lm_weight: float | None = None, word_bonus: float | None = None,
+             closed_vocabulary: bool | None = None) -> "OnnxRecognizer":
+        """An exported folder. ``threads``: onnxruntime's threads per graph (None: its default, every core). ``lm``:
+        True uses the folder's ``lm.arpa`` when the export copied one, False none, a path that ARPA file;
+        ``lm_weight``, ``word_bonus``, ``closed_vocabulary`` default to the training recipe's."""
+        folder = open_folder(path, threads)
+        if lm is True:
+            name = folder.info.get("lm", {}).get("file")
+            lm_file = folder.path / name if name else None
+            if lm_file is not None and not lm_file.is_file():
+                raise CheckpointError(f"{folder.path} decodes with the n-gram LM {lm_file}, which is missing: copy "
+                                      "it there, give another with --lm PATH, or decode without one (--no-lm)")
+        else:
+            lm_file = Path(lm) if lm else None
+        return cls(folder, NGramLM.load(lm_file) if lm_file else None, lm_weight, word_bonus, closed_vocabulary)
+
+    # ---- what it offers ---------------------------------------------------------------------------
+    @property
+    def beam_size(self) -> int:
+        return self.decode_defaults.beam_size
+
+    def decode_config(self, beam_size: int | None = None, **overrides) -> DecodeConfig:
+        """The export's ``decode`` defaults, with ``beam_size`` (None: the default) and other knobs changed."""
+        unknown = sorted(set(overrides) - DECODE_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown decode option(s) {unknown}; known: {sorted(DECODE_KEYS)}")
+        changes = {k: v for k, v in {**overrides, "beam_size": beam_size}.items() if v is not None}
+        try:
+            return DecodeConfig(**{**asdict(self.decode_defaults), **changes})
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+
+    def search_description(self, config: DecodeConfig) -> str:
+        """``greedy``, or ``beam 8``, ``beam 8, 3-gram LM weight 0.5 bonus 1``."""
+        if config.beam_size <= 1:
+            return "greedy"
+        if self.lm is None:
+            return f"beam {config.beam_size}"
+        return (f"beam {config.beam_size}, {self.lm.lm.order}-gram LM weight {self.lm.weight:g} bonus "
+                f"{self.lm.word_bonus:g}" + (", closed vocabulary" if self.lm.closed_vocabulary else ""))
+
+    def check_options(self, **options) -> None:
+        """Refuse what this model cannot do and unknown options, before any audio is read."""
+        self._options(options)
+
+    def _options(self, options: dict) -> tuple[DecodeConfig, bool, float]:
+        options = dict(options)
+        if options.pop("language", None) not in (None, "", "auto"):
+            raise ConfigError("language: an asrforge model reads the one language it was trained on and takes no "
+                              "language option; leave it out (or auto)")
+        if options.pop("task", None) not in (None, "transcribe"):
+            raise ConfigError("task: an asrforge model transcribes only; translation needs a multilingual Whisper checkpoint")
+        if options.pop("temperature", None) not in (None, 0, 0.0, (0.0,), [0.0]):
+            raise ConfigError("temperature: an asrforge model decodes by search, not by sampling; "
+                              "choose its beam_size instead (1 is greedy)")
+        words = options.pop("word_timestamps", None)
+        max_segment_s = options.pop("max_segment_s", None) or LONG_FORM_S
+        unknown = sorted(set(options) - DECODE_KEYS)
+        if unknown:
+            raise ConfigError(f"option(s) {unknown} do not apply to an exported model, which takes beam_size, "
+                              f"max_segment_s, word_timestamps and the decode knobs "
+                              f"({', '.join(sorted(DECODE_KEYS - {'beam_size'}))})")
+        if max_segment_s <= 0:
+            raise ConfigError(f"max_segment_s must be above 0, got {max_segment_s}")
+        config = self.decode_config(options.pop("beam_size", None), **options)
+        return config, True if words is None else bool(words), float(max_segment_s)
+
+    # ---- decoding ---------------------------------------------------------------------------------
+    def decode(self, feats: list[np.ndarray], config: DecodeConfig) -> tuple[list[Hypothesis], list | None, np.ndarray]:
+        """Features ``(T_i, D)`` of a batch -> the best hypothesis of each, the CTC log-probabilities ``(T', V)`` of
+        each (None for a transducer), and the encoder frames of each ``(B,)``."""
+        lens = np.array([f.shape[0] for f in feats], dtype=np.int64)
+        padded = np.zeros((len(feats), int(lens.max()), feats[0].shape[1]), dtype=np.float32)
+        for b, f in enumerate(feats):
+            padded[b, : f.shape[0]] = f
+        out, out_lens = self.network.encode(padded, lens)
+        out_lens = np.asarray(out_lens).astype(np.int64)
+        if self.info["objective"] == "ctc":
+            per_utt = [out[b, : out_lens[b]] for b in range(len(feats))]
+            if config.beam_size <= 1:
+                hyps = [Hypothesis(t, 0.0) for t in ctc_greedy(out, out_lens, self.blank)]
+            else:
+                options = ctc_beam_options(config)
+                hyps = [ctc_prefix_beam_search(lp, lp.shape[0], options, self.blank, self.lm)[0] for lp in per_utt]
+            return hyps, per_utt, out_lens
+        options = TransducerOptions(beam_size=config.beam_size, max_symbols_per_frame=config.max_symbols_per_frame)
+        if config.beam_size <= 1:
+            hyps = transducer_greedy(self.network, out, out_lens.tolist(), options)
+        else:
+            hyps = [n[0] for n in transducer_beam_search(self.network, out, out_lens.tolist(), options, self.lm)]
+        return hyps, None, out_lens
+
+    def text(self, tokens: list[int]) -> str:
+        return "".join(self.pieces[t] for t in tokens).strip()
+
+    @functools.cached_property
+    def frame_seconds(self) -> float:
+        """Seconds per encoder output frame (feature hop x time subsampling), measured once on the graph itself."""
+        n = 800
+        _, out = self.network.encode(np.zeros((1, n, self.features.config.dim), np.float32), np.array([n]))
+        return self.features.config.hop_ms / 1000 * n / int(out[0])
+
+    # ---- transcription ----------------------------------------------------------------------------
+    def transcribe(self, audio: str | Path | np.ndarray, **options) -> Result:
+        """A path or 16 kHz float array -> :class:`Result`. Options: ``beam_size`` (default: the export's), any
+        other decode knob, ``word_timestamps``, ``max_segment_s``."""
+        return self.transcribe_batch([audio], **options)[0]
+
+    def transcribe_batch(self, audio: list, on_batch: Callable[[int], None] | None = None, **options) -> list[Result]:
+        """Paths or 16 kHz float arrays -> one :class:`Result` each, their pieces decoded together in batches of
+        similar lengths (``on_batch(pieces)`` after each). Input longer than ``max_segment_s`` is cut into pieces
+        at its quietest moments (:mod:`asrforge_runtime.long_form`)."""
+        config, word_timestamps, max_segment_s = self._options(options)
+        waves = [load_audio(a) if isinstance(a, (str, Path)) else np.asarray(a, dtype=np.float32) for a in audio]
+        results = self.transcribe_waves(waves, config, max_segment_s, word_timestamps, on_batch)
+        for result, item in zip(results, audio):
+            result.source = str(item) if isinstance(item, (str, Path)) else None
+        return results
+
+    def transcribe_waves(self, waves: list[np.ndarray], config: DecodeConfig, max_segment_s: float = LONG_FORM_S,
+                         word_timestamps: bool = True, on_batch: Callable[[int], None] | None = None) -> list[Result]:
+        """16 kHz float arrays -> :class:`Result` each (options already checked)."""
+        spans = [(w, start, end) for w, wave in enumerate(waves) for start, end in long_form_spans(wave, max_segment_s)]
+        order = sorted(range(len(spans)), key=lambda i: spans[i][2] - spans[i][1])
+        batches, current = [], []
+        for i in order:     # sorted by length, so ``len(current) * this length`` is the padded size
+            if current and (len(current) + 1) * (spans[i][2] - spans[i][1]) > BATCH_SECONDS * SAMPLE_RATE:
+                batches.append(current)
+                current = []
+            current.append(i)
+        batches += [current] if current else []
+        segments: list[Segment | None] = [None] * len(spans)
+        hop = self.features.config.hop_ms / 1000
+        for batch in batches:
+            pieces = [waves[spans[i][0]][spans[i][1]: spans[i][2]] for i in batch]
+            hyps, log_probs, _ = self.decode([self.features(p) for p in pieces], config)
+            for b, (i, piece) in enumerate(zip(batch, pieces)):
+                _, start, end = spans[i]
+                words = None
+                if word_timestamps:
+                    if log_probs is not None:
+                        tokens, frames = ctc_token_spans(log_probs[b], hyps[b].tokens, self.blank)
+                    else:
+                        tokens, frames = hyps[b].tokens, [(f, f) for f in hyps[b].frames or []]
+                    offset = start / SAMPLE_RATE + self.features.trimmed_start(piece) * hop
+                    last = end / SAMPLE_RATE    # the last frame can reach a little past the piece
+                    words = [Word(w.word, round(min(w.start + offset, last), 3), round(min(w.end + offset, last), 3))
+                             for w in words_from_spans(self.pieces, tokens, frames, self.frame_seconds)]
+                segments[i] = Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3),
+                                      self.text(hyps[b].tokens), words)
+            if on_batch is not None:
+                on_batch(len(batch))
+        per_wave: list[list[Segment]] = [[] for _ in waves]
+        for (w, _, _), segment in zip(spans, segments):
+            if segment.text:
+                segment.id = len(per_wave[w])
+                per_wave[w].append(segment)
+        return [Result(" ".join(s.text for s in segs), segs, None, round(wave.size / SAMPLE_RATE, 3))
+                for wave, segs in zip(waves, per_wave)]
+
