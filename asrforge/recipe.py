@@ -113,6 +113,9 @@ class Recipe:
     def __post_init__(self):
         if getattr(self.model, "streaming", False):
             check_streaming_features(self.features)
+        if self.features.kind == "kaldi_fbank" and self.augment.vtlp:
+            raise ValueError("augment.vtlp warps asrforge's own filterbank; with features.kind: kaldi_fbank leave "
+                             "augment.vtlp empty")
 
 
 def check_streaming_features(features: FeatureConfig) -> None:
@@ -124,6 +127,9 @@ def check_streaming_features(features: FeatureConfig) -> None:
     if wrong:
         raise ValueError(f"model.streaming: {', '.join(wrong)} needs audio that has not arrived yet; a streaming model "
                          "takes features.cmvn: global (or none), features.deltas: false, features.trim_db: null")
+    if features.kind == "kaldi_fbank":
+        raise ValueError("model.streaming: features are computed as audio arrives with asrforge's own filterbank; "
+                         "features.kind: kaldi_fbank is not computed incrementally yet (use kind: fbank)")
 
 
 SHIPPED = importlib.resources.files("asrforge") / "recipes"     # the recipes the package ships

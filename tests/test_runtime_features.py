@@ -27,6 +27,8 @@ CONFIGS = [
     {"n_mels": 40, "htk_mel": True, "fmin": 20.0, "fmax": 7600.0, "cmvn": "speaker"},
     {"n_mels": 40, "trim_db": 30.0, "trim_margin_ms": 50.0},
     {"win_ms": 20.0, "hop_ms": 12.5, "n_fft": 400, "deltas": True, "cmvn": "none"},
+    {"kind": "kaldi_fbank", "fmin": 20.0},                   # sherpa-onnx's front end
+    {"kind": "kaldi_fbank", "fmin": 20.0, "n_mels": 40, "deltas": True, "cmvn": "none"},
 ]
 
 
@@ -56,3 +58,22 @@ def test_trimming_reports_where_the_kept_frames_start():
     config = FeatureConfig(n_mels=40, trim_db=30.0, trim_margin_ms=50.0)
     wave = _speechlike(1.0, seed=5)
     assert FrontEnd(config).trimmed_start(wave) == FeatureExtractor(config).kept_frames(wave).start > 0
+
+
+def test_kaldi_fbank_is_kaldi_native_fbank_as_sherpa_onnx_sets_it_up():
+    import kaldi_native_fbank as knf
+
+    config = FeatureConfig(kind="kaldi_fbank", fmin=20.0, cmvn="none")
+    wave = _speechlike(1.23, seed=9)
+    opts = knf.FbankOptions()           # sherpa-onnx's FeatureExtractor: dither 0, unsnipped edges, 80 bins, -400 Hz
+    opts.frame_opts.dither, opts.frame_opts.snip_edges = 0.0, False
+    opts.mel_opts.num_bins, opts.mel_opts.high_freq = 80, -400.0
+    fbank = knf.OnlineFbank(opts)
+    fbank.accept_waveform(16000, wave)
+    fbank.input_finished()
+    reference = np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
+    ours = FrontEnd(config)(wave)
+    assert ours.shape == reference.shape == (config.num_frames(wave.size), 80)
+    np.testing.assert_array_equal(ours, reference)
+    with pytest.raises(ConfigError, match="trim_db"):
+        FrontEnd(FeatureConfig(kind="kaldi_fbank", trim_db=30.0))

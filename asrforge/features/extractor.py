@@ -13,7 +13,7 @@ import torch
 from asrforge.errors import ConfigError
 from asrforge.features.cmvn import CMVNStats, utterance_cmvn
 from asrforge.features.mel import dct_matrix, deltas, mel_filterbank
-from asrforge_runtime.features import LOG_FLOOR, FeatureConfig
+from asrforge_runtime.features import LOG_FLOOR, FeatureConfig, kaldi_fbank
 
 __all__ = ["FeatureConfig", "FeatureExtractor"]
 
@@ -67,16 +67,33 @@ class FeatureExtractor:
     def kept_frames(self, wave: np.ndarray | torch.Tensor) -> slice:
         """``(N,)`` -> the frames of it that the features keep (``features.trim_db``); frame ``k`` is centred on
         sample ``k * hop_length``, so ``kept.start * hop_ms`` is where the first kept frame lies in ``wave``."""
+        if self.config.trim_db is None:
+            return slice(0, self.config.num_frames(len(wave)))
         return self._kept(self.power_spectrogram(torch.as_tensor(wave, dtype=torch.float32)))
+
+    def _kaldi(self, wave: np.ndarray | torch.Tensor, warp: float) -> torch.Tensor:
+        """``features.kind: kaldi_fbank`` by kaldi-native-fbank (the runtime's and sherpa-onnx's own), deltas added."""
+        if warp != 1.0:
+            raise ConfigError("augment.vtlp warps asrforge's own filterbank; with features.kind: kaldi_fbank leave "
+                              "augment.vtlp empty")
+        feats = torch.from_numpy(kaldi_fbank(np.asarray(wave, dtype=np.float32), self.config))
+        if self.config.deltas:
+            d1 = deltas(feats)
+            feats = torch.cat([feats, d1, deltas(d1)], dim=1)
+        return feats
 
     def unnormalized(self, wave: np.ndarray | torch.Tensor, warp: float = 1.0) -> torch.Tensor:
         """``(N,)`` -> ``(T, D)`` features before CMVN (what speaker statistics are accumulated from), of the
         frames ``features.trim_db`` keeps."""
+        if self.config.kind == "kaldi_fbank":
+            return self._kaldi(wave, warp)
         power = self.power_spectrogram(torch.as_tensor(wave, dtype=torch.float32))
         return self.power_features(power, warp)[self._kept(power)]
 
     def statistics_frames(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``(N,)`` -> the un-normalized frames ``(T', D)`` that speaker statistics are pooled from."""
+        if self.config.kind == "kaldi_fbank":       # (stats_trim_db does not apply to it)
+            return self._kaldi(wave, 1.0)
         power = self.power_spectrogram(torch.as_tensor(wave, dtype=torch.float32))
         kept = self._kept(power)
         feats, power = self.power_features(power)[kept], power[kept]

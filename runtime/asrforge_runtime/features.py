@@ -3,7 +3,8 @@
 :class:`FeatureConfig` is that section itself (asrforge's recipes hold this class), and the mel filterbank and DCT
 below are the ones asrforge's PyTorch front end multiplies by. :class:`FrontEnd` computes log-mel or MFCC features
 with numpy (centred frames, zero padding, a periodic Hann window), deltas, trimming and CMVN as asrforge's
-``FeatureExtractor`` does; a test holds the two within 1e-4 of each other.
+``FeatureExtractor`` does; a test holds the two within 1e-4 of each other. ``kind: kaldi_fbank`` is computed by
+kaldi-native-fbank (:func:`kaldi_fbank`), for both front ends and as sherpa-onnx computes it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ CMVN_EPS = 1e-5     # keeps constant dimensions (digital silence) finite
 
 @dataclass
 class FeatureConfig:
-    kind: Literal["fbank", "mfcc"] = "fbank"
+    # fbank, mfcc: asrforge's own (centred frames, a Hann window, Slaney or HTK mel). kaldi_fbank: Kaldi's log-mel
+    # filterbank computed by kaldi-native-fbank as sherpa-onnx computes it (dither 0, frames not snipped at the
+    # edges, a Povey window, pre-emphasis, HTK mel from fmin to fmax; n_fft and htk_mel do not apply), so that a
+    # model trained on it runs in sherpa-onnx as exported (asrforge export --format sherpa-onnx).
+    kind: Literal["fbank", "mfcc", "kaldi_fbank"] = "fbank"
     sample_rate: int = SAMPLE_RATE
     win_ms: float = 25.0
     hop_ms: float = 10.0
@@ -32,7 +37,7 @@ class FeatureConfig:
     n_mfcc: int = 13
     deltas: bool = False          # append first and second derivatives (MFCC or fbank)
     fmin: float = 0.0
-    fmax: float | None = None
+    fmax: float | None = None     # None: half the sample rate (kaldi_fbank: 400 Hz below it, sherpa-onnx's choice)
     htk_mel: bool = False         # False: Slaney mel scale (librosa's default)
     # "speaker": statistics pooled over all of a speaker's utterances (the manifest's speaker field), computed
     # by the dataset; an utterance with no speaker, or a lone file at transcription, is its own speaker.
@@ -64,11 +69,13 @@ class FeatureConfig:
 
     @property
     def dim(self) -> int:
-        base = self.n_mels if self.kind == "fbank" else self.n_mfcc
+        base = self.n_mfcc if self.kind == "mfcc" else self.n_mels
         return base * (3 if self.deltas else 1)
 
     def num_frames(self, num_samples: int) -> int:
-        """Frames produced for ``num_samples`` samples (centered STFT)."""
+        """Frames produced for ``num_samples`` samples: centred frames, or Kaldi's unsnipped ones."""
+        if self.kind == "kaldi_fbank":
+            return (num_samples + self.hop_length // 2) // self.hop_length
         return num_samples // self.hop_length + 1
 
     def check(self) -> None:
@@ -83,6 +90,9 @@ class FeatureConfig:
                                   "or null for every frame")
         if self.trim_margin_ms < 0:
             raise ConfigError(f"features.trim_margin_ms={self.trim_margin_ms} must be 0 or more")
+        if self.kind == "kaldi_fbank" and (self.trim_db is not None or self.stats_trim_db is not None):
+            raise ConfigError("features.trim_db and features.stats_trim_db measure asrforge's own power spectrum; "
+                              "with features.kind: kaldi_fbank leave them null (or use kind: fbank)")
         if self.global_mean is not None or self.global_std is not None:
             if not (len(self.global_mean or ()) == len(self.global_std or ()) == self.dim):
                 raise ConfigError(f"features.global_mean and features.global_std must both hold {self.dim} numbers "
@@ -160,6 +170,38 @@ def deltas(feats: np.ndarray, window: int = 2) -> np.ndarray:
     return num / (2 * sum(n * n for n in range(1, window + 1)))
 
 
+def kaldi_fbank_options(config: FeatureConfig):
+    """kaldi-native-fbank's options for ``config``: sherpa-onnx's front end, with the recipe's frames and bins."""
+    import kaldi_native_fbank as knf
+
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = config.sample_rate
+    opts.frame_opts.frame_length_ms = config.win_ms
+    opts.frame_opts.frame_shift_ms = config.hop_ms
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.snip_edges = False
+    opts.mel_opts.num_bins = config.n_mels
+    opts.mel_opts.low_freq = config.fmin
+    opts.mel_opts.high_freq = -400.0 if config.fmax is None else config.fmax
+    return opts
+
+
+def kaldi_fbank(wave: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """``(N,)`` samples in [-1, 1] -> Kaldi log-mel filterbank frames ``(T, n_mels)`` float32, by kaldi-native-fbank
+    (what sherpa-onnx computes from the same samples)."""
+    try:
+        import kaldi_native_fbank as knf
+    except ImportError:
+        raise ConfigError("features.kind: kaldi_fbank needs kaldi-native-fbank: pip install kaldi-native-fbank") from None
+    fbank = knf.OnlineFbank(kaldi_fbank_options(config))
+    fbank.accept_waveform(config.sample_rate, np.asarray(wave, dtype=np.float32))
+    fbank.input_finished()
+    n = fbank.num_frames_ready
+    if not n:
+        return np.zeros((0, config.n_mels), dtype=np.float32)
+    return np.stack([fbank.get_frame(i) for i in range(n)]).astype(np.float32, copy=False)
+
+
 def loud_span(power: np.ndarray, below_db: float) -> tuple[int, int]:
     """Power spectrum ``(T, F)`` -> ``(first, last + 1)``: the frames from the first to the last whose energy comes
     within ``below_db`` of the loudest frame's."""
@@ -176,6 +218,8 @@ class FrontEnd:
     def __init__(self, config: FeatureConfig):
         config.check()
         self.config = config
+        if config.kind == "kaldi_fbank":
+            kaldi_fbank_options(config)     # kaldi-native-fbank is there (a clear error now, not at the first file)
         self.window = np.zeros(config.n_fft)
         left = (config.n_fft - config.win_length) // 2      # the window centred in the FFT frame, as torch.stft does
         self.window[left: left + config.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(config.win_length)
@@ -191,11 +235,16 @@ class FrontEnd:
     def power_spectrogram(self, wave: np.ndarray) -> np.ndarray:
         """``(N,)`` -> ``(T, n_fft//2+1)`` power spectrum: frame ``k`` centred on sample ``k * hop``, zeros beyond
         the edges."""
+        pad = np.zeros(self.config.n_fft // 2, np.float32)
+        return self.frame_power(np.concatenate([pad, np.asarray(wave, np.float32), pad]))
+
+    def frame_power(self, samples: np.ndarray) -> np.ndarray:
+        """``(N,)`` -> the power spectrum ``(T, n_fft//2+1)`` of every whole ``n_fft``-sample frame, one per hop
+        from the first sample (no padding)."""
         c = self.config
-        pad = c.n_fft // 2
-        padded = np.concatenate([np.zeros(pad, np.float32), np.asarray(wave, np.float32), np.zeros(pad, np.float32)])
-        count = 1 + (padded.size - c.n_fft) // c.hop_length
-        frames = np.lib.stride_tricks.sliding_window_view(padded, c.n_fft)[:: c.hop_length][:count]
+        if samples.size < c.n_fft:
+            return np.zeros((0, c.n_fft // 2 + 1), np.float32)
+        frames = np.lib.stride_tricks.sliding_window_view(samples, c.n_fft)[:: c.hop_length]
         spec = np.fft.rfft(frames * self.window.astype(np.float32), axis=1)
         return (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
 
@@ -232,12 +281,66 @@ class FrontEnd:
             mean, std = feats.mean(0), feats.std(0)
         return ((feats - mean) / (std + CMVN_EPS)).astype(np.float32, copy=False)
 
-    def __call__(self, wave: np.ndarray) -> np.ndarray:
+    def unnormalized(self, wave: np.ndarray) -> np.ndarray:
+        """``(N,)`` -> ``(T, D)`` features before CMVN, of the frames ``features.trim_db`` keeps."""
+        if self.config.kind == "kaldi_fbank":
+            feats = kaldi_fbank(wave, self.config)
+            if self.config.deltas:
+                d1 = deltas(feats)
+                feats = np.concatenate([feats, d1, deltas(d1)], axis=1)
+            return feats
         power = self.power_spectrogram(wave)
-        kept = self.kept_frames(power)
-        return np.ascontiguousarray(self.normalized(self.power_features(power)[kept]))
+        return self.power_features(power)[self.kept_frames(power)]
+
+    def __call__(self, wave: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.normalized(self.unnormalized(wave)))
 
     def trimmed_start(self, wave: np.ndarray) -> int:
         """The first frame ``features.trim_db`` keeps of ``wave`` (0 without trimming): where frame 0 of the
         features lies, in hops from the start."""
         return 0 if self.config.trim_db is None else self.kept_frames(self.power_spectrogram(wave)).start
+
+
+class OnlineFrontEnd:
+    """The frames :class:`FrontEnd` gives a whole waveform, computed as the audio arrives: ``accept(samples (N,))``
+    -> the ``(T, D)`` frames that became ready, ``finish()`` -> the rest. Frame ``k`` is centred on sample
+    ``k * hop`` and reads ``n_fft`` samples (zeros before the first and after the last), so it is ready once
+    ``k * hop + n_fft / 2`` samples are in. Only features whose frame needs no later audio are computed so
+    (``cmvn`` global or none, no deltas, no trimming; asrforge fbank or MFCC): what streaming models are trained on."""
+
+    def __init__(self, front: FrontEnd):
+        c = front.config
+        if c.cmvn not in ("global", "none") or c.deltas or c.trim_db is not None or c.kind == "kaldi_fbank":
+            raise ConfigError("features computed as audio arrives take features.cmvn global (or none), no deltas, "
+                              "no trim_db and kind fbank or mfcc: what a streaming model is trained on")
+        self.front = front
+        self.hop, self.n_fft = c.hop_length, c.n_fft
+        self.pending = np.zeros(self.n_fft // 2, dtype=np.float32)     # samples later frames still read
+        self.samples = 0            # real samples received
+        self.frames = 0             # frames given out
+        self.finished = False
+
+    def accept(self, samples: np.ndarray) -> np.ndarray:
+        if self.finished:
+            raise ValueError("features were finished; start a new OnlineFrontEnd for more audio")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.pending = np.concatenate([self.pending, samples])
+        self.samples += samples.size
+        return self._frames(final=False)
+
+    def finish(self) -> np.ndarray:
+        """The frames after the last whole one: ``samples // hop + 1`` frames in all, as offline."""
+        self.finished = True
+        self.pending = np.concatenate([self.pending, np.zeros(self.n_fft // 2, dtype=np.float32)])
+        return self._frames(final=True)
+
+    def _frames(self, final: bool) -> np.ndarray:
+        ready = (self.pending.size - self.n_fft) // self.hop + 1 if self.pending.size >= self.n_fft else 0
+        if final:
+            ready = min(ready, self.samples // self.hop + 1 - self.frames)
+        if ready <= 0:
+            return np.zeros((0, self.front.config.dim), dtype=np.float32)
+        power = self.front.frame_power(self.pending[: (ready - 1) * self.hop + self.n_fft])
+        self.pending = self.pending[ready * self.hop:]
+        self.frames += ready
+        return np.ascontiguousarray(self.front.normalized(self.front.power_features(power)))

@@ -1,0 +1,97 @@
+"""An asrforge model in the layout sherpa-onnx loads as it is: ``asrforge export EXP --format sherpa-onnx --out DIR``.
+
+sherpa-onnx computes its own features (kaldi-native-fbank: Kaldi's log-mel filterbank, dither 0, unsnipped edges,
+low 20 Hz, high 400 Hz below Nyquist) and hands them to the first graph unnormalized. A model trained with
+``features.kind: kaldi_fbank`` on those settings gets exactly them; its global CMVN statistics fold into the first
+graph, so the folder needs nothing beyond sherpa-onnx's front end:
+
+- a transducer with the stateless predictor: ``encoder.onnx`` (``x (N, T, 80), x_lens -> encoder_out (N, T', J),
+  encoder_out_lens``), ``decoder.onnx`` (``y (N, context_size) -> decoder_out (N, J)``, with the ``vocab_size`` and
+  ``context_size`` metadata sherpa-onnx reads), ``joiner.onnx``; for ``OfflineRecognizer.from_transducer``.
+- a CTC model: ``model.onnx`` (``x, x_lens -> log_probs (N, T', V), log_prob_lens``); for
+  ``OfflineRecognizer.from_zipformer_ctc``, which reads the vocabulary size from the output's shape.
+- ``tokens.txt`` (``<blk>`` for the blank, ``▁`` for a space) and ``asrforge_onnx.json``.
+
+What sherpa-onnx cannot reproduce is refused naming the setting to change (:func:`sherpa_problems`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from asrforge.errors import ConfigError
+from asrforge.export.onnx import _description, _graphs, open_source, write_graphs
+from asrforge.features.cmvn import EPS
+from asrforge_runtime.onnx_model import SPACE, TOKENS_FILE
+
+BLANK_SYMBOL = "<blk>"      # what sherpa-onnx's tokens.txt calls the blank
+SHERPA_FEATURES = {"sample_rate": 16000, "win_ms": 25.0, "hop_ms": 10.0, "fmin": 20.0, "fmax": None, "deltas": False}
+
+
+def sherpa_problems(recipe, model) -> list[str]:
+    """Each setting of a model that sherpa-onnx cannot run as exported, with what to change."""
+    f = recipe.features
+    problems = []
+    if f.kind != "kaldi_fbank":
+        problems.append(f"features.kind is {f.kind}: sherpa-onnx computes Kaldi filterbanks; train with "
+                        "features.kind: kaldi_fbank (configs/demo_rnnt_fbank.yaml, configs/demo_ctc_fbank.yaml)")
+    for name, wanted in SHERPA_FEATURES.items():
+        if getattr(f, name) != wanted:
+            problems.append(f"features.{name} is {getattr(f, name)}: sherpa-onnx's front end uses {wanted}")
+    if f.cmvn not in ("global", "none"):
+        problems.append(f"features.cmvn is {f.cmvn}: sherpa-onnx normalizes nothing, and only global statistics "
+                        "fold into the graph; train with features.cmvn: global (or none)")
+    if model.objective == "attention":
+        problems.append(f"model.family is {recipe.model.family}: sherpa-onnx runs asrforge's ctc and rnnt models")
+    if model.objective == "transducer" and model.config.predictor != "stateless":
+        problems.append("model.predictor is lstm: sherpa-onnx's transducer decoder is a function of the last "
+                        "context_size tokens; train with model.predictor: stateless")
+    return problems
+
+
+class Normalized(torch.nn.Module):
+    """A graph that normalizes its features first: ``(x - mean) / (std + EPS)`` with the recipe's global statistics."""
+
+    def __init__(self, graph: torch.nn.Module, mean: list[float] | None, std: list[float] | None):
+        super().__init__()
+        self.graph = graph
+        self.register_buffer("mean", torch.tensor(mean if mean is not None else [0.0]))
+        self.register_buffer("scale", 1.0 / (torch.tensor(std) + EPS) if std is not None else torch.ones(1))
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor):
+        return self.graph((x - self.mean) * self.scale, x_lens)
+
+
+def write_sherpa_tokens(tokenizer, path: Path) -> None:
+    """``symbol id`` per line: ``<blk>`` for the blank, a space written ``▁``."""
+    symbols = [BLANK_SYMBOL if i == tokenizer.blank_id else (tokenizer.piece(i).replace(" ", SPACE) or SPACE)
+               for i in range(tokenizer.vocab_size)]
+    path.write_text("".join(f"{s} {i}\n" for i, s in enumerate(symbols)), encoding="utf-8")
+
+
+def export_sherpa_onnx(source: str | Path, out: str | Path, quantization: str = "float32") -> list[Path]:
+    """Write ``source`` (an asrforge checkpoint or experiment folder) as a sherpa-onnx model into the new or empty
+    folder ``out``; returns the files written."""
+    out = Path(out)
+    transcriber = open_source(source, out, quantization, "sherpa-onnx")
+    recipe, model = transcriber.recipe, transcriber.model
+    problems = sherpa_problems(recipe, model)
+    if problems:
+        raise ConfigError(f"{source} cannot run in sherpa-onnx as exported: " + "; ".join(problems))
+    f = recipe.features
+    graphs = _graphs(model, f.dim)
+    first = next(iter(graphs))          # the graph that reads the features: the statistics fold into it
+    module, *rest = graphs[first]
+    graphs[first] = (Normalized(module, *((f.global_mean, f.global_std) if f.cmvn == "global" else (None, None))),
+                     *rest)
+    info = {**_description(transcriber, list(graphs), quantization, None), "layout": "sherpa-onnx"}
+    metadata = {"asrforge": json.dumps(info), "vocab_size": str(info["vocab_size"]),
+                "model_type": f"asrforge_{info['family']}", "feature_dim": str(f.dim)}
+    if model.objective == "transducer":
+        metadata["context_size"] = str(model.config.context_size)
+    written = write_graphs(out, graphs, metadata, quantization, info)
+    write_sherpa_tokens(transcriber.tokenizer, out / TOKENS_FILE)
+    return written + [out / TOKENS_FILE]

@@ -1,0 +1,142 @@
+"""``asrforge export --format sherpa-onnx``: sherpa-onnx loads the folder as it is and decodes the tokens asrforge's
+own runtime decodes; ``features.kind: kaldi_fbank`` is what sherpa-onnx feeds the model; what sherpa-onnx cannot
+reproduce is refused naming the setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from asrforge.checkpoint import save_checkpoint
+from asrforge.errors import ConfigError
+from asrforge.export.onnx import export_onnx
+from asrforge.export.sherpa import export_sherpa_onnx
+from asrforge.models.build import build_model
+from asrforge.recipe import recipe_from_dict
+from asrforge.text import CharTokenizer
+from asrforge_runtime.audio import load_audio, write_audio
+from asrforge_runtime.features import FeatureConfig, FrontEnd
+from asrforge_runtime.recognizer import OnnxRecognizer
+from conftest import REPO
+
+sherpa_onnx = pytest.importorskip("sherpa_onnx")     # in the test extra: skipped only outside it
+
+TOKENIZER = CharTokenizer.build(["zero one two three four five six seven eight nine"])
+CONFORMER = {"kind": "conformer", "d_model": 32, "heads": 2, "layers": 2, "ff_mult": 2, "conv_kernel": 5,
+             "conv_channels": 4, "dropout": 0.0}
+KALDI = {"kind": "kaldi_fbank", "fmin": 20.0, "n_mels": 80}
+STATELESS = {"family": "rnnt", "encoder": CONFORMER, "dropout": 0.0, "pred_hidden": 24, "joint_dim": 32,
+             "predictor": "stateless", "context_size": 2}
+CTC = {"family": "ctc", "encoder": CONFORMER, "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> list:
+    folder = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(1)
+    paths = []
+    for n, seconds in enumerate([0.7, 1.4, 2.3]):
+        t = np.arange(int(16000 * seconds)) / 16000
+        wave = sum(np.sin(2 * np.pi * k * (100 + 50 * rng.random()) * t) / k for k in range(1, 8))
+        wave *= np.clip(np.sin(2 * np.pi * (0.9 + rng.random()) * t), 0, None)
+        paths.append(folder / f"r{n}.wav")
+        write_audio(paths[-1], (0.2 * wave + 0.01 * rng.standard_normal(t.size)).astype(np.float32))
+    return paths
+
+
+def save_model(folder, model: dict, features: dict, recordings, seed: int = 0):
+    """A seeded random model with global statistics measured on ``recordings``. Its output bias keeps it from
+    emitting ``<unk>``, as a trained model never does (no transcript holds it): sherpa-onnx's searches treat an
+    emitted ``<unk>`` as nothing emitted, asrforge's as a token."""
+    frames = np.concatenate([FrontEnd(FeatureConfig(**features, cmvn="none"))(load_audio(p)) for p in recordings])
+    features = {**features, "cmvn": "global", "global_mean": frames.mean(0).tolist(),
+                "global_std": frames.std(0).tolist()}
+    recipe = recipe_from_dict({"model": model, "features": features, "decode": {"beam_size": 1,
+                                                                                "max_symbols_per_frame": 1}})
+    torch.manual_seed(seed)
+    net = build_model(recipe.model, recipe.features.dim, TOKENIZER.vocab_size).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3.0)
+        output = net.joint_out if recipe.model.family == "rnnt" else net.head
+        output.bias[TOKENIZER.unk_id] = -100.0
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(folder / "model.pt", recipe, TOKENIZER, net)
+    return folder / "model.pt"
+
+
+def sherpa_tokens(recognizer, paths) -> list[list[str]]:
+    out = []
+    for path in paths:
+        stream = recognizer.create_stream()
+        stream.accept_waveform(16000, load_audio(path))
+        recognizer.decode_stream(stream)
+        out.append(list(stream.result.tokens))
+    return out
+
+
+def runtime_tokens(runtime: OnnxRecognizer, paths) -> list[list[str]]:
+    """Our runtime's greedy tokens, as sherpa-onnx names them (its results spell ``▁`` as a space)."""
+    symbols = [line.rsplit(" ", 1)[0].replace("▁", " ")
+               for line in (runtime.folder.path / "tokens.txt").read_text().splitlines()]
+    config = runtime.decode_config(beam_size=1, max_symbols_per_frame=1)
+    hyps = [runtime.decode([runtime.features(load_audio(p))], config)[0][0] for p in paths]
+    return [[symbols[t] for t in h.tokens] for h in hyps]
+
+
+@pytest.mark.parametrize("quantization", ["float32", "int8"])
+def test_sherpa_onnx_runs_a_stateless_transducer_as_asrforge_runs_it(tmp_path, recordings, quantization):
+    checkpoint = save_model(tmp_path, STATELESS, KALDI, recordings, seed=4)
+    files = export_sherpa_onnx(checkpoint, tmp_path / "sherpa", quantization)
+    assert sorted(p.name for p in files) == ["asrforge_onnx.json", "decoder.onnx", "encoder.onnx", "joiner.onnx",
+                                             "tokens.txt"]
+    folder = tmp_path / "sherpa"
+    assert (folder / "tokens.txt").read_text().splitlines()[:2] == ["<blk> 0", "▁ 1"]
+    recognizer = sherpa_onnx.OfflineRecognizer.from_transducer(
+        str(folder / "encoder.onnx"), str(folder / "decoder.onnx"), str(folder / "joiner.onnx"),
+        str(folder / "tokens.txt"), num_threads=1, decoding_method="greedy_search")
+    theirs = sherpa_tokens(recognizer, recordings)
+    assert sum(map(len, theirs)) > 5                     # the model says something
+    assert runtime_tokens(OnnxRecognizer.load(folder, threads=1), recordings) == theirs
+    if quantization == "float32":       # the same checkpoint exported for asrforge's runtime: the same tokens
+        export_onnx(checkpoint, tmp_path / "ours")
+        assert runtime_tokens(OnnxRecognizer.load(tmp_path / "ours", threads=1), recordings) == theirs
+
+
+def test_sherpa_onnx_runs_a_ctc_model_as_asrforge_runs_it(tmp_path, recordings):
+    checkpoint = save_model(tmp_path, CTC, KALDI, recordings, seed=2)
+    export_sherpa_onnx(checkpoint, tmp_path / "sherpa")
+    recognizer = sherpa_onnx.OfflineRecognizer.from_zipformer_ctc(
+        str(tmp_path / "sherpa" / "model.onnx"), str(tmp_path / "sherpa" / "tokens.txt"), num_threads=1)
+    theirs = sherpa_tokens(recognizer, recordings)
+    assert sum(map(len, theirs)) > 5
+    assert runtime_tokens(OnnxRecognizer.load(tmp_path / "sherpa", threads=1), recordings) == theirs
+
+
+def test_what_sherpa_onnx_cannot_reproduce_is_refused_by_name(tmp_path, recordings):
+    lstm = save_model(tmp_path / "lstm", {**STATELESS, "predictor": "lstm"},
+                      {"kind": "fbank", "n_mels": 80}, recordings)
+    with pytest.raises(ConfigError) as refused:
+        export_sherpa_onnx(lstm, tmp_path / "out")
+    for named in ("features.kind is fbank", "features.fmin is 0.0", "model.predictor is lstm: ", "stateless"):
+        assert named in str(refused.value)
+    assert not (tmp_path / "out").exists()
+    cli = subprocess.run([sys.executable, "-m", "asrforge.cli", "export", str(lstm), "--format", "sherpa-onnx",
+                          "--out", str(tmp_path / "cli")], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert cli.returncode == 2 and "features.kind: kaldi_fbank" in cli.stderr and "Traceback" not in cli.stderr
+
+
+def test_kaldi_fbank_recipes_ship_and_refuse_what_cannot_work():
+    from asrforge.recipe import load_recipe
+
+    for name in ("demo_rnnt_fbank", "demo_ctc_fbank"):
+        recipe = load_recipe(name)
+        assert recipe.features.kind == "kaldi_fbank" and recipe.features.cmvn == "global"
+    with pytest.raises(ConfigError, match="augment.vtlp"):
+        load_recipe("demo_rnnt_fbank", ["augment.vtlp=[0.9,1.1]"])
+    with pytest.raises(ConfigError, match="kaldi_fbank is not computed incrementally"):
+        load_recipe("demo_rnnt_streaming", ["features.kind=kaldi_fbank"])
