@@ -1,10 +1,12 @@
 """Every model family on the same synthetic corpus under the same wall-clock training budget.
 
-    python benchmarks/families.py [--minutes 10] [--out bench-families] [--recipes demo_ctc demo_las ...] [--eval-only]
+    python benchmarks/families.py [--minutes 10] [--hours 1.5] [--out bench-families] [--recipes demo_ctc demo_las ...]
+                                  [--eval-only]
 
-Synthesizes the demo corpus (``asrforge demo``'s: 1.5 h of digits, test voices never heard in training)
-once, trains each recipe for ``--minutes`` of wall clock, then scores the best checkpoint on the test
-voices with greedy and beam search. Prints a Markdown table, then one JSON line with every figure.
+Synthesizes the demo corpus (``asrforge demo``'s: 1.5 h of digits, test voices never heard in training; ``--hours``
+for another size) once, trains each recipe for ``--minutes`` of wall clock, then scores the best checkpoint on the
+test voices with greedy and beam search. The transducers in minutes:
+``--hours 0.5 --minutes 4 --recipes demo_rnnt demo_conformer_rnnt demo_rnnt_fbank demo_rnnt_streaming``. Prints a Markdown table, then one JSON line with every figure.
 RTF = decoding seconds (features + network + search) / audio seconds, batched as `asrforge evaluate` does.
 """
 
@@ -27,6 +29,8 @@ from asrforge.recipe import load_recipe  # noqa: E402
 from asrforge.train.trainer import Trainer  # noqa: E402
 
 RECIPES = ["demo_ctc", "demo_conformer_ctc", "demo_las", "demo_transformer", "demo_joint", "demo_rnnt"]
+TRANSDUCERS = ["demo_conformer_rnnt", "demo_rnnt_fbank", "demo_rnnt_streaming"]      # with demo_rnnt: every one shipped
+OTHERS = ["demo_ctc_fbank"]
 
 
 def run_one(name: str, corpus: Path, out: Path, minutes: float, eval_only: bool = False) -> dict:
@@ -57,13 +61,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per family (wall clock)")
     parser.add_argument("--out", default="bench-families")
-    parser.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES)
+    parser.add_argument("--hours", type=float, default=DEMO_HOURS, help="synthetic training hours (the demo's: 1.5)")
+    parser.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES + TRANSDUCERS + OTHERS)
     parser.add_argument("--eval-only", action="store_true", help="score the checkpoints already in --out, no training")
     args = parser.parse_args()
     out = Path(args.out)
     corpus = out / "corpus"
     t0 = time.time()
-    summary = synthesize_corpus(corpus, SynthConfig(domain="digits", hours=DEMO_HOURS, seed=0))   # the demo's corpus
+    summary = synthesize_corpus(corpus, SynthConfig(domain="digits", hours=args.hours, seed=0))   # the demo's, by default
     print(f"corpus: {summary['train']['utts']} train utts, {summary['test']['utts']} test utts from "
           f"{summary['test']['speakers']} held-out voices ({time.time() - t0:.0f} s)", flush=True)
     rows = [run_one(name, corpus, out, args.minutes, args.eval_only) for name in args.recipes]
@@ -73,7 +78,8 @@ def main() -> None:
         print(f"| {r['recipe']} | {r['family']} | {r['encoder']} | {r['params_m']:.2f} M | {r['train_minutes']:.1f} | "
               f"{r['epochs']} | {100 * r['greedy_wer']:.2f} % | {100 * r['beam_wer']:.2f} % (beam {r['beam_size']}) | "
               f"{100 * r['beam_cer']:.2f} % | {r['greedy_rtf']:.4f} | {r['beam_rtf']:.4f} |")
-    print(json.dumps({"benchmark": "families", "minutes": args.minutes, "rows": rows, "machine": machine()}))
+    print(json.dumps({"benchmark": "families", "minutes": args.minutes, "hours": args.hours, "rows": rows,
+                      "machine": machine()}))
 
 
 if __name__ == "__main__":

@@ -199,3 +199,22 @@ def test_load_model_takes_an_exported_folder_for_every_command(tmp_path, recordi
                           str(folder)], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.strip() == model.transcribe(recordings[0]).text
+
+
+def test_the_server_serves_an_exported_folder(tmp_path, recordings):
+    import httpx
+
+    from asrforge.serve.app import ServerConfig
+    from serve_fixtures import RunningServer
+
+    _, folder = make_model(tmp_path, MODELS["rnnt-lstm"], seed=6)
+    expected = OnnxRecognizer.load(folder).transcribe(recordings[1]).text
+    with RunningServer(ServerConfig(models={"exported": str(folder)})) as server:
+        server.wait_ready()
+        with open(recordings[1], "rb") as f:
+            reply = httpx.post(server.url + "/v1/audio/transcriptions", files={"file": f},
+                               data={"model": "exported", "response_format": "verbose_json",
+                                     "timestamp_granularities[]": "word"}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["text"].strip() == expected and body["words"]

@@ -58,6 +58,9 @@ class TorchTransducer:
         return (torch.cat([p for p, _ in tables]),
                 {k: torch.cat([s[k] for _, s in tables]) for k in tables[0][1]})
 
+    def pad(self, frames: list[torch.Tensor]) -> torch.Tensor:
+        return torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)
+
 
 def transducer_greedy(model, enc: torch.Tensor, lens: torch.Tensor,
                       options: TransducerOptions = TransducerOptions()) -> list[Hypothesis]:

@@ -79,10 +79,11 @@ class LSTMDecoderGraph(_Graph):
 
 class StatelessDecoderGraph(_Graph):
     """A stateless predictor on its last tokens: ``y (N, context_size) -> decoder_out (N, J)`` (sherpa-onnx's
-    decoder contract)."""
+    decoder contract). A negative id is "before the first token" (sherpa-onnx starts from ``[-1, ..., -1, blank]``,
+    icefall's convention), which asrforge's predictor spells as blanks."""
 
     def forward(self, y: torch.Tensor):
-        return self.model.pred_proj(self.model.predictor._mix(y))
+        return self.model.pred_proj(self.model.predictor._mix(y.clamp(min=0)))
 
 
 class JoinerGraph(_Graph):
@@ -119,6 +120,29 @@ def _graphs(model: nn.Module, input_dim: int) -> dict[str, tuple[nn.Module, tupl
     graphs["joiner"] = (JoinerGraph(model), (torch.randn(3, J), torch.randn(3, J)), ["encoder_out", "decoder_out"],
                         ["logits"], {**rows, "logits": {0: "N"}})
     return graphs
+
+
+def _step_graph(model: nn.Module, input_dim: int) -> tuple:
+    """A streaming model's ``encoder_step`` graph (:mod:`asrforge.export.streaming`), as :func:`_graphs` gives one."""
+    from asrforge.export.streaming import EncoderStep
+
+    step = EncoderStep(model)
+    frames = 4 * step.chunk
+    states = step.initial_states(2, input_dim)
+    names = list(states)
+    example = (torch.randn(2, frames, input_dim), torch.tensor([frames, frames - 3]), *states.values())
+    axes = {"x": {0: "N"}, "x_valid": {0: "N"}, "out": {0: "N"}, "out_valid": {0: "N"}}
+    axes.update({n: {0: "N"} for n in names} | {f"next_{n}": {0: "N"} for n in names})
+    return (step, example, ["x", "x_valid", *names], ["out", "out_valid", *[f"next_{n}" for n in names]], axes)
+
+
+def stream_description(model: nn.Module, input_dim: int) -> dict:
+    """What ``asrforge_onnx.json`` says of a streaming step: frames in and out per call, the states' shapes."""
+    from asrforge.export.streaming import EncoderStep
+
+    step = EncoderStep(model)
+    return {"graph": "encoder_step.onnx", "chunk_output_frames": step.chunk, "chunk_input_frames": 4 * step.chunk,
+            "states": {name: list(shape) for name, shape in step.state_shapes(input_dim).items()}}
 
 
 def _lm_name(lm_file: Path | None) -> str | None:
@@ -177,35 +201,54 @@ def _export_graph(module: nn.Module, inputs: tuple, names: list[str], outputs: l
     onnx.save(graph, str(path))
 
 
-def export_onnx(source: str | Path, out: str | Path, quantization: str = "float32") -> list[Path]:
-    """Write ``source`` (an asrforge checkpoint or experiment folder) as ONNX graphs into the new or empty folder
-    ``out``; returns the files written."""
+def open_source(source: str | Path, out: Path, quantization: str, fmt: str) -> Transcriber:
+    """The asrforge model ``source`` names, loaded on the CPU, once ``quantization`` and the empty ``out`` are checked."""
     if quantization not in QUANTIZATIONS:
-        raise ConfigError(f"--format onnx writes {' or '.join(QUANTIZATIONS)} graphs, not {quantization}")
+        raise ConfigError(f"--format {fmt} writes {' or '.join(QUANTIZATIONS)} graphs, not {quantization}")
     if open_checkpoint(source).kind != "asrforge":
-        raise ConfigError(f"{source} is a Whisper checkpoint; --format onnx writes asrforge's own models (ctc, rnnt). "
+        raise ConfigError(f"{source} is a Whisper checkpoint; --format {fmt} writes asrforge's own models (ctc, rnnt). "
                           "Write Whisper for another runtime with --format ctranslate2, huggingface or openai")
-    out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} is not empty; give a new or empty folder")
     transcriber = Transcriber.from_state(load_checkpoint(source), "cpu", lm=False)
-    model = transcriber.model.eval()
-    graphs = _graphs(model, transcriber.recipe.features.dim)
-    lm_file = recipe_lm_file(transcriber.recipe, Path(transcriber.source))
-    lm_file = lm_file if lm_file is not None and lm_file.is_file() else None     # one named but missing: decode without
-    info = _description(transcriber, list(graphs), quantization, lm_file)
-    metadata = {"asrforge": json.dumps(info), "vocab_size": str(info["vocab_size"]), "model_type": info["family"]}
-    if "context_size" in info:
-        metadata["context_size"] = str(info["context_size"])
+    transcriber.model.eval()
+    return transcriber
+
+
+def write_graphs(out: Path, graphs: dict, metadata: dict[str, str], quantization: str, info: dict) -> list[Path]:
+    """Each of ``graphs`` (see :func:`_graphs`) as ``out/<name>.onnx`` with ``metadata``, and ``info`` as
+    ``asrforge_onnx.json``; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (module, inputs, names, outputs, axes) in graphs.items():
         path = out / f"{name}.onnx"
         _export_graph(module, inputs, names, outputs, axes, path, metadata, quantization)
         written.append(path)
-    write_tokens(transcriber.tokenizer, out / TOKENS_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    written += [out / TOKENS_FILE, out / CONFIG_FILE]
+    return written + [out / CONFIG_FILE]
+
+
+def export_onnx(source: str | Path, out: str | Path, quantization: str = "float32") -> list[Path]:
+    """Write ``source`` (an asrforge checkpoint or experiment folder) as ONNX graphs into the new or empty folder
+    ``out``; returns the files written."""
+    out = Path(out)
+    transcriber = open_source(source, out, quantization, "onnx")
+    dim = transcriber.recipe.features.dim
+    graphs = _graphs(transcriber.model, dim)
+    streaming = bool(getattr(transcriber.recipe.model, "streaming", False))
+    if streaming:
+        graphs["encoder_step"] = _step_graph(transcriber.model, dim)
+    lm_file = recipe_lm_file(transcriber.recipe, Path(transcriber.source))
+    lm_file = lm_file if lm_file is not None and lm_file.is_file() else None     # one named but missing: decode without
+    info = _description(transcriber, list(graphs), quantization, lm_file)
+    if streaming:
+        info["stream"] = stream_description(transcriber.model, dim)
+    metadata = {"asrforge": json.dumps(info), "vocab_size": str(info["vocab_size"]), "model_type": info["family"]}
+    if "context_size" in info:
+        metadata["context_size"] = str(info["context_size"])
+    written = write_graphs(out, graphs, metadata, quantization, info)
+    write_tokens(transcriber.tokenizer, out / TOKENS_FILE)
+    written.append(out / TOKENS_FILE)
     if lm_file is not None:         # the n-gram the model decodes with travels with it
         shutil.copyfile(lm_file, out / _lm_name(lm_file))
         written.append(out / _lm_name(lm_file))

@@ -249,12 +249,38 @@ class Transcriber:
         """Word times from the frame each token was emitted on (transducers)."""
         return words_from_spans(self.pieces, tokens, [(f, f) for f in frames], self.frame_seconds)
 
-    def word_times(self, log_probs: torch.Tensor, length: int, tokens: list[int] | None = None) -> list[Word]:
-        """CTC word times. With ``tokens`` (the transcript a beam search chose), each token's frames come from
-        aligning those tokens to ``log_probs`` (:func:`ctc_align`), so the times belong to the words shown;
-        without, or when they cannot be aligned, from the best path: a token held over several frames spans them."""
-        found, spans = ctc_token_spans(log_probs[:length].float().numpy(), tokens, self.tokenizer.blank_id)
+    def word_times(self, log_probs, length: int, tokens: list[int] | None = None) -> list[Word]:
+        """CTC word times from ``log_probs (T, V)`` (a CPU tensor or an array). With ``tokens`` (the transcript a
+        beam search chose), each token's frames come from aligning those tokens to ``log_probs`` (:func:`ctc_align`),
+        so the times belong to the words shown; without, or when they cannot be aligned, from the best path: a
+        token held over several frames spans them."""
+        found, spans = ctc_token_spans(np.asarray(log_probs[:length], dtype=np.float32), tokens, self.tokenizer.blank_id)
         return words_from_spans(self.pieces, found, spans, self.frame_seconds)
+
+    def text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens).strip()
+
+    # ---- what the streaming engine asks of a streaming model (see inference/native_streaming.py) ----------------
+    @property
+    def objective(self) -> str:
+        return self.model.objective
+
+    @functools.cached_property
+    def search_network(self):
+        """The model as the network the transducer searches run over (None for CTC)."""
+        from asrforge.decoding.transducer import TorchTransducer
+
+        return TorchTransducer(self.model) if self.objective == "transducer" else None
+
+    @functools.cached_property
+    def stream_encoder(self) -> "TorchStreamEncoder":
+        return TorchStreamEncoder(self.model, self.device)
+
+    def online_features(self):
+        """A new stream's front end, computed as audio arrives (frames as numpy arrays)."""
+        from asrforge.features.online import OnlineFeatures
+
+        return NumpyFrames(OnlineFeatures(self.features))
 
     @property
     def speaker_cmvn(self) -> bool:
@@ -376,3 +402,37 @@ class Transcriber:
             ev.notes.append("the n-gram LM is used by beam search only; this greedy run ignores it "
                             "(--beam-size 8 to use it, --no-lm to silence this)")
         return ev
+
+
+class NumpyFrames:
+    """An online front end whose frames come out as numpy arrays (the streaming engine's common currency)."""
+
+    def __init__(self, features):
+        self.features = features
+
+    @property
+    def finished(self) -> bool:
+        return self.features.finished
+
+    def accept(self, samples: np.ndarray) -> np.ndarray:
+        return self.features.accept(samples).numpy()
+
+    def finish(self) -> np.ndarray:
+        return self.features.finish().numpy()
+
+
+class TorchStreamEncoder:
+    """A streaming model's ``initial_stream``/``forward_chunks`` over numpy frames, on the model's device."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model, self.device = model, device
+
+    @torch.inference_mode()
+    def initial_stream(self, x: np.ndarray):
+        return self.model.initial_stream(torch.from_numpy(x).to(self.device))
+
+    @torch.inference_mode()
+    def forward_chunks(self, chunks: list[np.ndarray], states: list, finals: list[bool]) -> list[torch.Tensor]:
+        """Transducer frames stay on the device for the joint network; CTC log-probabilities come to the CPU."""
+        outs = self.model.forward_chunks([torch.from_numpy(c).to(self.device) for c in chunks], states, finals)
+        return [o.float().cpu() for o in outs] if self.model.objective == "ctc" else outs

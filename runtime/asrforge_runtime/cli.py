@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from asrforge_runtime.errors import AsrforgeError
-from asrforge_runtime.writers import FORMATS, write_result
+from asrforge_runtime.writers import FORMATS, WRITERS, write_result
 
 
 def _positive_int(text: str) -> int:
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def transcribe(args) -> int:
     from asrforge_runtime.recognizer import OnnxRecognizer
 
+    if args.output_format == "all" and not args.output_dir:
+        raise AsrforgeError("--output-format all writes files: give --output-dir")
     lm = False if args.no_lm else (args.lm or True)
     recognizer = OnnxRecognizer.load(args.model, args.threads, lm, args.lm_weight, args.word_bonus)
     options = {"beam_size": args.beam_size, "max_segment_s": args.max_segment_s}
@@ -61,11 +63,7 @@ def transcribe(args) -> int:
             written = write_result(result, Path(path).stem, args.output_dir, args.output_format)
             print(f"[{n}/{len(args.audio)}] {path} -> {', '.join(map(str, written))} "
                   f"({result.duration:.1f} s of audio in {time.perf_counter() - started:.2f} s)", file=sys.stderr)
-        elif args.output_format == "all":
-            raise AsrforgeError("--output-format all writes files: give --output-dir")
         else:
-            from asrforge_runtime.writers import WRITERS
-
             text = WRITERS[args.output_format](result)
             sys.stdout.write((f"==> {path} <==\n" if len(args.audio) > 1 and args.output_format == "txt" else "")
                              + text + ("" if text.endswith("\n") else "\n"))

@@ -67,6 +67,7 @@ class ExportedFolder:
     info: dict              # asrforge_onnx.json
     pieces: list[str]       # each token's text; the blank's is ""
     network: "OnnxCTC | OnnxTransducer"
+    sessions: dict          # graph name -> onnxruntime session
 
 
 def open_folder(path: str | Path, threads: int | None = None) -> ExportedFolder:
@@ -100,7 +101,7 @@ def open_folder(path: str | Path, threads: int | None = None) -> ExportedFolder:
     if info["objective"] not in kinds:
         raise CheckpointError(f"{config}: objective {info['objective']!r} is not one this runtime decodes "
                               f"({', '.join(kinds)})")
-    return ExportedFolder(path, info, pieces, kinds[info["objective"]](graphs, info))
+    return ExportedFolder(path, info, pieces, kinds[info["objective"]](graphs, info), graphs)
 
 
 def _run_encoder(session, feats: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,3 +165,9 @@ class OnnxTransducer:
 
     def concat(self, tables: list[tuple]) -> tuple:
         return tuple(np.concatenate(parts) for parts in zip(*tables))
+
+    def pad(self, frames: list[np.ndarray]) -> np.ndarray:
+        enc = np.zeros((len(frames), max(f.shape[0] for f in frames), frames[0].shape[1]), dtype=np.float32)
+        for b, f in enumerate(frames):
+            enc[b, : f.shape[0]] = f
+        return enc

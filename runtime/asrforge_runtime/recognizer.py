@@ -46,7 +46,6 @@ class OnnxRecognizer:
     languages: tuple[str, ...] = ()     # it reads the one language it was trained on
     tasks = ("transcribe",)
     word_timestamps = True              # CTC and transducer outputs are aligned to frames
-    streaming = False                   # the exported graphs decode whole utterances
 
     def __init__(self, folder: ExportedFolder, lm: NGramLM | None = None, lm_weight: float | None = None,
                  word_bonus: float | None = None, closed_vocabulary: bool | None = None):
@@ -56,7 +55,10 @@ class OnnxRecognizer:
         self.network = folder.network
         self.pieces = folder.pieces
         self.blank = self.info["blank_id"]
-        self.features = FrontEnd(FeatureConfig(**_known(FeatureConfig, self.info["features"])))
+        features = _known(FeatureConfig, self.info["features"])
+        if self.info.get("layout") == "sherpa-onnx":
+            features["cmvn"] = "none"       # the statistics are folded into the first graph, as sherpa-onnx needs
+        self.features = FrontEnd(FeatureConfig(**features))
         self.decode_defaults = DecodeConfig(**_known(DecodeConfig, self.info["decode"]))
         self.lm: WordLMScorer | None = None
         if lm is not None:
@@ -87,6 +89,45 @@ class OnnxRecognizer:
     @property
     def beam_size(self) -> int:
         return self.decode_defaults.beam_size
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the export holds a streaming step (a model trained with ``model.streaming``)."""
+        return "stream" in self.info
+
+    # ---- what asrforge's streaming engine asks of a streaming model ---------------------------------------------
+    @property
+    def objective(self) -> str:
+        return self.info["objective"]
+
+    @property
+    def search_network(self):
+        """The transducer network the searches run over (None for CTC)."""
+        return self.network if self.objective == "transducer" else None
+
+    @functools.cached_property
+    def stream_encoder(self):
+        """The streaming step graph as an encoder fed chunk by chunk (:mod:`asrforge_runtime.streaming`)."""
+        from asrforge_runtime.streaming import OnnxStreamingEncoder
+
+        if not self.streaming:
+            raise ConfigError(f"{self.source} holds no streaming step: export a model trained with model.streaming")
+        return OnnxStreamingEncoder(self.folder.sessions["encoder_step"], self.info["stream"])
+
+    def online_features(self):
+        """A new stream's front end, computed as audio arrives."""
+        from asrforge_runtime.features import OnlineFrontEnd
+
+        return OnlineFrontEnd(self.features)
+
+    def word_times(self, log_probs: np.ndarray, length: int, tokens: list[int] | None = None) -> list[Word]:
+        """CTC word times of ``tokens`` aligned to ``log_probs (T, V)`` (the best path's without them)."""
+        found, spans = ctc_token_spans(np.asarray(log_probs[:length], dtype=np.float32), tokens, self.blank)
+        return words_from_spans(self.pieces, found, spans, self.frame_seconds)
+
+    def words_from_frames(self, tokens: list[int], frames: list[int]) -> list[Word]:
+        """Word times from the frame each token was emitted on (transducers)."""
+        return words_from_spans(self.pieces, tokens, [(f, f) for f in frames], self.frame_seconds)
 
     def decode_config(self, beam_size: int | None = None, **overrides) -> DecodeConfig:
         """The export's ``decode`` defaults, with ``beam_size`` (None: the default) and other knobs changed."""
@@ -207,14 +248,12 @@ class OnnxRecognizer:
                 _, start, end = spans[i]
                 words = None
                 if word_timestamps:
-                    if log_probs is not None:
-                        tokens, frames = ctc_token_spans(log_probs[b], hyps[b].tokens, self.blank)
-                    else:
-                        tokens, frames = hyps[b].tokens, [(f, f) for f in hyps[b].frames or []]
+                    found = (self.word_times(log_probs[b], log_probs[b].shape[0], hyps[b].tokens)
+                             if log_probs is not None else self.words_from_frames(hyps[b].tokens, hyps[b].frames or []))
                     offset = start / SAMPLE_RATE + self.features.trimmed_start(piece) * hop
                     last = end / SAMPLE_RATE    # the last frame can reach a little past the piece
                     words = [Word(w.word, round(min(w.start + offset, last), 3), round(min(w.end + offset, last), 3))
-                             for w in words_from_spans(self.pieces, tokens, frames, self.frame_seconds)]
+                             for w in found]
                 segments[i] = Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3),
                                       self.text(hyps[b].tokens), words)
             if on_batch is not None:

@@ -52,6 +52,9 @@ class TransducerNetwork(Protocol):
     def concat(self, tables: list[Table]) -> Table:
         """One table holding the rows of each, in order."""
 
+    def pad(self, frames: list) -> Any:
+        """Utterances' encoder frames ``(T_i, J)`` -> one ``enc (B, max T_i, J)`` (zeros after each one's end)."""
+
 
 def _logaddexp(a: float, b: float) -> float:
     if a < b:
