@@ -53,7 +53,9 @@ def sherpa_problems(recipe, model) -> list[str]:
 
 
 class Normalized(torch.nn.Module):
-    """A graph that normalizes its features first: ``(x - mean) / (std + EPS)`` with the recipe's global statistics."""
+    """A graph that normalizes its features first: ``(x - mean) / (std + EPS)`` with the recipe's global statistics,
+    and frames past ``x_lens`` zeroed as asrforge pads them (sherpa-onnx pads a batch with -23.03, which normalized
+    would be read by the front end's convolution at each utterance's end)."""
 
     def __init__(self, graph: torch.nn.Module, mean: list[float] | None, std: list[float] | None):
         super().__init__()
@@ -62,7 +64,8 @@ class Normalized(torch.nn.Module):
         self.register_buffer("scale", 1.0 / (torch.tensor(std) + EPS) if std is not None else torch.ones(1))
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor):
-        return self.graph((x - self.mean) * self.scale, x_lens)
+        real = torch.arange(x.shape[1], device=x.device)[None] < x_lens[:, None]
+        return self.graph((x - self.mean) * self.scale * real[..., None], x_lens)
 
 
 def write_sherpa_tokens(tokenizer, path: Path) -> None:
