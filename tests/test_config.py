@@ -63,7 +63,8 @@ def test_every_shipped_recipe_loads(recipe):
                     "demo_las.yaml": ("las", "pyramid"), "demo_transformer.yaml": ("transformer", "transformer"),
                     "demo_joint.yaml": ("joint", "conformer"), "demo_rnnt.yaml": ("rnnt", "rnn"),
                     "demo_conformer_rnnt.yaml": ("rnnt", "conformer"),
-                    "demo_ctc_streaming.yaml": ("ctc", "rnn"), "demo_rnnt_streaming.yaml": ("rnnt", "conformer")}[recipe]
+                    "demo_ctc_streaming.yaml": ("ctc", "rnn"), "demo_rnnt_streaming.yaml": ("rnnt", "conformer"),
+                    "demo_ctc_fbank.yaml": ("ctc", "conformer"), "demo_rnnt_fbank.yaml": ("rnnt", "conformer")}[recipe]
         assert (r.model.family, r.model.encoder.kind) == expected
         # a streaming recipe is its offline one with a causal encoder and features that need no future audio
         assert getattr(r.model, "streaming", False) == recipe.endswith("_streaming.yaml")
@@ -72,6 +73,11 @@ def test_every_shipped_recipe_loads(recipe):
                                    "demo_rnnt_streaming.yaml": "demo_conformer_rnnt"}[recipe])
             assert r.model.encoder.causal and not offline.model.encoder.causal and r.features.cmvn == "global"
             assert (r.train, r.specaugment, r.model.family) == (offline.train, offline.specaugment, offline.model.family)
+        if recipe.endswith("_fbank.yaml"):      # sherpa-onnx's front end, its conformer recipe's model otherwise
+            offline = load_recipe({"demo_ctc_fbank.yaml": "demo_conformer_ctc",
+                                   "demo_rnnt_fbank.yaml": "demo_conformer_rnnt"}[recipe])
+            assert r.features.kind == "kaldi_fbank" and r.features.cmvn == "global" and r.features.fmin == 20.0
+            assert (r.train, r.specaugment, r.model.encoder) == (offline.train, offline.specaugment, offline.model.encoder)
 
 
 def test_checkpoints_saved_with_a_retired_setting_load_when_it_was_off():
