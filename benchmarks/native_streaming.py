@@ -5,7 +5,7 @@
 
 The demo corpus's held-out voices (``asrforge synth``; the manifest's utterances joined with ``--pause`` seconds
 of silence between them, as people pause between sentences) are replayed in 100-ms chunks at the pace they were
-spoken through :class:`asrforge.inference.native_streaming.NativeStreamingRecognizer`, as 1, 4, 8 ... streams at
+spoken through :class:`asrforge_runtime.native_streaming.NativeStreamingRecognizer`, as 1, 4, 8 ... streams at
 once in one engine (their chunks batched in one encoder call). Per row it prints one JSON line: the WER of the
 finals against the reference; the latency of each final (arrival from the start of the replay minus the end time
 of the words it covers, as streaming_latency.py measures it, and minus the end of the utterance's audio) and of
@@ -78,7 +78,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from asrforge.inference.native_streaming import NativeStreamingRecognizer
+    from asrforge_runtime.native_streaming import NativeStreamingRecognizer
     from asrforge.inference.recognizer import load_model
 
     torch.set_num_threads(args.threads)

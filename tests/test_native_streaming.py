@@ -14,8 +14,9 @@ import torch
 from asrforge.errors import ConfigError
 from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.features.online import OnlineFeatures
-from asrforge.inference.native_streaming import NativeStreamingRecognizer, streaming_engine
-from asrforge.inference.streaming import EndpointRules, StreamingRecognizer
+from asrforge.inference.streaming import StreamingRecognizer, streaming_engine
+from asrforge_runtime.native_streaming import NativeStreamingRecognizer
+from asrforge_runtime.stream_events import EndpointRules
 from asrforge.inference.transcriber import Transcriber
 from asrforge.models.build import build_model
 from asrforge.models.encoders import (ConformerEncoder, ConformerEncoderConfig, RNNEncoder, RNNEncoderConfig,

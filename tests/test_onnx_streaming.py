@@ -16,8 +16,8 @@ import asrforge
 from asrforge.checkpoint import save_checkpoint
 from asrforge.errors import ConfigError
 from asrforge.export.onnx import export_onnx
-from asrforge.inference.native_streaming import NativeStreamingRecognizer
-from asrforge.inference.streaming import EndpointRules
+from asrforge_runtime.native_streaming import NativeStreamingRecognizer
+from asrforge_runtime.stream_events import EndpointRules
 from asrforge.inference.transcriber import Transcriber
 from asrforge.models.build import build_model
 from asrforge.recipe import recipe_from_dict
@@ -131,3 +131,35 @@ def test_stream_command_runs_an_exported_streaming_model(tmp_path, monkeypatch, 
 def test_a_streaming_model_without_a_bounded_cache_is_refused_by_name(tmp_path):
     with pytest.raises(ConfigError, match="left_chunks is -1"):
         streaming_model(tmp_path, "ctc", {**CONFORMER, "left_chunks": -1})
+
+
+def test_the_runtime_streams_where_torch_cannot_be_imported(tmp_path):
+    """The streaming engine, the step graph and the searches are the runtime's: a process without torch streams."""
+    import subprocess
+
+    checkpoint, folder, _ = streaming_model(tmp_path, "rnnt", CONFORMER, seed=7)
+    wave = (np.random.default_rng(8).standard_normal(int(1.9 * SR)) * 0.05).astype(np.float32)
+    np.save(tmp_path / "wave.npy", wave)
+    expected = [e[1] for e in stream_events(NativeStreamingRecognizer(Transcriber.from_checkpoint(checkpoint), NEVER),
+                                            wave, 3000) if e[0] == "final"]
+    script = f"""
+import sys
+sys.modules["torch"] = None
+sys.modules["asrforge"] = None
+import numpy as np
+from asrforge_runtime import load
+from asrforge_runtime.native_streaming import NativeStreamingRecognizer
+from asrforge_runtime.stream_events import EndpointRules
+engine = NativeStreamingRecognizer(load({str(folder)!r}), EndpointRules(1e4, 1e4, 1e4))
+wave = np.load({str(tmp_path / "wave.npy")!r})
+s = engine.create_stream()
+for i in range(0, len(wave), 3000):
+    s.accept_waveform(wave[i: i + 3000])
+    engine.decode_streams([s])
+s.finish()
+engine.decode_streams([s])
+print("|".join(e.text for e in s.pop_events() if e.type == "final"))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().split("|") == expected and expected[0]

@@ -17,7 +17,8 @@ import soxr
 
 from asrforge.errors import ConfigError
 from asrforge_runtime.result import Result, Segment, Word
-from asrforge.inference.streaming import EndpointRules, StreamingRecognizer
+from asrforge.inference.streaming import StreamingRecognizer
+from asrforge_runtime.stream_events import EndpointRules
 from asrforge.inference.vad import VadOptions, speech_spans
 from serve_fixtures import spoken, write_wav
 

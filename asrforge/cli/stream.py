@@ -74,7 +74,7 @@ def stream(args) -> None:
         finals, seconds = _local(args, chunks, rate, show)
     show.close()
     if args.output_dir:
-        from asrforge.inference.streaming import finals_result
+        from asrforge_runtime.stream_events import finals_result
         from asrforge_runtime.writers import write_result
 
         for fmt in ("srt", "vtt", "json"):
@@ -85,9 +85,10 @@ def stream(args) -> None:
 def _local(args, chunks, rate: int, show) -> tuple[list, float]:
     from dataclasses import replace
 
-    from asrforge.inference.native_streaming import NATIVE_RULES, streaming_engine
+    from asrforge.inference.streaming import streaming_engine
+    from asrforge_runtime.native_streaming import NATIVE_RULES
     from asrforge.inference.recognizer import load_model
-    from asrforge.inference.streaming import EndpointRules
+    from asrforge_runtime.stream_events import EndpointRules
 
     recognizer = load_model(args.model, device=args.device, dtype=args.dtype)
     defaults = NATIVE_RULES if recognizer.streaming else EndpointRules()

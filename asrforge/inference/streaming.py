@@ -26,16 +26,16 @@ its own, which one batched call cannot take yet).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from asrforge.errors import ConfigError
 from asrforge.inference.recognizer import Recognizer
-from asrforge_runtime.result import Result, Segment, Word
 from asrforge.inference.vad import VAD_FRAME, speech_probabilities
-
-SAMPLE_RATE = 16000
+from asrforge_runtime.audio import SAMPLE_RATE
+from asrforge_runtime.result import Word
+from asrforge_runtime.native_streaming import NATIVE_RULES, NativeStreamingRecognizer
+from asrforge_runtime.stream_events import AudioStream, EndpointRules, StreamEvent
 VAD_CONTEXT_FRAMES = 16         # frames of audio before the new ones that Silero sees again (its state warms up)
 CHECK_FRAMES = 8                # VAD frames between two looks at a stream (0.256 s): endpoints are found this finely
 SPEECH_PAD_S = 0.3              # kept around speech when the buffer is cut to it
@@ -44,46 +44,6 @@ TOKENS_PER_SECOND = 16          # at most, text and timestamp tokens, per second
                                 # a loop must run long enough for the compression-ratio check to see it)
 MIN_TOKENS = 32
 MATCH_WINDOW_S = 1.5            # how far from the committed end a repeat of the committed words is looked for
-
-
-@dataclass(frozen=True)
-class EndpointRules:
-    """When an utterance ends (sherpa-onnx's three rules, in seconds)."""
-
-    silence_after_text_s: float = 1.0       # trailing silence after decoded text
-    silence_without_text_s: float = 2.4     # trailing silence when the utterance decoded to nothing
-    max_utterance_s: float = 20.0           # an utterance this long ends anyway
-
-    def check(self) -> None:
-        for name in ("silence_after_text_s", "silence_without_text_s", "max_utterance_s"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"endpoint rule {name} must be above 0; got {getattr(self, name)}")
-
-
-@dataclass
-class StreamEvent:
-    """``partial``: the current utterance as decoded now (the next partial or final replaces it). ``final``: an
-    utterance's words for good, numbered by ``segment`` from 0."""
-
-    type: str
-    text: str
-    start: float
-    end: float
-    words: list[Word] = field(default_factory=list)
-    segment: int | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StreamEvent":
-        """The inverse of :meth:`to_dict` (an event a server sent)."""
-        words = [Word(w["word"], w["start"], w["end"]) for w in d.get("words", [])]
-        return cls(d["type"], d["text"], d["start"], d["end"], words, d.get("segment"))
-
-    def to_dict(self) -> dict:
-        out = {"type": self.type, "text": self.text, "start": self.start, "end": self.end}
-        if self.type == "final":
-            out["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in self.words]
-            out["segment"] = self.segment
-        return out
 
 
 def _norm(word: str) -> str:
@@ -115,73 +75,6 @@ def _takes(recognizer: Recognizer, **option) -> bool:
 
 def _text(words: list[Word]) -> str:
     return " ".join(w.word.strip() for w in words if w.word.strip())
-
-
-class AudioStream:
-    """What every engine's stream shares: audio in (resampled to 16 kHz as it arrives), events out. Feed it with
-    :meth:`accept_waveform`, end it with :meth:`finish`; events come out of :meth:`pop_events` after the engine's
-    ``decode_streams``. An engine's stream takes the 16 kHz samples in ``_append``."""
-
-    def __init__(self, options: dict):
-        self.options = options
-        self.received = 0               # samples received (16 kHz)
-        self.segments = 0
-        self.finished = False
-        self.flushed = False            # the end was decoded
-        self.finals: list[StreamEvent] = []
-        self._events: list[StreamEvent] = []
-        self._resampler = None
-        self._rate: int | None = None
-
-    def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-        """Mono float samples ``(N,)`` in [-1, 1] at ``sample_rate`` (resampled to 16 kHz as they arrive)."""
-        if self.finished:
-            raise ConfigError("this stream was finished; create a new stream for more audio")
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if self._rate is None:
-            self._rate = int(sample_rate)
-            if self._rate <= 0:
-                raise ConfigError(f"sample_rate must be a positive number of samples per second; got {sample_rate}")
-            if self._rate != SAMPLE_RATE:
-                import soxr
-
-                self._resampler = soxr.ResampleStream(self._rate, SAMPLE_RATE, 1, dtype="float32")
-        elif int(sample_rate) != self._rate:
-            raise ConfigError(f"sample_rate changed from {self._rate} to {sample_rate} within one stream")
-        if self._resampler is not None:
-            samples = self._resampler.resample_chunk(samples)
-        if len(samples):
-            self.received += len(samples)
-            self._append(samples)
-
-    def finish(self) -> None:
-        """No more audio: the engine's next ``decode_streams`` commits what is left."""
-        if self._resampler is not None and not self.finished:
-            rest = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-            if len(rest):
-                self.received += len(rest)
-                self._append(rest)
-        self.finished = True
-
-    def _append(self, samples: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def pop_events(self) -> list[StreamEvent]:
-        events, self._events = self._events, []
-        return events
-
-    @property
-    def seconds(self) -> float:
-        return self.received / SAMPLE_RATE
-
-    def _emit(self, event: StreamEvent) -> None:
-        self._events.append(event)
-        if event.type == "final":
-            self.finals.append(event)
-
-    def result(self) -> Result:
-        """The finals so far as one :class:`Result` (a segment per final), for srt/vtt/json writers."""
-        return finals_result(self.finals, self.seconds, self.options.get("language"))
 
 
 class Stream(AudioStream):
@@ -232,12 +125,6 @@ class Stream(AudioStream):
     def speech_in_buffer(self) -> bool:
         """Whether the VAD heard speech in the audio the buffer holds."""
         return self.last_speech_end is not None and self.last_speech_end > self.buffer_start
-
-
-def finals_result(finals: list[StreamEvent], seconds: float, language: str | None = None) -> Result:
-    """Final events -> one :class:`Result`, a segment per final."""
-    segments = [Segment(e.start, e.end, e.text, e.words, i) for i, e in enumerate(finals)]
-    return Result(" ".join(e.text for e in finals), segments, language, seconds)
 
 
 class StreamingRecognizer:
@@ -384,3 +271,16 @@ class StreamingRecognizer:
         s.agreed = s.agreed + list(words)
         s.committed_to = max(s.committed_to, words[-1].end)
         s.last_committed = (s.last_committed + [_norm(w.word) for w in words])[-5:]
+
+
+def streaming_engine(recognizer, rules: EndpointRules | None = None, **options):
+    """The engine for ``recognizer``: a model trained to stream decodes incrementally
+    (:class:`NativeStreamingRecognizer`); any other with word times re-decodes a growing buffer with agreement
+    (:class:`~asrforge.inference.streaming.StreamingRecognizer`, whose ``step_s`` and ``trim_s`` it alone takes).
+    ``rules`` default to each engine's own."""
+    if getattr(recognizer, "streaming", False):
+        for name in ("step_s", "trim_s"):
+            options.pop(name, None)     # re-decoding settings: an incremental model has nothing to re-decode
+        return NativeStreamingRecognizer(recognizer, rules or NATIVE_RULES, **options)
+    options.pop("chunk_ms", None)
+    return StreamingRecognizer(recognizer, rules or EndpointRules(), **options)

@@ -4,7 +4,7 @@ with the model, features, tokenizer, search and n-gram LM it needs."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from asrforge.checkpoint import load_checkpoint
 from asrforge.config import from_dict, to_dict
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import Skipped, Utterance, load_utterance
-from asrforge_runtime.search.config import DecodeConfig
+from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig
 from asrforge_runtime.search.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, decode_batch, uses_word_bonus
 from asrforge_runtime.search.word_lm import WordLMScorer
@@ -76,7 +76,6 @@ def speech_pieces(utts: list[Utterance], max_segment_s: float = LONG_FORM_S) -> 
     return pieces, skipped
 
 
-DECODE_KEYS = frozenset(f.name for f in fields(DecodeConfig))
 
 
 @dataclass(frozen=True)
@@ -260,7 +259,7 @@ class Transcriber:
     def text(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens).strip()
 
-    # ---- what the streaming engine asks of a streaming model (see inference/native_streaming.py) ----------------
+    # ---- what the streaming engine asks of a streaming model (asrforge_runtime/native_streaming.py) ------------
     @property
     def objective(self) -> str:
         return self.model.objective

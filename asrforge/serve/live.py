@@ -29,8 +29,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asrforge.audio.live import PcmDecoder
 from asrforge.errors import AudioError, ConfigError
-from asrforge.inference.native_streaming import streaming_engine
-from asrforge.inference.streaming import AudioStream, StreamingRecognizer
+from asrforge.inference.streaming import StreamingRecognizer, streaming_engine
+from asrforge_runtime.stream_events import AudioStream
 from asrforge.serve.errors import ApiError
 
 log = logging.getLogger("asrforge")

@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from asrforge.errors import ConfigError
-from asrforge.inference.streaming import StreamEvent
+from asrforge_runtime.stream_events import StreamEvent
 
 
 def pcm16(samples: np.ndarray) -> bytes:

@@ -20,7 +20,7 @@ from asrforge_runtime.features import FeatureConfig, FrontEnd
 from asrforge_runtime.long_form import LONG_FORM_S, long_form_spans
 from asrforge_runtime.onnx_model import ExportedFolder, open_folder
 from asrforge_runtime.result import Result, Segment, Word
-from asrforge_runtime.search.config import DecodeConfig, ctc_beam_options
+from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig, ctc_beam_options
 from asrforge_runtime.search.ctc import ctc_greedy, ctc_prefix_beam_search
 from asrforge_runtime.search.hypothesis import Hypothesis
 from asrforge_runtime.search.ngram import NGramLM
@@ -28,7 +28,6 @@ from asrforge_runtime.search.transducer import TransducerOptions, transducer_bea
 from asrforge_runtime.search.word_lm import WordLMScorer
 from asrforge_runtime.words import ctc_token_spans, words_from_spans
 
-DECODE_KEYS = frozenset(f.name for f in fields(DecodeConfig))
 BATCH_SECONDS = 200.0   # padded audio seconds decoded at once
 LM_FILE = "lm.arpa"     # the n-gram the export copies beside the graphs when the model decodes with one (+.gz)
 

@@ -7,7 +7,7 @@ family's search does not use are ignored by it, so one recipe section serves eve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 
@@ -44,3 +44,6 @@ def ctc_beam_options(config: DecodeConfig, nbest: int = 1):
 
     return CTCBeamOptions(beam_size=config.beam_size, token_beam=config.token_beam, prune_logprob=config.prune_logprob,
                           score_margin=config.score_margin, nbest=nbest)
+
+
+DECODE_KEYS = frozenset(f.name for f in fields(DecodeConfig))    # the decode.* knobs a transcription may override

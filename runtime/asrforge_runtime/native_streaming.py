@@ -14,9 +14,9 @@ end's pending frames, the LSTM's state, the attention caches), and the search go
 greedy or prefix beam search, transducer greedy or modified beam search: :mod:`asrforge_runtime.search.incremental`,
 over its ``search_network``). Chunks of every stream due are encoded together, and transducer searches share one
 joint-network call per frame. The result over an utterance is exactly the offline result of the same model on that
-audio, whatever the chunk size. The recognizer is a PyTorch model (:class:`~asrforge.inference.transcriber.Transcriber`)
-or an exported one (``asrforge_runtime.recognizer.OnnxRecognizer``: its step graph, numpy front end and the same
-searches), which gives the same events.
+audio, whatever the chunk size. The recognizer is an exported one (:class:`~asrforge_runtime.recognizer.OnnxRecognizer`: its
+step graph, numpy front end) or, in asrforge, a PyTorch model (``asrforge.inference.transcriber.Transcriber``); both
+give the same events.
 
 Endpoints follow sherpa-onnx's rules on what was decoded (no VAD): the trailing silence is the time since the last
 frame on which the best hypothesis emitted a token (a CTC model: whose best symbol was not blank). At an endpoint
@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from asrforge.errors import ConfigError
-from asrforge.inference.streaming import AudioStream, EndpointRules, StreamEvent
-from asrforge.inference.transcriber import DECODE_KEYS
+from asrforge_runtime.errors import ConfigError
 from asrforge_runtime.result import Word
+from asrforge_runtime.search.config import DECODE_KEYS
 from asrforge_runtime.search.incremental import advance, start_search
+from asrforge_runtime.stream_events import AudioStream, EndpointRules, StreamEvent
 
 CHUNK_MS = 320                  # features per encoder call (sherpa-onnx's streaming transducers: 320 ms)
 # the models decode their own silence, so an endpoint can come sooner than with a VAD's probabilities
@@ -179,18 +179,3 @@ class NativeStreamingRecognizer:
         s.encoder = None
         s.search = self._search(s.config)
         s.partial_text = ""
-
-
-def streaming_engine(recognizer, rules: EndpointRules | None = None, **options):
-    """The engine for ``recognizer``: a model trained to stream decodes incrementally
-    (:class:`NativeStreamingRecognizer`); any other with word times re-decodes a growing buffer with agreement
-    (:class:`~asrforge.inference.streaming.StreamingRecognizer`, whose ``step_s`` and ``trim_s`` it alone takes).
-    ``rules`` default to each engine's own."""
-    if getattr(recognizer, "streaming", False):
-        for name in ("step_s", "trim_s"):
-            options.pop(name, None)     # re-decoding settings: an incremental model has nothing to re-decode
-        return NativeStreamingRecognizer(recognizer, rules or NATIVE_RULES, **options)
-    from asrforge.inference.streaming import StreamingRecognizer
-
-    options.pop("chunk_ms", None)
-    return StreamingRecognizer(recognizer, rules or EndpointRules(), **options)
