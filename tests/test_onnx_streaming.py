@@ -163,3 +163,38 @@ print("|".join(e.text for e in s.pop_events() if e.type == "final"))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().split("|") == expected and expected[0]
+
+
+def test_the_runtime_command_streams_a_file_and_a_pipe_without_torch(tmp_path):
+    """``python -m asrforge_runtime stream``: the events asrforge's engine gives, from a file or raw PCM on a pipe,
+    in a process where torch cannot be imported; a folder without a streaming step is refused in one line."""
+    import subprocess
+
+    checkpoint, folder, _ = streaming_model(tmp_path, "ctc", CONFORMER, seed=9, beam=4)
+    wave = (np.random.default_rng(10).standard_normal(int(2.2 * SR)) * 0.05).astype(np.float32)
+    path = write_wav(tmp_path / "talk.wav", wave)
+    from asrforge_runtime.audio import load_audio
+    from asrforge_runtime.native_streaming import NATIVE_RULES
+
+    expected = stream_events(NativeStreamingRecognizer(Transcriber.from_checkpoint(checkpoint), NATIVE_RULES,
+                                                       chunk_ms=160), load_audio(path), int(0.16 * SR))
+    blocked = ("import sys, runpy; sys.modules['torch'] = None; sys.argv = ['asrforge_runtime', *sys.argv[1:]]; "
+               "runpy.run_module('asrforge_runtime', run_name='__main__')")
+    run = [sys.executable, "-c", blocked, "stream", "--model", str(folder), "--chunk-ms", "160", "--output-format", "jsonl"]
+    from_file = subprocess.run(run + [str(path)], capture_output=True, text=True, timeout=300)
+    assert from_file.returncode == 0, from_file.stderr
+    events = [json.loads(line) for line in from_file.stdout.splitlines()]
+    assert [(e["type"], e["text"], e["start"], e["end"]) for e in events] == [e[:4] for e in expected]
+    assert any(e["type"] == "final" for e in events)
+    pcm = (np.clip(load_audio(path), -1, 1) * 32767).astype("<i2").tobytes()
+    piped = subprocess.run(run + ["-"], input=pcm, capture_output=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    finals = [json.loads(line)["text"] for line in piped.stdout.decode().splitlines() if '"final"' in line]
+    assert finals == [e["text"] for e in events if e["type"] == "final"]      # 16-bit samples: the same words
+    recipe = recipe_from_dict({"model": {"family": "ctc", "encoder": {**RNN, "bidirectional": True}},
+                               "features": {"n_mels": 40}})
+    save_checkpoint(tmp_path / "offline.pt", recipe, TOKENIZER, build_model(recipe.model, 40, TOKENIZER.vocab_size))
+    export_onnx(tmp_path / "offline.pt", tmp_path / "offline")
+    refused = subprocess.run([sys.executable, "-m", "asrforge_runtime", "stream", "--model", str(tmp_path / "offline"),
+                              str(path)], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "holds no streaming step" in refused.stderr and "Traceback" not in refused.stderr
