@@ -19,7 +19,8 @@ The folder holds, for each family:
 Batch and time axes are dynamic, and padding never changes a real frame's output (the encoders' contract), so one
 graph serves any batch. ``--quantization int8`` runs onnxruntime's dynamic quantization (int8 weights, activations
 quantized per call) over every graph. The exported graphs compute the full-utterance forward pass; a streaming
-encoder's chunk caches are not yet graph inputs, and attention decoders are refused by name (see ``UNSUPPORTED``).
+encoder's chunk step is ``encoder_step.onnx`` (:mod:`asrforge.export.streaming`); an attention model's encoder and
+decoder step are :mod:`asrforge.export.attention`'s.
 """
 
 from __future__ import annotations
@@ -40,13 +41,6 @@ from asrforge_runtime.recognizer import LM_FILE
 
 OPSET = 17
 QUANTIZATIONS = ("float32", "int8")
-UNSUPPORTED = {
-    "attention": "attention decoders (las, transformer, joint CTC/attention) need a decoder step graph with the "
-                 "self-attention cache as inputs and outputs, which the exporter does not write yet; train a ctc or "
-                 "rnnt model to deploy with ONNX",
-}
-
-
 class _Graph(nn.Module):
     """One exported graph over ``model``: its ``forward`` is what the graph computes."""
 
@@ -100,8 +94,10 @@ def _graphs(model: nn.Module, input_dim: int) -> dict[str, tuple[nn.Module, tupl
     if model.objective == "ctc":
         return {"model": (CTCGraph(model), (x, x_lens), ["x", "x_lens"], ["log_probs", "log_prob_lens"],
                           {**frames, "log_probs": {0: "N", 1: "T_out"}, "log_prob_lens": {0: "N"}})}
-    if model.objective != "transducer":
-        raise ConfigError(f"cannot export a {model.config.family!r} model to ONNX: {UNSUPPORTED[model.objective]}")
+    if model.objective == "attention":
+        from asrforge.export.attention import attention_graphs
+
+        return attention_graphs(model, input_dim)[0]
     J = model.config.joint_dim
     rows = {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}}
     graphs = {"encoder": (TransducerEncoderGraph(model), (x, x_lens), ["x", "x_lens"],
@@ -243,6 +239,10 @@ def export_onnx(source: str | Path, out: str | Path, quantization: str = "float3
     info = _description(transcriber, list(graphs), quantization, lm_file)
     if streaming:
         info["stream"] = stream_description(transcriber.model, dim)
+    if transcriber.model.objective == "attention":
+        from asrforge.export.attention import attention_graphs
+
+        info["decoder"] = attention_graphs(transcriber.model, dim)[1]
     metadata = {"asrforge": json.dumps(info), "vocab_size": str(info["vocab_size"]), "model_type": info["family"]}
     if "context_size" in info:
         metadata["context_size"] = str(info["context_size"])

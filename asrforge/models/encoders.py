@@ -151,9 +151,8 @@ class PyramidEncoder(nn.Module):
         h, lens = self.bottom(x, x_lens)
         for layer in self.pyramid:
             h = h * valid_mask(lens, h.shape[1])[..., None]
-            if h.shape[1] % 2:
-                h = nn.functional.pad(h, (0, 0, 0, 1))
-            B, T, D = h.shape
+            h = nn.functional.pad(h, (0, 0, 0, h.shape[1] % 2))     # an odd length gets a zero frame (no branch:
+            B, T, D = h.shape                                       # a traced graph keeps the rule for any length)
             h = self.drop(h).reshape(B, T // 2, 2 * D)
             lens = torch.div(lens + 1, 2, rounding_mode="floor")
             h, lens = layer(h, lens)
