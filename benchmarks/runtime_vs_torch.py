@@ -41,19 +41,7 @@ def _worker(engine: str, model: str, manifest: str, threads: int) -> None:
     rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
     paths = [r["audio_filepath"] if os.path.isabs(r["audio_filepath"]) else
              str(Path(manifest).parent / r["audio_filepath"]) for r in rows]
-    if engine == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-        from asrforge.inference.transcriber import Transcriber
-
-        recognizer = Transcriber.from_checkpoint(model, lm=False)
-        options = {"beam_size": 1, "max_symbols_per_frame": 1, "word_timestamps": False}
-        first = recognizer.transcribe(paths[0], **options).text
-        first_at = time.time()
-        t0 = time.perf_counter()
-        texts = [r.text for r in recognizer.transcribe_batch(paths, **options)]
-    elif engine == "sherpa-onnx":
+    if engine == "sherpa-onnx":
         import sherpa_onnx
 
         from asrforge_runtime.audio import load_audio
@@ -77,20 +65,29 @@ def _worker(engine: str, model: str, manifest: str, threads: int) -> None:
             recognizer.decode_streams(streams)
             return [s.result.text.strip() for s in streams]
 
-        first = decode(paths[:1])[0]
-        first_at = time.time()
-        t0 = time.perf_counter()
-        texts = [t for i in range(0, len(paths), 32) for t in decode(paths[i: i + 32])]
+        def transcribe_all(batch):
+            return [t for i in range(0, len(batch), 32) for t in decode(batch[i: i + 32])]
     else:
-        sys.modules["torch"] = None          # the runtime must not need it: importing it now fails
-        from asrforge_runtime.recognizer import OnnxRecognizer
+        if engine == "torch":
+            import torch
 
-        recognizer = OnnxRecognizer.load(model, threads=threads, lm=False)
+            torch.set_num_threads(threads)
+            from asrforge.inference.transcriber import Transcriber
+
+            recognizer = Transcriber.from_checkpoint(model, lm=False)
+        else:
+            sys.modules["torch"] = None          # the runtime must not need it: importing it now fails
+            from asrforge_runtime.recognizer import OnnxRecognizer
+
+            recognizer = OnnxRecognizer.load(model, threads=threads, lm=False)
         options = {"beam_size": 1, "max_symbols_per_frame": 1, "word_timestamps": False}
-        first = recognizer.transcribe(paths[0], **options).text
-        first_at = time.time()
-        t0 = time.perf_counter()
-        texts = [r.text for r in recognizer.transcribe_batch(paths, **options)]
+
+        def transcribe_all(batch):
+            return [r.text for r in recognizer.transcribe_batch(batch, **options)]
+    first = transcribe_all(paths[:1])[0]
+    first_at = time.time()
+    t0 = time.perf_counter()
+    texts = transcribe_all(paths)
     seconds = time.perf_counter() - t0
     print(json.dumps({"texts": texts, "decode_s": seconds, "first_result_at": first_at, "started_at": started,
                       "first": first, "peak_rss_mb": _peak_rss_mb()}))

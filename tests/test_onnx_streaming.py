@@ -23,6 +23,7 @@ from asrforge.models.build import build_model
 from asrforge.recipe import recipe_from_dict
 from asrforge.text import CharTokenizer
 from serve_fixtures import spoken, write_wav
+from test_native_streaming import stream_through, timed_words
 
 SR = 16000
 TOKENIZER = CharTokenizer.build(["zero one two three four five six seven eight nine"])
@@ -88,13 +89,8 @@ def test_the_step_graph_over_chunks_equals_the_whole_utterance(tmp_path, family,
 
 
 def stream_events(engine, wave: np.ndarray, piece: int):
-    s = engine.create_stream()
-    for i in range(0, len(wave), piece):
-        s.accept_waveform(wave[i: i + piece])
-        engine.decode_streams([s])
-    s.finish()
-    engine.decode_streams([s])
-    return [(e.type, e.text, e.start, e.end, [(w.word, w.start, w.end) for w in e.words or []]) for e in s.pop_events()]
+    """The events of ``wave`` streamed in pieces, as comparable tuples."""
+    return [(e.type, e.text, e.start, e.end, timed_words(e.words or [])) for e in stream_through(engine, wave, piece)]
 
 
 @pytest.mark.parametrize("family,encoder,beam", [("rnnt", CONFORMER, 1), ("rnnt", RNN, 4), ("ctc", CONFORMER, 4),

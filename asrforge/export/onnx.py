@@ -87,17 +87,28 @@ class JoinerGraph(_Graph):
         return self.model.joint(encoder_out, decoder_out)
 
 
-def _graphs(model: nn.Module, input_dim: int) -> dict[str, tuple[nn.Module, tuple, list[str], list[str], dict]]:
-    """``name -> (module, example inputs, input names, output names, dynamic axes)`` for each graph of ``model``."""
+def _graphs(model: nn.Module, input_dim: int, streaming: bool = False) -> tuple[dict, dict]:
+    """``name -> (module, example inputs, input names, output names, dynamic axes)`` for each graph of ``model``
+    (with ``streaming``, its ``encoder_step`` too), and what ``asrforge_onnx.json`` says of the graphs beyond the
+    common description (``decoder``, ``stream``)."""
+    graphs, described = _whole_graphs(model, input_dim)
+    if streaming:
+        graphs["encoder_step"], described["stream"] = _step_graph(model, input_dim)
+    return graphs, described
+
+
+def _whole_graphs(model: nn.Module, input_dim: int) -> tuple[dict, dict]:
+    """The graphs of whole utterances (see :func:`_graphs`)."""
     x, x_lens = torch.randn(2, 64, input_dim), torch.tensor([64, 41])
     frames = {"x": {0: "N", 1: "T"}, "x_lens": {0: "N"}}
     if model.objective == "ctc":
         return {"model": (CTCGraph(model), (x, x_lens), ["x", "x_lens"], ["log_probs", "log_prob_lens"],
-                          {**frames, "log_probs": {0: "N", 1: "T_out"}, "log_prob_lens": {0: "N"}})}
+                          {**frames, "log_probs": {0: "N", 1: "T_out"}, "log_prob_lens": {0: "N"}})}, {}
     if model.objective == "attention":
         from asrforge.export.attention import attention_graphs
 
-        return attention_graphs(model, input_dim)[0]
+        graphs, decoder = attention_graphs(model, input_dim)
+        return graphs, {"decoder": decoder}
     J = model.config.joint_dim
     rows = {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}}
     graphs = {"encoder": (TransducerEncoderGraph(model), (x, x_lens), ["x", "x_lens"],
@@ -115,11 +126,12 @@ def _graphs(model: nn.Module, input_dim: int) -> dict[str, tuple[nn.Module, tupl
                              {"y": {0: "N"}, "decoder_out": {0: "N"}})
     graphs["joiner"] = (JoinerGraph(model), (torch.randn(3, J), torch.randn(3, J)), ["encoder_out", "decoder_out"],
                         ["logits"], {**rows, "logits": {0: "N"}})
-    return graphs
+    return graphs, {}
 
 
-def _step_graph(model: nn.Module, input_dim: int) -> tuple:
-    """A streaming model's ``encoder_step`` graph (:mod:`asrforge.export.streaming`), as :func:`_graphs` gives one."""
+def _step_graph(model: nn.Module, input_dim: int) -> tuple[tuple, dict]:
+    """A streaming model's ``encoder_step`` graph (:mod:`asrforge.export.streaming`), as :func:`_graphs` gives one,
+    and its description: frames in and out per call, the states' shapes."""
     from asrforge.export.streaming import EncoderStep
 
     step = EncoderStep(model)
@@ -129,16 +141,10 @@ def _step_graph(model: nn.Module, input_dim: int) -> tuple:
     example = (torch.randn(2, frames, input_dim), torch.tensor([frames, frames - 3]), *states.values())
     axes = {"x": {0: "N"}, "x_valid": {0: "N"}, "out": {0: "N"}, "out_valid": {0: "N"}}
     axes.update({n: {0: "N"} for n in names} | {f"next_{n}": {0: "N"} for n in names})
-    return (step, example, ["x", "x_valid", *names], ["out", "out_valid", *[f"next_{n}" for n in names]], axes)
-
-
-def stream_description(model: nn.Module, input_dim: int) -> dict:
-    """What ``asrforge_onnx.json`` says of a streaming step: frames in and out per call, the states' shapes."""
-    from asrforge.export.streaming import EncoderStep
-
-    step = EncoderStep(model)
-    return {"graph": "encoder_step.onnx", "chunk_output_frames": step.chunk, "chunk_input_frames": 4 * step.chunk,
-            "states": {name: list(shape) for name, shape in step.state_shapes(input_dim).items()}}
+    graph = (step, example, ["x", "x_valid", *names], ["out", "out_valid", *[f"next_{n}" for n in names]], axes)
+    described = {"graph": "encoder_step.onnx", "chunk_output_frames": step.chunk, "chunk_input_frames": frames,
+                 "states": {name: list(shape) for name, shape in step.state_shapes(input_dim).items()}}
+    return graph, described
 
 
 def _lm_name(lm_file: Path | None) -> str | None:
@@ -229,20 +235,11 @@ def export_onnx(source: str | Path, out: str | Path, quantization: str = "float3
     ``out``; returns the files written."""
     out = Path(out)
     transcriber = open_source(source, out, quantization, "onnx")
-    dim = transcriber.recipe.features.dim
-    graphs = _graphs(transcriber.model, dim)
     streaming = bool(getattr(transcriber.recipe.model, "streaming", False))
-    if streaming:
-        graphs["encoder_step"] = _step_graph(transcriber.model, dim)
+    graphs, described = _graphs(transcriber.model, transcriber.recipe.features.dim, streaming)
     lm_file = recipe_lm_file(transcriber.recipe, Path(transcriber.source))
     lm_file = lm_file if lm_file is not None and lm_file.is_file() else None     # one named but missing: decode without
-    info = _description(transcriber, list(graphs), quantization, lm_file)
-    if streaming:
-        info["stream"] = stream_description(transcriber.model, dim)
-    if transcriber.model.objective == "attention":
-        from asrforge.export.attention import attention_graphs
-
-        info["decoder"] = attention_graphs(transcriber.model, dim)[1]
+    info = {**_description(transcriber, list(graphs), quantization, lm_file), **described}
     metadata = {"asrforge": json.dumps(info), "vocab_size": str(info["vocab_size"]), "model_type": info["family"]}
     if "context_size" in info:
         metadata["context_size"] = str(info["context_size"])

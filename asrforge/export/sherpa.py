@@ -85,7 +85,7 @@ def export_sherpa_onnx(source: str | Path, out: str | Path, quantization: str = 
     if problems:
         raise ConfigError(f"{source} cannot run in sherpa-onnx as exported: " + "; ".join(problems))
     f = recipe.features
-    graphs = _graphs(model, f.dim)
+    graphs, _ = _graphs(model, f.dim)       # ctc or transducer: nothing to describe beyond the common keys
     first = next(iter(graphs))          # the graph that reads the features: the statistics fold into it
     module, *rest = graphs[first]
     graphs[first] = (Normalized(module, *((f.global_mean, f.global_std) if f.cmvn == "global" else (None, None))),

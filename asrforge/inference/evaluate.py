@@ -47,6 +47,14 @@ class Evaluation:
         return {**self.report.summary(), "rtf": self.rtf, "audio_hours": self.audio_seconds / 3600, "skipped": len(self.bad),
                 "search": self.search, "beam_size": self.beam_size}
 
+    def describe_search(self, search: str, config: DecodeConfig, with_lm: bool) -> None:
+        """Record how it was decoded (``search``: the recognizer's description of ``config``), and note an n-gram
+        LM that a greedy run leaves unused."""
+        self.search, self.beam_size = search, config.beam_size
+        if with_lm and config.beam_size <= 1:
+            self.notes.append("the n-gram LM is used by beam search only; this greedy run ignores it "
+                              "(--beam-size 8 to use it, --no-lm to silence this)")
+
     def require_scored(self, source: str) -> None:
         """Raise unless at least one utterance was scored: a WER over nothing is not 0 %."""
         if self.report.summary()["utts"]:

@@ -20,7 +20,8 @@ from asrforge.metrics import ErrorReport
 from asrforge.progress import progress_bar
 from asrforge.text import Normalizer, TextConfig
 from asrforge_runtime.audio import SAMPLE_RATE
-from asrforge_runtime.recognizer import BATCH_SECONDS, OnnxRecognizer
+from asrforge_runtime.pieces import BATCH_SECONDS
+from asrforge_runtime.recognizer import OnnxRecognizer
 from asrforge_runtime.result import Result
 
 
@@ -80,8 +81,5 @@ class ExportedModel(OnnxRecognizer):
         flush()
         bar.close()
         ev = Evaluation(report, audio_seconds, time.perf_counter() - start, bad, long_form=long_form)
-        ev.search, ev.beam_size = self.search_description(config), config.beam_size
-        if self.lm is not None and config.beam_size <= 1:
-            ev.notes.append("the n-gram LM is used by beam search only; this greedy run ignores it "
-                            "(--beam-size 8 to use it, --no-lm to silence this)")
+        ev.describe_search(self.search_description(config), config, self.lm is not None)
         return ev

@@ -15,7 +15,9 @@ from asrforge.checkpoint import load_checkpoint
 from asrforge.config import from_dict, to_dict
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import Skipped, Utterance, load_utterance
-from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig
+from asrforge_runtime.long_form import LONG_FORM_S
+from asrforge_runtime.pieces import join_pieces, length_batches, placed_words, refuse_other_tasks
+from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig, decode_changes
 from asrforge_runtime.search.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, decode_batch, uses_word_bonus
 from asrforge_runtime.search.word_lm import WordLMScorer
@@ -43,9 +45,7 @@ def recipe_lm_file(recipe: Recipe, checkpoint: Path) -> Path | None:
     return checkpoint.parent / LM_FILE if recipe.lm.order > 0 else None
 
 
-LONG_FORM_S = 20.0      # longer input is cut at pauses into speech segments of at most this many seconds
 SPEECH_PAD_MS = 200     # kept around each stretch of speech: enough for word edges, little silence to decode
-BATCH_SECONDS = 200.0   # padded audio seconds decoded at once
 
 
 def long_form_spans(wave: np.ndarray, max_segment_s: float = LONG_FORM_S) -> list[tuple[int, int]]:
@@ -165,10 +165,7 @@ class Transcriber:
     def decode_config(self, beam_size: int | None = None, **overrides) -> DecodeConfig:
         """The recipe's ``decode.*``, with ``beam_size`` (None: the recipe's) and any other of its keys changed.
         This is where "no beam size given" is resolved, for every command and the library alike."""
-        unknown = sorted(set(overrides) - DECODE_KEYS)
-        if unknown:
-            raise ConfigError(f"unknown decode option(s) {unknown}; known: {sorted(DECODE_KEYS)}")
-        changes = {k: v for k, v in {**overrides, "beam_size": beam_size}.items() if v is not None}
+        changes = decode_changes(beam_size, overrides)
         if not changes:
             return self.recipe.decode
         return from_dict(DecodeConfig, {**to_dict(self.recipe.decode), **changes}, "decode.")
@@ -191,14 +188,7 @@ class Transcriber:
 
     def _options(self, options: dict) -> TranscribeOptions:
         options = dict(options)
-        if options.pop("language", None) not in (None, "", "auto"):
-            raise ConfigError("language: an asrforge model reads the one language it was trained on and takes no "
-                              "language option; leave it out (or auto)")
-        if options.pop("task", None) not in (None, "transcribe"):
-            raise ConfigError("task: an asrforge model transcribes only; translation needs a multilingual Whisper checkpoint")
-        if options.pop("temperature", None) not in (None, 0, 0.0, (0.0,), [0.0]):
-            raise ConfigError("temperature: an asrforge model decodes by search, not by sampling; "
-                              "choose its beam_size instead (1 is greedy)")
+        refuse_other_tasks(options)
         words = options.pop("word_timestamps", None)
         if words and not self.word_timestamps:
             raise ConfigError(f"word_timestamps: a {self.recipe.model.family} model's attention decoder has no "
@@ -336,28 +326,15 @@ class Transcriber:
                          progress: bool = False) -> list[Result]:
         """16 kHz float arrays -> :class:`Result` each (options already checked: see :meth:`transcribe_batch`)."""
         spans = [(w, start, end) for w, wave in enumerate(waves) for start, end in long_form_spans(wave, max_segment_s)]
-        decoded = self._decode_spans(waves, spans, config, speaker_stats, word_timestamps, progress)
-        per_wave: list[list[Segment]] = [[] for _ in waves]
-        for (w, _, _), segment in zip(spans, decoded):
-            if segment.text:
-                segment.id = len(per_wave[w])
-                per_wave[w].append(segment)
-        return [Result(" ".join(s.text for s in segments), segments, None, round(wave.size / SAMPLE_RATE, 3))
-                for wave, segments in zip(waves, per_wave)]
+        return join_pieces(waves, spans, self._decode_spans(waves, spans, config, speaker_stats, word_timestamps,
+                                                            progress))
 
     def _decode_spans(self, waves: list[np.ndarray], spans: list[tuple[int, int, int]], config: DecodeConfig,
                       speaker_stats: list[CMVNStats | None], word_timestamps: bool, progress: bool) -> list[Segment]:
         """Each ``(wave, start, end)`` sample range decoded as one utterance, in batches of similar lengths -> one
         :class:`Segment` per span, in the spans' order, times counted from the start of its wave."""
         segments: list[Segment | None] = [None] * len(spans)
-        order = sorted(range(len(spans)), key=lambda i: spans[i][2] - spans[i][1])
-        batches, current = [], []
-        for i in order:   # sorted by length, so ``len(current) * this length`` is the padded size
-            if current and (len(current) + 1) * (spans[i][2] - spans[i][1]) > BATCH_SECONDS * SAMPLE_RATE:
-                batches.append(current)
-                current = []
-            current.append(i)
-        batches += [current] if current else []
+        batches = length_batches(spans)
         bar = progress_bar(total=len(spans), desc="decoding", unit="segment", disable=not progress, leave=False)
         hop = self.recipe.features.hop_ms / 1000
         for batch in batches:
@@ -376,10 +353,7 @@ class Transcriber:
                         found = self.word_times(decoded.ctc_log_probs[b], int(decoded.out_lens[b]), list(hyp.tokens))
                     else:
                         found = self.words_from_frames(hyp.tokens, hyp.frames or [])
-                    # the last frame can reach a little past the piece: a word ends where its audio does at the latest
-                    last = end / SAMPLE_RATE
-                    words = [Word(w.word, round(min(w.start + offset, last), 3), round(min(w.end + offset, last), 3))
-                             for w in found]
+                    words = placed_words(found, offset, end / SAMPLE_RATE)
                 segments[i] = Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3),
                                       self.tokenizer.decode(hyp.tokens).strip(), words)
             bar.update(len(batch))
@@ -396,10 +370,7 @@ class Transcriber:
         dataset = SpeechDataset(utts, self.features, None, self.normalizer, progress=progress)
         ev = evaluate_dataset(self, dataset, config, progress=progress)
         ev.bad = bad + ev.bad
-        ev.search, ev.beam_size = self.search_description(config), config.beam_size
-        if self.lm is not None and config.beam_size <= 1:
-            ev.notes.append("the n-gram LM is used by beam search only; this greedy run ignores it "
-                            "(--beam-size 8 to use it, --no-lm to silence this)")
+        ev.describe_search(self.search_description(config), config, self.lm is not None)
         return ev
 
 

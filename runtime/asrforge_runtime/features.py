@@ -301,46 +301,68 @@ class FrontEnd:
         return 0 if self.config.trim_db is None else self.kept_frames(self.power_spectrogram(wave)).start
 
 
-class OnlineFrontEnd:
-    """The frames :class:`FrontEnd` gives a whole waveform, computed as the audio arrives: ``accept(samples (N,))``
-    -> the ``(T, D)`` frames that became ready, ``finish()`` -> the rest. Frame ``k`` is centred on sample
-    ``k * hop`` and reads ``n_fft`` samples (zeros before the first and after the last), so it is ready once
-    ``k * hop + n_fft / 2`` samples are in. Only features whose frame needs no later audio are computed so
-    (``cmvn`` global or none, no deltas, no trimming; asrforge fbank or MFCC): what streaming models are trained on."""
+class OnlineFrames:
+    """Frames of a centred STFT computed as the audio arrives: ``accept(samples (N,))`` -> the ``(T, D)`` frames that
+    became ready, ``finish()`` -> the rest. Frame ``k`` is centred on sample ``k * hop`` and reads ``n_fft`` samples
+    (zeros before the first and after the last), so it is ready once ``k * hop + n_fft / 2`` samples are in; over a
+    whole waveform the frames are the offline ones. Subclasses compute the frames of a run of samples
+    (``_compute``: one per hop from its first sample, no padding) and say what no frames are (``_empty``)."""
+
+    def __init__(self, hop: int, n_fft: int):
+        self.hop, self.n_fft = hop, n_fft
+        self.pending = np.zeros(n_fft // 2, dtype=np.float32)     # samples later frames still read
+        self.samples = 0            # real samples received
+        self.frames = 0             # frames given out
+        self.finished = False
+
+    def _compute(self, samples: np.ndarray):
+        raise NotImplementedError
+
+    def _empty(self):
+        raise NotImplementedError
+
+    def accept(self, samples: np.ndarray):
+        if self.finished:
+            raise ValueError("features were finished; start a new stream's features for more audio")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.pending = np.concatenate([self.pending, samples])
+        self.samples += samples.size
+        return self._frames(final=False)
+
+    def finish(self):
+        """The frames after the last whole one: ``samples // hop + 1`` frames in all, as offline."""
+        self.finished = True
+        self.pending = np.concatenate([self.pending, np.zeros(self.n_fft // 2, dtype=np.float32)])
+        return self._frames(final=True)
+
+    def _frames(self, final: bool):
+        ready = (self.pending.size - self.n_fft) // self.hop + 1 if self.pending.size >= self.n_fft else 0
+        if final:
+            ready = min(ready, self.samples // self.hop + 1 - self.frames)
+        if ready <= 0:
+            return self._empty()
+        frames = self._compute(self.pending[: (ready - 1) * self.hop + self.n_fft])
+        self.pending = self.pending[ready * self.hop:]
+        self.frames += ready
+        return frames
+
+
+class OnlineFrontEnd(OnlineFrames):
+    """:class:`FrontEnd`'s frames as the audio arrives (numpy). Only features whose frame needs no later audio are
+    computed so (``cmvn`` global or none, no deltas, no trimming; asrforge fbank or MFCC): what streaming models are
+    trained on."""
 
     def __init__(self, front: FrontEnd):
         c = front.config
         if c.cmvn not in ("global", "none") or c.deltas or c.trim_db is not None or c.kind == "kaldi_fbank":
             raise ConfigError("features computed as audio arrives take features.cmvn global (or none), no deltas, "
                               "no trim_db and kind fbank or mfcc: what a streaming model is trained on")
+        super().__init__(c.hop_length, c.n_fft)
         self.front = front
-        self.hop, self.n_fft = c.hop_length, c.n_fft
-        self.pending = np.zeros(self.n_fft // 2, dtype=np.float32)     # samples later frames still read
-        self.samples = 0            # real samples received
-        self.frames = 0             # frames given out
-        self.finished = False
 
-    def accept(self, samples: np.ndarray) -> np.ndarray:
-        if self.finished:
-            raise ValueError("features were finished; start a new OnlineFrontEnd for more audio")
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        self.pending = np.concatenate([self.pending, samples])
-        self.samples += samples.size
-        return self._frames(final=False)
+    def _compute(self, samples: np.ndarray) -> np.ndarray:
+        front = self.front
+        return np.ascontiguousarray(front.normalized(front.power_features(front.frame_power(samples))))
 
-    def finish(self) -> np.ndarray:
-        """The frames after the last whole one: ``samples // hop + 1`` frames in all, as offline."""
-        self.finished = True
-        self.pending = np.concatenate([self.pending, np.zeros(self.n_fft // 2, dtype=np.float32)])
-        return self._frames(final=True)
-
-    def _frames(self, final: bool) -> np.ndarray:
-        ready = (self.pending.size - self.n_fft) // self.hop + 1 if self.pending.size >= self.n_fft else 0
-        if final:
-            ready = min(ready, self.samples // self.hop + 1 - self.frames)
-        if ready <= 0:
-            return np.zeros((0, self.front.config.dim), dtype=np.float32)
-        power = self.front.frame_power(self.pending[: (ready - 1) * self.hop + self.n_fft])
-        self.pending = self.pending[ready * self.hop:]
-        self.frames += ready
-        return np.ascontiguousarray(self.front.normalized(self.front.power_features(power)))
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.front.config.dim), dtype=np.float32)

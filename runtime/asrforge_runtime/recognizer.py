@@ -16,19 +16,20 @@ import numpy as np
 
 from asrforge_runtime.audio import SAMPLE_RATE, load_audio
 from asrforge_runtime.errors import CheckpointError, ConfigError
-from asrforge_runtime.features import FeatureConfig, FrontEnd
+from asrforge_runtime.features import FeatureConfig, FrontEnd, OnlineFrontEnd
 from asrforge_runtime.long_form import LONG_FORM_S, long_form_spans
 from asrforge_runtime.onnx_model import ExportedFolder, open_folder
+from asrforge_runtime.pieces import join_pieces, length_batches, placed_words, refuse_other_tasks
 from asrforge_runtime.result import Result, Segment, Word
-from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig, ctc_beam_options
+from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig, ctc_beam_options, decode_changes
 from asrforge_runtime.search.ctc import ctc_greedy, ctc_prefix_beam_search
 from asrforge_runtime.search.hypothesis import Hypothesis
 from asrforge_runtime.search.ngram import NGramLM
 from asrforge_runtime.search.transducer import TransducerOptions, transducer_beam_search, transducer_greedy
 from asrforge_runtime.search.word_lm import WordLMScorer
+from asrforge_runtime.streaming import OnnxStreamingEncoder
 from asrforge_runtime.words import ctc_token_spans, words_from_spans
 
-BATCH_SECONDS = 200.0   # padded audio seconds decoded at once
 LM_FILE = "lm.arpa"     # the n-gram the export copies beside the graphs when the model decodes with one (+.gz)
 
 
@@ -105,18 +106,14 @@ class OnnxRecognizer:
         return self.network if self.objective == "transducer" else None
 
     @functools.cached_property
-    def stream_encoder(self):
+    def stream_encoder(self) -> OnnxStreamingEncoder:
         """The streaming step graph as an encoder fed chunk by chunk (:mod:`asrforge_runtime.streaming`)."""
-        from asrforge_runtime.streaming import OnnxStreamingEncoder
-
         if not self.streaming:
             raise ConfigError(f"{self.source} holds no streaming step: export a model trained with model.streaming")
         return OnnxStreamingEncoder(self.folder.sessions["encoder_step"], self.info["stream"])
 
-    def online_features(self):
+    def online_features(self) -> OnlineFrontEnd:
         """A new stream's front end, computed as audio arrives."""
-        from asrforge_runtime.features import OnlineFrontEnd
-
         return OnlineFrontEnd(self.features)
 
     def word_times(self, log_probs: np.ndarray, length: int, tokens: list[int] | None = None) -> list[Word]:
@@ -130,10 +127,7 @@ class OnnxRecognizer:
 
     def decode_config(self, beam_size: int | None = None, **overrides) -> DecodeConfig:
         """The export's ``decode`` defaults, with ``beam_size`` (None: the default) and other knobs changed."""
-        unknown = sorted(set(overrides) - DECODE_KEYS)
-        if unknown:
-            raise ConfigError(f"unknown decode option(s) {unknown}; known: {sorted(DECODE_KEYS)}")
-        changes = {k: v for k, v in {**overrides, "beam_size": beam_size}.items() if v is not None}
+        changes = decode_changes(beam_size, overrides)
         try:
             return DecodeConfig(**{**asdict(self.decode_defaults), **changes})
         except (TypeError, ValueError) as e:
@@ -154,14 +148,7 @@ class OnnxRecognizer:
 
     def _options(self, options: dict) -> tuple[DecodeConfig, bool, float]:
         options = dict(options)
-        if options.pop("language", None) not in (None, "", "auto"):
-            raise ConfigError("language: an asrforge model reads the one language it was trained on and takes no "
-                              "language option; leave it out (or auto)")
-        if options.pop("task", None) not in (None, "transcribe"):
-            raise ConfigError("task: an asrforge model transcribes only; translation needs a multilingual Whisper checkpoint")
-        if options.pop("temperature", None) not in (None, 0, 0.0, (0.0,), [0.0]):
-            raise ConfigError("temperature: an asrforge model decodes by search, not by sampling; "
-                              "choose its beam_size instead (1 is greedy)")
+        refuse_other_tasks(options)
         words = options.pop("word_timestamps", None)
         max_segment_s = options.pop("max_segment_s", None) or LONG_FORM_S
         unknown = sorted(set(options) - DECODE_KEYS)
@@ -230,17 +217,9 @@ class OnnxRecognizer:
                          word_timestamps: bool = True, on_batch: Callable[[int], None] | None = None) -> list[Result]:
         """16 kHz float arrays -> :class:`Result` each (options already checked)."""
         spans = [(w, start, end) for w, wave in enumerate(waves) for start, end in long_form_spans(wave, max_segment_s)]
-        order = sorted(range(len(spans)), key=lambda i: spans[i][2] - spans[i][1])
-        batches, current = [], []
-        for i in order:     # sorted by length, so ``len(current) * this length`` is the padded size
-            if current and (len(current) + 1) * (spans[i][2] - spans[i][1]) > BATCH_SECONDS * SAMPLE_RATE:
-                batches.append(current)
-                current = []
-            current.append(i)
-        batches += [current] if current else []
         segments: list[Segment | None] = [None] * len(spans)
         hop = self.features.config.hop_ms / 1000
-        for batch in batches:
+        for batch in length_batches(spans):
             pieces = [waves[spans[i][0]][spans[i][1]: spans[i][2]] for i in batch]
             hyps, log_probs, _ = self.decode([self.features(p) for p in pieces], config)
             for b, (i, piece) in enumerate(zip(batch, pieces)):
@@ -249,19 +228,11 @@ class OnnxRecognizer:
                 if word_timestamps:
                     found = (self.word_times(log_probs[b], log_probs[b].shape[0], hyps[b].tokens)
                              if log_probs is not None else self.words_from_frames(hyps[b].tokens, hyps[b].frames or []))
-                    offset = start / SAMPLE_RATE + self.features.trimmed_start(piece) * hop
-                    last = end / SAMPLE_RATE    # the last frame can reach a little past the piece
-                    words = [Word(w.word, round(min(w.start + offset, last), 3), round(min(w.end + offset, last), 3))
-                             for w in found]
+                    words = placed_words(found, start / SAMPLE_RATE + self.features.trimmed_start(piece) * hop,
+                                         end / SAMPLE_RATE)
                 segments[i] = Segment(round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3),
                                       self.text(hyps[b].tokens), words)
             if on_batch is not None:
                 on_batch(len(batch))
-        per_wave: list[list[Segment]] = [[] for _ in waves]
-        for (w, _, _), segment in zip(spans, segments):
-            if segment.text:
-                segment.id = len(per_wave[w])
-                per_wave[w].append(segment)
-        return [Result(" ".join(s.text for s in segs), segs, None, round(wave.size / SAMPLE_RATE, 3))
-                for wave, segs in zip(waves, per_wave)]
+        return join_pieces(waves, spans, segments)
 

@@ -28,6 +28,7 @@ class OnnxStreamingEncoder:
         self.session = session
         self.frames = stream["chunk_input_frames"]
         self.shapes = stream["states"]          # name -> shape of one stream's state, in graph order
+        self.width = session.get_outputs()[0].shape[-1]     # J or V: what a chunk with no frames out is as wide
 
     def initial_stream(self, x: np.ndarray) -> StepState:
         """A new stream's state, for feature frames like ``x (T, D)``."""
@@ -60,6 +61,4 @@ class OnnxStreamingEncoder:
             for j, i in enumerate(due):
                 outs[i].append(out[j, : int(out_valid[j])])
                 states[i].states = {name: value[j: j + 1] for name, value in zip(self.shapes, nxt)}
-        width = self.session.get_outputs()[0].shape[-1]
-        return [np.concatenate(o) if o else np.zeros((0, width if isinstance(width, int) else 0), np.float32)
-                for o in outs]
+        return [np.concatenate(o) if o else np.zeros((0, self.width), np.float32) for o in outs]

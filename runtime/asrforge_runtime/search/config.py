@@ -47,3 +47,13 @@ def ctc_beam_options(config: DecodeConfig, nbest: int = 1):
 
 
 DECODE_KEYS = frozenset(f.name for f in fields(DecodeConfig))    # the decode.* knobs a transcription may override
+
+
+def decode_changes(beam_size: int | None, overrides: dict) -> dict:
+    """The decode knobs a transcription changes (``None``: the model's default), unknown ones refused by name."""
+    from asrforge_runtime.errors import ConfigError
+
+    unknown = sorted(set(overrides) - DECODE_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown decode option(s) {unknown}; known: {sorted(DECODE_KEYS)}")
+    return {k: v for k, v in {**overrides, "beam_size": beam_size}.items() if v is not None}

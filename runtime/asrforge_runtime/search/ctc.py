@@ -18,7 +18,7 @@ from asrforge_runtime.search.word_lm import WordLMScorer
 NEG_INF = float("-inf")
 
 
-def _logaddexp(a: float, b: float) -> float:
+def logaddexp(a: float, b: float) -> float:
     """log(exp(a) + exp(b)) for two Python floats (math is faster than numpy on scalars)."""
     if a < b:
         a, b = b, a
@@ -116,20 +116,20 @@ class CTCPrefixSearch:
             if not candidates:
                 # only blank is plausible (most frames of a peaky CTC model): every prefix just absorbs
                 # the frame, the ranking cannot change, and nothing needs re-sorting
-                beams = {k_: (_logaddexp(pb, pnb) + p_blank, NEG_INF) for k_, (pb, pnb) in beams.items()}
+                beams = {k_: (logaddexp(pb, pnb) + p_blank, NEG_INF) for k_, (pb, pnb) in beams.items()}
                 continue
             nxt: dict[tuple[int, ...], list[float]] = {}
             for prefix, (pb, pnb) in beams.items():
-                total = _logaddexp(pb, pnb)
+                total = logaddexp(pb, pnb)
                 entry = nxt.get(prefix)
                 if entry is None:
                     entry = nxt[prefix] = [total + p_blank, NEG_INF]
                 else:
-                    entry[0] = _logaddexp(entry[0], total + p_blank)
+                    entry[0] = logaddexp(entry[0], total + p_blank)
                 last = prefix[-1] if prefix else -1
                 for c, p in candidates:
                     if c == last:
-                        entry[1] = _logaddexp(entry[1], pnb + p)   # a repeat collapses into the same prefix
+                        entry[1] = logaddexp(entry[1], pnb + p)   # a repeat collapses into the same prefix
                         extended = pb + p                          # a new token needs a blank in between
                     else:
                         extended = total + p
@@ -142,11 +142,11 @@ class CTCPrefixSearch:
                         if lm_states is not None and longer not in lm_states:
                             lm_states[longer] = lm.extend(lm_states[prefix], c)
                     else:
-                        other[1] = _logaddexp(other[1], extended)
+                        other[1] = logaddexp(other[1], extended)
             if lm_states is None:
-                scored = [(_logaddexp(v[0], v[1]), k_, v) for k_, v in nxt.items()]
+                scored = [(logaddexp(v[0], v[1]), k_, v) for k_, v in nxt.items()]
             else:
-                scored = [(_logaddexp(v[0], v[1]) + lm_states[k_].score, k_, v) for k_, v in nxt.items()]
+                scored = [(logaddexp(v[0], v[1]) + lm_states[k_].score, k_, v) for k_, v in nxt.items()]
             scored = sorted(scored, key=itemgetter(0), reverse=True)[: options.beam_size]
             floor = scored[0][0] - options.score_margin if scored else NEG_INF
             beams = {k_: (v[0], v[1]) for score, k_, v in scored if score > NEG_INF and score >= floor}
@@ -157,18 +157,18 @@ class CTCPrefixSearch:
     def best(self) -> Hypothesis:
         """The best prefix so far (ranked as during the search: without the LM's end of sentence)."""
         if self.lm_states is None:
-            score, k_ = max((_logaddexp(*v), k_) for k_, v in self.beams.items())
+            score, k_ = max((logaddexp(*v), k_) for k_, v in self.beams.items())
         else:
-            score, k_ = max((_logaddexp(*v) + self.lm_states[k_].score, k_) for k_, v in self.beams.items())
+            score, k_ = max((logaddexp(*v) + self.lm_states[k_].score, k_) for k_, v in self.beams.items())
         return Hypothesis(list(k_), score)
 
     def result(self) -> list[Hypothesis]:
         """Up to ``options.nbest`` hypotheses, best first, as if the utterance ended here."""
         beams, lm_states, lm, options = self.beams, self.lm_states, self.lm, self.options
         if lm_states is None:
-            final = [(_logaddexp(*v), k_) for k_, v in beams.items()]
+            final = [(logaddexp(*v), k_) for k_, v in beams.items()]
         else:
-            final = [(_logaddexp(*v) + lm.finish(lm_states[k_]), k_) for k_, v in beams.items()]
+            final = [(logaddexp(*v) + lm.finish(lm_states[k_]), k_) for k_, v in beams.items()]
             # a closed vocabulary rules out hypotheses ending in a part-word ("eig"); if none is left, nothing
             # the vocabulary knows was heard, and the result is empty rather than a non-word
             final = [f for f in final if f[0] > NEG_INF] or [(NEG_INF, ())]

@@ -18,12 +18,12 @@ acoustic probabilities only: hypotheses with the same tokens have the same LM sc
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
+from asrforge_runtime.search.ctc import logaddexp
 from asrforge_runtime.search.hypothesis import Hypothesis
 from asrforge_runtime.search.word_lm import WordLMScorer, WordLMState, fuse_best_first
 
@@ -54,14 +54,6 @@ class TransducerNetwork(Protocol):
 
     def pad(self, frames: list) -> Any:
         """Utterances' encoder frames ``(T_i, J)`` -> one ``enc (B, max T_i, J)`` (zeros after each one's end)."""
-
-
-def _logaddexp(a: float, b: float) -> float:
-    if a < b:
-        a, b = b, a
-    if b == NEG_INF:
-        return a
-    return a + math.log1p(math.exp(b - a))
 
 
 @dataclass(frozen=True)
@@ -278,7 +270,7 @@ def beam_advance(net: TransducerNetwork, enc: Any, lens: list[int], states: list
                 if old is None:
                     merged[cand.tokens] = cand
                 else:       # two alignments of one labeling: add probabilities
-                    old.acoustic = _logaddexp(old.acoustic, a)
+                    old.acoustic = logaddexp(old.acoustic, a)
             beams[b] = list(merged.values())
             offset += len(hyps)
         # the new table: the rows some hypothesis still uses (of every utterance, searched on this frame or not),
