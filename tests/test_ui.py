@@ -336,4 +336,5 @@ def test_the_command_line_serves_the_app(babbler, monkeypatch):
     for argv, mounted in ((["ui"], ""), (["serve", "--ui"], "/ui")):
         monkeypatch.setattr(sys, "argv", ["asrforge", *argv, "--model", f"ctc={babbler}"])
         main()
+        seen["app"].state.server.stop()      # the app was never started: its lifespan would have removed its folders
         assert mounted in seen["routes"] and "/v1/audio/transcriptions" in seen["routes"]
