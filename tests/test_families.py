@@ -2,13 +2,15 @@
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
 from asrforge.config import to_dict
-from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search, attention_greedy, attention_rescore
+from asrforge.decoding.attention import TorchAttention
+from asrforge_runtime.search.attention import AttentionBeamOptions, attention_beam_search, attention_greedy, attention_rescore
 from asrforge_runtime.search.ctc_align import ctc_align
-from asrforge.decoding.ctc_prefix_score import CTCPrefixScorer, pad_with_certain_blank
+from asrforge_runtime.search.ctc_prefix_score import CTCPrefixScorer, pad_with_certain_blank
 from asrforge_runtime.search.config import DecodeConfig
 from asrforge.decoding.searches import decode_batch
 from asrforge.decoding.transducer import TransducerOptions, transducer_beam_search, transducer_greedy
@@ -121,8 +123,9 @@ def test_attention_beam_of_one_is_greedy(name):
     model = make_model(name, seed=2).eval()
     x, lens, _, _ = tiny_batch(seed=2)
     h, h_lens = model.encode(x, lens)
-    greedy = attention_greedy(model, h, h_lens)
-    beam = attention_beam_search(model, h, h_lens, AttentionBeamOptions(beam_size=1))
+    net = TorchAttention(model)
+    greedy = attention_greedy(net, net.memory(h, h_lens), h_lens.numpy())
+    beam = attention_beam_search(net, net.memory(h, h_lens), h_lens.numpy(), AttentionBeamOptions(beam_size=1))
     assert [g.tokens for g in greedy] == [b[0].tokens for b in beam]
     assert all(len(g.tokens) >= 1 for g in greedy)   # an untrained model runs to the length bound, and stops there
 
@@ -185,31 +188,33 @@ def test_ctc_prefix_scores_equal_brute_force():
     torch.manual_seed(0)
     T, V = 5, 3
     lp = torch.randn(1, T + 2, V).log_softmax(-1)
-    padded = pad_with_certain_blank(lp, torch.tensor([T]))            # two padding frames must change nothing
+    padded = pad_with_certain_blank(lp, [T])            # two padding frames must change nothing
     scorer = CTCPrefixScorer(padded)
-    psi, r, eos = scorer.score(torch.tensor([[1, 2]]))
-    assert eos.exp().item() == pytest.approx(ctc_prefix_probability(lp[0, :T], [], full=True), rel=1e-4)
+    psi, r, eos = scorer.score(np.array([[1, 2]]))
+    assert np.exp(eos[0]) == pytest.approx(ctc_prefix_probability(lp[0, :T], [], full=True), rel=1e-4)
     for col, c in enumerate([1, 2]):
-        assert psi[0, col].exp().item() == pytest.approx(ctc_prefix_probability(lp[0, :T], [c], False), rel=1e-4)
-    scorer.advance(torch.tensor([0]), torch.tensor([1]), psi, r, torch.tensor([0]))
-    psi2, _, eos2 = scorer.score(torch.tensor([[1, 2]]))
-    assert eos2.exp().item() == pytest.approx(ctc_prefix_probability(lp[0, :T], [1], True), rel=1e-4)
+        assert np.exp(psi[0, col]) == pytest.approx(ctc_prefix_probability(lp[0, :T], [c], False), rel=1e-4)
+    scorer.advance(np.array([0]), np.array([1]), psi, r, np.array([0]))
+    psi2, _, eos2 = scorer.score(np.array([[1, 2]]))
+    assert np.exp(eos2[0]) == pytest.approx(ctc_prefix_probability(lp[0, :T], [1], True), rel=1e-4)
     for col, c in enumerate([1, 2]):
-        assert psi2[0, col].exp().item() == pytest.approx(ctc_prefix_probability(lp[0, :T], [1, c], False), rel=1e-4)
+        assert np.exp(psi2[0, col]) == pytest.approx(ctc_prefix_probability(lp[0, :T], [1, c], False), rel=1e-4)
 
 
 def test_joint_search_modes_run_and_weight_zero_is_attention_only():
     model = make_model("joint", seed=5).eval()
     x, lens, _, _ = tiny_batch(seed=5)
     h, h_lens = model.encode(x, lens)
-    plain = attention_beam_search(model, h, h_lens, AttentionBeamOptions(beam_size=3, ctc_weight=0.0))
-    weighted = attention_beam_search(model, h, h_lens, AttentionBeamOptions(beam_size=3, ctc_weight=0.5))
-    rescored = attention_rescore(model, h, h_lens, AttentionBeamOptions(beam_size=3, ctc_weight=0.5, nbest=3))
+    net = TorchAttention(model)
+    mem, n, ctc = net.memory(h, h_lens), h_lens.numpy(), net.ctc(h)
+    plain = attention_beam_search(net, mem, n, AttentionBeamOptions(beam_size=3, ctc_weight=0.0))
+    weighted = attention_beam_search(net, mem, n, AttentionBeamOptions(beam_size=3, ctc_weight=0.5), ctc)
+    rescored = attention_rescore(net, mem, n, ctc, AttentionBeamOptions(beam_size=3, ctc_weight=0.5, nbest=3))
     assert len(plain) == len(weighted) == len(rescored) == 3
     assert all(len(n) >= 1 for n in rescored)
     assert all(r[i].score >= r[i + 1].score for r in rescored for i in range(len(r) - 1))
     # with weight 1 the one-pass joint search is a CTC prefix search: every hypothesis is CTC-feasible
-    only_ctc = attention_beam_search(model, h, h_lens, AttentionBeamOptions(beam_size=3, ctc_weight=1.0))
+    only_ctc = attention_beam_search(net, mem, n, AttentionBeamOptions(beam_size=3, ctc_weight=1.0), ctc)
     assert all(n[0].score > float("-inf") for n in only_ctc)
 
 

@@ -122,24 +122,26 @@ def test_closed_vocabulary_outputs_only_lm_words():
     assert tok.decode(ctc_prefix_beam_search(only_m, 2, options, lm=closed)[0].tokens).strip() == ""
 
 
-class ScriptedAttentionModel:
-    """An attention "model" whose decoder gives, at output position i, row i of its memory as log-probabilities
-    (the last row from then on), whatever the tokens before: a search's choices are then fixed by the script."""
+class ScriptedAttention:
+    """An attention network whose decoder gives, at output position i, row i of its memory ``(N, T, V)`` as
+    log-probabilities (the last row from then on), whatever the tokens before: a search's choices are then fixed by
+    the script."""
 
-    objective, ctc_head = "attention", None
+    def select_memory(self, memory, rows):
+        return memory[rows]
 
-    def __init__(self):
-        self.decoder = self
+    def initial_state(self, memory):
+        return None
 
-    def prepare(self, h, lens):
-        from asrforge.models.decoders import DecoderMemory
-        return DecoderMemory(h, lens, torch.ones(h.shape[:2], dtype=torch.bool), {})
+    def step(self, memory, state, history):
+        return memory[:, min(history.shape[1] - 1, memory.shape[1] - 1)], state
 
-    def initial_state(self, mem):
-        return {}
+    def select_state(self, state, rows):
+        return state
 
-    def step(self, mem, state, history):
-        return mem.memory[:, min(history.shape[1] - 1, mem.memory.shape[1] - 1)], state
+    def sequence_log_probs(self, memory, sequences):
+        from asrforge_runtime.search.attention import stepwise_sequence_log_probs
+        return stepwise_sequence_log_probs(self, memory, sequences)
 
 
 class ScriptedTransducer:
@@ -164,11 +166,12 @@ class ScriptedTransducer:
 
 def _scripted_searches(lp: torch.Tensor, lm: WordLMScorer | None, beam: int = 4) -> dict[str, list[int]]:
     """The best tokens of each family's beam search over the script ``lp (T, V)`` (token 0: <eos> / blank)."""
-    from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search
+    from asrforge_runtime.search.attention import AttentionBeamOptions, attention_beam_search
     from asrforge_runtime.search.transducer import TransducerOptions, transducer_beam_search
 
-    lens = torch.tensor([lp.shape[0]])
-    return {"attention": attention_beam_search(ScriptedAttentionModel(), lp[None], lens, AttentionBeamOptions(beam), lm)[0][0].tokens,
+    lens = [lp.shape[0]]
+    return {"attention": attention_beam_search(ScriptedAttention(), lp[None].numpy(), lens, AttentionBeamOptions(beam),
+                                               lm=lm)[0][0].tokens,
             "transducer": transducer_beam_search(ScriptedTransducer(), lp[None].numpy(), [lp.shape[0]],
                                                  TransducerOptions(beam), lm)[0][0].tokens}
 
@@ -215,7 +218,7 @@ def test_attention_search_does_not_stop_before_an_lm_that_can_raise_scores_has_h
     spellings. Its stopping rule assumed scores only fall; with this LM it ended one script in 300 too soon."""
     import itertools
 
-    from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search
+    from asrforge_runtime.search.attention import AttentionBeamOptions, attention_beam_search
 
     (tmp_path / "rising.arpa").write_text(RISING_ARPA)
     tok = CharTokenizer.build(["ab ba"])
@@ -228,7 +231,7 @@ def test_attention_search_does_not_stop_before_an_lm_that_can_raise_scores_has_h
     for _ in range(300):
         script = torch.full((T, tok.vocab_size), -30.0)
         script[:, [0] + spoken] = (2 * torch.randn(T, 4, generator=g)).log_softmax(-1)    # token 0: <eos>
-        found = attention_beam_search(ScriptedAttentionModel(), script[None], torch.tensor([T]), options, scorer)[0][0]
+        found = attention_beam_search(ScriptedAttention(), script[None].numpy(), [T], options, lm=scorer)[0][0]
         best = -math.inf
         for n in range(T):
             for spelling in itertools.product(spoken, repeat=n):
@@ -267,7 +270,7 @@ def _pruned_and_exhaustive_scorers():
 def test_attention_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
     """The attention search scores LM candidates best first and stops once no other can enter the beam; over
     random hypotheses, its beam must equal the one from scoring every candidate."""
-    from asrforge.decoding.attention import _fuse_word_lm
+    from asrforge_runtime.search.attention import _fuse_word_lm
 
     g = torch.Generator().manual_seed(0)
     B, K, width = 3, 4, 6
@@ -279,8 +282,8 @@ def test_attention_lm_pruning_keeps_the_beam_an_exhaustive_scoring_keeps():
                                  -5 * torch.rand(B * K, generator=g), -math.inf)
             beams = []
             for lm in (scorer, exhaustive):
-                fused, _ = _fuse_word_lm(step, scores, lm, states, K, width)
-                top = (scores[:, None] + fused).reshape(B, -1).topk(K, dim=-1)
+                fused, _ = _fuse_word_lm(step.numpy(), scores.numpy(), lm, states, K, width)
+                top = (scores[:, None] + torch.from_numpy(fused)).reshape(B, -1).topk(K, dim=-1)
                 beams.append([[(i, round(v, 5)) for v, i in zip(vs, ix) if v > -math.inf]
                               for vs, ix in zip(top.values.tolist(), top.indices.tolist())])
             assert beams[0] == beams[1]

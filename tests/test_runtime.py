@@ -41,7 +41,8 @@ MODELS = {
 def make_model(folder, spec: dict, seed: int = 0, lm: str | None = None, **sections):
     """A seeded random model saved as a checkpoint -> (checkpoint, exported folder). Untrained, it emits a different
     string of letters for every recording, so a wrong token anywhere shows."""
-    recipe = recipe_from_dict({"model": spec, "features": {"n_mels": 40}, "decode": {"beam_size": 1},
+    recipe = recipe_from_dict({"model": spec, "features": {"n_mels": 40},
+                               "decode": {"beam_size": 1, **sections.pop("decode", {})},
                                "lm": {"path": lm} if lm else {}, **sections})
     torch.manual_seed(seed)
     net = build_model(recipe.model, recipe.features.dim, TOKENIZER.vocab_size).eval()

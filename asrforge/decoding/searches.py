@@ -12,7 +12,8 @@ from typing import Callable
 
 import torch
 
-from asrforge.decoding.attention import AttentionBeamOptions, attention_beam_search, attention_greedy, attention_rescore
+from asrforge.decoding.attention import TorchAttention
+from asrforge_runtime.search.attention import attention_search, uses_word_bonus as _attention_word_bonus
 from asrforge_runtime.search.config import DecodeConfig, ctc_beam_options
 from asrforge_runtime.search.ctc import ctc_greedy, ctc_prefix_beam_search
 from asrforge_runtime.search.hypothesis import Hypothesis
@@ -44,32 +45,19 @@ def _ctc(model, feats, lens, config: DecodeConfig, lm: WordLMScorer | None, nbes
     return Decoded(hyps, log_probs, out_lens)
 
 
-def _rescores(model, config: DecodeConfig) -> bool:
-    """Whether an attention model's beam search rescores a CTC n-best list instead of searching in one pass."""
-    return model.ctc_head is not None and config.ctc_weight > 0 and config.joint_search == "rescore"
-
-
 def uses_word_bonus(model, config: DecodeConfig) -> bool:
     """Whether the beam search adds the LM's word bonus (the one-pass attention search ranks by score per token
-    instead: see :mod:`asrforge.decoding.attention`)."""
-    return model.objective != "attention" or _rescores(model, config)
+    instead: see :mod:`asrforge_runtime.search.attention`)."""
+    return model.objective != "attention" or _attention_word_bonus(model.ctc_head is not None, config)
 
 
 def _attention(model, feats, lens, config: DecodeConfig, lm: WordLMScorer | None, nbest: int) -> Decoded:
     h, h_lens = model.encode(feats, lens)
-    # CTC scores join the search only when the model has a CTC head
-    w = config.ctc_weight if model.ctc_head is not None else 0.0
-    beam = AttentionBeamOptions(beam_size=config.beam_size, ctc_weight=w, candidates=config.candidates,
-                                max_len_ratio=config.max_len_ratio, min_len=config.min_len, nbest=nbest)
-    if config.beam_size <= 1:
-        hyps = [[h] for h in attention_greedy(model, h, h_lens, beam)]
-    elif _rescores(model, config):
-        hyps = attention_rescore(model, h, h_lens, beam, lm=lm, ctc_options=ctc_beam_options(config))
-    else:
-        hyps = attention_beam_search(model, h, h_lens, beam, lm=lm)
-    # a joint model's CTC head times the words its decoder chose (the decoder itself has no alignment)
-    ctc = model.ctc_log_probs(h)
-    return Decoded(hyps, None if ctc is None else ctc.float().cpu(), h_lens.cpu())
+    network = TorchAttention(model)
+    # a joint model's CTC head joins the search and times the words its decoder chose (the decoder has no alignment)
+    ctc = network.ctc(h)
+    hyps = attention_search(network, network.memory(h, h_lens), h_lens.cpu().numpy(), ctc, config, lm, nbest)
+    return Decoded(hyps, None if ctc is None else torch.from_numpy(ctc), h_lens.cpu())
 
 
 def _transducer(model, feats, lens, config: DecodeConfig, lm: WordLMScorer | None, nbest: int) -> Decoded:

@@ -8,11 +8,13 @@ decoder reads of it, and one decoder step with its state as explicit inputs and 
   positions, how many), ``memory_lens``, the encoder outputs above, and the state -> ``logits (N, V)`` and the next
   state. The Transformer decoder's state is its self-attention cache, ``key_i``, ``value_i (N, H, L - 1, Dh)`` per
   layer (empty at the start; one position longer after each step); LAS's is its attention context and weights and
-  its LSTM cells' ``h``, ``c``. The names and shapes are listed in ``asrforge_onnx.json`` (``decoder``).
+  its LSTM cells' ``h``, ``c``. The names and shapes are listed in ``asrforge_onnx.json`` (``decoder.state``: each
+  state's shape past the batch axis at the start, its dynamic dims named ``L`` (0 then) or ``T_out`` (the memory's
+  frames)).
 
 The graphs compute what the PyTorch decoder's ``prepare`` and ``step`` compute (equal within 1e-4 in
-``tests/test_onnx_attention.py``). The runtime does not search them yet: asrforge-runtime refuses such a folder by
-name; any runtime with a beam search can drive them.
+``tests/test_onnx_attention.py``); asrforge-runtime searches them with the searches the PyTorch model is searched
+with (``asrforge_runtime.search.attention``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def _axes(a: torch.Tensor, b: torch.Tensor, frames_a: int, length: str) -> dict[
     return axes
 
 
+def _initial_shape(initial: torch.Tensor, axes: dict[int, str]) -> list:
+    """A state's shape past the batch axis before the first step, a dynamic dim named by its axis: ``T_out`` (the
+    encoder frames, as LAS's attention weights) or ``L`` (the tokens so far: 0 at the start, as a cache)."""
+    return [axes.get(d, size) for d, size in enumerate(initial.shape) if d > 0]
+
+
 def attention_graphs(model: nn.Module, input_dim: int) -> tuple[dict, dict]:
     """``name -> (module, example inputs, input names, output names, dynamic axes)`` for the encoder and the
     decoder step (as :func:`asrforge.export.onnx._graphs` gives them), and the ``decoder`` description."""
@@ -109,6 +117,5 @@ def attention_graphs(model: nn.Module, input_dim: int) -> tuple[dict, dict]:
     initial = model.decoder.initial_state(mem)
     description = {"graph": "decoder_step.onnx", "memory": ["memory", *[f"memory_{k}" for k in extras]],
                    "ctc_head": ctc, "sos_id": SOS_ID,
-                   "state": {f"state_{k}": {"shape": list(initial[k].shape[1:]),
-                                            "grows": sorted(step_axes[f"state_{k}"].keys() - {0})} for k in states}}
+                   "state": {f"state_{k}": _initial_shape(initial[k], step_axes[f"state_{k}"]) for k in states}}
     return graphs, description

@@ -16,7 +16,7 @@ from asrforge.config import from_dict, to_dict
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import Skipped, Utterance, load_utterance
 from asrforge_runtime.long_form import LONG_FORM_S
-from asrforge_runtime.pieces import join_pieces, length_batches, placed_words, refuse_other_tasks
+from asrforge_runtime.pieces import join_pieces, length_batches, placed_words, refuse_other_tasks, word_times_wanted
 from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig, decode_changes
 from asrforge_runtime.search.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, decode_batch, uses_word_bonus
@@ -189,11 +189,7 @@ class Transcriber:
     def _options(self, options: dict) -> TranscribeOptions:
         options = dict(options)
         refuse_other_tasks(options)
-        words = options.pop("word_timestamps", None)
-        if words and not self.word_timestamps:
-            raise ConfigError(f"word_timestamps: a {self.recipe.model.family} model's attention decoder has no "
-                              "alignment to the audio, so it gives no word times (CTC, joint CTC/attention and "
-                              "transducer models do)")
+        words = word_times_wanted(options, self.word_timestamps, self.recipe.model.family)
         own = {"beam_size", "speaker_stats", "max_segment_s", "progress"} | DECODE_KEYS
         unknown = sorted(set(options) - own)
         if unknown:
@@ -204,7 +200,7 @@ class Transcriber:
         max_segment_s = options.get("max_segment_s") or LONG_FORM_S
         if max_segment_s <= 0:
             raise ConfigError(f"max_segment_s must be above 0, got {max_segment_s}")
-        return TranscribeOptions(decode, self.word_timestamps if words is None else bool(words),
+        return TranscribeOptions(decode, words,
                                  options.get("speaker_stats"), max_segment_s, bool(options.get("progress")))
 
     # ---- the pieces -------------------------------------------------------------------------------

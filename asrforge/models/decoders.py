@@ -33,11 +33,6 @@ class DecoderMemory:
     mask: torch.Tensor
     extra: dict = field(default_factory=dict)
 
-    def repeat(self, k: int) -> "DecoderMemory":
-        """Each utterance repeated ``k`` times in a row (one copy per beam hypothesis)."""
-        rep = lambda t: t.repeat_interleave(k, dim=0)  # noqa: E731
-        return DecoderMemory(rep(self.memory), rep(self.lens), rep(self.mask), {n: rep(t) for n, t in self.extra.items()})
-
 
 @dataclass
 class LSTMDecoderConfig:

@@ -3,7 +3,8 @@
 :func:`open_folder` reads ``asrforge_onnx.json`` and ``tokens.txt`` and opens the graphs. A CTC model gives
 log-probabilities; a transducer is the :class:`~asrforge_runtime.search.transducer.TransducerNetwork` the shared
 searches run over (its tables: the decoder's output ``(R, J)`` and its state, numpy arrays with a row per
-hypothesis).
+hypothesis); an encoder-decoder (las, transformer, joint) the :class:`~asrforge_runtime.search.attention.
+AttentionNetwork` (its memory and states: dicts of numpy arrays with a row per utterance or hypothesis).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from asrforge_runtime.errors import CheckpointError
+from asrforge_runtime.search.attention import stepwise_sequence_log_probs
 
 CONFIG_FILE = "asrforge_onnx.json"
 TOKENS_FILE = "tokens.txt"
@@ -66,7 +68,7 @@ class ExportedFolder:
     path: Path
     info: dict              # asrforge_onnx.json
     pieces: list[str]       # each token's text; the blank's is ""
-    network: "OnnxCTC | OnnxTransducer"
+    network: "OnnxCTC | OnnxTransducer | OnnxAttention"
     sessions: dict          # graph name -> onnxruntime session
 
 
@@ -84,6 +86,9 @@ def open_folder(path: str | Path, threads: int | None = None) -> ExportedFolder:
     if info.get("format") != FORMAT or info.get("version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{config} describes format {info.get('format')!r} version {info.get('version')}; this "
                               f"runtime reads {FORMAT} up to version {FORMAT_VERSION}: upgrade asrforge-runtime")
+    if info.get("layout") == "sherpa-onnx-online":
+        raise CheckpointError(f"{path} is a streaming model in the layout sherpa-onnx's OnlineRecognizer loads; "
+                              "asrforge-runtime streams the same model exported with --format onnx")
     tokens = path / TOKENS_FILE
     if not tokens.is_file():
         raise CheckpointError(f"{path} holds no {TOKENS_FILE}; export the model again")
@@ -97,7 +102,7 @@ def open_folder(path: str | Path, threads: int | None = None) -> ExportedFolder:
         if not (path / file).is_file():
             raise CheckpointError(f"{path} lacks the graph {file} that {CONFIG_FILE} lists; export the model again")
         graphs[name] = _session(path / file, threads)
-    kinds = {"ctc": OnnxCTC, "transducer": OnnxTransducer}
+    kinds = {"ctc": OnnxCTC, "transducer": OnnxTransducer, "attention": OnnxAttention}
     if info["objective"] not in kinds:
         raise CheckpointError(f"{config}: objective {info['objective']!r} is not one this runtime decodes "
                               f"({', '.join(kinds)})")
@@ -171,3 +176,44 @@ class OnnxTransducer:
         for b, f in enumerate(frames):
             enc[b, : f.shape[0]] = f
         return enc
+
+
+class OnnxAttention:
+    """``encoder.onnx`` and ``decoder_step.onnx`` (``asrforge.export.attention``) as an attention network. Memory:
+    ``memory_lens``, ``memory`` and the decoder's per-utterance precomputation by graph name, and the CTC head's
+    ``ctc_log_probs`` where the model has one; state: the step's ``state_*`` inputs by name."""
+
+    def __init__(self, graphs: dict, info: dict):
+        self.encoder, self.decoder = graphs["encoder"], graphs["decoder_step"]
+        described = info["decoder"]
+        self.memory_names = ["memory_lens", *described["memory"]]
+        self.ctc_head = bool(described["ctc_head"])
+        self.states = described["state"]            # name -> shape past the batch axis, dynamic dims named
+
+    def encode(self, feats: np.ndarray, lens: np.ndarray) -> tuple[dict, np.ndarray]:
+        """Features -> the memory (a dict, ``ctc_log_probs (B, T', V)`` in it for a CTC head) and ``(B,)`` frames."""
+        outs = self.encoder.run(None, {"x": np.ascontiguousarray(feats, dtype=np.float32),
+                                       "x_lens": np.asarray(lens, dtype=np.int64)})
+        memory = dict(zip(self.memory_names + (["ctc_log_probs"] if self.ctc_head else []), outs))
+        return memory, memory["memory_lens"]
+
+    def select_memory(self, memory: dict, rows: np.ndarray) -> dict:
+        return {k: v[rows] for k, v in memory.items()}
+
+    def initial_state(self, memory: dict) -> dict:
+        N, T = memory["memory"].shape[:2]
+        sizes = {"L": 0, "T_out": T}            # the tokens so far (none yet), the memory's frames
+        return {name: np.zeros((N, *[sizes.get(d, d) for d in shape]), dtype=np.float32)
+                for name, shape in self.states.items()}
+
+    def step(self, memory: dict, state: dict, history: np.ndarray) -> tuple[np.ndarray, dict]:
+        feeds = {"history": np.ascontiguousarray(history, dtype=np.int64),
+                 **{k: np.ascontiguousarray(memory[k]) for k in self.memory_names}, **state}
+        logits, *following = self.decoder.run(None, feeds)
+        return log_softmax(logits), dict(zip(self.states, following))
+
+    def select_state(self, state: dict, rows: np.ndarray) -> dict:
+        return {k: np.ascontiguousarray(v[rows]) for k, v in state.items()}
+
+    def sequence_log_probs(self, memory: dict, sequences: list[list[int]]) -> np.ndarray:
+        return stepwise_sequence_log_probs(self, memory, sequences)

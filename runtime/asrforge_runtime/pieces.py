@@ -61,3 +61,13 @@ def refuse_other_tasks(options: dict) -> None:
     if options.pop("temperature", None) not in (None, 0, 0.0, (0.0,), [0.0]):
         raise ConfigError("temperature: an asrforge model decodes by search, not by sampling; "
                           "choose its beam_size instead (1 is greedy)")
+
+
+def word_times_wanted(options: dict, offered: bool, family: str) -> bool:
+    """Take ``word_timestamps`` out of ``options``: whether results carry word times (``offered``: whether the model
+    can time words, the default when not asked), refusing them where a ``family`` model's decoder cannot."""
+    asked = options.pop("word_timestamps", None)
+    if asked and not offered:
+        raise ConfigError(f"word_timestamps: a {family} model's attention decoder has no alignment to the audio, so "
+                          "it gives no word times (CTC, joint CTC/attention and transducer models do)")
+    return offered if asked is None else bool(asked)

@@ -19,8 +19,9 @@ from asrforge_runtime.errors import CheckpointError, ConfigError
 from asrforge_runtime.features import FeatureConfig, FrontEnd, OnlineFrontEnd
 from asrforge_runtime.long_form import LONG_FORM_S, long_form_spans
 from asrforge_runtime.onnx_model import ExportedFolder, open_folder
-from asrforge_runtime.pieces import join_pieces, length_batches, placed_words, refuse_other_tasks
+from asrforge_runtime.pieces import join_pieces, length_batches, placed_words, refuse_other_tasks, word_times_wanted
 from asrforge_runtime.result import Result, Segment, Word
+from asrforge_runtime.search.attention import attention_search, uses_word_bonus
 from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig, ctc_beam_options, decode_changes
 from asrforge_runtime.search.ctc import ctc_greedy, ctc_prefix_beam_search
 from asrforge_runtime.search.hypothesis import Hypothesis
@@ -40,12 +41,12 @@ def _known(cls, values: dict) -> dict:
 
 
 class OnnxRecognizer:
-    """An exported CTC or transducer model with its front end, search defaults and optional word n-gram LM."""
+    """An exported model (CTC, transducer, or encoder-decoder) with its front end, search defaults and optional word
+    n-gram LM."""
 
     sample_rate = SAMPLE_RATE
     languages: tuple[str, ...] = ()     # it reads the one language it was trained on
     tasks = ("transcribe",)
-    word_timestamps = True              # CTC and transducer outputs are aligned to frames
 
     def __init__(self, folder: ExportedFolder, lm: NGramLM | None = None, lm_weight: float | None = None,
                  word_bonus: float | None = None, closed_vocabulary: bool | None = None):
@@ -86,6 +87,11 @@ class OnnxRecognizer:
         return cls(folder, NGramLM.load(lm_file) if lm_file else None, lm_weight, word_bonus, closed_vocabulary)
 
     # ---- what it offers ---------------------------------------------------------------------------
+    @property
+    def word_timestamps(self) -> bool:
+        """CTC heads and transducers align their tokens to frames; a plain attention decoder (LAS, Transformer) does not."""
+        return self.objective != "attention" or self.network.ctc_head
+
     @property
     def beam_size(self) -> int:
         return self.decode_defaults.beam_size
@@ -139,8 +145,11 @@ class OnnxRecognizer:
             return "greedy"
         if self.lm is None:
             return f"beam {config.beam_size}"
-        return (f"beam {config.beam_size}, {self.lm.lm.order}-gram LM weight {self.lm.weight:g} bonus "
-                f"{self.lm.word_bonus:g}" + (", closed vocabulary" if self.lm.closed_vocabulary else ""))
+        bonus = (f" bonus {self.lm.word_bonus:g}"
+                 if self.objective != "attention" or uses_word_bonus(self.network.ctc_head, config)
+                 else ", no word bonus in attention search")
+        return (f"beam {config.beam_size}, {self.lm.lm.order}-gram LM weight {self.lm.weight:g}{bonus}"
+                + (", closed vocabulary" if self.lm.closed_vocabulary else ""))
 
     def check_options(self, **options) -> None:
         """Refuse what this model cannot do and unknown options, before any audio is read."""
@@ -149,7 +158,7 @@ class OnnxRecognizer:
     def _options(self, options: dict) -> tuple[DecodeConfig, bool, float]:
         options = dict(options)
         refuse_other_tasks(options)
-        words = options.pop("word_timestamps", None)
+        words = word_times_wanted(options, self.word_timestamps, self.info["family"])
         max_segment_s = options.pop("max_segment_s", None) or LONG_FORM_S
         unknown = sorted(set(options) - DECODE_KEYS)
         if unknown:
@@ -159,12 +168,13 @@ class OnnxRecognizer:
         if max_segment_s <= 0:
             raise ConfigError(f"max_segment_s must be above 0, got {max_segment_s}")
         config = self.decode_config(options.pop("beam_size", None), **options)
-        return config, True if words is None else bool(words), float(max_segment_s)
+        return config, words, float(max_segment_s)
 
     # ---- decoding ---------------------------------------------------------------------------------
     def decode(self, feats: list[np.ndarray], config: DecodeConfig) -> tuple[list[Hypothesis], list | None, np.ndarray]:
         """Features ``(T_i, D)`` of a batch -> the best hypothesis of each, the CTC log-probabilities ``(T', V)`` of
-        each (None for a transducer), and the encoder frames of each ``(B,)``."""
+        each (None for a transducer and an attention model without a CTC head), and the encoder frames of each
+        ``(B,)``."""
         lens = np.array([f.shape[0] for f in feats], dtype=np.int64)
         padded = np.zeros((len(feats), int(lens.max()), feats[0].shape[1]), dtype=np.float32)
         for b, f in enumerate(feats):
@@ -179,6 +189,10 @@ class OnnxRecognizer:
                 options = ctc_beam_options(config)
                 hyps = [ctc_prefix_beam_search(lp, lp.shape[0], options, self.blank, self.lm)[0] for lp in per_utt]
             return hyps, per_utt, out_lens
+        if self.info["objective"] == "attention":
+            ctc = out.get("ctc_log_probs")
+            hyps = [n[0] for n in attention_search(self.network, out, out_lens, ctc, config, self.lm)]
+            return hyps, None if ctc is None else [ctc[b, : out_lens[b]] for b in range(len(feats))], out_lens
         options = TransducerOptions(beam_size=config.beam_size, max_symbols_per_frame=config.max_symbols_per_frame)
         if config.beam_size <= 1:
             hyps = transducer_greedy(self.network, out, out_lens.tolist(), options)
@@ -216,6 +230,7 @@ class OnnxRecognizer:
     def transcribe_waves(self, waves: list[np.ndarray], config: DecodeConfig, max_segment_s: float = LONG_FORM_S,
                          word_timestamps: bool = True, on_batch: Callable[[int], None] | None = None) -> list[Result]:
         """16 kHz float arrays -> :class:`Result` each (options already checked)."""
+        word_timestamps = word_timestamps and self.word_timestamps
         spans = [(w, start, end) for w, wave in enumerate(waves) for start, end in long_form_spans(wave, max_segment_s)]
         segments: list[Segment | None] = [None] * len(spans)
         hop = self.features.config.hop_ms / 1000
