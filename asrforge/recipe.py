@@ -127,9 +127,6 @@ def check_streaming_features(features: FeatureConfig) -> None:
     if wrong:
         raise ValueError(f"model.streaming: {', '.join(wrong)} needs audio that has not arrived yet; a streaming model "
                          "takes features.cmvn: global (or none), features.deltas: false, features.trim_db: null")
-    if features.kind == "kaldi_fbank":
-        raise ValueError("model.streaming: features are computed as audio arrives with asrforge's own filterbank; "
-                         "features.kind: kaldi_fbank is not computed incrementally yet (use kind: fbank)")
 
 
 SHIPPED = importlib.resources.files("asrforge") / "recipes"     # the recipes the package ships

@@ -29,7 +29,7 @@ from asrforge.recipe import load_recipe  # noqa: E402
 from asrforge.train.trainer import Trainer  # noqa: E402
 
 RECIPES = ["demo_ctc", "demo_conformer_ctc", "demo_las", "demo_transformer", "demo_joint", "demo_rnnt"]
-TRANSDUCERS = ["demo_conformer_rnnt", "demo_rnnt_fbank", "demo_rnnt_streaming"]      # with demo_rnnt: every one shipped
+TRANSDUCERS = ["demo_conformer_rnnt", "demo_rnnt_fbank", "demo_rnnt_streaming", "demo_rnnt_fbank_streaming"]      # with demo_rnnt: every one shipped
 OTHERS = ["demo_ctc_fbank"]
 
 

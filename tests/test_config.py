@@ -64,15 +64,19 @@ def test_every_shipped_recipe_loads(recipe):
                     "demo_joint.yaml": ("joint", "conformer"), "demo_rnnt.yaml": ("rnnt", "rnn"),
                     "demo_conformer_rnnt.yaml": ("rnnt", "conformer"),
                     "demo_ctc_streaming.yaml": ("ctc", "rnn"), "demo_rnnt_streaming.yaml": ("rnnt", "conformer"),
-                    "demo_ctc_fbank.yaml": ("ctc", "conformer"), "demo_rnnt_fbank.yaml": ("rnnt", "conformer")}[recipe]
+                    "demo_ctc_fbank.yaml": ("ctc", "conformer"), "demo_rnnt_fbank.yaml": ("rnnt", "conformer"),
+                    "demo_rnnt_fbank_streaming.yaml": ("rnnt", "conformer")}[recipe]
         assert (r.model.family, r.model.encoder.kind) == expected
         # a streaming recipe is its offline one with a causal encoder and features that need no future audio
         assert getattr(r.model, "streaming", False) == recipe.endswith("_streaming.yaml")
         if recipe.endswith("_streaming.yaml"):
-            offline = load_recipe({"demo_ctc_streaming.yaml": "demo_ctc",
-                                   "demo_rnnt_streaming.yaml": "demo_conformer_rnnt"}[recipe])
+            offline = load_recipe({"demo_ctc_streaming.yaml": "demo_ctc", "demo_rnnt_streaming.yaml": "demo_conformer_rnnt",
+                                   "demo_rnnt_fbank_streaming.yaml": "demo_rnnt_fbank"}[recipe])
             assert r.model.encoder.causal and not offline.model.encoder.causal and r.features.cmvn == "global"
             assert (r.train, r.specaugment, r.model.family) == (offline.train, offline.specaugment, offline.model.family)
+            assert getattr(r.model, "predictor", None) == getattr(offline.model, "predictor", None)
+            if offline.features.kind == "kaldi_fbank":      # sherpa-onnx's front end, computed as audio arrives
+                assert r.features == offline.features
         if recipe.endswith("_fbank.yaml"):      # sherpa-onnx's front end, its conformer recipe's model otherwise
             offline = load_recipe({"demo_ctc_fbank.yaml": "demo_conformer_ctc",
                                    "demo_rnnt_fbank.yaml": "demo_conformer_rnnt"}[recipe])

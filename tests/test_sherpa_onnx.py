@@ -20,6 +20,7 @@ from asrforge.recipe import recipe_from_dict
 from asrforge.text import CharTokenizer
 from asrforge_runtime.audio import load_audio, write_audio
 from asrforge_runtime.features import FeatureConfig, FrontEnd
+from asrforge_runtime.errors import CheckpointError
 from asrforge_runtime.recognizer import OnnxRecognizer
 from conftest import REPO
 
@@ -139,5 +140,64 @@ def test_kaldi_fbank_recipes_ship_and_refuse_what_cannot_work():
         assert recipe.features.kind == "kaldi_fbank" and recipe.features.cmvn == "global"
     with pytest.raises(ConfigError, match="augment.vtlp"):
         load_recipe("demo_rnnt_fbank", ["augment.vtlp=[0.9,1.1]"])
-    with pytest.raises(ConfigError, match="kaldi_fbank is not computed incrementally"):
-        load_recipe("demo_rnnt_streaming", ["features.kind=kaldi_fbank"])
+    assert load_recipe("demo_rnnt_streaming", ["features.kind=kaldi_fbank", "features.fmin=20"]).model.streaming
+
+
+def test_kaldi_fbank_computed_as_audio_arrives_is_the_whole_waveform_s(recordings):
+    """Both online front ends (the runtime's and the PyTorch one) give kaldi-native-fbank's offline frames, whatever
+    the pieces the audio arrives in."""
+    from asrforge.features.extractor import FeatureExtractor
+    from asrforge.features.online import OnlineFeatures
+    from asrforge_runtime.features import OnlineFrontEnd
+
+    config = FeatureConfig(**KALDI, cmvn="global", global_mean=[1.0] * 80, global_std=[2.0] * 80)
+    wave = load_audio(recordings[2])
+    whole = FrontEnd(config)(wave)
+    rng = np.random.default_rng(0)
+    for online in (OnlineFrontEnd(FrontEnd(config)), OnlineFeatures(FeatureExtractor(config))):
+        cuts = np.sort(rng.integers(0, wave.size, 9))
+        frames = [online.accept(piece) for piece in np.split(wave, cuts)] + [online.finish()]
+        got = np.concatenate([np.asarray(f) for f in frames])
+        assert got.shape == whole.shape
+        np.testing.assert_allclose(got, whole, atol=1e-5)
+
+
+def test_sherpa_onnx_streams_a_streaming_transducer_as_asrforge_runs_it(tmp_path, recordings):
+    """``OnlineRecognizer.from_transducer`` loads a streaming model's folder (asrforge's chunk step in sherpa-onnx's
+    ``lstm`` encoder contract) and, fed the audio in pieces, decodes the tokens asrforge's runtime decodes from the
+    same frames."""
+    spec = {**STATELESS, "streaming": True, "encoder": {**CONFORMER, "chunk_frames": 3, "left_chunks": 2}}
+    checkpoint = save_model(tmp_path, spec, KALDI, recordings, seed=6)
+    files = export_sherpa_onnx(checkpoint, tmp_path / "sherpa")
+    assert sorted(p.name for p in files) == ["asrforge_onnx.json", "decoder.onnx", "encoder.onnx", "joiner.onnx",
+                                             "tokens.txt"]
+    folder = tmp_path / "sherpa"
+    recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
+        str(folder / "tokens.txt"), str(folder / "encoder.onnx"), str(folder / "decoder.onnx"),
+        str(folder / "joiner.onnx"), num_threads=1, decoding_method="greedy_search")
+    export_onnx(checkpoint, tmp_path / "ours")
+    ours = OnnxRecognizer.load(tmp_path / "ours", threads=1)
+    chunk = ours.info["stream"]["chunk_input_frames"]       # sherpa-onnx decodes whole chunks of this many frames
+    symbols = [line.rsplit(" ", 1)[0].replace("▁", " ") for line in (folder / "tokens.txt").read_text().splitlines()]
+    config = ours.decode_config(beam_size=1, max_symbols_per_frame=1)
+    said = 0
+    for path in recordings:
+        wave = np.concatenate([load_audio(path), np.zeros(8000, np.float32)])   # tail padding, as sherpa-onnx's users add
+        stream = recognizer.create_stream()
+        for piece in np.array_split(wave, 5):
+            stream.accept_waveform(16000, piece)
+            while recognizer.is_ready(stream):
+                recognizer.decode_stream(stream)
+        stream.input_finished()
+        while recognizer.is_ready(stream):
+            recognizer.decode_stream(stream)
+        theirs = list(recognizer.get_result_all(stream).tokens)
+        online = ours.online_features()
+        frames = np.concatenate([online.accept(wave), online.finish()])
+        decoded = (frames.shape[0] - 1) // chunk * chunk     # a chunk is decoded once a frame past it is in
+        hyp = ours.decode([frames[:decoded]], config)[0][0]
+        assert [symbols[t] for t in hyp.tokens] == theirs, path
+        said += len(theirs)
+    assert said > 5                                      # the model says something
+    with pytest.raises(CheckpointError, match="OnlineRecognizer"):
+        OnnxRecognizer.load(folder)

@@ -4,6 +4,8 @@ Frame ``k`` is centred on sample ``k * hop`` and reads ``n_fft`` samples, with z
 after the last (the offline STFT's constant padding), so it is ready once ``k * hop + n_fft / 2`` samples are in;
 :meth:`OnlineFeatures.finish` adds the zeros after the end and gives the last frames. Only features whose frame
 depends on no later audio can be computed so: the recipe refuses utterance and speaker CMVN, deltas and trimming for streaming models.
+``features.kind: kaldi_fbank`` is computed by kaldi-native-fbank's own online computation instead (the runtime's
+:class:`~asrforge_runtime.features.OnlineKaldiFbank`, as sherpa-onnx's streams compute it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 import torch
 
 from asrforge.features.extractor import FeatureExtractor
-from asrforge_runtime.features import OnlineFrames
+from asrforge_runtime.features import OnlineFrames, OnlineKaldiFbank
 
 
 class OnlineFeatures(OnlineFrames):
@@ -23,6 +25,18 @@ class OnlineFeatures(OnlineFrames):
     def __init__(self, extractor: FeatureExtractor):
         super().__init__(extractor.config.hop_length, extractor.config.n_fft)
         self.extractor = extractor
+        self.kaldi = OnlineKaldiFbank(extractor.config) if extractor.config.kind == "kaldi_fbank" else None
+
+    def accept(self, samples: np.ndarray) -> torch.Tensor:
+        if self.kaldi is None:
+            return super().accept(samples)
+        return self.extractor.frame_normalized(torch.from_numpy(self.kaldi.accept(samples)))
+
+    def finish(self) -> torch.Tensor:
+        if self.kaldi is None:
+            return super().finish()
+        self.finished = True
+        return self.extractor.frame_normalized(torch.from_numpy(self.kaldi.finish()))
 
     def _compute(self, samples: np.ndarray) -> torch.Tensor:
         c = self.extractor.config

@@ -347,18 +347,71 @@ class OnlineFrames:
         return frames
 
 
-class OnlineFrontEnd(OnlineFrames):
-    """:class:`FrontEnd`'s frames as the audio arrives (numpy). Only features whose frame needs no later audio are
-    computed so (``cmvn`` global or none, no deltas, no trimming; asrforge fbank or MFCC): what streaming models are
+class OnlineKaldiFbank:
+    """``kind: kaldi_fbank`` frames as the audio arrives, by kaldi-native-fbank's own online computation (as
+    sherpa-onnx's streams compute them): ``accept(samples (N,))`` -> the raw ``(T, n_mels)`` frames that became
+    ready, ``finish()`` -> the rest. Concatenated they are :func:`kaldi_fbank`'s frames of the whole waveform."""
+
+    def __init__(self, config: FeatureConfig):
+        try:
+            import kaldi_native_fbank as knf
+        except ImportError:
+            raise ConfigError("features.kind: kaldi_fbank needs kaldi-native-fbank: pip install kaldi-native-fbank") from None
+        self.config = config
+        self.fbank = knf.OnlineFbank(kaldi_fbank_options(config))
+        self.frames = 0             # frames given out (and dropped from kaldi-native-fbank's buffer)
+        self.finished = False
+
+    def accept(self, samples: np.ndarray) -> np.ndarray:
+        if self.finished:
+            raise ValueError("features were finished; start a new stream's features for more audio")
+        self.fbank.accept_waveform(self.config.sample_rate, np.asarray(samples, dtype=np.float32).reshape(-1))
+        return self._ready()
+
+    def finish(self) -> np.ndarray:
+        self.finished = True
+        self.fbank.input_finished()
+        return self._ready()
+
+    def _ready(self) -> np.ndarray:
+        ready = self.fbank.num_frames_ready
+        if ready <= self.frames:
+            return np.zeros((0, self.config.n_mels), dtype=np.float32)
+        frames = np.stack([self.fbank.get_frame(i) for i in range(self.frames, ready)]).astype(np.float32, copy=False)
+        self.fbank.pop(ready - self.frames)        # a long stream keeps no frames it has given out
+        self.frames = ready
+        return frames
+
+
+def check_online(config: FeatureConfig) -> None:
+    """Only features whose frame needs no later audio are computed as audio arrives: what streaming models are
     trained on."""
+    if config.cmvn not in ("global", "none") or config.deltas or config.trim_db is not None:
+        raise ConfigError("features computed as audio arrives take features.cmvn global (or none), no deltas and no "
+                          "trim_db: what a streaming model is trained on")
+
+
+class OnlineFrontEnd(OnlineFrames):
+    """:class:`FrontEnd`'s frames as the audio arrives (numpy), normalized: asrforge's fbank or MFCC by the shared
+    buffering, ``kaldi_fbank`` by kaldi-native-fbank's online computation (:class:`OnlineKaldiFbank`)."""
 
     def __init__(self, front: FrontEnd):
         c = front.config
-        if c.cmvn not in ("global", "none") or c.deltas or c.trim_db is not None or c.kind == "kaldi_fbank":
-            raise ConfigError("features computed as audio arrives take features.cmvn global (or none), no deltas, "
-                              "no trim_db and kind fbank or mfcc: what a streaming model is trained on")
+        check_online(c)
         super().__init__(c.hop_length, c.n_fft)
         self.front = front
+        self.kaldi = OnlineKaldiFbank(c) if c.kind == "kaldi_fbank" else None
+
+    def accept(self, samples: np.ndarray) -> np.ndarray:
+        if self.kaldi is None:
+            return super().accept(samples)
+        return self.front.normalized(self.kaldi.accept(samples))
+
+    def finish(self) -> np.ndarray:
+        if self.kaldi is None:
+            return super().finish()
+        self.finished = True
+        return self.front.normalized(self.kaldi.finish())
 
     def _compute(self, samples: np.ndarray) -> np.ndarray:
         front = self.front
