@@ -10,7 +10,11 @@ a fresh process of its own, greedily (one token per frame for transducers: sherp
 - ``torch``: asrforge's PyTorch recognizer (eager float32);
 - ``runtime`` / ``runtime-int8``: asrforge-runtime on the ``--format onnx`` graphs (the process never imports torch);
 - ``runtime-sherpa-graphs`` / ``sherpa-onnx``: asrforge-runtime and sherpa-onnx on the same ``--format sherpa-onnx``
-  graphs (and their int8 versions).
+  graphs (and their int8 versions);
+- for a streaming model (``model.streaming``), instead of those two: ``runtime-stream`` (asrforge-runtime's streaming
+  engine on the ``--format onnx`` export) and ``sherpa-onnx-stream`` (sherpa-onnx's ``OnlineRecognizer`` on the
+  ``--format sherpa-onnx`` export), both fed each recording in 160 ms pieces followed by 0.5 s of silence (sherpa-onnx
+  decodes a stream's end only in whole chunks; its examples pad so).
 
 One JSON line per engine: real-time factor (decoding seconds / audio seconds, features included, model loading
 not), throughput against torch's, WER, peak RSS of the process, cold start (process start to the first result, the
@@ -25,6 +29,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +46,9 @@ def _worker(engine: str, model: str, manifest: str, threads: int) -> None:
     rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
     paths = [r["audio_filepath"] if os.path.isabs(r["audio_filepath"]) else
              str(Path(manifest).parent / r["audio_filepath"]) for r in rows]
-    if engine == "sherpa-onnx":
+    if engine.endswith("-stream"):
+        transcribe_all = _streaming_engine(engine, model, threads)
+    elif engine == "sherpa-onnx":
         import sherpa_onnx
 
         from asrforge_runtime.audio import load_audio
@@ -91,6 +98,57 @@ def _worker(engine: str, model: str, manifest: str, threads: int) -> None:
     seconds = time.perf_counter() - t0
     print(json.dumps({"texts": texts, "decode_s": seconds, "first_result_at": first_at, "started_at": started,
                       "first": first, "peak_rss_mb": _peak_rss_mb()}))
+
+
+PIECE_S, TAIL_S = 0.16, 0.5        # streaming engines: audio arrives in pieces of this long, then this much silence
+
+
+def _streaming_engine(engine: str, model: str, threads: int):
+    """``paths -> texts`` by a streaming engine fed each recording piece by piece."""
+    import numpy as np
+
+    from asrforge_runtime.audio import load_audio
+
+    def pieces(path):
+        wave = np.concatenate([load_audio(path), np.zeros(int(16000 * TAIL_S), np.float32)])
+        step = int(16000 * PIECE_S)
+        return [wave[i: i + step] for i in range(0, wave.size, step)]
+
+    if engine == "sherpa-onnx-stream":
+        import sherpa_onnx
+
+        folder = Path(model)
+        recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
+            str(folder / "tokens.txt"), str(folder / "encoder.onnx"), str(folder / "decoder.onnx"),
+            str(folder / "joiner.onnx"), num_threads=threads, decoding_method="greedy_search")
+
+        def one(path):
+            s = recognizer.create_stream()
+            for piece in pieces(path):
+                s.accept_waveform(16000, piece)
+                while recognizer.is_ready(s):
+                    recognizer.decode_stream(s)
+            s.input_finished()
+            while recognizer.is_ready(s):
+                recognizer.decode_stream(s)
+            return recognizer.get_result(s).strip()
+    else:
+        sys.modules["torch"] = None
+        from asrforge_runtime.native_streaming import NativeStreamingRecognizer
+        from asrforge_runtime.recognizer import OnnxRecognizer
+
+        streaming = NativeStreamingRecognizer(OnnxRecognizer.load(model, threads=threads, lm=False),
+                                              beam_size=1, max_symbols_per_frame=1)
+
+        def one(path):
+            s = streaming.create_stream()
+            for piece in pieces(path):
+                s.accept_waveform(piece)
+                streaming.decode_streams([s])
+            s.finish()
+            streaming.decode_streams([s])
+            return " ".join(e.text for e in s.finals).strip()
+    return lambda paths: [one(p) for p in paths]
 
 
 def _peak_rss_mb() -> float:
@@ -157,6 +215,19 @@ def main() -> None:
     if args.worker:
         return _worker(args.worker, args.model[0], args.manifest, args.threads)
 
+    rows = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
+    audio_s = sum(r["duration"] for r in rows)
+    sizes = {"torch": installed_mb("asrforge"), "runtime": installed_mb("asrforge-runtime"),
+             "sherpa-onnx": installed_mb("sherpa-onnx")}
+    work = Path(tempfile.mkdtemp(prefix="runtime_vs_torch-"))
+    try:
+        _compare(args, rows, audio_s, sizes, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)       # the exports are the benchmark's own
+
+
+def _compare(args, rows: list[dict], audio_s: float, sizes: dict, work: Path) -> None:
+    """Export each model, run every engine on it, print one JSON line per engine."""
     from asrforge.checkpoint import load_checkpoint
     from asrforge.export.onnx import export_onnx
     from asrforge.export.sherpa import export_sherpa_onnx, sherpa_problems
@@ -164,11 +235,6 @@ def main() -> None:
     from asrforge.metrics import ErrorReport
     from asrforge.text import Normalizer
 
-    rows = [json.loads(line) for line in Path(args.manifest).read_text().splitlines() if line.strip()]
-    audio_s = sum(r["duration"] for r in rows)
-    sizes = {"torch": installed_mb("asrforge"), "runtime": installed_mb("asrforge-runtime"),
-             "sherpa-onnx": installed_mb("sherpa-onnx")}
-    work = Path(tempfile.mkdtemp(prefix="runtime_vs_torch-"))
     for model in args.model:
         transcriber = Transcriber.from_state(load_checkpoint(model), lm=False)
         normalize = Normalizer(transcriber.recipe.text)
@@ -177,7 +243,13 @@ def main() -> None:
         export_onnx(model, work / f"{name}-f32")
         export_onnx(model, work / f"{name}-int8", "int8")
         engines += [("runtime", work / f"{name}-f32", "runtime"), ("runtime-int8", work / f"{name}-int8", "runtime")]
-        if not sherpa_problems(transcriber.recipe, transcriber.model):
+        streaming = bool(getattr(transcriber.recipe.model, "streaming", False))
+        if streaming:
+            engines.append(("runtime-stream", work / f"{name}-f32", "runtime-stream"))
+        if not sherpa_problems(transcriber.recipe, transcriber.model) and streaming:
+            export_sherpa_onnx(model, work / f"{name}-sherpa-stream")
+            engines.append(("sherpa-onnx-stream", work / f"{name}-sherpa-stream", "sherpa-onnx-stream"))
+        elif not sherpa_problems(transcriber.recipe, transcriber.model):
             for q in ("float32", "int8"):
                 folder = work / f"{name}-sherpa-{q}"
                 export_sherpa_onnx(model, folder, q)
@@ -198,7 +270,7 @@ def main() -> None:
                 "throughput_vs_torch": round(results["torch"]["decode_s"] / out["decode_s"], 2),
                 "wer": round(summary["wer"], 4), "peak_rss_mb": round(out["peak_rss_mb"]),
                 "cold_start_s": round(out["cold_start_s"], 2),
-                "installed_mb": sizes["sherpa-onnx" if engine == "sherpa-onnx" else engine]}), flush=True)
+                "installed_mb": sizes[engine.removesuffix("-stream")]}), flush=True)
 
 
 if __name__ == "__main__":
