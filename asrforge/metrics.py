@@ -174,8 +174,14 @@ class ErrorReport:
                       "REF:  " + " ".join(refs), "HYP:  " + " ".join(hyps), ""]
         Path(path).write_text("\n".join(lines), encoding="utf-8")
 
+    def utterance_rows(self) -> list[dict]:
+        """Each utterance's scoring: id, speaker, reference, hypothesis, word errors by kind over its reference words,
+        character errors over its reference characters (what ``evaluate --json`` holds and ``compare`` reads)."""
+        return [{"id": u.id, "speaker": u.speaker, "reference": u.ref, "hypothesis": u.hyp, "sub": u.words.sub,
+                 "del": u.words.dels, "ins": u.words.ins, "words": len(u.ref.split()),
+                 "char_errors": u.chars.sub + u.chars.dels + u.chars.ins, "chars": len(u.ref)} for u in self.utts]
+
     def write_jsonl(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as f:
-            for u in self.utts:
-                f.write(json.dumps({"id": u.id, "speaker": u.speaker, "ref": u.ref, "hyp": u.hyp, "sub": u.words.sub,
-                                    "del": u.words.dels, "ins": u.words.ins, "words": len(u.ref.split())}) + "\n")
+            for row in self.utterance_rows():
+                f.write(json.dumps(row) + "\n")

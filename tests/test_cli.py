@@ -54,6 +54,19 @@ def test_evaluate_json_and_report(trained, corpus, tmp_path):
     words = sum(len(u.text.split()) for u in read_manifest(corpus / "test.jsonl")[0])
     assert result["wer"] == pytest.approx((result["sub"] + result["del"] + result["ins"]) / words)
     assert "Sum/Avg" in proc.stdout and (tmp_path / "rep" / "utterances.txt").read_text().count("REF:") == result["utts"]
+    # 95 % bootstrap intervals around the figures, and every utterance's scoring for `asrforge compare`
+    assert result["wer_ci"][0] <= result["wer"] <= result["wer_ci"][1] and result["bootstrap"] == 1000
+    assert result["cer_ci"][0] <= result["cer"] <= result["cer_ci"][1] and "95% CI" in proc.stdout
+    assert len(result["utterances"]) == result["utts"]
+    assert sum(u["sub"] + u["del"] + u["ins"] for u in result["utterances"]) == result["sub"] + result["del"] + result["ins"]
+    greedy = tmp_path / "greedy.json"
+    cli("evaluate", "--model", trained, "--manifest", corpus / "test.jsonl", "--beam-size", "1", "--bootstrap", "0",
+        "--json", greedy)
+    assert json.loads(greedy.read_text())["wer_ci"] is None
+    compared = cli("compare", greedy, out, "--json", tmp_path / "cmp.json")
+    figures = json.loads((tmp_path / "cmp.json").read_text())
+    assert figures["wer_a"] == pytest.approx(json.loads(greedy.read_text())["wer"]) and figures["wer_b"] == pytest.approx(result["wer"])
+    assert {"delta", "delta_ci", "p_bootstrap", "p_mapsswe"} <= set(figures) and "MAPSSWE" in compared.stdout
 
 
 def test_transcribe_txt_and_json(trained, corpus, tmp_path, capsys):

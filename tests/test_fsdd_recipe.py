@@ -70,7 +70,7 @@ def test_recipe_trains_on_the_whole_four_speaker_manifest_and_decodes_only_digit
     assert "2-gram LM" in proc.stdout and "closed vocabulary" in proc.stdout
     summary = json.loads((tmp_path / "eval.json").read_text())
     assert summary["utts"] == 4 * 10 * 5 and summary["beam_size"] == 4 and 0.0 <= summary["wer"]
-    hyps = [json.loads(line)["hyp"] for line in (tmp_path / "report" / "utterances.jsonl").read_text().splitlines()]
+    hyps = [json.loads(line)["hypothesis"] for line in (tmp_path / "report" / "utterances.jsonl").read_text().splitlines()]
     # the closed vocabulary: a barely trained model spells "oeo" without it; with it, every word it writes is a digit
     assert len(hyps) == 200 and any(hyps) and all(w in DIGITS for h in hyps for w in h.split())
 

@@ -378,7 +378,7 @@ def test_training_writes_the_lm_and_decoding_uses_it(corpus, tmp_path, capsys):
     assert main(["evaluate", "--model", str(exp), "--manifest", test, "--beam-size", "4", "--closed-vocabulary",
                  "--report-dir", str(tmp_path / "closed")]) == 0
     assert "closed vocabulary" in capsys.readouterr().out
-    hyps = [json.loads(line)["hyp"] for line in open(tmp_path / "closed" / "utterances.jsonl")]
+    hyps = [json.loads(line)["hypothesis"] for line in open(tmp_path / "closed" / "utterances.jsonl")]
     assert all(w in lm.vocab for h in hyps for w in h.split())
     # without --beam-size, evaluate decodes as the recipe does (decode.beam_size=4 with its LM); 1 is greedy
     assert main(["evaluate", "--model", str(exp), "--manifest", test, "--json", str(tmp_path / "default.json")]) == 0

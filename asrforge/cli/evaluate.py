@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from asrforge.cli.args import DECODE_OVERRIDE_HELP, add_lm_arguments, count, decode_overrides, lm_options
+from asrforge.errors import ConfigError
+from asrforge.significance import RESAMPLES, report_intervals
 
 
 def add_parsers(sub) -> None:
@@ -16,7 +18,10 @@ def add_parsers(sub) -> None:
     e.add_argument("--manifest", required=True)
     e.add_argument("--beam-size", type=count, default=None,
                    help="default: the recipe's decode.beam_size (with its LM); Whisper: greedy. 1 = greedy")
-    e.add_argument("--json", help="write wer, cer, utts, sub, del, ins, rtf here")
+    e.add_argument("--json", help="write wer, cer (with wer_ci, cer_ci), utts, sub, del, ins, rtf and every utterance's "
+                   "scoring (utterances) here; `asrforge compare` reads two such files")
+    e.add_argument("--bootstrap", type=int, default=RESAMPLES, metavar="N",
+                   help=f"resamples of the 95%% bootstrap intervals of WER and CER (default {RESAMPLES}; 0: none)")
     e.add_argument("--report-dir", help="write per-utterance results (utterances.txt, utterances.jsonl) here")
     e.add_argument("--device", default="cpu")
     e.add_argument("--language", help="Whisper: language of the manifest (default: English for .en models, "
@@ -29,17 +34,22 @@ def add_parsers(sub) -> None:
 def evaluate(args) -> dict:
     from asrforge.inference import load_model
 
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap takes a number of resamples, 0 or more; got {args.bootstrap}")
     model = load_model(args.model, args.device, tokenizer=args.tokenizer, lm_options=lm_options(args))
     options = {"beam_size": args.beam_size, "language": args.language, **decode_overrides(args.overrides)}
     ev = model.evaluate(args.manifest, **{k: v for k, v in options.items() if v is not None})
     ev.require_scored(args.manifest)
     for note in ev.notes:
         print(f"asrforge: {note}", file=sys.stderr)
-    print_evaluation(ev, f"{args.manifest} ({ev.search})")
-    summary = {**ev.summary(), "model": str(args.model), "manifest": str(args.manifest)}
+    intervals = report_intervals(ev.report, args.bootstrap)
+    print_evaluation(ev, f"{args.manifest} ({ev.search})", intervals)
+    # every model's evaluation scores with asrforge's own normalization for now (--normalizer is to come)
+    summary = {**ev.summary(), **intervals, "bootstrap": args.bootstrap, "normalizer": "basic", "model": str(args.model),
+               "manifest": str(args.manifest)}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=1))
+        Path(args.json).write_text(json.dumps({**summary, "utterances": ev.report.utterance_rows()}, indent=1))
     if args.report_dir:
         d = Path(args.report_dir)
         d.mkdir(parents=True, exist_ok=True)
@@ -50,14 +60,20 @@ def evaluate(args) -> dict:
     return summary
 
 
-def print_evaluation(ev, title: str) -> None:
+def _interval(ci) -> str:
+    return "" if ci is None else f" [95% CI {100 * ci[0]:.2f}-{100 * ci[1]:.2f}]"
+
+
+def print_evaluation(ev, title: str, intervals: dict | None = None) -> None:
     from asrforge.inference.evaluate import RECORDING_S
 
     s = ev.summary()
+    intervals = intervals or {}
     print(f"\n{title}")
     print(ev.report.table())
-    print(f"WER {100 * s['wer']:.2f}%  (S={s['sub']} D={s['del']} I={s['ins']} over {s['words']} words)   "
-          f"CER {100 * s['cer']:.2f}%   utterances {s['utts']}   RTF {s['rtf']:.4f}")
+    print(f"WER {100 * s['wer']:.2f}%{_interval(intervals.get('wer_ci'))}  (S={s['sub']} D={s['del']} I={s['ins']} "
+          f"over {s['words']} words)   CER {100 * s['cer']:.2f}%{_interval(intervals.get('cer_ci'))}   "
+          f"utterances {s['utts']}   RTF {s['rtf']:.4f}")
     if ev.long_form:
         print(f"  {ev.long_form} recording(s) longer than {RECORDING_S:g} s were decoded as `asrforge transcribe` "
               "decodes them: cut at their pauses, the pieces' texts joined")
