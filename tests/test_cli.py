@@ -62,7 +62,19 @@ def test_evaluate_json_and_report(trained, corpus, tmp_path):
     greedy = tmp_path / "greedy.json"
     cli("evaluate", "--model", trained, "--manifest", corpus / "test.jsonl", "--beam-size", "1", "--bootstrap", "0",
         "--json", greedy)
-    assert json.loads(greedy.read_text())["wer_ci"] is None
+    assert json.loads(greedy.read_text())["wer_ci"] is None and result["normalizer"] == "basic"
+    whisper_scored = tmp_path / "whisper_english.json"
+    cli("evaluate", "--model", trained, "--manifest", corpus / "test.jsonl", "--beam-size", "1", "--normalizer",
+        "whisper_english", "--json", whisper_scored)
+    scored = json.loads(whisper_scored.read_text())
+    from asrforge.text.scoring import scoring_normalizer
+
+    english = scoring_normalizer("whisper_english")
+    texts = {u.id: u.text for u in read_manifest(corpus / "test.jsonl")[0]}
+    assert scored["normalizer"] == "whisper_english"
+    assert all(u["reference"] == english(texts[u["id"]]) for u in scored["utterances"])
+    refused = cli("compare", greedy, whisper_scored, check=False)
+    assert refused.returncode == 2 and "evaluate both with the same one" in refused.stderr
     compared = cli("compare", greedy, out, "--json", tmp_path / "cmp.json")
     figures = json.loads((tmp_path / "cmp.json").read_text())
     assert figures["wer_a"] == pytest.approx(json.loads(greedy.read_text())["wer"]) and figures["wer_b"] == pytest.approx(result["wer"])

@@ -113,6 +113,15 @@ def test_evaluate_scores_a_whisper_checkpoint(setup, finetuned, tmp_path, capsys
     summary = json.loads(out.read_text())
     assert summary["wer"] == 0.0 and summary["utts"] == len(TEXTS) and summary["skipped"] == 1
     assert "too-long: longer than 30 s" in capsys.readouterr().out
+    # English is scored after Whisper's English normalizer unless told otherwise
+    assert main(["evaluate", "--model", str(finetuned / "whisper.pt"), "--manifest", str(root / "m.jsonl"),
+                 "--language", "en", "--json", str(out)]) == 0
+    english = json.loads(out.read_text())
+    assert english["normalizer"] == "whisper_english" and english["wer"] == 0.0
+    assert "scored after the whisper_english normalizer" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(finetuned / "whisper.pt"), "--manifest", str(root / "m.jsonl"),
+                 "--language", "en", "--normalizer", "basic", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["normalizer"] == "basic"
 
 
 def test_vtlp_is_refused_for_whisper_front_end(setup, tmp_path, capsys):

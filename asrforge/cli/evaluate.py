@@ -9,6 +9,7 @@ from pathlib import Path
 from asrforge.cli.args import DECODE_OVERRIDE_HELP, add_lm_arguments, count, decode_overrides, lm_options
 from asrforge.errors import ConfigError
 from asrforge.significance import RESAMPLES, report_intervals
+from asrforge.text.scoring import NORMALIZERS
 
 
 def add_parsers(sub) -> None:
@@ -27,6 +28,10 @@ def add_parsers(sub) -> None:
     e.add_argument("--language", help="Whisper: language of the manifest (default: English for .en models, "
                    "detected per utterance otherwise)")
     e.add_argument("--tokenizer", help="Whisper: folder holding tokenizer.json, if not beside the weights")
+    e.add_argument("--normalizer", choices=NORMALIZERS, default=None,
+                   help="what references and hypotheses are scored after: basic (the model's own normalization), "
+                   "whisper_english (as Whisper's paper scores English), whisper_basic; default whisper_english for "
+                   "English with Whisper checkpoints, basic otherwise")
     add_lm_arguments(e)
     e.set_defaults(func=evaluate, parser=e, trailing="overrides")
 
@@ -37,15 +42,15 @@ def evaluate(args) -> dict:
     if args.bootstrap < 0:
         raise ConfigError(f"--bootstrap takes a number of resamples, 0 or more; got {args.bootstrap}")
     model = load_model(args.model, args.device, tokenizer=args.tokenizer, lm_options=lm_options(args))
-    options = {"beam_size": args.beam_size, "language": args.language, **decode_overrides(args.overrides)}
+    options = {"beam_size": args.beam_size, "language": args.language, "normalizer": args.normalizer,
+               **decode_overrides(args.overrides)}
     ev = model.evaluate(args.manifest, **{k: v for k, v in options.items() if v is not None})
     ev.require_scored(args.manifest)
     for note in ev.notes:
         print(f"asrforge: {note}", file=sys.stderr)
     intervals = report_intervals(ev.report, args.bootstrap)
-    print_evaluation(ev, f"{args.manifest} ({ev.search})", intervals)
-    # every model's evaluation scores with asrforge's own normalization for now (--normalizer is to come)
-    summary = {**ev.summary(), **intervals, "bootstrap": args.bootstrap, "normalizer": "basic", "model": str(args.model),
+    print_evaluation(ev, f"{args.manifest} ({ev.search}; scored after the {ev.normalizer} normalizer)", intervals)
+    summary = {**ev.summary(), **intervals, "bootstrap": args.bootstrap, "model": str(args.model),
                "manifest": str(args.manifest)}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

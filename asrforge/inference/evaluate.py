@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from torch.utils.data import DataLoader
 
@@ -37,6 +37,7 @@ class Evaluation:
     search: str = ""       # how it was decoded, for people: "greedy", "beam 8, 2-gram LM weight 0.5 bonus 1", ...
     beam_size: int = 1
     notes: list[str] = field(default_factory=list)   # what a person should know about the run (an LM greedy ignores, ...)
+    normalizer: str = "basic"   # what references and hypotheses were normalized with before scoring (asrforge.text.scoring)
 
     @property
     def rtf(self) -> float:
@@ -45,7 +46,7 @@ class Evaluation:
 
     def summary(self) -> dict:
         return {**self.report.summary(), "rtf": self.rtf, "audio_hours": self.audio_seconds / 3600, "skipped": len(self.bad),
-                "search": self.search, "beam_size": self.beam_size}
+                "search": self.search, "beam_size": self.beam_size, "normalizer": self.normalizer}
 
     def describe_search(self, search: str, config: DecodeConfig, with_lm: bool) -> None:
         """Record how it was decoded (``search``: the recognizer's description of ``config``), and note an n-gram
@@ -64,6 +65,20 @@ class Evaluation:
                             f"report.{first} Evaluation needs transcripts; `asrforge transcribe` reads audio without them")
 
 
+def as_written(text: str) -> str:
+    """A dataset's "normalizer" that keeps the manifest's text, for a scoring normalizer to read as written."""
+    return text
+
+
+def scoring_for(options: dict, default: str = "basic") -> tuple[str, Callable[[str], str] | None]:
+    """Take ``normalizer`` out of ``options`` -> its name and the scoring normalizer (None for ``basic``: the
+    model's own normalization, the recipe's ``text`` section for an asrforge model)."""
+    from asrforge.text.scoring import scoring_normalizer
+
+    name = options.pop("normalizer", None) or default
+    return name, (None if name == "basic" else scoring_normalizer(name))
+
+
 def read_scored_manifest(manifest: str | Path) -> tuple[list[Utterance], list[BadItem]]:
     """A manifest's utterances and its unreadable lines (as bad items); a manifest with none readable is an error."""
     utts, bad_lines = read_manifest(manifest)
@@ -73,9 +88,11 @@ def read_scored_manifest(manifest: str | Path) -> tuple[list[Utterance], list[Ba
 
 
 def evaluate_dataset(transcriber: "Transcriber", dataset: SpeechDataset, config: DecodeConfig,
-                     max_batch_seconds: float = 200.0, num_workers: int = 0, progress: bool = True) -> Evaluation:
+                     max_batch_seconds: float = 200.0, num_workers: int = 0, progress: bool = True,
+                     scoring: Callable[[str], str] | None = None) -> Evaluation:
     """Decode every utterance of ``dataset`` (no augmentation) as ``config`` says and compare with its
-    normalized transcript.
+    normalized transcript (``scoring``: a scoring normalizer applied to the dataset's transcripts and the hypotheses
+    alike; the dataset then holds the manifest's own text).
 
     An entry longer than ``RECORDING_S`` (a recording of minutes with its whole transcript) is decoded as
     `asrforge transcribe` decodes it: cut at its pauses, the pieces' texts joined."""
@@ -86,6 +103,7 @@ def evaluate_dataset(transcriber: "Transcriber", dataset: SpeechDataset, config:
     batches = [[(short[i], epoch) for i, epoch in batch] for batch in sampler]     # indices into the dataset
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
     report, bad = ErrorReport(), []
+    score = (lambda ref, hyp: (ref, hyp)) if scoring is None else (lambda ref, hyp: (scoring(ref), scoring(hyp)))
     audio_seconds = 0.0
     bar = progress_bar(total=len(dataset), desc="decoding", unit="utt", disable=not progress, leave=False)
     start = time.perf_counter()
@@ -94,7 +112,7 @@ def evaluate_dataset(transcriber: "Transcriber", dataset: SpeechDataset, config:
         if len(batch):
             hyps = transcriber.decode_text(batch.feats, batch.feat_lens, config)
             for uid, ref, hyp, speaker in zip(batch.ids, batch.texts, hyps, batch.speakers):
-                report.add(uid, ref, hyp, speaker)
+                report.add(uid, *score(ref, hyp), speaker)
             audio_seconds += float(batch.feat_lens.sum()) * transcriber.recipe.features.hop_ms / 1000
         bar.update(len(batch) + len(batch.bad))
     for i in long:
@@ -105,7 +123,7 @@ def evaluate_dataset(transcriber: "Transcriber", dataset: SpeechDataset, config:
             bad.append(BadItem(u.id or str(i), str(e)))
         else:
             hyp = transcriber.transcribe_waves([wave], config, [dataset.speaker_stats.get(u.speaker)])[0].text
-            report.add(u.id or str(i), dataset.texts[i], hyp, u.speaker)
+            report.add(u.id or str(i), *score(dataset.texts[i], hyp), u.speaker)
             audio_seconds += wave.size / SAMPLE_RATE
         bar.update(1)
     decode_seconds = time.perf_counter() - start

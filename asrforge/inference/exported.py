@@ -15,7 +15,7 @@ import numpy as np
 from asrforge.data.dataset import BadItem
 from asrforge.data.manifest import load_utterance
 from asrforge.errors import AsrforgeError
-from asrforge.inference.evaluate import RECORDING_S, Evaluation, read_scored_manifest
+from asrforge.inference.evaluate import RECORDING_S, Evaluation, read_scored_manifest, scoring_for
 from asrforge.metrics import ErrorReport
 from asrforge.progress import progress_bar
 from asrforge.text import Normalizer, TextConfig
@@ -42,9 +42,11 @@ class ExportedModel(OnnxRecognizer):
         """WER/CER on a manifest, references normalized as the training recipe's ``text`` section says. Entries up
         to ``RECORDING_S`` are decoded whole, longer ones cut as ``transcribe`` cuts them; unreadable ones are
         skipped and reported."""
+        normalizer, scoring = scoring_for(options)
         config, _, max_segment_s = self._options(options)
         utts, bad = read_scored_manifest(manifest)
-        normalize = Normalizer(TextConfig(**self.info.get("text", {})))
+        normalize = scoring or Normalizer(TextConfig(**self.info.get("text", {})))
+        hypothesis = scoring or (lambda text: text)        # the model writes its recipe's normalized text
         report, audio_seconds, long_form = ErrorReport(), 0.0, 0
         bar = progress_bar(total=len(utts), desc="decoding", unit="utt", disable=not progress, leave=False)
         start = time.perf_counter()
@@ -56,7 +58,7 @@ class ExportedModel(OnnxRecognizer):
                 return
             results = self.transcribe_waves([w for _, w in pending], config, RECORDING_S, word_timestamps=False)
             for (u, wave), result in zip(pending, results):
-                report.add(u.id, normalize(u.text), result.text, u.speaker)
+                report.add(u.id, normalize(u.text), hypothesis(result.text), u.speaker)
                 audio_seconds += wave.size / SAMPLE_RATE
             bar.update(len(pending))
             pending.clear()
@@ -71,7 +73,7 @@ class ExportedModel(OnnxRecognizer):
             if wave.size > RECORDING_S * SAMPLE_RATE:
                 long_form += 1
                 text = self.transcribe_waves([wave], config, max_segment_s, word_timestamps=False)[0].text
-                report.add(u.id, normalize(u.text), text, u.speaker)
+                report.add(u.id, normalize(u.text), hypothesis(text), u.speaker)
                 audio_seconds += wave.size / SAMPLE_RATE
                 bar.update(1)
                 continue
@@ -80,6 +82,7 @@ class ExportedModel(OnnxRecognizer):
                 flush()
         flush()
         bar.close()
-        ev = Evaluation(report, audio_seconds, time.perf_counter() - start, bad, long_form=long_form)
+        ev = Evaluation(report, audio_seconds, time.perf_counter() - start, bad, long_form=long_form,
+                        normalizer=normalizer)
         ev.describe_search(self.search_description(config), config, self.lm is not None)
         return ev

@@ -25,7 +25,7 @@ from asrforge.devices import resolve_device
 from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
-from asrforge.inference.evaluate import Evaluation, evaluate_dataset, read_scored_manifest
+from asrforge.inference.evaluate import Evaluation, as_written, evaluate_dataset, read_scored_manifest, scoring_for
 from asrforge_runtime.result import Result, Segment, Word
 from asrforge_runtime.words import ctc_token_spans, words_from_spans
 from asrforge.inference.vad import VadOptions, speech_spans
@@ -360,12 +360,15 @@ class Transcriber:
     def evaluate(self, manifest: str | Path, progress: bool = True, **options) -> Evaluation:
         """WER/CER on a manifest, decoded as the recipe's ``decode.*`` says unless ``beam_size`` or other of its keys
         are given (the options :meth:`transcribe` takes); speaker CMVN pools each speaker's statistics over the
-        manifest."""
+        manifest. ``normalizer``: what references and hypotheses are scored after (:mod:`asrforge.text.scoring`;
+        default ``basic``, the recipe's own normalization)."""
+        normalizer, scoring = scoring_for(options)
         config = self._options(options).decode
         utts, bad = read_scored_manifest(manifest)
-        dataset = SpeechDataset(utts, self.features, None, self.normalizer, progress=progress)
-        ev = evaluate_dataset(self, dataset, config, progress=progress)
-        ev.bad = bad + ev.bad
+        dataset = SpeechDataset(utts, self.features, None, self.normalizer if scoring is None else as_written,
+                                progress=progress)
+        ev = evaluate_dataset(self, dataset, config, progress=progress, scoring=scoring)
+        ev.bad, ev.normalizer = bad + ev.bad, normalizer
         ev.describe_search(self.search_description(config), config, self.lm is not None)
         return ev
 

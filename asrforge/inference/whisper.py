@@ -23,7 +23,7 @@ from asrforge.decoding.whisper import DecodeResult, decode, detect_language
 from asrforge.devices import resolve_device
 from asrforge.errors import ConfigError
 from asrforge.features.whisper import FRAME_SECONDS, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim
-from asrforge.inference.evaluate import Evaluation
+from asrforge.inference.evaluate import Evaluation, scoring_for
 from asrforge_runtime.result import Result, Segment
 from asrforge.inference.whisper_batched import transcribe_batched
 from asrforge.inference.whisper_timing import add_word_timestamps
@@ -222,15 +222,22 @@ class WhisperTranscriber:
     # ---- scoring ----------------------------------------------------------------------------------
     def evaluate(self, manifest: str | Path, progress: bool = True, **options) -> Evaluation:
         """WER/CER on a manifest: each utterance is one window (longer ones are skipped and reported), decoded
-        greedily unless ``beam_size`` is above 1; ``language`` None: English for .en models, detected otherwise."""
+        greedily unless ``beam_size`` is above 1; ``language`` None: English for .en models, detected otherwise;
+        ``normalizer`` (:mod:`asrforge.text.scoring`) defaults to ``whisper_english`` for English, else ``basic``."""
         from asrforge.inference.whisper_evaluate import evaluate_whisper_manifest
 
-        other = sorted(set(options) - {"beam_size", "language", "task"})
+        other = sorted(set(options) - {"beam_size", "language", "task", "normalizer"})
         if other:
             raise ConfigError(f"option(s) {other}: a Whisper checkpoint is scored one window per utterance, with "
-                              "beam_size, language and task only")
+                              "beam_size, language, task and normalizer only")
+        asked = options.pop("normalizer", None)
         opts = self._options(options)
-        return evaluate_whisper_manifest(self, manifest, opts.beam_size or 1, self.language_of(opts), opts.task, progress)
+        language = self.language_of(opts)
+        # English is scored as Whisper's paper and the Open ASR Leaderboard score it; other languages as asrforge does
+        normalizer, scoring = scoring_for({"normalizer": asked}, "whisper_english" if language == "en" else "basic")
+        ev = evaluate_whisper_manifest(self, manifest, opts.beam_size or 1, language, opts.task, progress, scoring)
+        ev.normalizer = normalizer
+        return ev
 
 
 def _as_wave(audio: np.ndarray | str | Path) -> np.ndarray:

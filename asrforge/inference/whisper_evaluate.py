@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -16,7 +17,7 @@ from asrforge.data.dataset import BadItem, SpeechDataset, collate
 from asrforge.data.manifest import Utterance
 from asrforge.decoding.whisper import WhisperDecodeOptions, decode
 from asrforge.features.whisper import WhisperFeatures, pad_to_window
-from asrforge.inference.evaluate import Evaluation, read_scored_manifest
+from asrforge.inference.evaluate import Evaluation, as_written, read_scored_manifest
 from asrforge.metrics import ErrorReport
 from asrforge.models.whisper import Whisper
 from asrforge.progress import progress_bar
@@ -36,7 +37,8 @@ def whisper_dataset(utts: list[Utterance], model: Whisper, text: Normalizer | No
 @torch.inference_mode()
 def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: SpeechDataset, language: str | None,
                      task: str = "transcribe", beam_size: int = 1, batch_size: int = 16, progress: bool = True,
-                     hypotheses: Path | None = None, desc: str = "decoding") -> Evaluation:
+                     hypotheses: Path | None = None, desc: str = "decoding",
+                     scoring: Callable[[str], str] | None = None) -> Evaluation:
     """Decode every utterance of ``dataset`` and score it in its manifest ``lang``, else ``language``
     (``None``: detected per utterance by multilingual models). Each utterance's id, reference and raw hypothesis go to ``hypotheses`` (JSONL)."""
     was_training = model.training
@@ -45,7 +47,7 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
     dtype = model.encoder.conv1.weight.dtype
     options = WhisperDecodeOptions(task=task, language=language, beam_size=beam_size if beam_size > 1 else None,
                                    without_timestamps=True)
-    score = Normalizer(TextConfig())
+    score = scoring or Normalizer(TextConfig())
     report, bad, lines, audio_seconds = ErrorReport(), [], [], 0.0
     start = time.perf_counter()
     for first in progress_bar(range(0, len(dataset), batch_size), desc=desc, unit="batch", disable=not progress,
@@ -72,16 +74,19 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
 
 
 def evaluate_whisper_manifest(transcriber, manifest: str | Path, beam_size: int = 1, language: str | None = None,
-                              task: str = "transcribe", progress: bool = True) -> Evaluation:
+                              task: str = "transcribe", progress: bool = True,
+                              scoring: Callable[[str], str] | None = None) -> Evaluation:
     """Score a :class:`~asrforge.inference.whisper.WhisperTranscriber` on a manifest: each utterance is one
-    window, so longer ones are skipped and reported."""
+    window, so longer ones are skipped and reported. ``scoring``: the normalizer references (as the manifest writes
+    them) and hypotheses are scored after (None: asrforge's own)."""
     utts, bad = read_scored_manifest(manifest)
     long = [BadItem(u.id, f"longer than {MAX_SECONDS:.0f} s; Whisper is scored one window per utterance: cut it "
                           "into segments (offset/duration) or use `asrforge transcribe`") for u in utts if u.duration > MAX_SECONDS]
     utts = [u for u in utts if u.duration <= MAX_SECONDS]
     model = transcriber.model
-    ev = evaluate_whisper(model, transcriber.tokenizer, whisper_dataset(utts, model), language, task, beam_size,
-                          progress=progress)
+    dataset = whisper_dataset(utts, model, None if scoring is None else as_written)
+    ev = evaluate_whisper(model, transcriber.tokenizer, dataset, language, task, beam_size, progress=progress,
+                          scoring=scoring)
     ev.bad = bad + long + ev.bad
     ev.search, ev.beam_size = ("greedy" if beam_size <= 1 else f"beam {beam_size}"), beam_size
     return ev
