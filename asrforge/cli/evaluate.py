@@ -23,6 +23,9 @@ def add_parsers(sub) -> None:
                    "scoring (utterances) here; `asrforge compare` reads two such files")
     e.add_argument("--bootstrap", type=int, default=RESAMPLES, metavar="N",
                    help=f"resamples of the 95%% bootstrap intervals of WER and CER (default {RESAMPLES}; 0: none)")
+    e.add_argument("--report", metavar="report.html",
+                   help="write one self-contained HTML page: the summary, WER by speaker and duration, the top errors, "
+                   "every utterance aligned (sortable), with audio players")
     e.add_argument("--report-dir", help="write per-utterance results (utterances.txt, utterances.jsonl) here")
     e.add_argument("--device", default="cpu")
     e.add_argument("--language", help="Whisper: language of the manifest (default: English for .en models, "
@@ -45,6 +48,9 @@ def evaluate(args) -> dict:
     options = {"beam_size": args.beam_size, "language": args.language, "normalizer": args.normalizer,
                **decode_overrides(args.overrides)}
     ev = model.evaluate(args.manifest, **{k: v for k, v in options.items() if v is not None})
+    title = f"{args.model} on {args.manifest}"
+    if args.report and not ev.report.utts:          # a page that says so, then the error
+        _write_page(args, ev, {}, title)
     ev.require_scored(args.manifest)
     for note in ev.notes:
         print(f"asrforge: {note}", file=sys.stderr)
@@ -55,6 +61,8 @@ def evaluate(args) -> dict:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({**summary, "utterances": ev.report.utterance_rows()}, indent=1))
+    if args.report:
+        print(f"report: {_write_page(args, ev, summary, title)}")
     if args.report_dir:
         d = Path(args.report_dir)
         d.mkdir(parents=True, exist_ok=True)
@@ -63,6 +71,16 @@ def evaluate(args) -> dict:
         (d / "summary.txt").write_text(ev.report.table() + "\n")
         print(f"per-utterance results in {d}/utterances.txt")
     return summary
+
+
+def _write_page(args, ev, summary: dict, title: str) -> Path:
+    from asrforge.data.manifest import read_manifest
+    from asrforge.html_report import write_html_report
+
+    audio = {}
+    for u in read_manifest(args.manifest)[0]:
+        audio.setdefault(u.id, (u.audio_filepath, u.duration))
+    return write_html_report(args.report, ev.report, summary, audio, title, [(b.id, b.reason) for b in ev.bad])
 
 
 def _interval(ci) -> str:
