@@ -52,6 +52,9 @@ def test_ctrl_c_saves_where_training_stopped_and_resume_continues_exactly(corpus
     import os
     import signal
 
+    from asrforge.progress import show_log
+
+    show_log()          # the message goes where the command puts it (alone, no earlier test has set that up)
     straight = run(corpus, tmp_path / "a")
     trainer = Trainer(load_recipe(DEMO, tiny_overrides(corpus, **{"data.num_workers": 1})), tmp_path / "b", progress=False)
     step = trainer._optimizer_step

@@ -11,11 +11,11 @@ import errno
 import os
 import sys
 
-from asrforge.cli import (compare, data, demo, diarize, evaluate, export, lm, normalize, recipes, serve, stream, train,
-                          transcribe)
+from asrforge.cli import (compare, data, demo, diarize, evaluate, export, lm, normalize, plot, recipes, serve, stream,
+                          train, transcribe)
 from asrforge.errors import AsrforgeError
 
-GROUPS = (data, lm, train, evaluate, compare, normalize, transcribe, diarize, stream, serve, export, demo, recipes)     # the order `asrforge --help` lists them in
+GROUPS = (data, lm, train, plot, evaluate, compare, normalize, transcribe, diarize, stream, serve, export, demo, recipes)     # the order `asrforge --help` lists them in
 
 
 def build_parser() -> argparse.ArgumentParser:

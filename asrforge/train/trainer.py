@@ -575,7 +575,8 @@ class Trainer:
                     now = time.time()
                     rate = utts * self.dist.world / max(now - window_start, 1e-9)
                     record = {"step": self.state.step, "epoch": self.state.epoch, "loss": total / count,
-                              "lr": self.scheduler.lr, "grad_norm": norm, "utts_per_s": rate}
+                              "lr": self.scheduler.lr, "grad_norm": norm, "utts_per_s": rate,
+                              "elapsed_min": (self.state.elapsed + now - started) / 60}
                     known = [a for a in self._speaker_acc if a == a]   # NaN: a batch without named speakers
                     if known:   # near chance when the encoder hides the speaker
                         record["speaker_acc"] = sum(known) / len(known)
