@@ -55,7 +55,7 @@ def evaluate(args) -> dict:
     for note in ev.notes:
         print(f"asrforge: {note}", file=sys.stderr)
     intervals = report_intervals(ev.report, args.bootstrap)
-    print_evaluation(ev, f"{args.manifest} ({ev.search}; scored after the {ev.normalizer} normalizer)", intervals)
+    print_evaluation(ev, f"{args.manifest} ({ev.search}), scored after the {ev.normalizer} normalizer", intervals)
     summary = {**ev.summary(), **intervals, "bootstrap": args.bootstrap, "model": str(args.model),
                "manifest": str(args.manifest)}
     if args.json:
