@@ -66,9 +66,14 @@ class TrainConfig:
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     threads: int | None = None           # CPU threads per process (default: cores / processes)
     log_every: int = 25
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])    # + tensorboard: event files under EXPDIR/tensorboard
     trace: bool = False                  # write each rank's batch ids and final weights under EXPDIR/trace
 
     def __post_init__(self):
+        unknown = [name for name in self.loggers if name not in ("jsonl", "tensorboard")]
+        if unknown or "jsonl" not in self.loggers:
+            raise ValueError(f"train.loggers takes jsonl (always: train_log.jsonl is what everything reads) and "
+                             f"optionally tensorboard; got {self.loggers}")
         if self.speaker_adversarial < 0:
             raise ValueError("train.speaker_adversarial must be >= 0 (0 turns it off)")
         if self.frozen_encoder_cache_gb < 0:

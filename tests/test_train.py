@@ -252,3 +252,35 @@ def test_dev_loss_scores_what_it_can_and_wer_scores_everything(corpus, tmp_path)
                                         torch.tensor([len(item.tokens)]))
             expected.append(float(ctc_loss(log_probs, out_lens, item.tokens[None], torch.tensor([len(item.tokens)])).loss))
     assert metrics["loss"] == pytest.approx(sum(expected) / len(expected), rel=1e-4)
+
+
+def test_tensorboard_holds_the_scalars_and_a_resume_continues_them(corpus, tmp_path):
+    pytest.importorskip("tensorboard")      # the tensorboard extra, in the test extra
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars(folder):
+        events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+    out = tmp_path / "tb"
+    run(corpus, out, **{"train.loggers": "[jsonl,tensorboard]", "train.max_steps": 3})       # stopped early
+    first = scalars(out)
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/utts_per_s"} <= set(first)
+    assert [s for s, _ in first["train/loss"]] == [1, 2, 3]
+    run(corpus, out, resume=True, **{"train.loggers": "[jsonl,tensorboard]"})                # on to the end
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps, evals = [r for r in log if "loss" in r], [r for r in log if "dev_wer" in r]
+    again = scalars(out)
+    assert len(steps) > 3 and len(evals) == 2
+    # the curves continue where the first run stopped, and hold the log's figures
+    assert again["train/loss"] == [(r["step"], pytest.approx(r["loss"])) for r in steps]
+    assert again["dev/wer"] == [(r["step"], pytest.approx(r["dev_wer"])) for r in evals]
+    assert {"dev/cer", "dev/loss"} <= set(again)
+
+
+def test_unknown_loggers_are_refused():
+    with pytest.raises(ConfigError, match="train.loggers takes jsonl"):
+        load_recipe(DEMO, ["train.loggers=[wandb]"])
+    with pytest.raises(ConfigError, match="train.loggers takes jsonl"):
+        load_recipe(DEMO, ["train.loggers=[tensorboard]"])

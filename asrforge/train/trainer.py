@@ -44,6 +44,7 @@ from asrforge.text import Normalizer, build_tokenizer, tokenizer_from_state
 from asrforge import distributed as D
 from asrforge.train.adversary import NO_SPEAKER, SpeakerAdversary, reversal_scale, speaker_index
 from asrforge.checkpoint import load_checkpoint, save_checkpoint
+from asrforge.train.loggers import TrainLoggers
 from asrforge.train.schedule import WarmupCosine
 from asrforge.train.task import ScratchTask
 from asrforge.train.whisper_task import WhisperTask
@@ -87,7 +88,7 @@ def _load_split(paths: str | list[str] | None, name: str, max_duration: float | 
 
 # where, and for how long, a run goes: a resumed run may change these (and data.*) and still continue exactly
 RESUME_MAY_CHANGE = ("train.max_minutes", "train.max_steps", "train.device", "train.threads", "train.amp",
-                     "train.log_every", "train.trace", "train.frozen_encoder_cache_gb")
+                     "train.log_every", "train.trace", "train.frozen_encoder_cache_gb", "train.loggers")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -158,6 +159,7 @@ def global_statistics(features: FeatureConfig, utts: list, progress: bool = Fals
 class Trainer:
     def __init__(self, recipe: Recipe, out_dir: str | Path, resume: bool = False, progress: bool = True):
         self.out = Path(out_dir)
+        self._loggers: TrainLoggers | None = None
         self.dist = D.init_distributed(recipe.train.device)
         self.progress = progress and self.dist.is_main
         cfg = recipe.train
@@ -357,9 +359,9 @@ class Trainer:
         save_checkpoint(self.out / "last.pt", self.recipe, self.tokenizer, self.task.weights(self.eval_model), **extra)
 
     def _log(self, record: dict) -> None:
-        if self.dist.is_main:
-            with open(self.out / "train_log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if self._loggers is None:        # opened at the first record, after a resume has set the step
+            self._loggers = TrainLoggers(self.out, self.recipe.train.loggers, self.dist.is_main, self.state.step)
+        self._loggers.log(record)
 
     # ---- the loop ------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
@@ -488,8 +490,13 @@ class Trainer:
         if self.state.epoch >= self.state.planned_epochs and self.dist.is_main:   # --resume of a finished run
             log.warning(f"{self.out} has finished its {self.state.planned_epochs} epochs; nothing is left to train (to "
                         "train longer, start again with --overwrite and more train.epochs)")
-        with self._interrupt:
-            summary = self._fit(trace)
+        try:
+            with self._interrupt:
+                summary = self._fit(trace)
+        finally:
+            if self._loggers is not None:
+                self._loggers.close()
+                self._loggers = None
         if self._interrupt.asked:
             if self.dist.is_main:
                 log.warning(f"stopped at step {self.state.step} (epoch {self.state.epoch + 1}, batch "
