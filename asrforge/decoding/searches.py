@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from asrforge.decoding.attention import TorchAttention
-from asrforge_runtime.search.attention import attention_search, uses_word_bonus as _attention_word_bonus
+from asrforge_runtime.search.attention import attention_search, uses_word_bonus as _uses_word_bonus
 from asrforge_runtime.search.config import DecodeConfig, ctc_beam_options
 from asrforge_runtime.search.ctc import ctc_greedy, ctc_prefix_beam_search
 from asrforge_runtime.search.hypothesis import Hypothesis
@@ -48,7 +48,8 @@ def _ctc(model, feats, lens, config: DecodeConfig, lm: WordLMScorer | None, nbes
 def uses_word_bonus(model, config: DecodeConfig) -> bool:
     """Whether the beam search adds the LM's word bonus (the one-pass attention search ranks by score per token
     instead: see :mod:`asrforge_runtime.search.attention`)."""
-    return model.objective != "attention" or _attention_word_bonus(model.ctc_head is not None, config)
+    attention = model.objective == "attention"        # only encoder-decoders have the ctc_head attribute
+    return _uses_word_bonus(model.objective, attention and model.ctc_head is not None, config)
 
 
 def _attention(model, feats, lens, config: DecodeConfig, lm: WordLMScorer | None, nbest: int) -> Decoded:

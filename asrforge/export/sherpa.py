@@ -61,20 +61,32 @@ def sherpa_problems(recipe, model) -> list[str]:
     return problems
 
 
-class Normalized(torch.nn.Module):
-    """A graph that normalizes its features first: ``(x - mean) / (std + EPS)`` with the recipe's global statistics,
-    and frames past ``x_lens`` zeroed as asrforge pads them (sherpa-onnx pads a batch with -23.03, which normalized
-    would be read by the front end's convolution at each utterance's end)."""
+class GlobalCMVN(torch.nn.Module):
+    """``(x - mean) / (std + EPS)`` with the recipe's global statistics (``features.cmvn: none``: ``x`` as it is), folded
+    into a graph so sherpa-onnx's raw filterbanks read as the model was trained on them."""
 
-    def __init__(self, graph: torch.nn.Module, mean: list[float] | None, std: list[float] | None):
+    def __init__(self, features):
         super().__init__()
-        self.graph = graph
-        self.register_buffer("mean", torch.tensor(mean if mean is not None else [0.0]))
-        self.register_buffer("scale", 1.0 / (torch.tensor(std) + EPS) if std is not None else torch.ones(1))
+        stats = features.cmvn == "global"
+        self.register_buffer("mean", torch.tensor(features.global_mean if stats else [0.0]))
+        self.register_buffer("scale", 1.0 / (torch.tensor(features.global_std) + EPS) if stats else torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) * self.scale
+
+
+class Normalized(torch.nn.Module):
+    """A graph that normalizes its features first (:class:`GlobalCMVN`), and zeroes frames past ``x_lens`` as
+    asrforge pads them (sherpa-onnx pads a batch with -23.03, which normalized would be read by the front end's
+    convolution at each utterance's end)."""
+
+    def __init__(self, graph: torch.nn.Module, features):
+        super().__init__()
+        self.graph, self.cmvn = graph, GlobalCMVN(features)
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor):
         real = torch.arange(x.shape[1], device=x.device)[None] < x_lens[:, None]
-        return self.graph((x - self.mean) * self.scale * real[..., None], x_lens)
+        return self.graph(self.cmvn(x) * real[..., None], x_lens)
 
 
 class PackedStreamingEncoder(torch.nn.Module):
@@ -84,12 +96,11 @@ class PackedStreamingEncoder(torch.nn.Module):
     the Transformer's position count as a float, exact below 2^24 frames)."""
 
     def __init__(self, step: torch.nn.Module, shapes: dict[str, tuple[int, ...]], kinds: dict[str, torch.dtype],
-                 mean: list[float] | None, std: list[float] | None):
+                 features):
         super().__init__()
         self.step, self.shapes, self.kinds = step, shapes, kinds
         self.sizes = [math.prod(shape) for shape in shapes.values()]
-        self.register_buffer("mean", torch.tensor(mean if mean is not None else [0.0]))
-        self.register_buffer("scale", 1.0 / (torch.tensor(std) + EPS) if std is not None else torch.ones(1))
+        self.cmvn = GlobalCMVN(features)
 
     @property
     def packed_size(self) -> int:
@@ -104,7 +115,7 @@ class PackedStreamingEncoder(torch.nn.Module):
             states.append(part > 0.5 if self.kinds[name] == torch.bool else part.to(self.kinds[name]))
             start += size
         x_valid = torch.full((N,), x.shape[1], dtype=torch.long, device=x.device)
-        out, _, *following = self.step((x - self.mean) * self.scale, x_valid, *states)
+        out, _, *following = self.step(self.cmvn(x), x_valid, *states)
         packed = torch.cat([f.reshape(N, -1).to(torch.float32) for f in following], dim=1)
         return out, packed[None], c * 1.0
 
@@ -118,8 +129,7 @@ def _streaming_encoder(model, f) -> tuple[tuple, dict[str, str]]:
     initial = step.initial_states(1, f.dim)
     shapes = {name: tuple(t.shape[1:]) for name, t in initial.items()}
     kinds = {name: t.dtype for name, t in initial.items()}
-    stats = (f.global_mean, f.global_std) if f.cmvn == "global" else (None, None)
-    packed = PackedStreamingEncoder(step, shapes, kinds, *stats)
+    packed = PackedStreamingEncoder(step, shapes, kinds, f)
     frames = 4 * step.chunk
     example = (torch.randn(2, frames, f.dim), torch.zeros(1, 2, packed.packed_size), torch.zeros(1, 2, 1))
     graph = (packed, example, ["x", "h", "c"], ["encoder_out", "next_h", "next_c"],
@@ -155,8 +165,7 @@ def export_sherpa_onnx(source: str | Path, out: str | Path, quantization: str = 
     else:
         first = next(iter(graphs))          # the graph that reads the features: the statistics fold into it
         module, *rest = graphs[first]
-        graphs[first] = (Normalized(module, *((f.global_mean, f.global_std) if f.cmvn == "global" else (None, None))),
-                         *rest)
+        graphs[first] = (Normalized(module, f), *rest)
     layout = "sherpa-onnx-online" if streaming else "sherpa-onnx"
     info = {**_description(transcriber, list(graphs), quantization, None), "layout": layout}
     metadata = {"asrforge": json.dumps(info), "vocab_size": str(info["vocab_size"]), "feature_dim": str(f.dim),

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from asrforge.features.extractor import FeatureExtractor
-from asrforge_runtime.features import OnlineFrames, OnlineKaldiFbank
+from asrforge_runtime.features import OnlineFrames
 
 
 class OnlineFeatures(OnlineFrames):
@@ -23,20 +23,11 @@ class OnlineFeatures(OnlineFrames):
     the buffering is the runtime's :class:`~asrforge_runtime.features.OnlineFrames`."""
 
     def __init__(self, extractor: FeatureExtractor):
-        super().__init__(extractor.config.hop_length, extractor.config.n_fft)
+        super().__init__(extractor.config)
         self.extractor = extractor
-        self.kaldi = OnlineKaldiFbank(extractor.config) if extractor.config.kind == "kaldi_fbank" else None
 
-    def accept(self, samples: np.ndarray) -> torch.Tensor:
-        if self.kaldi is None:
-            return super().accept(samples)
-        return self.extractor.frame_normalized(torch.from_numpy(self.kaldi.accept(samples)))
-
-    def finish(self) -> torch.Tensor:
-        if self.kaldi is None:
-            return super().finish()
-        self.finished = True
-        return self.extractor.frame_normalized(torch.from_numpy(self.kaldi.finish()))
+    def _from_kaldi(self, raw: np.ndarray) -> torch.Tensor:
+        return self.extractor.frame_normalized(torch.from_numpy(raw))
 
     def _compute(self, samples: np.ndarray) -> torch.Tensor:
         c = self.extractor.config

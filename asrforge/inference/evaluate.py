@@ -70,12 +70,12 @@ def as_written(text: str) -> str:
     return text
 
 
-def scoring_for(options: dict, default: str = "basic") -> tuple[str, Callable[[str], str] | None]:
-    """Take ``normalizer`` out of ``options`` -> its name and the scoring normalizer (None for ``basic``: the
-    model's own normalization, the recipe's ``text`` section for an asrforge model)."""
+def scoring_for(asked: str | None, default: str = "basic") -> tuple[str, Callable[[str], str] | None]:
+    """The ``normalizer`` an evaluation was asked for (None: ``default``) -> its name and the scoring normalizer (None
+    for ``basic``: the model's own normalization, the recipe's ``text`` section for an asrforge model)."""
     from asrforge.text.scoring import scoring_normalizer
 
-    name = options.pop("normalizer", None) or default
+    name = asked or default
     return name, (None if name == "basic" else scoring_normalizer(name))
 
 

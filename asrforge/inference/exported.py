@@ -42,7 +42,7 @@ class ExportedModel(OnnxRecognizer):
         """WER/CER on a manifest, references normalized as the training recipe's ``text`` section says. Entries up
         to ``RECORDING_S`` are decoded whole, longer ones cut as ``transcribe`` cuts them; unreadable ones are
         skipped and reported."""
-        normalizer, scoring = scoring_for(options)
+        normalizer, scoring = scoring_for(options.pop("normalizer", None))
         config, _, max_segment_s = self._options(options)
         utts, bad = read_scored_manifest(manifest)
         normalize = scoring or Normalizer(TextConfig(**self.info.get("text", {})))

@@ -16,7 +16,8 @@ from asrforge.config import from_dict, to_dict
 from asrforge.data.dataset import SpeechDataset
 from asrforge.data.manifest import Skipped, Utterance, load_utterance
 from asrforge_runtime.long_form import LONG_FORM_S
-from asrforge_runtime.pieces import join_pieces, length_batches, placed_words, refuse_other_tasks, word_times_wanted
+from asrforge_runtime.pieces import (describe_search, join_pieces, length_batches, placed_words, refuse_other_tasks,
+                                     word_times_wanted)
 from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig, decode_changes
 from asrforge_runtime.search.ngram import NGramLM
 from asrforge.decoding.searches import Decoded, decode_batch, uses_word_bonus
@@ -172,14 +173,7 @@ class Transcriber:
 
     def search_description(self, config: DecodeConfig) -> str:
         """How this model decodes with ``config``: ``greedy``, or ``beam 8, 2-gram LM weight 0.5 bonus 1, ...``."""
-        if config.beam_size <= 1:
-            return "greedy"
-        if self.lm is None:
-            return f"beam {config.beam_size}"
-        bonus = (f" bonus {self.lm.word_bonus:g}" if uses_word_bonus(self.model, config)
-                 else ", no word bonus in attention search")
-        return (f"beam {config.beam_size}, {self.lm.lm.order}-gram LM weight {self.lm.weight:g}{bonus}"
-                + (", closed vocabulary" if self.lm.closed_vocabulary else ""))
+        return describe_search(config, self.lm, uses_word_bonus(self.model, config))
 
     def check_options(self, **options) -> None:
         """Refuse what this model cannot do (another language, translation, sampling, word times from a decoder
@@ -362,7 +356,7 @@ class Transcriber:
         are given (the options :meth:`transcribe` takes); speaker CMVN pools each speaker's statistics over the
         manifest. ``normalizer``: what references and hypotheses are scored after (:mod:`asrforge.text.scoring`;
         default ``basic``, the recipe's own normalization)."""
-        normalizer, scoring = scoring_for(options)
+        normalizer, scoring = scoring_for(options.pop("normalizer", None))
         config = self._options(options).decode
         utts, bad = read_scored_manifest(manifest)
         dataset = SpeechDataset(utts, self.features, None, self.normalizer if scoring is None else as_written,

@@ -234,7 +234,7 @@ class WhisperTranscriber:
         opts = self._options(options)
         language = self.language_of(opts)
         # English is scored as Whisper's paper and the Open ASR Leaderboard score it; other languages as asrforge does
-        normalizer, scoring = scoring_for({"normalizer": asked}, "whisper_english" if language == "en" else "basic")
+        normalizer, scoring = scoring_for(asked, "whisper_english" if language == "en" else "basic")
         ev = evaluate_whisper_manifest(self, manifest, opts.beam_size or 1, language, opts.task, progress, scoring)
         ev.normalizer = normalizer
         return ev

@@ -301,52 +301,6 @@ class FrontEnd:
         return 0 if self.config.trim_db is None else self.kept_frames(self.power_spectrogram(wave)).start
 
 
-class OnlineFrames:
-    """Frames of a centred STFT computed as the audio arrives: ``accept(samples (N,))`` -> the ``(T, D)`` frames that
-    became ready, ``finish()`` -> the rest. Frame ``k`` is centred on sample ``k * hop`` and reads ``n_fft`` samples
-    (zeros before the first and after the last), so it is ready once ``k * hop + n_fft / 2`` samples are in; over a
-    whole waveform the frames are the offline ones. Subclasses compute the frames of a run of samples
-    (``_compute``: one per hop from its first sample, no padding) and say what no frames are (``_empty``)."""
-
-    def __init__(self, hop: int, n_fft: int):
-        self.hop, self.n_fft = hop, n_fft
-        self.pending = np.zeros(n_fft // 2, dtype=np.float32)     # samples later frames still read
-        self.samples = 0            # real samples received
-        self.frames = 0             # frames given out
-        self.finished = False
-
-    def _compute(self, samples: np.ndarray):
-        raise NotImplementedError
-
-    def _empty(self):
-        raise NotImplementedError
-
-    def accept(self, samples: np.ndarray):
-        if self.finished:
-            raise ValueError("features were finished; start a new stream's features for more audio")
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        self.pending = np.concatenate([self.pending, samples])
-        self.samples += samples.size
-        return self._frames(final=False)
-
-    def finish(self):
-        """The frames after the last whole one: ``samples // hop + 1`` frames in all, as offline."""
-        self.finished = True
-        self.pending = np.concatenate([self.pending, np.zeros(self.n_fft // 2, dtype=np.float32)])
-        return self._frames(final=True)
-
-    def _frames(self, final: bool):
-        ready = (self.pending.size - self.n_fft) // self.hop + 1 if self.pending.size >= self.n_fft else 0
-        if final:
-            ready = min(ready, self.samples // self.hop + 1 - self.frames)
-        if ready <= 0:
-            return self._empty()
-        frames = self._compute(self.pending[: (ready - 1) * self.hop + self.n_fft])
-        self.pending = self.pending[ready * self.hop:]
-        self.frames += ready
-        return frames
-
-
 class OnlineKaldiFbank:
     """``kind: kaldi_fbank`` frames as the audio arrives, by kaldi-native-fbank's own online computation (as
     sherpa-onnx's streams compute them): ``accept(samples (N,))`` -> the raw ``(T, n_mels)`` frames that became
@@ -383,6 +337,64 @@ class OnlineKaldiFbank:
         return frames
 
 
+class OnlineFrames:
+    """The frames of ``config``'s features computed as the audio arrives: ``accept(samples (N,))`` -> the ``(T, D)``
+    frames that became ready, ``finish()`` -> the rest; over a whole waveform the frames are the offline ones.
+
+    asrforge's own fbank and MFCC are frames of a centred STFT: frame ``k`` is centred on sample ``k * hop`` and reads
+    ``n_fft`` samples (zeros before the first and after the last), so it is ready once ``k * hop + n_fft / 2`` samples
+    are in. Subclasses compute the frames of a run of samples (``_compute``: one per hop from its first sample, no
+    padding) and say what no frames are (``_empty``). ``kind: kaldi_fbank`` is kaldi-native-fbank's own online
+    computation (:class:`OnlineKaldiFbank`), whose raw frames subclasses normalize (``_from_kaldi``)."""
+
+    def __init__(self, config: FeatureConfig):
+        check_online(config)
+        self.hop, self.n_fft = config.hop_length, config.n_fft
+        self.kaldi = OnlineKaldiFbank(config) if config.kind == "kaldi_fbank" else None
+        self.pending = np.zeros(self.n_fft // 2, dtype=np.float32)     # samples later frames still read
+        self.samples = 0            # real samples received
+        self.frames = 0             # frames given out
+        self.finished = False
+
+    def _from_kaldi(self, raw: np.ndarray):
+        raise NotImplementedError
+
+    def _compute(self, samples: np.ndarray):
+        raise NotImplementedError
+
+    def _empty(self):
+        raise NotImplementedError
+
+    def accept(self, samples: np.ndarray):
+        if self.finished:
+            raise ValueError("features were finished; start a new stream's features for more audio")
+        if self.kaldi is not None:
+            return self._from_kaldi(self.kaldi.accept(samples))
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.pending = np.concatenate([self.pending, samples])
+        self.samples += samples.size
+        return self._frames(final=False)
+
+    def finish(self):
+        """The frames after the last whole one: ``samples // hop + 1`` frames in all, as offline."""
+        self.finished = True
+        if self.kaldi is not None:
+            return self._from_kaldi(self.kaldi.finish())
+        self.pending = np.concatenate([self.pending, np.zeros(self.n_fft // 2, dtype=np.float32)])
+        return self._frames(final=True)
+
+    def _frames(self, final: bool):
+        ready = (self.pending.size - self.n_fft) // self.hop + 1 if self.pending.size >= self.n_fft else 0
+        if final:
+            ready = min(ready, self.samples // self.hop + 1 - self.frames)
+        if ready <= 0:
+            return self._empty()
+        frames = self._compute(self.pending[: (ready - 1) * self.hop + self.n_fft])
+        self.pending = self.pending[ready * self.hop:]
+        self.frames += ready
+        return frames
+
+
 def check_online(config: FeatureConfig) -> None:
     """Only features whose frame needs no later audio are computed as audio arrives: what streaming models are
     trained on."""
@@ -392,26 +404,14 @@ def check_online(config: FeatureConfig) -> None:
 
 
 class OnlineFrontEnd(OnlineFrames):
-    """:class:`FrontEnd`'s frames as the audio arrives (numpy), normalized: asrforge's fbank or MFCC by the shared
-    buffering, ``kaldi_fbank`` by kaldi-native-fbank's online computation (:class:`OnlineKaldiFbank`)."""
+    """:class:`FrontEnd`'s frames as the audio arrives (numpy), normalized."""
 
     def __init__(self, front: FrontEnd):
-        c = front.config
-        check_online(c)
-        super().__init__(c.hop_length, c.n_fft)
+        super().__init__(front.config)
         self.front = front
-        self.kaldi = OnlineKaldiFbank(c) if c.kind == "kaldi_fbank" else None
 
-    def accept(self, samples: np.ndarray) -> np.ndarray:
-        if self.kaldi is None:
-            return super().accept(samples)
-        return self.front.normalized(self.kaldi.accept(samples))
-
-    def finish(self) -> np.ndarray:
-        if self.kaldi is None:
-            return super().finish()
-        self.finished = True
-        return self.front.normalized(self.kaldi.finish())
+    def _from_kaldi(self, raw: np.ndarray) -> np.ndarray:
+        return self.front.normalized(raw)
 
     def _compute(self, samples: np.ndarray) -> np.ndarray:
         front = self.front

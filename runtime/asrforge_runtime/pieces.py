@@ -14,6 +14,8 @@ import numpy as np
 from asrforge_runtime.audio import SAMPLE_RATE
 from asrforge_runtime.errors import ConfigError
 from asrforge_runtime.result import Result, Segment, Word
+from asrforge_runtime.search.config import DecodeConfig
+from asrforge_runtime.search.word_lm import WordLMScorer
 
 BATCH_SECONDS = 200.0   # padded audio seconds decoded at once
 
@@ -71,3 +73,15 @@ def word_times_wanted(options: dict, offered: bool, family: str) -> bool:
         raise ConfigError(f"word_timestamps: a {family} model's attention decoder has no alignment to the audio, so "
                           "it gives no word times (CTC, joint CTC/attention and transducer models do)")
     return offered if asked is None else bool(asked)
+
+
+def describe_search(config: DecodeConfig, lm: WordLMScorer | None, adds_word_bonus: bool) -> str:
+    """How a model decodes with ``config``, for people: ``greedy``, ``beam 8``, or ``beam 8, 2-gram LM weight 0.5 bonus
+    1`` (``, no word bonus in attention search`` where the search adds none; ``, closed vocabulary``)."""
+    if config.beam_size <= 1:
+        return "greedy"
+    if lm is None:
+        return f"beam {config.beam_size}"
+    bonus = f" bonus {lm.word_bonus:g}" if adds_word_bonus else ", no word bonus in attention search"
+    return (f"beam {config.beam_size}, {lm.lm.order}-gram LM weight {lm.weight:g}{bonus}"
+            + (", closed vocabulary" if lm.closed_vocabulary else ""))

@@ -19,7 +19,8 @@ from asrforge_runtime.errors import CheckpointError, ConfigError
 from asrforge_runtime.features import FeatureConfig, FrontEnd, OnlineFrontEnd
 from asrforge_runtime.long_form import LONG_FORM_S, long_form_spans
 from asrforge_runtime.onnx_model import ExportedFolder, open_folder
-from asrforge_runtime.pieces import join_pieces, length_batches, placed_words, refuse_other_tasks, word_times_wanted
+from asrforge_runtime.pieces import (describe_search, join_pieces, length_batches, placed_words, refuse_other_tasks,
+                                     word_times_wanted)
 from asrforge_runtime.result import Result, Segment, Word
 from asrforge_runtime.search.attention import attention_search, uses_word_bonus
 from asrforge_runtime.search.config import DECODE_KEYS, DecodeConfig, ctc_beam_options, decode_changes
@@ -141,15 +142,8 @@ class OnnxRecognizer:
 
     def search_description(self, config: DecodeConfig) -> str:
         """``greedy``, or ``beam 8``, ``beam 8, 3-gram LM weight 0.5 bonus 1``."""
-        if config.beam_size <= 1:
-            return "greedy"
-        if self.lm is None:
-            return f"beam {config.beam_size}"
-        bonus = (f" bonus {self.lm.word_bonus:g}"
-                 if self.objective != "attention" or uses_word_bonus(self.network.ctc_head, config)
-                 else ", no word bonus in attention search")
-        return (f"beam {config.beam_size}, {self.lm.lm.order}-gram LM weight {self.lm.weight:g}{bonus}"
-                + (", closed vocabulary" if self.lm.closed_vocabulary else ""))
+        has_ctc_head = self.objective == "attention" and self.network.ctc_head
+        return describe_search(config, self.lm, uses_word_bonus(self.objective, has_ctc_head, config))
 
     def check_options(self, **options) -> None:
         """Refuse what this model cannot do and unknown options, before any audio is read."""

@@ -301,10 +301,10 @@ def rescores(has_ctc_head: bool, config: DecodeConfig) -> bool:
     return has_ctc_head and config.ctc_weight > 0 and config.joint_search == "rescore"
 
 
-def uses_word_bonus(has_ctc_head: bool, config: DecodeConfig) -> bool:
-    """Whether an attention model's beam search adds the LM's word bonus (the one-pass search ranks by score per
-    token instead: see the module's docstring)."""
-    return rescores(has_ctc_head, config)
+def uses_word_bonus(objective: str, has_ctc_head: bool, config: DecodeConfig) -> bool:
+    """Whether a model's beam search adds the LM's word bonus: every family's does but the one-pass attention
+    search's, which ranks by score per token instead (see the module's docstring)."""
+    return objective != "attention" or rescores(has_ctc_head, config)
 
 
 def attention_search(network: AttentionNetwork, memory: Memory, lens, ctc: np.ndarray | None, config: DecodeConfig,
