@@ -96,6 +96,9 @@ class UttResult:
     speaker: str | None
     words: Alignment
     chars: Alignment
+    # the reference as the manifest writes it and the hypothesis as the model wrote it, before scoring normalized
+    # them (what `compare --normalizer` scores again); None where the evaluator did not keep them
+    written: tuple[str, str] | None = None
 
     @property
     def has_error(self) -> bool:
@@ -107,8 +110,9 @@ class ErrorReport:
     """Accumulates utterances; summarizes WER/CER, per speaker, and confusions."""
     utts: list[UttResult] = field(default_factory=list)
 
-    def add(self, id: str, ref: str, hyp: str, speaker: str | None = None) -> UttResult:
-        res = UttResult(id, ref, hyp, speaker, align(ref.split(), hyp.split()), align(list(ref), list(hyp)))
+    def add(self, id: str, ref: str, hyp: str, speaker: str | None = None,
+            written: tuple[str, str] | None = None) -> UttResult:
+        res = UttResult(id, ref, hyp, speaker, align(ref.split(), hyp.split()), align(list(ref), list(hyp)), written)
         self.utts.append(res)
         return res
 
@@ -176,10 +180,13 @@ class ErrorReport:
 
     def utterance_rows(self) -> list[dict]:
         """Each utterance's scoring: id, speaker, reference, hypothesis, word errors by kind over its reference words,
-        character errors over its reference characters (what ``evaluate --json`` holds and ``compare`` reads)."""
+        character errors over its reference characters (what ``evaluate --json`` holds and ``compare`` reads), and
+        the texts as written before scoring normalized them (``written_reference``, ``written_hypothesis``)."""
         return [{"id": u.id, "speaker": u.speaker, "reference": u.ref, "hypothesis": u.hyp, "sub": u.words.sub,
                  "del": u.words.dels, "ins": u.words.ins, "words": len(u.ref.split()),
-                 "char_errors": u.chars.sub + u.chars.dels + u.chars.ins, "chars": len(u.ref)} for u in self.utts]
+                 "char_errors": u.chars.sub + u.chars.dels + u.chars.ins, "chars": len(u.ref),
+                 **({"written_reference": u.written[0], "written_hypothesis": u.written[1]} if u.written else {})}
+                for u in self.utts]
 
     def write_jsonl(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as f:

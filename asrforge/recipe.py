@@ -67,6 +67,9 @@ class TrainConfig:
     threads: int | None = None           # CPU threads per process (default: cores / processes)
     log_every: int = 25
     loggers: list[str] = field(default_factory=lambda: ["jsonl"])    # + tensorboard: event files under EXPDIR/tensorboard
+    # with tensorboard: this many fixed dev utterances shown at each validation (audio, reference and hypothesis,
+    # CTC posteriorgram, attention alignment); 0: none
+    tensorboard_examples: int = 3
     trace: bool = False                  # write each rank's batch ids and final weights under EXPDIR/trace
 
     def __post_init__(self):
@@ -74,6 +77,8 @@ class TrainConfig:
         if unknown or "jsonl" not in self.loggers:
             raise ValueError(f"train.loggers takes jsonl (always: train_log.jsonl is what everything reads) and "
                              f"optionally tensorboard; got {self.loggers}")
+        if self.tensorboard_examples < 0:
+            raise ValueError("train.tensorboard_examples must be >= 0 (0 shows no dev examples)")
         if self.speaker_adversarial < 0:
             raise ValueError("train.speaker_adversarial must be >= 0 (0 turns it off)")
         if self.frozen_encoder_cache_gb < 0:

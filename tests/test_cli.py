@@ -75,6 +75,13 @@ def test_evaluate_json_and_report(trained, corpus, tmp_path):
     assert all(u["reference"] == english(texts[u["id"]]) for u in scored["utterances"])
     refused = cli("compare", greedy, whisper_scored, check=False)
     assert refused.returncode == 2 and "evaluate both with the same one" in refused.stderr
+    # each utterance keeps its texts as written, so compare scores both again after one normalizer: the basic-scored
+    # greedy run rescored after Whisper's English normalizer is the run evaluate scored after it
+    assert all(u["written_reference"] == texts[u["id"]] for u in json.loads(greedy.read_text())["utterances"])
+    cli("compare", greedy, whisper_scored, "--normalizer", "whisper_english", "--json", tmp_path / "again.json")
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["normalizer"] == "whisper_english" and again["delta"] == 0.0
+    assert again["wer_a"] == pytest.approx(scored["wer"]) and again["wer_b"] == pytest.approx(scored["wer"])
     compared = cli("compare", greedy, out, "--json", tmp_path / "cmp.json")
     figures = json.loads((tmp_path / "cmp.json").read_text())
     assert figures["wer_a"] == pytest.approx(json.loads(greedy.read_text())["wer"]) and figures["wer_b"] == pytest.approx(result["wer"])

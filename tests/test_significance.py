@@ -86,3 +86,30 @@ def test_compare_refuses_what_it_cannot_compare_naming_the_file(tmp_path, capsys
     same = json.loads((tmp_path / "same.json").read_text())
     assert same["delta"] == 0.0 and same["p_bootstrap"] == pytest.approx(1.0) and same["p_mapsswe"] == 1.0
     assert "not shown to differ" in capsys.readouterr().out
+
+
+def test_compare_normalizer_scores_both_again_from_the_texts_as_written(tmp_path, capsys):
+    def evaluation(path, normalizer, rows):
+        report = ErrorReport()
+        for i, (written_ref, written_hyp, ref, hyp) in enumerate(rows):
+            report.add(f"u{i}", ref, hyp, written=(written_ref, written_hyp))
+        path.write_text(json.dumps({"normalizer": normalizer, "utterances": report.utterance_rows()}))
+        return path
+
+    # A scored as asrforge scores (5 is not five), B after Whisper's English normalizer
+    a = evaluation(tmp_path / "a.json", "basic", [("Five apples.", "5 apples", "five apples", "5 apples"),
+                                                   ("Colour me red", "color me bed", "colour me red", "color me bed")])
+    b = evaluation(tmp_path / "b.json", "whisper_english", [("Five apples.", "five apples", "5 apples", "5 apples"),
+                                                            ("Colour me red", "colour me red", "color me red", "color me red")])
+    assert main(["compare", str(a), str(b)]) == 2 and "--normalizer" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "--normalizer", "whisper_english", "--json", str(tmp_path / "c.json")]) == 0
+    figures = json.loads((tmp_path / "c.json").read_text())
+    # after the one normalizer A's only error left is "bed"; B has none
+    assert figures["normalizer"] == "whisper_english" and figures["words"] == 5
+    assert figures["wer_a"] == pytest.approx(1 / 5) and figures["wer_b"] == 0.0
+    assert "scored after the whisper_english normalizer" in capsys.readouterr().out
+    # an evaluation that did not keep its texts as written is named
+    old = _evaluation(tmp_path / "old.json", [("five apples", "5 apples"), ("colour me red", "color me bed")])
+    assert main(["compare", str(a), str(old), "--normalizer", "basic"]) == 2
+    err = capsys.readouterr().err
+    assert str(old) in err and "no texts as written" in err

@@ -1,3 +1,4 @@
+import io
 import json
 import time
 
@@ -5,7 +6,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asrforge.data.manifest import read_manifest, write_manifest
+from asrforge.data.manifest import load_utterance, read_manifest, write_manifest
 from asrforge.errors import ConfigError
 from asrforge.recipe import load_recipe
 from asrforge.checkpoint import load_checkpoint
@@ -256,11 +257,17 @@ def test_dev_loss_scores_what_it_can_and_wer_scores_everything(corpus, tmp_path)
 
 def test_tensorboard_holds_the_scalars_and_a_resume_continues_them(corpus, tmp_path):
     pytest.importorskip("tensorboard")      # the tensorboard extra, in the test extra
+    from PIL import Image                   # matplotlib's
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    def scalars(folder):
-        events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0})
+    def read(folder):
+        events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "audio": 0,
+                                                                               "tensors": 0})
         events.Reload()
+        return events
+
+    def scalars(folder):
+        events = read(folder)
         return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
     out = tmp_path / "tb"
@@ -277,6 +284,21 @@ def test_tensorboard_holds_the_scalars_and_a_resume_continues_them(corpus, tmp_p
     assert again["train/loss"] == [(r["step"], pytest.approx(r["loss"])) for r in steps]
     assert again["dev/wer"] == [(r["step"], pytest.approx(r["dev_wer"])) for r in evals]
     assert {"dev/cer", "dev/loss"} <= set(again)
+
+    # at each validation, three fixed dev utterances: their texts and CTC posteriorgram; their audio once
+    events, dev = read(out), {u.id: u for u in read_manifest(corpus / "dev.jsonl")[0]}
+    tags, validated = events.Tags(), [r["step"] for r in evals]
+    shown = sorted(tag.split("/")[1] for tag in tags["images"])
+    assert len(shown) == 3 and set(shown) <= set(dev) and not [t for t in tags["images"] if "attention" in t]
+    for uid in shown:
+        pictures = events.Images(f"posteriorgram/{uid}")
+        assert [p.step for p in pictures] == validated and pictures[-1].width == 800
+        assert Image.open(io.BytesIO(pictures[-1].encoded_image_string)).size == (800, pictures[-1].height)
+        texts = [e.tensor_proto.string_val[0].decode() for e in events.Tensors(f"dev_text/{uid}/text_summary")]
+        assert len(texts) == 2 and all(f"**reference:** {dev[uid].text}" in t for t in texts)
+        audio = events.Audio(f"dev_audio/{uid}")
+        assert [a.step for a in audio] == validated[:1] and audio[0].sample_rate == 16000
+        assert audio[0].length_frames == len(load_utterance(dev[uid]))
 
 
 def test_unknown_loggers_are_refused():

@@ -61,6 +61,42 @@ def test_finetuning_learns_the_transcripts(finetuned):
     assert len(perfect) > 1 and results["best_epoch"] != perfect[0]
 
 
+def test_tensorboard_shows_whisper_examples_with_their_alignment_heads_attention(setup, finetuned, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from asrforge.data.dataset import SpeechDataset
+    from asrforge.data.manifest import read_manifest
+    from asrforge.recipe import load_recipe
+    from asrforge.text import Normalizer, TextConfig
+    from asrforge.train.whisper_task import WhisperTask
+
+    root, _ = setup
+    out = tmp_path / "tb"
+    assert main(["train", "configs/whisper_finetune.yaml", f"model.init={root / 'init'}", f"data.train={root / 'm.jsonl'}",
+                 f"data.dev={root / 'm.jsonl'}", "train.epochs=1", "data.max_batch_size=4", "augment.speed_factors=[]",
+                 "augment.gain_db=[]", "specaugment.enabled=false", "train.loggers=[jsonl,tensorboard]",
+                 "train.tensorboard_examples=2", "--out", str(out)]) == 0
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "tensors": 0, "audio": 0})
+    events.Reload()
+    # the checkpoint as given (step 0) and after the epoch; the first and last dev utterances
+    assert sorted(events.Tags()["images"]) == ["attention/u0", "attention/u3"]
+    assert [e.step for e in events.Images("attention/u0")][0] == 0 and len(events.Images("attention/u0")) == 2
+    assert [e.step for e in events.Audio("dev_audio/u3")] == [0]
+    assert "**reference:** over you" in events.Tensors("dev_text/u3/text_summary")[0].tensor_proto.string_val[0].decode()
+
+    # of the fine-tuned model: what it says, and where its alignment heads look while saying it
+    recipe = load_recipe("configs/whisper_finetune.yaml", [f"model.init={finetuned / 'whisper.pt'}"])
+    task = WhisperTask(recipe, tmp_path / "look", torch.device("cpu"), progress=False)
+    dev = SpeechDataset(read_manifest(root / "m.jsonl")[0], task.features, None, Normalizer(TextConfig()))
+    examples = task.examples(task.model.eval(), dev, [0, 1])
+    assert [(e.reference, e.hypothesis) for e in examples] == [(TEXTS[0], TEXTS[0]), (TEXTS[1], TEXTS[1])]
+    for example in examples:
+        tokens = len(task.words.encode(" " + example.reference))
+        assert example.attention.shape == (1, tokens + 1, SECONDS * 50)     # 20 ms a position; the tokens and <eot>
+        assert np.allclose(example.attention.sum(-1), 1.0, atol=1e-4) and example.posteriors is None
+
+
 def test_frozen_encoder_is_unchanged_and_saved_files_load(setup, finetuned):
     _, initial = setup
     saved = load_whisper_checkpoint(finetuned / "whisper.pt").build()
@@ -118,6 +154,9 @@ def test_evaluate_scores_a_whisper_checkpoint(setup, finetuned, tmp_path, capsys
                  "--language", "en", "--json", str(out)]) == 0
     english = json.loads(out.read_text())
     assert english["normalizer"] == "whisper_english" and english["wer"] == 0.0
+    # the texts as written, for `compare --normalizer`: the manifest's, and the model's before normalization
+    assert sorted(u["written_reference"] for u in english["utterances"]) == sorted(TEXTS)
+    assert all(u["hypothesis"] == " ".join(u["written_hypothesis"].lower().split()) for u in english["utterances"])
     assert "scored after the whisper_english normalizer" in capsys.readouterr().out
     assert main(["evaluate", "--model", str(finetuned / "whisper.pt"), "--manifest", str(root / "m.jsonl"),
                  "--language", "en", "--normalizer", "basic", "--json", str(out)]) == 0

@@ -7,7 +7,9 @@ import math
 from pathlib import Path
 
 from asrforge.errors import AsrforgeError, ConfigError
+from asrforge.metrics import align
 from asrforge.significance import RESAMPLES, mapsswe, paired_bootstrap
+from asrforge.text.scoring import NORMALIZERS, scoring_normalizer
 
 
 def add_parsers(sub) -> None:
@@ -17,6 +19,9 @@ def add_parsers(sub) -> None:
     c.add_argument("--json", help="write wer_a, wer_b, delta, delta_ci, p_bootstrap, p_mapsswe here")
     c.add_argument("--bootstrap", type=int, default=RESAMPLES, metavar="N",
                    help=f"paired bootstrap resamples (default {RESAMPLES})")
+    c.add_argument("--normalizer", choices=NORMALIZERS,
+                   help="score both again after this normalizer, from the texts as written (default: as evaluated, "
+                        "which must then be the same for both)")
     c.set_defaults(func=compare, parser=c)
 
 
@@ -41,12 +46,30 @@ def read_evaluation(path: str | Path) -> dict:
     return data
 
 
+def rescored(data: dict, path: str | Path, normalizer: str) -> dict:
+    """The evaluation ``data`` (read from ``path``) scored again after ``normalizer``, from each utterance's texts
+    as written; an error naming the file if it did not keep them."""
+    normalize = scoring_normalizer(normalizer)
+    rows = []
+    for row in data["utterances"]:
+        if "written_reference" not in row or "written_hypothesis" not in row:
+            raise AsrforgeError(f"{path}: utterance {row['id']} has no texts as written (`written_reference`, "
+                                f"`written_hypothesis`) to normalize again; it was written before evaluate kept "
+                                f"them: evaluate the model again with --json, or compare without --normalizer")
+        ref, hyp = normalize(row["written_reference"]), normalize(row["written_hypothesis"])
+        words = align(ref.split(), hyp.split())
+        rows.append({**row, "reference": ref, "hypothesis": hyp, "sub": words.sub, "del": words.dels,
+                     "ins": words.ins, "words": len(ref.split())})
+    return {**data, "utterances": rows, "normalizer": normalizer}
+
+
 def paired_rows(a: dict, b: dict, name_a: str, name_b: str) -> list[tuple[dict, dict]]:
     """The two evaluations' utterances matched by id; an error unless they cover the same utterances and references,
     scored with the same normalizer."""
     if a.get("normalizer", "basic") != b.get("normalizer", "basic"):
         raise AsrforgeError(f"{name_a} was scored with the {a.get('normalizer', 'basic')} normalizer and {name_b} with "
-                            f"{b.get('normalizer', 'basic')}: evaluate both with the same one")
+                            f"{b.get('normalizer', 'basic')}: evaluate both with the same one, or give "
+                            "--normalizer NAME to score both again after one")
     by_id = {r["id"]: r for r in b["utterances"]}
     ids_a = [r["id"] for r in a["utterances"]]
     only_a, only_b = set(ids_a) - by_id.keys(), by_id.keys() - set(ids_a)
@@ -68,6 +91,8 @@ def compare(args) -> dict:
     if args.bootstrap < 1:
         raise ConfigError(f"--bootstrap takes a number of resamples, 1 or more; got {args.bootstrap}")
     a, b = read_evaluation(args.a), read_evaluation(args.b)
+    if args.normalizer:
+        a, b = rescored(a, args.a, args.normalizer), rescored(b, args.b, args.normalizer)
     pairs = paired_rows(a, b, args.a, args.b)
     errors = lambda r: r["sub"] + r["del"] + r["ins"]  # noqa: E731
     diff = paired_bootstrap([errors(ra) for ra, _ in pairs], [errors(rb) for _, rb in pairs],
@@ -76,7 +101,9 @@ def compare(args) -> dict:
                            [rb["hypothesis"] for _, rb in pairs])
     out = {"a": str(args.a), "b": str(args.b), "utts": len(pairs), "words": sum(ra["words"] for ra, _ in pairs),
            "wer_a": diff.rate_a, "wer_b": diff.rate_b, "delta": diff.delta, "delta_ci": list(diff.interval),
-           "p_bootstrap": diff.p, "z_mapsswe": z if math.isfinite(z) else None, "p_mapsswe": p_mapsswe, "bootstrap": args.bootstrap}
+           "p_bootstrap": diff.p, "z_mapsswe": z if math.isfinite(z) else None, "p_mapsswe": p_mapsswe, "bootstrap": args.bootstrap,
+           "normalizer": a.get("normalizer", "basic")}
+    print(f"scored after the {out['normalizer']} normalizer")
     print(f"A {args.a}: WER {100 * diff.rate_a:.2f}%\nB {args.b}: WER {100 * diff.rate_b:.2f}%\n"
           f"B - A: {100 * diff.delta:+.2f} points, 95% CI [{100 * diff.interval[0]:+.2f}, {100 * diff.interval[1]:+.2f}] "
           f"over {len(pairs)} utterances")

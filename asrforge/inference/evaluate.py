@@ -104,6 +104,7 @@ def evaluate_dataset(transcriber: "Transcriber", dataset: SpeechDataset, config:
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
     report, bad = ErrorReport(), []
     score = (lambda ref, hyp: (ref, hyp)) if scoring is None else (lambda ref, hyp: (scoring(ref), scoring(hyp)))
+    written = {u.id or str(i): u.text for i, u in enumerate(dataset.utts)}     # the manifest's texts
     audio_seconds = 0.0
     bar = progress_bar(total=len(dataset), desc="decoding", unit="utt", disable=not progress, leave=False)
     start = time.perf_counter()
@@ -112,7 +113,7 @@ def evaluate_dataset(transcriber: "Transcriber", dataset: SpeechDataset, config:
         if len(batch):
             hyps = transcriber.decode_text(batch.feats, batch.feat_lens, config)
             for uid, ref, hyp, speaker in zip(batch.ids, batch.texts, hyps, batch.speakers):
-                report.add(uid, *score(ref, hyp), speaker)
+                report.add(uid, *score(ref, hyp), speaker, (written[uid], hyp))
             audio_seconds += float(batch.feat_lens.sum()) * transcriber.recipe.features.hop_ms / 1000
         bar.update(len(batch) + len(batch.bad))
     for i in long:
@@ -123,7 +124,7 @@ def evaluate_dataset(transcriber: "Transcriber", dataset: SpeechDataset, config:
             bad.append(BadItem(u.id or str(i), str(e)))
         else:
             hyp = transcriber.transcribe_waves([wave], config, [dataset.speaker_stats.get(u.speaker)])[0].text
-            report.add(u.id or str(i), *score(dataset.texts[i], hyp), u.speaker)
+            report.add(u.id or str(i), *score(dataset.texts[i], hyp), u.speaker, (u.text, hyp))
             audio_seconds += wave.size / SAMPLE_RATE
         bar.update(1)
     decode_seconds = time.perf_counter() - start

@@ -58,7 +58,7 @@ class ExportedModel(OnnxRecognizer):
                 return
             results = self.transcribe_waves([w for _, w in pending], config, RECORDING_S, word_timestamps=False)
             for (u, wave), result in zip(pending, results):
-                report.add(u.id, normalize(u.text), hypothesis(result.text), u.speaker)
+                report.add(u.id, normalize(u.text), hypothesis(result.text), u.speaker, (u.text, result.text))
                 audio_seconds += wave.size / SAMPLE_RATE
             bar.update(len(pending))
             pending.clear()
@@ -73,7 +73,7 @@ class ExportedModel(OnnxRecognizer):
             if wave.size > RECORDING_S * SAMPLE_RATE:
                 long_form += 1
                 text = self.transcribe_waves([wave], config, max_segment_s, word_timestamps=False)[0].text
-                report.add(u.id, normalize(u.text), hypothesis(text), u.speaker)
+                report.add(u.id, normalize(u.text), hypothesis(text), u.speaker, (u.text, text))
                 audio_seconds += wave.size / SAMPLE_RATE
                 bar.update(1)
                 continue

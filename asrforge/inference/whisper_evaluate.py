@@ -49,6 +49,7 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
                                    without_timestamps=True)
     score = scoring or Normalizer(TextConfig())
     report, bad, lines, audio_seconds = ErrorReport(), [], [], 0.0
+    written = {u.id or str(i): u.text for i, u in enumerate(dataset.utts)}     # the manifest's texts
     start = time.perf_counter()
     for first in progress_bar(range(0, len(dataset), batch_size), desc=desc, unit="batch", disable=not progress,
                               dynamic_ncols=True, leave=False):
@@ -64,7 +65,7 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
         results = decode(model, tokenizer, features, options,
                          languages=[lang if lang is not None else language for lang in batch.languages])
         for uid, ref, result, speaker in zip(batch.ids, batch.texts, results, batch.speakers):
-            report.add(uid, score(ref), score(result.text), speaker)
+            report.add(uid, score(ref), score(result.text), speaker, (written[uid], result.text))
             lines.append(json.dumps({"id": uid, "ref": ref, "hyp": result.text}, ensure_ascii=False))
         audio_seconds += float(batch.feat_lens.sum()) / 100
     if hypotheses is not None:

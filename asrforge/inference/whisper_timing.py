@@ -79,21 +79,31 @@ def median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
     return padded.unfold(-1, width, 1).median(-1).values.reshape(x.shape)
 
 
+def alignment_attention(model: Whisper, tokenizer: WhisperTokenizer, sot_sequence: list[int], text_tokens: list[int],
+                        audio_features: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder teacher-forced on ``sot_sequence <|notimestamps|> text_tokens <|endoftext|>`` over the window
+    whose encoder output is ``audio_features (1, T, D)`` (``num_frames`` mel frames of it hold audio) -> its logits
+    ``(S, n_vocab)`` and the alignment heads' attention over the frames holding audio ``(heads, S, positions)``
+    (softmax over those frames alone), for the ``S`` positions of that sequence."""
+    tokens = torch.tensor([*sot_sequence, tokenizer.no_timestamps, *text_tokens, tokenizer.eot],
+                          device=audio_features.device)
+    with torch.inference_mode():
+        logits, scores = model.decoder(tokens[None], audio_features, need_cross_weights=True)
+    positions = max(1, num_frames // INPUT_STRIDE)
+    weights = torch.stack([scores[layer][0, head, :, :positions] for layer, head in model.alignment_heads]).float()
+    return logits[0], weights.softmax(-1)
+
+
 def find_alignment(model: Whisper, tokenizer: WhisperTokenizer, sot_sequence: list[int], text_tokens: list[int],
                    audio_features: torch.Tensor, num_frames: int, language: str | None) -> list[WordTiming]:
     """Words of ``text_tokens`` with start/end seconds within the window whose encoder output is
     ``audio_features (1, T, D)``; ``num_frames`` mel frames of it hold audio (the rest is padding)."""
     eot = tokenizer.eot
-    tokens = torch.tensor([*sot_sequence, tokenizer.no_timestamps, *text_tokens, eot], device=audio_features.device)
-    with torch.inference_mode():
-        logits, scores = model.decoder(tokens[None], audio_features, need_cross_weights=True)
+    logits, weights = alignment_attention(model, tokenizer, sot_sequence, text_tokens, audio_features, num_frames)
     first = len(sot_sequence)
-    probs = logits[0, first: first + len(text_tokens), :eot].float().softmax(-1)
+    probs = logits[first: first + len(text_tokens), :eot].float().softmax(-1)
     token_probs = probs[torch.arange(len(text_tokens)), torch.tensor(text_tokens)].cpu().numpy()
 
-    positions = max(1, num_frames // INPUT_STRIDE)
-    weights = torch.stack([scores[layer][0, head, :, :positions] for layer, head in model.alignment_heads]).float()
-    weights = weights.softmax(-1)
     std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)   # per frame, across tokens
     weights = median_filter((weights - mean) / (std + 1e-10), MEDIAN_FILTER_WIDTH)
     # row k is the query that predicts (text_tokens + [eot])[k]

@@ -97,6 +97,11 @@ class EncoderDecoderModel(nn.Module):
     def prepare(self, h: torch.Tensor, h_lens: torch.Tensor) -> DecoderMemory:
         return self.decoder.prepare(h, h_lens)
 
+    def alignment(self, h: torch.Tensor, h_lens: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Where the decoder looks in the encoder frames ``h (B, T', H)`` for each of ``tokens (B, L)`` and the
+        ``<eos>`` after them: weights ``(B, P, L + 1, T')`` in ``P`` panels (the decoder's layers)."""
+        return self.decoder.alignment(self.prepare(h, h_lens), nn.functional.pad(tokens, (1, 0), value=SOS_ID))
+
     def sampling_prob(self) -> float:
         if not self.training or self.config.sampling_prob == 0.0:
             return 0.0

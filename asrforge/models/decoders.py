@@ -6,7 +6,9 @@ Both answer the same calls, which is all the training objective and the beam sea
 - ``forward(memory, tokens_in (B, L), sampling_prob) -> logits (B, L, V)``: teacher forcing over
   ``<sos> y1 .. yL-1`` (with scheduled sampling where the decoder supports it);
 - ``initial_state(memory) -> dict`` and ``step(memory, state, history (N, i)) -> (logits (N, V), state)``: one
-  step of search; every state tensor has the hypotheses on dim 0 so a search reorders it with ``index_select``.
+  step of search; every state tensor has the hypotheses on dim 0 so a search reorders it with ``index_select``;
+- ``alignment(memory, tokens_in (B, L)) -> (B, P, L, T)``: where the decoder looks in the memory for each of the
+  tokens it predicts after ``tokens_in`` (teacher forcing), in ``P`` panels (one per layer) — for people to look at.
 """
 
 from __future__ import annotations
@@ -95,6 +97,14 @@ class LSTMDecoder(nn.Module):
     def step(self, mem: DecoderMemory, state: dict, history: torch.Tensor) -> tuple[torch.Tensor, dict]:
         return self._step(mem, state, history[:, -1])
 
+    def alignment(self, mem: DecoderMemory, tokens_in: torch.Tensor) -> torch.Tensor:
+        """The location-aware attention's weights at each step: ``(B, 1, L, T)``."""
+        state, weights = self.initial_state(mem), []
+        for i in range(tokens_in.shape[1]):
+            _, state = self._step(mem, state, tokens_in[:, i])
+            weights.append(state["weights"])
+        return torch.stack(weights, dim=1)[:, None]
+
     def forward(self, mem: DecoderMemory, tokens_in: torch.Tensor, sampling_prob: float = 0.0) -> torch.Tensor:
         state, outputs = self.initial_state(mem), []
         for i in range(tokens_in.shape[1]):
@@ -162,6 +172,18 @@ class TransformerDecoder(nn.Module):
         for layer in self.layers:
             y = layer(y, mem.memory, causal, memory_mask)
         return self.out(self.norm(y))
+
+    def alignment(self, mem: DecoderMemory, tokens_in: torch.Tensor) -> torch.Tensor:
+        """Each layer's cross-attention weights, averaged over its heads: ``(B, layers, L, T)``."""
+        L = tokens_in.shape[1]
+        y = self._embed(tokens_in)
+        causal = torch.ones(L, L, dtype=torch.bool, device=y.device).tril()[None]
+        memory_mask = mem.mask[:, None, :]
+        panels = []
+        for layer in self.layers:
+            panels.append(layer.cross_weights(y, mem.memory, causal, memory_mask).mean(1))
+            y = layer(y, mem.memory, causal, memory_mask)
+        return torch.stack(panels, dim=1)
 
     def initial_state(self, mem: DecoderMemory) -> dict[str, torch.Tensor]:
         """Empty self-attention key/value caches, one pair per layer: ``(N, H, 0, Dh)``."""

@@ -74,6 +74,15 @@ class MultiHeadAttention(nn.Module):
     def forward(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.attend(query, *self.project_kv(memory), mask)
 
+    def weights(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The attention weights :meth:`forward` uses, for looking at: ``(B, H, Tq, Tk)``, each row summing to 1
+        (no rotary positions: cross-attention, which is what is looked at, has none)."""
+        q, (k, _) = self._split(self.q(query)), self.project_kv(memory)
+        scores = q @ k.transpose(-1, -2) / self.head_dim ** 0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask[:, None], float("-inf"))
+        return scores.float().softmax(-1)
+
     def empty_cache(self, like: torch.Tensor) -> LayerCache:
         """A stream's cache before its first chunk: no earlier keys (``like``: a tensor of the dtype and device)."""
         empty = like.new_zeros(self.heads, 0, self.head_dim)

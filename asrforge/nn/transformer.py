@@ -76,6 +76,14 @@ class DecoderLayer(nn.Module):
         y = y + self.drop(self.cross_attn(self.norm2(y), memory, memory_mask))
         return y + self.drop(self.ff(self.norm3(y)))
 
+    def cross_weights(self, y: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor,
+                      memory_mask: torch.Tensor) -> torch.Tensor:
+        """What this layer's cross-attention weighs each memory frame with, for the input ``y`` that
+        :meth:`forward` takes: ``(B, H, L, T)``."""
+        h = self.norm1(y)
+        y = y + self.self_attn(h, h, self_mask)
+        return self.cross_attn.weights(self.norm2(y), memory, memory_mask)
+
     def step(self, y: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], memory_kv: tuple[torch.Tensor, torch.Tensor],
              memory_mask: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One new position ``y (N, 1, D)`` given the self-attention keys/values of the earlier ones

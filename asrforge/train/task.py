@@ -6,6 +6,7 @@ names its loss in :mod:`asrforge.losses.objectives`), and answers:
 
 - ``dummy_inputs(device)``: a one-item batch for a rank that has nothing usable (it must still join DDP);
 - ``validate(model, dev_set)``: greedy dev WER/CER of the weights being evaluated;
+- ``examples(model, dev_set, indices)``: those dev utterances as TensorBoard shows them (:mod:`asrforge.train.examples`);
 - ``weights(model)`` / ``load_weights(model, weights)``: what ``last.pt`` keeps of the model, and restoring it;
 - ``save_best(model)``: the run's best model, where inference looks for it.
 
@@ -28,6 +29,7 @@ from asrforge.inference.transcriber import Transcriber
 from asrforge.models.build import build_model
 from asrforge.recipe import Recipe
 from asrforge.text import Tokenizer
+from asrforge.train.examples import Example, scratch_examples
 
 
 class ScratchTask:
@@ -53,6 +55,9 @@ class ScratchTask:
     def validate(self, model: torch.nn.Module, dev_set: SpeechDataset) -> dict:
         transcriber = Transcriber(model, self.recipe, self.tokenizer, self.device)
         return evaluate_dataset(transcriber, dev_set, transcriber.decode_config(beam_size=1), progress=False).summary()
+
+    def examples(self, model: torch.nn.Module, dev_set: SpeechDataset, indices: list[int]) -> list[Example]:
+        return scratch_examples(Transcriber(model, self.recipe, self.tokenizer, self.device), dev_set, indices)
 
     def weights(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         return model.state_dict()

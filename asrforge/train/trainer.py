@@ -44,6 +44,7 @@ from asrforge.text import Normalizer, build_tokenizer, tokenizer_from_state
 from asrforge import distributed as D
 from asrforge.train.adversary import NO_SPEAKER, SpeakerAdversary, reversal_scale, speaker_index
 from asrforge.checkpoint import load_checkpoint, save_checkpoint
+from asrforge.train.examples import example_indices
 from asrforge.train.loggers import TrainLoggers
 from asrforge.train.schedule import WarmupCosine
 from asrforge.train.task import ScratchTask
@@ -88,7 +89,8 @@ def _load_split(paths: str | list[str] | None, name: str, max_duration: float | 
 
 # where, and for how long, a run goes: a resumed run may change these (and data.*) and still continue exactly
 RESUME_MAY_CHANGE = ("train.max_minutes", "train.max_steps", "train.device", "train.threads", "train.amp",
-                     "train.log_every", "train.trace", "train.frozen_encoder_cache_gb", "train.loggers")
+                     "train.log_every", "train.trace", "train.frozen_encoder_cache_gb", "train.loggers",
+                     "train.tensorboard_examples")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -456,6 +458,18 @@ class Trainer:
         self.model.train()
         return result
 
+    def _log_examples(self) -> None:
+        """The fixed dev examples, as the evaluated weights see them now, to the loggers that show them."""
+        if not self._loggers.wants_examples:
+            return
+        indices = example_indices(self.dev_set.durations, self.recipe.train.tensorboard_examples)
+        self.model.eval()
+        try:
+            examples = self.task.examples(self.eval_model, self.dev_set, indices)
+        finally:
+            self.model.train()
+        self._loggers.log_examples(examples, self.state.step)
+
     @torch.no_grad()
     def _dev_loss(self) -> float:
         """The objective of the evaluated weights on data.dev, without augmentation: the mean over the utterances
@@ -633,6 +647,7 @@ class Trainer:
             self.state.wer_before = metrics["wer"]
             self.state.best_wer, self.state.best_loss, self.state.best_epoch = metrics["wer"], metrics["loss"], 0
             self._log({"epoch": 0, "step": 0, **_dev_record(metrics)})
+            self._log_examples()
             self._save_best()
             if self.progress:
                 log.info(f"before training: dev WER {100 * metrics['wer']:.2f}%  CER {100 * metrics['cer']:.2f}%")
@@ -655,6 +670,8 @@ class Trainer:
                                f"loss {metrics['loss']:.3f}  ({self.state.elapsed / 60:.1f} min)")
             self._save_last()
             self._log(record)
+            if finished:
+                self._log_examples()
         cfg = self.recipe.train
         # with data.cache_features the first epoch also computes every feature, so it is slower than the rest: the
         # schedule fitted to it is fitted again to the second (measured on 2 cores: 67 s, then 50 s an epoch; the

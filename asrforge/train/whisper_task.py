@@ -24,18 +24,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from asrforge.data.dataset import SpeechDataset
+from asrforge.data.dataset import BadItem, SpeechDataset
+from asrforge.decoding.whisper import WhisperDecodeOptions, decode
 from asrforge.errors import AsrforgeError, ConfigError
 from asrforge.features.whisper import TIME_PRECISION, WhisperFeatures, pad_to_window
 from asrforge.inference.vad import SAMPLE_RATE, VadOptions, speech_spans
 from asrforge.inference.whisper_evaluate import MAX_SECONDS, evaluate_whisper
+from asrforge.inference.whisper_timing import alignment_attention
 from asrforge.models.whisper import RUN_CHECKPOINT, Whisper, save_openai, side_files_folder, tokenizer_files
 from asrforge.models.whisper.checkpoints import copy_into
 from asrforge.models.whisper.config import require_init
 from asrforge.models.whisper.lora import save_adapters
 from asrforge.recipe import Recipe
 from asrforge.registry import PRETRAINED_MODELS
+from asrforge.text import Normalizer, TextConfig
 from asrforge.text.whisper import WhisperTokenizer
+from asrforge.train.examples import Example, token_label
 
 # speech ends where Silero's frames stop being speech: no margin added (the end timestamp marks the last word)
 END_OF_SPEECH = VadOptions(speech_pad_ms=0, max_chunk_s=3600.0)
@@ -259,6 +263,32 @@ class WhisperTask:
         batch = max(1, min(self.recipe.data.max_batch_size, 16))
         return evaluate_whisper(model.whisper, self.words, dev_set, self.language, self.recipe.model.task,
                                 self.recipe.decode.beam_size, batch, progress=False).summary()
+
+    @torch.inference_mode()
+    def examples(self, model: WhisperTraining, dev_set: SpeechDataset, indices: list[int]) -> list[Example]:
+        """Dev utterances decoded as :meth:`validate` decodes them (greedy, no timestamps), scored texts and the
+        alignment heads' attention (their mean; the heads word timestamps read) over the hypothesis."""
+        whisper, words, score = model.whisper, self.words, Normalizer(TextConfig())
+        device, dtype = next(whisper.parameters()).device, whisper.encoder.conv1.weight.dtype
+        options = WhisperDecodeOptions(task=self.recipe.model.task, language=self.language, without_timestamps=True)
+        examples = []
+        for index in indices:
+            item = dev_set[index]
+            if isinstance(item, BadItem):
+                continue
+            frames = item.feats.shape[0]
+            audio = whisper.encoder(pad_to_window(item.feats[None], torch.tensor([frames])).to(device, dtype))
+            result = decode(whisper, words, audio, options, languages=[item.language or self.language])[0]
+            text = [t for t in result.tokens if t < words.eot]
+            sot = words.sot_sequence(result.language, self.recipe.model.task)
+            _, weights = alignment_attention(whisper, words, sot, text, audio, frames)
+            first = len(sot)          # the <|notimestamps|> query predicts the first text token
+            example = Example(item.id, dev_set.wave(index), score(item.text), score(result.text), TIME_PRECISION)
+            example.attention = weights.mean(0)[None, first: first + len(text) + 1].cpu().numpy()
+            example.attention_rows = [token_label(words.decode([t])) for t in text] + ["<|endoftext|>"]
+            example.attention_panels = [f"mean of the {len(whisper.alignment_heads)} alignment heads"]
+            examples.append(example)
+        return examples
 
     def weights(self, model: WhisperTraining) -> dict[str, torch.Tensor]:
         """What ``last.pt`` keeps of the model: everything, or (LoRA) the adapters alone, the base being model.init."""
