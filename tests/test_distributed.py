@@ -24,6 +24,8 @@ def test_two_process_ddp(corpus, tmp_path, source, recipe):
     if source == "shards":   # with speaker CMVN: each rank pools its share of the shards, and they share them
         extra["data.train"] = write_shards(corpus / "train.jsonl", tmp_path / "shards", shard_size=6, progress=False)["spec"]
         extra["features.cmvn"] = "speaker"
+    if recipe == "demo_las.yaml":     # rank 0 alone writes TensorBoard's events
+        extra["train.loggers"] = "[jsonl,tensorboard]"
     overrides = tiny_overrides(corpus, **extra)
     if recipe in TINY_RECIPE:   # other families: their own shrinking keys instead of the BiLSTM-CTC ones
         overrides = [o for o in overrides if not o.startswith("model.")] + TINY_RECIPE[recipe]
@@ -47,3 +49,13 @@ def test_two_process_ddp(corpus, tmp_path, source, recipe):
     for k in w0:
         assert torch.equal(w0[k], w1[k]), k                            # gradients were all-reduced
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "train_log.jsonl").is_file()
+    if recipe == "demo_las.yaml":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        files = list((tmp_path / "tensorboard").iterdir())
+        assert len(files) == 1 and files[0].name.startswith("events.out.tfevents.")
+        events = EventAccumulator(str(files[0]), size_guidance={"images": 0})
+        events.Reload()
+        evals = [r for r in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines()) if "dev_wer" in r]
+        assert len(evals) == 2 and [e.step for e in events.Scalars("dev/wer")] == [r["step"] for r in evals]
+        assert len([t for t in events.Tags()["images"] if t.startswith("attention/")]) == 3
