@@ -23,6 +23,7 @@ from asrforge_runtime.audio import SAMPLE_RATE
 
 from asrforge.extras import require_extra
 from asrforge.train.examples import Example
+from asrforge.train.figures import attention_image, posteriorgram_image
 
 LOGGERS = ("jsonl", "tensorboard")
 LOG_FILE = "train_log.jsonl"
@@ -63,8 +64,6 @@ class TrainLoggers:
         """The dev examples of the validation at ``step`` (see the module's docstring)."""
         if self.writer is None:
             return
-        from asrforge.train.figures import attention_image, posteriorgram_image
-
         for example in examples:
             if example.uid not in self._heard:
                 self.writer.add_audio(f"dev_audio/{example.uid}", torch.from_numpy(example.audio)[None], step,
