@@ -70,9 +70,12 @@ class DecoderLayer(nn.Module):
         self.ff = FeedForward(dim, ff, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, y: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+    def _self_attended(self, y: torch.Tensor, self_mask: torch.Tensor) -> torch.Tensor:
         h = self.norm1(y)
-        y = y + self.drop(self.self_attn(h, h, self_mask))
+        return y + self.drop(self.self_attn(h, h, self_mask))
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        y = self._self_attended(y, self_mask)
         y = y + self.drop(self.cross_attn(self.norm2(y), memory, memory_mask))
         return y + self.drop(self.ff(self.norm3(y)))
 
@@ -80,9 +83,7 @@ class DecoderLayer(nn.Module):
                       memory_mask: torch.Tensor) -> torch.Tensor:
         """What this layer's cross-attention weighs each memory frame with, for the input ``y`` that
         :meth:`forward` takes: ``(B, H, L, T)``."""
-        h = self.norm1(y)
-        y = y + self.self_attn(h, h, self_mask)
-        return self.cross_attn.weights(self.norm2(y), memory, memory_mask)
+        return self.cross_attn.weights(self.norm2(self._self_attended(y, self_mask)), memory, memory_mask)
 
     def step(self, y: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor], memory_kv: tuple[torch.Tensor, torch.Tensor],
              memory_mask: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:

@@ -266,11 +266,14 @@ class WhisperTask:
 
     @torch.inference_mode()
     def examples(self, model: WhisperTraining, dev_set: SpeechDataset, indices: list[int]) -> list[Example]:
-        """Dev utterances decoded as :meth:`validate` decodes them (greedy, no timestamps), scored texts and the
-        alignment heads' attention (their mean; the heads word timestamps read) over the hypothesis."""
+        """Dev utterances decoded as :meth:`validate` decodes them (``decode.beam_size``, no timestamps), their texts
+        as scored, and the alignment heads' attention (their mean; the heads word timestamps read) over the
+        hypothesis."""
         whisper, words, score = model.whisper, self.words, Normalizer(TextConfig())
         device, dtype = next(whisper.parameters()).device, whisper.encoder.conv1.weight.dtype
-        options = WhisperDecodeOptions(task=self.recipe.model.task, language=self.language, without_timestamps=True)
+        beam = self.recipe.decode.beam_size
+        options = WhisperDecodeOptions(task=self.recipe.model.task, language=self.language, without_timestamps=True,
+                                       beam_size=beam if beam > 1 else None)
         examples = []
         for index in indices:
             item = dev_set[index]
