@@ -280,6 +280,7 @@ def test_tensorboard_holds_the_scalars_and_a_resume_continues_them(corpus, tmp_p
     steps, evals = [r for r in log if "loss" in r], [r for r in log if "dev_wer" in r]
     again = scalars(out)
     assert len(steps) > 3 and len(evals) == 2
+    assert not [k for r in steps for k in r if k.startswith("loss_")]        # CTC alone: a loss of one term
     # the curves continue where the first run stopped, and hold the log's figures
     assert again["train/loss"] == [(r["step"], pytest.approx(r["loss"])) for r in steps]
     assert again["dev/wer"] == [(r["step"], pytest.approx(r["dev_wer"])) for r in evals]
@@ -299,6 +300,23 @@ def test_tensorboard_holds_the_scalars_and_a_resume_continues_them(corpus, tmp_p
         audio = events.Audio(f"dev_audio/{uid}")
         assert [a.step for a in audio] == validated[:1] and audio[0].sample_rate == 16000
         assert audio[0].length_frames == len(load_utterance(dev[uid]))
+
+
+@pytest.mark.parametrize("recipe_name,terms", [("demo_joint.yaml", ("attention", "ctc")),
+                                               ("demo_rnnt.yaml", ("transducer", "ctc"))])
+def test_a_loss_of_two_terms_logs_each(corpus, tmp_path, recipe_name, terms):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    overrides = [o for o in tiny_overrides(corpus, **{"train.max_steps": 4, "train.loggers": "[jsonl,tensorboard]"})
+                 if not o.startswith("model.")] + TINY_RECIPE[recipe_name] + ["model.ctc_weight=0.3"]
+    Trainer(load_recipe(REPO / "configs" / recipe_name, overrides), tmp_path, progress=False).fit()
+    steps = [r for r in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert len(steps) == 4
+    for r in steps:     # every batch had both terms, so the logged loss is their weighted sum
+        assert r["loss"] == pytest.approx(0.7 * r[f"loss_{terms[0]}"] + 0.3 * r[f"loss_{terms[1]}"], rel=1e-5)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {f"train/loss_{t}" for t in terms} <= set(events.Tags()["scalars"])
 
 
 def test_unknown_loggers_are_refused():

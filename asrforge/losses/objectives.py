@@ -6,7 +6,7 @@ into its loss. Every objective returns a :class:`LossOutput` naming the utteranc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -23,6 +23,18 @@ class LossOutput:
     loss: torch.Tensor | None   # None when no utterance of the batch was usable
     usable: torch.Tensor        # (B,) bool
     reason: str = ""            # why an unusable utterance was left out
+    # a loss of several terms (joint: attention and CTC): each term before weighting, detached, by the names
+    # loss_terms gives; a term that no utterance of the batch could take is missing
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def loss_terms(model) -> tuple[str, ...]:
+    """The names of the terms ``model``'s loss weighs together, fixed by its recipe (empty for a loss of one term),
+    the same on every rank: what training logs as ``loss_NAME`` beside ``loss``."""
+    m = getattr(model, "module", model)
+    if m.objective in ("attention", "transducer") and m.config.ctc_weight > 0:
+        return (m.objective, "ctc")
+    return ()
 
 
 def _ctc(model, outputs, tokens, token_lens) -> LossOutput:
@@ -45,12 +57,15 @@ def attention_cross_entropy(logits: torch.Tensor, tokens: torch.Tensor, token_le
 def _attention(model, outputs, tokens, token_lens) -> LossOutput:
     cfg = model.config
     loss = attention_cross_entropy(outputs.logits, tokens, token_lens, EOS_ID, cfg.label_smoothing)
+    terms = {}
     if outputs.ctc_log_probs is not None:
         # joint training: L = (1 - w) L_att + w L_ctc; utterances too short for CTC keep their attention loss
+        terms["attention"] = loss.detach()
         ctc = ctc_loss(outputs.ctc_log_probs, outputs.enc_lens, tokens, token_lens)
         if ctc.loss is not None:
+            terms["ctc"] = ctc.loss.detach()
             loss = (1 - cfg.ctc_weight) * loss + cfg.ctc_weight * ctc.loss
-    return LossOutput(loss, torch.ones_like(token_lens, dtype=torch.bool))
+    return LossOutput(loss, torch.ones_like(token_lens, dtype=torch.bool), terms=terms)
 
 
 def _transducer(model, outputs, tokens, token_lens) -> LossOutput:
@@ -58,13 +73,16 @@ def _transducer(model, outputs, tokens, token_lens) -> LossOutput:
     # per-token normalization, as for CTC: long and short utterances weigh alike per symbol
     per_utt = transducer_loss(logits, tokens, h_lens, token_lens, reduction="none")
     loss = (per_utt / token_lens.clamp(min=1)).mean()
+    terms = {}
     if ctc_log_probs is not None:
         # auxiliary CTC on the encoder; utterances too short for CTC keep their transducer loss
+        terms["transducer"] = loss.detach()
         ctc = ctc_loss(ctc_log_probs, h_lens, tokens, token_lens)
         if ctc.loss is not None:
+            terms["ctc"] = ctc.loss.detach()
             w = getattr(model, "module", model).config.ctc_weight
             loss = (1 - w) * loss + w * ctc.loss
-    return LossOutput(loss, torch.ones_like(token_lens, dtype=torch.bool))
+    return LossOutput(loss, torch.ones_like(token_lens, dtype=torch.bool), terms=terms)
 
 
 def _whisper(model, logits, tokens, token_lens) -> LossOutput:

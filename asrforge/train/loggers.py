@@ -1,7 +1,7 @@
 """Where training's records go: ``train_log.jsonl`` always (what ``asrforge plot`` and everything else reads) and,
 with ``train.loggers: [jsonl, tensorboard]``, TensorBoard event files under ``EXPDIR/tensorboard``.
 
-Each record's numbers become scalars at its step: a training record's ``loss`` (and any ``loss_*`` of an objective),
+Each record's numbers become scalars at its step: a training record's ``loss`` (and each ``loss_NAME`` of a loss of several terms),
 ``lr``, ``grad_norm``, ``utts_per_s`` under ``train/``; a validation's ``dev_wer``, ``dev_cer``, ``dev_loss`` under
 ``dev/``; and, on a GPU, the peak memory allocated. Only the main process writes (under torchrun every rank logs the
 same figures). A resumed run opens the same folder and purges events past the step it resumes from, so its curves

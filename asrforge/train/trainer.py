@@ -36,7 +36,7 @@ from asrforge.errors import AsrforgeError, CheckpointError, ConfigError
 from asrforge.features import FeatureConfig, FeatureExtractor
 from asrforge.features.cmvn import CMVNAccumulator, CMVNStats
 from asrforge.inference.transcriber import LM_FILE
-from asrforge.losses.objectives import objective_for
+from asrforge.losses.objectives import loss_terms, objective_for
 from asrforge.models.whisper.config import WhisperModelConfig
 from asrforge.progress import log, progress_bar
 from asrforge.recipe import Recipe, recipe_from_dict
@@ -245,6 +245,8 @@ class Trainer:
 
         self.model = self.task.model
         self.objective = objective_for(self.model)
+        # each term of a loss of several, summed and counted since the last log line (logged as loss_NAME)
+        self._terms: dict[str, list[float]] = {name: [0.0, 0] for name in loss_terms(self.model)}
         if recipe.lm.order > 0 and not recipe.lm.path and self.dist.is_main:
             # built first, so an interrupted run still has the LM its checkpoints decode with
             write_lm(train_texts, recipe.lm.order, self.out / LM_FILE)
@@ -400,6 +402,9 @@ class Trainer:
             # Every utterance was infeasible: join the all-reduce with zero gradients, as above.
             self._zero_backward(outputs)
             return None
+        for name, term in out.terms.items():
+            self._terms[name][0] += float(term)
+            self._terms[name][1] += 1
         total = out.loss if adv_loss is None else out.loss + adv_loss
         self.scaler.scale(total / self.recipe.train.accum_steps).backward()
         return float(out.loss.detach())   # the recognizer's loss alone, comparable with runs without the adversary
@@ -590,14 +595,19 @@ class Trainer:
                 norm = self._optimizer_step()
                 # the loss of every rank's batches (each rank alone saw only its share); a rank whose batches
                 # were all unusable adds nothing
-                total, count = (D.sum_values([sum(losses), len(losses)], self.dist)
-                                if self.state.step % cfg.log_every == 0 else (0.0, 0))
+                sums = [sum(losses), len(losses), *(v for term in self._terms.values() for v in term)]
+                total, count, *terms = (D.sum_values(sums, self.dist) if self.state.step % cfg.log_every == 0
+                                        else (0.0, 0))
                 if count:
                     now = time.time()
                     rate = utts * self.dist.world / max(now - window_start, 1e-9)
                     record = {"step": self.state.step, "epoch": self.state.epoch, "loss": total / count,
                               "lr": self.scheduler.lr, "grad_norm": norm, "utts_per_s": rate,
                               "elapsed_min": (self.state.elapsed + now - started) / 60}
+                    for name, term_total, term_count in zip(self._terms, terms[0::2], terms[1::2]):
+                        if term_count:
+                            record[f"loss_{name}"] = term_total / term_count
+                        self._terms[name] = [0.0, 0]
                     known = [a for a in self._speaker_acc if a == a]   # NaN: a batch without named speakers
                     if known:   # near chance when the encoder hides the speaker
                         record["speaker_acc"] = sum(known) / len(known)
