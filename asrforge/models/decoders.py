@@ -8,7 +8,8 @@ Both answer the same calls, which is all the training objective and the beam sea
 - ``initial_state(memory) -> dict`` and ``step(memory, state, history (N, i)) -> (logits (N, V), state)``: one
   step of search; every state tensor has the hypotheses on dim 0 so a search reorders it with ``index_select``;
 - ``alignment(memory, tokens_in (B, L)) -> (B, P, L, T)``: where the decoder looks in the memory for each of the
-  tokens it predicts after ``tokens_in`` (teacher forcing), in ``P`` panels (one per layer) — for people to look at.
+  tokens it predicts after ``tokens_in`` (teacher forcing), in ``P`` panels named by ``alignment_panels`` — for
+  people to look at.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class LSTMDecoder(nn.Module):
     def step(self, mem: DecoderMemory, state: dict, history: torch.Tensor) -> tuple[torch.Tensor, dict]:
         return self._step(mem, state, history[:, -1])
 
+    alignment_panels = ["location-aware attention"]
+
     def alignment(self, mem: DecoderMemory, tokens_in: torch.Tensor) -> torch.Tensor:
         """The location-aware attention's weights at each step: ``(B, 1, L, T)``."""
         state, weights = self.initial_state(mem), []
@@ -172,6 +175,10 @@ class TransformerDecoder(nn.Module):
         for layer in self.layers:
             y = layer(y, mem.memory, causal, memory_mask)
         return self.out(self.norm(y))
+
+    @property
+    def alignment_panels(self) -> list[str]:
+        return [f"decoder layer {i + 1}, heads averaged" for i in range(len(self.layers))]
 
     def alignment(self, mem: DecoderMemory, tokens_in: torch.Tensor) -> torch.Tensor:
         """Each layer's cross-attention weights, averaged over its heads: ``(B, layers, L, T)``."""

@@ -90,6 +90,6 @@ def scratch_examples(transcriber, dev_set: SpeechDataset, indices: list[int]) ->
             h, h_lens = model.encode(feats, lens)
             example.attention = model.alignment(h, h_lens, tokens)[0, :, :, : int(h_lens[0])].float().cpu().numpy()
             example.attention_rows = [labels[t] for t in hyp] + [EOS_LABEL]
-            example.attention_panels = [f"decoder layer {i + 1}" for i in range(example.attention.shape[0])]
+            example.attention_panels = list(model.decoder.alignment_panels)
         examples.append(example)
     return examples
