@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from asrforge.errors import AsrforgeError, ConfigError
-from asrforge.metrics import align
+from asrforge.metrics import ErrorReport
 from asrforge.significance import RESAMPLES, mapsswe, paired_bootstrap
 from asrforge.text.scoring import NORMALIZERS, scoring_normalizer
 
@@ -50,17 +50,15 @@ def rescored(data: dict, path: str | Path, normalizer: str) -> dict:
     """The evaluation ``data`` (read from ``path``) scored again after ``normalizer``, from each utterance's texts
     as written; an error naming the file if it did not keep them."""
     normalize = scoring_normalizer(normalizer)
-    rows = []
+    report = ErrorReport()
     for row in data["utterances"]:
         if "written_reference" not in row or "written_hypothesis" not in row:
             raise AsrforgeError(f"{path}: utterance {row['id']} has no texts as written (`written_reference`, "
                                 f"`written_hypothesis`) to normalize again; it was written before evaluate kept "
                                 f"them: evaluate the model again with --json, or compare without --normalizer")
-        ref, hyp = normalize(row["written_reference"]), normalize(row["written_hypothesis"])
-        words = align(ref.split(), hyp.split())
-        rows.append({**row, "reference": ref, "hypothesis": hyp, "sub": words.sub, "del": words.dels,
-                     "ins": words.ins, "words": len(ref.split())})
-    return {**data, "utterances": rows, "normalizer": normalizer}
+        written = (row["written_reference"], row["written_hypothesis"])
+        report.add(row["id"], normalize(written[0]), normalize(written[1]), row.get("speaker"), written)
+    return {**data, "utterances": report.utterance_rows(), "normalizer": normalizer}
 
 
 def paired_rows(a: dict, b: dict, name_a: str, name_b: str) -> list[tuple[dict, dict]]:

@@ -186,6 +186,10 @@ class SpeechDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utts)
 
+    def written_texts(self) -> dict[str, str]:
+        """Each item's id -> its transcript as the manifest writes it (before any normalization)."""
+        return {u.id or str(index): u.text for index, u in enumerate(self.utts)}
+
     @property
     def durations(self) -> list[float]:
         return self._durations.tolist()

@@ -104,7 +104,7 @@ def evaluate_dataset(transcriber: "Transcriber", dataset: SpeechDataset, config:
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
     report, bad = ErrorReport(), []
     score = (lambda ref, hyp: (ref, hyp)) if scoring is None else (lambda ref, hyp: (scoring(ref), scoring(hyp)))
-    written = {u.id or str(i): u.text for i, u in enumerate(dataset.utts)}     # the manifest's texts
+    written = dataset.written_texts()
     audio_seconds = 0.0
     bar = progress_bar(total=len(dataset), desc="decoding", unit="utt", disable=not progress, leave=False)
     start = time.perf_counter()

@@ -49,7 +49,7 @@ def evaluate_whisper(model: Whisper, tokenizer: WhisperTokenizer, dataset: Speec
                                    without_timestamps=True)
     score = scoring or Normalizer(TextConfig())
     report, bad, lines, audio_seconds = ErrorReport(), [], [], 0.0
-    written = {u.id or str(i): u.text for i, u in enumerate(dataset.utts)}     # the manifest's texts
+    written = dataset.written_texts()
     start = time.perf_counter()
     for first in progress_bar(range(0, len(dataset), batch_size), desc=desc, unit="batch", disable=not progress,
                               dynamic_ncols=True, leave=False):
